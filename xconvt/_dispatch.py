@@ -1,0 +1,168 @@
+"""The public functional API: find the array library, validate, pick and run a backend."""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
+
+from . import _cost, backends
+from ._params import ConvParams
+
+__all__ = ["conv_transpose3d", "output_shape"]
+
+SUPPORTED_DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
+AUTO_NAMES = ("auto", "measure")
+
+
+def _kind_of(name, a):
+    """``"numpy"`` or ``"cupy"`` for a supported array, else ``TypeError``."""
+    if isinstance(a, np.ndarray) and is_numpy_array(a):
+        return "numpy"
+    if is_cupy_array(a):
+        return "cupy"
+    msg = (
+        f"{name} must be a numpy.ndarray or a cupy.ndarray, got {type(a).__module__}."
+        f"{type(a).__qualname__}; convert it first (for example numpy.asarray, or "
+        "cupy.from_dlpack for GPU tensors of other libraries)"
+    )
+    raise TypeError(msg)
+
+
+def _check_arrays(input, weight, bias):
+    kind = _kind_of("input", input)
+    for name, a in (("weight", weight), ("bias", bias)):
+        if a is None:
+            continue
+        other = _kind_of(name, a)
+        if other != kind:
+            msg = f"input is a {kind} array but {name} is a {other} array; use one library"
+            raise TypeError(msg)
+    return kind
+
+
+def _check_dtypes(input, weight, bias):
+    dtype = input.dtype
+    if dtype.name not in SUPPORTED_DTYPES:
+        msg = (
+            f"input dtype {dtype.name} is not supported; use one of "
+            f"{', '.join(SUPPORTED_DTYPES)}"
+        )
+        raise TypeError(msg)
+    for name, a in (("weight", weight), ("bias", bias)):
+        if a is not None and a.dtype != dtype:
+            msg = (
+                f"{name} dtype {a.dtype.name} differs from input dtype {dtype.name}; "
+                "input, weight and bias must share one dtype"
+            )
+            raise TypeError(msg)
+    return dtype
+
+
+def _check_devices(kind, input, weight, bias):
+    if kind != "cupy":
+        return
+    dev = input.device
+    for name, a in (("weight", weight), ("bias", bias)):
+        if a is not None and a.device != dev:
+            msg = (
+                f"input is on {dev} but {name} is on {a.device}; "
+                "input, weight and bias must be on one device"
+            )
+            raise ValueError(msg)
+
+
+def _check_algorithm(kind, algorithm):
+    names = AUTO_NAMES + backends.algorithms(kind)
+    if not isinstance(algorithm, str) or algorithm not in names:
+        msg = (
+            f"algorithm={algorithm!r} is not available for {kind} arrays; "
+            f"choose one of {', '.join(map(repr, names))}"
+        )
+        raise ValueError(msg)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, output_size=None, algorithm="auto"):
+    r"""3-D transposed convolution with PyTorch's semantics, on NumPy or CuPy arrays.
+
+    Parameters
+    ----------
+    input : ndarray, shape (N, C_in, D, H, W) or (C_in, D, H, W)
+        NumPy array (computed on the CPU) or CuPy array (computed on its GPU).
+    weight : ndarray, shape (C_in, C_out / groups, kD, kH, kW)
+        PyTorch's ``ConvTranspose3d.weight`` layout.
+    bias : ndarray, shape (C_out,), optional
+    stride, padding, output_padding, dilation : int or tuple of 3 ints
+        As in :func:`torch.nn.functional.conv_transpose3d`.  ``output_padding``
+        must be smaller than ``stride`` or ``dilation`` in each dimension.
+    groups : int
+        ``C_in`` and ``C_out`` are split into ``groups`` independent groups.
+    output_size : sequence of int, optional
+        Spatial output size (3 values, or the full 5 / 4 values whose leading
+        entries are ignored); sets ``output_padding`` exactly as
+        ``torch.nn.ConvTranspose3d.forward(x, output_size)`` does, overriding
+        the ``output_padding`` argument.
+    algorithm : {"auto", "measure", "direct", "fft"}
+        ``"auto"`` chooses by a cost model; ``"measure"`` times the candidates
+        once per configuration and caches the winner; others force a backend.
+
+    Returns
+    -------
+    out : ndarray, shape (N, C_out, D_out, H_out, W_out) or (C_out, D_out, H_out, W_out)
+        Same array library, device and dtype as ``input``, where per dimension
+        ``out = (in - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``.
+
+    Notes
+    -----
+    The result is ``out[n, g*Cg_out + o, i*s - p + k*d] += x[n, g*Cg_in + c, i] *
+    weight[g*Cg_in + c, o, k]`` summed over channels ``c`` of group ``g``, input
+    positions ``i`` and taps ``k``, plus ``bias[g*Cg_out + o]``.
+
+    Examples
+    --------
+    >>> import numpy as np, xconvt
+    >>> x = np.ones((1, 2, 3, 3, 3), np.float32)
+    >>> w = np.ones((2, 4, 2, 2, 2), np.float32)
+    >>> xconvt.conv_transpose3d(x, w, stride=2).shape
+    (1, 4, 6, 6, 6)
+    """
+    kind = _check_arrays(input, weight, bias)
+    _check_algorithm(kind, algorithm)
+    params = ConvParams.from_shapes(
+        input.shape, weight.shape, None if bias is None else bias.shape,
+        stride, padding, output_padding, groups, dilation, output_size,
+    )
+    dtype = _check_dtypes(input, weight, bias)
+    _check_devices(kind, input, weight, bias)
+    x = input[None] if params.unbatched else input
+
+    if params.batch == 0:
+        xp = array_namespace(input)
+        if kind == "cupy":
+            with input.device:
+                out = xp.zeros(params.batched_output_shape, dtype=dtype)
+        else:
+            out = xp.zeros(params.batched_output_shape, dtype=dtype)
+    else:
+        if algorithm == "auto":
+            algorithm = _cost.choose(kind, params, dtype)
+        elif algorithm == "measure":
+            algorithm = _cost.measure(kind, params, x, weight, bias)
+        out = backends.get(kind, algorithm)(params, x, weight, bias)
+    return out[0] if params.unbatched else out
+
+
+def output_shape(input_shape, weight_shape, stride=1, padding=0, output_padding=0,
+                 groups=1, dilation=1):
+    """Shape of :func:`conv_transpose3d`'s result, validating like it does.
+
+    Examples
+    --------
+    >>> import xconvt
+    >>> xconvt.output_shape((20, 16, 10, 50, 100), (16, 33, 3, 5, 2),
+    ...                     stride=(2, 1, 1), padding=(0, 4, 2))
+    (20, 33, 21, 46, 97)
+    """
+    return ConvParams.from_shapes(
+        input_shape, weight_shape, None, stride, padding, output_padding, groups, dilation
+    ).output_shape
