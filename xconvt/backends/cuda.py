@@ -1,0 +1,377 @@
+"""The direct GPU path: CuPy RawModule kernels in gather form, and cuBLAS + col2im.
+
+Two algorithms sit behind ``algorithm="direct"`` on CuPy arrays; both compute
+every output element in one thread with no atomics (bit-for-bit repeatable),
+launch on the current stream and never synchronize the host.
+
+``fused``
+    One launch of ``xconvt_fused`` (``cuda/conv_transpose3d.cu``) covers every
+    stride phase (``ConvParams.phases``): a phase is a stride-1 correlation of
+    the un-stuffed input with its sub-kernel, so no multiply-by-zero work is
+    done.  A block computes a tile of one phase for a block of output channels;
+    input slab and weights go through shared memory, each thread accumulates
+    ``RO`` output channels x 4 consecutive outputs along W in registers and
+    reuses a register row of inputs across the W taps.  Weights are first
+    packed per phase (``xconvt_pack``) so the kernel reads them contiguously.
+    Strong on depthwise, grouped, few-channel and single-channel volumes.
+
+``gemm``
+    ``cols = W^T @ X`` per group with ``cupy.matmul`` (cuBLAS, true float32:
+    CuPy does not use TF32 unless ``CUPY_TF32=1``), then ``xconvt_col2im``
+    gathers the kernel blocks into the output and adds the bias.  With
+    ``kernel == stride`` (U-Net upsampling) the blocks do not overlap and the
+    gather is a pure reshuffle.  The column buffer is chunked over batch and
+    output channels to stay under :func:`xconvt.get_memory_budget`.
+
+:func:`choose_variant` picks between them (rule and measurements in its
+docstring).  Index arithmetic is 32-bit when every array's element count fits
+in an ``int`` and 64-bit otherwise; kernel names carry the specialization.
+Complex inputs are computed as four real convolutions.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .._config import get_memory_budget
+
+__all__ = ["choose_variant", "direct", "fused_config"]
+
+_SOURCE_PATH = Path(__file__).with_name("cuda") / "conv_transpose3d.cu"
+_CTYPES = {"float16": "__half", "float32": "float", "float64": "double"}
+_INT32_MAX = 2**31 - 1
+_SMEM_DEFAULT = 48 * 1024
+RW = 4  # outputs per thread along W in the fused kernel
+
+
+@lru_cache(maxsize=None)
+def _source():
+    return _SOURCE_PATH.read_text()
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+@lru_cache(maxsize=None)
+def _memoized_kernel_getter():
+    cupy = _cupy()
+
+    @cupy.memoize(for_each_device=True)
+    def get(name):
+        module = cupy.RawModule(
+            code=_source(), options=("-std=c++17",), name_expressions=(name,)
+        )
+        return module.get_function(name)
+
+    return get
+
+
+def _kernel(name):
+    return _memoized_kernel_getter()(name)
+
+
+def _index_type(*sizes):
+    return "int" if max(sizes) <= _INT32_MAX else "long long"
+
+
+# --------------------------------------------------------------------------- choice
+def choose_variant(params, dtype):
+    """``"gemm"`` or ``"fused"`` for one call.
+
+    GEMM + col2im wins when the channel contraction is large enough for cuBLAS
+    to run near its float32 peak and the column buffer is not much larger than
+    the output: U-Net upsampling (``kernel == stride``) with at least 16 input
+    channels per group, and wide layers (``Cin/g >= 128`` and ``Cout/g >= 64``).
+    Everything else (few channels, depthwise, grouped, stride-1 layers of up to
+    ~64 channels) runs the fused kernel.
+    """
+    cig = params.in_channels_per_group
+    cog = params.out_channels_per_group
+    if params.is_pure_upsample and cig >= 16:
+        return "gemm"
+    if cig >= 128 and cog >= 64:
+        return "gemm"
+    return "fused"
+
+
+# --------------------------------------------------------------------------- fused
+def _choose_ro(cog):
+    """Output channels per thread: few wasted (padded) channels, wide registers."""
+    best = None
+    for ro in (1, 2, 4, 8, 12, 16):
+        padded = -(-cog // ro) * ro
+        cost = padded * (1 + 4 / ro)
+        if best is None or cost < best[0]:
+            best = (cost, ro)
+    return best[1]
+
+
+def _next_pow2(n):
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def _bank_score(twt, th, td, og, ro, p, pp, itemsize):
+    """Shared-memory wavefronts of one 16-byte register-row load, all warps."""
+    nthreads = twt * th * td * og
+    total = 0
+    for w0 in range(0, nthreads, 32):
+        lanes = range(w0, min(w0 + 32, nthreads))
+        # 128-bit loads are served 8 lanes at a time.
+        for q in range(0, len(lanes), 8):
+            groups = {}
+            for t in list(lanes)[q:q + 8]:
+                wt = t % twt
+                ht = (t // twt) % th
+                dt = (t // (twt * th)) % td
+                addr = (dt * pp + ht * p + wt * RW) * itemsize
+                groups.setdefault((addr // 16) % 8, set()).add(addr // 16)
+            total += max(len(v) for v in groups.values())
+    return total
+
+
+@lru_cache(maxsize=4096)
+def fused_config(params, dtype_name):
+    """Template arguments and launch geometry of the fused kernel for one call.
+
+    Returns a dict; cached on the (hashable) params and the dtype.
+    """
+    acc_size = 8 if dtype_name == "float64" else 4
+    vw = 16 // acc_size
+    cog = params.out_channels_per_group
+    phases = params.phases()
+    tmax = [max(len(ph[a].taps) for ph in phases) for a in range(3)]
+    cmax = [max(ph[a].count for ph in phases) for a in range(3)]
+    steps = [params.axis_phases[a][0].step for a in range(3)]
+    sw = steps[2]
+
+    ro = _choose_ro(cog)
+    og = max(1, min(-(-cog // ro), max(1, 64 // ro)))
+    bo = og * ro
+    n_ob = -(-cog // bo)
+    cog_pad = n_ob * bo
+
+    # W-tap block: the whole W kernel when small, else blocks of 8 (aligned).
+    twx = max(1, tmax[2]) if tmax[2] <= 8 else 8
+
+    # Spatial tile: about 128 threads per output-channel group (64 when there
+    # are 3 or more groups), RW outputs per thread along W; tiles balanced so
+    # the last one is not mostly empty.
+    spatial = 128 if og <= 2 else 64
+    lanes_w = -(-cmax[2] // RW)
+    twt = -(-lanes_w // -(-lanes_w // 32))
+    thmax = max(1, min(16, spatial // twt))
+    th = -(-cmax[1] // -(-cmax[1] // thmax))
+    tdmax = max(1, spatial // (twt * th))
+    td = -(-cmax[0] // -(-cmax[0] // tdmax))
+    tw_tile = twt * RW
+
+    hh_max = th + (max(1, tmax[1]) - 1) * steps[1]
+    last_tw0 = ((max(1, tmax[2]) - 1) // twx) * twx
+    xl = -(-(RW + (twx - 1) * sw) // vw) * vw
+    p_min = (twt - 1) * RW + last_tw0 * sw + xl
+    p_min = max(p_min, tw_tile + (max(1, tmax[2]) - 1) * sw)
+    p_min = -(-p_min // vw) * vw
+
+    best = None
+    for p in range(p_min, p_min + 32, vw):
+        for pp in range(hh_max * p, hh_max * p + 32, vw):
+            score = _bank_score(twt, th, td, og, ro, p, pp, acc_size)
+            key = (score, pp)
+            if best is None or key < best[0]:
+                best = (key, p, pp)
+    _, p, pp = best
+
+    cig = params.in_channels_per_group
+    ws_per_c = max(1, tmax[1]) * max(1, tmax[2]) * bo
+    xs_per_c = td * pp
+    cc = max(1, min(cig, 8))
+    while cc > 1 and (xs_per_c + ws_per_c) * cc * acc_size > _SMEM_DEFAULT:
+        cc -= 1
+    smem = (xs_per_c + ws_per_c) * cc * acc_size
+
+    return {
+        "ro": ro, "og": og, "bo": bo, "n_ob": n_ob, "cog_pad": cog_pad,
+        "twx": twx, "sw": sw, "twt": twt, "th": th, "td": td, "tw_tile": tw_tile,
+        "cc": cc, "hh_max": hh_max, "p": p, "pp": pp, "smem": smem,
+        "threads": twt * th * td * og, "step_d": steps[0], "step_h": steps[1],
+    }
+
+
+@lru_cache(maxsize=1024)
+def _fused_tables(params, cfg_key):
+    """Host tables: per-phase metadata (int64) and the weight-pack index."""
+    cfg = dict(cfg_key)
+    G = params.groups
+    cig = params.in_channels_per_group
+    cog = params.out_channels_per_group
+    kd_, kh_, kw_ = params.kernel
+    cog_pad, bo, n_ob = cfg["cog_pad"], cfg["bo"], cfg["n_ob"]
+    meta = []
+    idx_parts = []
+    block0 = 0
+    woff = 0
+    for pd, ph, pw in params.phases():
+        tiles_w = -(-pw.count // cfg["tw_tile"])
+        tiles_h = -(-ph.count // cfg["th"])
+        tiles_d = -(-pd.count // cfg["td"])
+        meta.append([block0, tiles_w, tiles_h, tiles_d,
+                     pd.first, ph.first, pw.first,
+                     pd.count, ph.count, pw.count,
+                     pd.base, ph.base, pw.base,
+                     len(pd.taps), len(ph.taps), len(pw.taps), woff])
+        block0 += tiles_w * tiles_h * tiles_d * n_ob * params.batch * G
+        ntap = len(pd.taps) * len(ph.taps) * len(pw.taps)
+        if ntap:
+            g = np.arange(G).reshape(G, 1, 1, 1, 1, 1)
+            td = np.asarray(pd.taps).reshape(1, -1, 1, 1, 1, 1)
+            th = np.asarray(ph.taps).reshape(1, 1, -1, 1, 1, 1)
+            tw = np.asarray(pw.taps).reshape(1, 1, 1, -1, 1, 1)
+            c = np.arange(cig).reshape(1, 1, 1, 1, -1, 1)
+            o = np.arange(cog_pad).reshape(1, 1, 1, 1, 1, -1)
+            src = ((((g * cig + c) * cog + o) * kd_ + td) * kh_ + th) * kw_ + tw
+            src = np.where(o < cog, src, -1)
+            idx_parts.append(src.ravel())
+            woff += src.size
+    idx = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int64)
+    return np.asarray(meta, np.int64), idx, block0
+
+
+@lru_cache(maxsize=None)
+def _device_tables_getter():
+    cupy = _cupy()
+
+    @cupy.memoize(for_each_device=True)
+    def get(params, cfg_key, index_t):
+        meta, idx, nblocks = _fused_tables(params, cfg_key)
+        dt = np.int32 if index_t == "int" else np.int64
+        return cupy.asarray(meta), cupy.asarray(idx.astype(dt)), nblocks
+
+    return get
+
+
+def _fused(params, x, w, b, out):
+    cupy = _cupy()
+    dtype = x.dtype.name
+    cfg = fused_config(params, dtype)
+    cfg_key = tuple(sorted(cfg.items()))
+    wpack_size = params.groups * params.in_channels_per_group * cfg["cog_pad"] * params.taps
+    index_t = _index_type(x.size, out.size, w.size, wpack_size)
+    meta, idx, nblocks = _device_tables_getter()(params, cfg_key, index_t)
+    ctype = _CTYPES[dtype]
+    ityp = np.int32 if index_t == "int" else np.int64
+
+    wpack = cupy.empty(idx.size, dtype=x.dtype)
+    if idx.size:
+        pack = _kernel(f"xconvt_pack<{ctype}, {index_t}>")
+        blocks = min(-(-idx.size // 256), 65536)
+        pack((blocks,), (256,), (w, idx, wpack, ityp(idx.size)))
+
+    name = (f"xconvt_fused<{ctype}, {index_t}, {cfg['ro']}, {RW}, "
+            f"{cfg['twx']}, {cfg['sw']}>")
+    kern = _kernel(name)
+    if cfg["smem"] > _SMEM_DEFAULT:
+        kern.max_dynamic_shared_size_bytes = cfg["smem"]
+    G = params.groups
+    i32 = np.int32
+    args = (
+        x, wpack, b if b is not None else x, out, meta,
+        i32(meta.shape[0]), i32(b is not None),
+        i32(G), i32(params.in_channels_per_group), i32(params.out_channels_per_group),
+        i32(cfg["cog_pad"]), i32(cfg["n_ob"]),
+        *(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
+        *(i32(v) for v in params.stride),
+        i32(cfg["step_d"]), i32(cfg["step_h"]),
+        i32(cfg["twt"]), i32(cfg["th"]), i32(cfg["td"]), i32(cfg["og"]), i32(cfg["cc"]),
+        i32(cfg["hh_max"]), i32(cfg["p"]), i32(cfg["pp"]),
+    )
+    kern((nblocks,), (cfg["threads"],), args, shared_mem=cfg["smem"])
+
+
+# --------------------------------------------------------------------------- gemm
+def _gemm(params, x, w, b, out):
+    cupy = _cupy()
+    N, G = params.batch, params.groups
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    K = params.taps
+    V = math.prod(params.in_size)
+    itemsize = x.dtype.itemsize
+    # (Cin, Cog, K) -> (G, Cog*K, Cig): rows o*K + tap.
+    wt = cupy.ascontiguousarray(
+        w.reshape(G, cig, cog * K).transpose(0, 2, 1)
+    )
+    budget = get_memory_budget()
+    per_sample = G * cog * K * V * itemsize
+    nn = max(1, min(N, budget // max(1, per_sample)))
+    no = cog if per_sample <= budget else max(1, budget // max(1, G * K * V * itemsize))
+    index_t = _index_type(x.size, out.size, G * min(no, cog) * K * nn * V)
+    ctype = _CTYPES[x.dtype.name]
+    kern = _kernel(f"xconvt_col2im<{ctype}, {index_t}>")
+    ityp = np.int32 if index_t == "int" else np.int64
+    i32 = np.int32
+    xr = x.reshape(N, G, cig, V)
+    for n0 in range(0, N, nn):
+        nc = min(nn, N - n0)
+        xg = xr[n0:n0 + nc].transpose(1, 2, 0, 3).reshape(G, cig, nc * V)
+        for o0 in range(0, cog, no):
+            oc = min(no, cog - o0)
+            cols = cupy.matmul(wt[:, o0 * K:(o0 + oc) * K, :], xg)
+            total = nc * G * oc * math.prod(params.out_size)
+            blocks = min(-(-total // 256), 2**20)
+            kern(
+                (blocks,), (256,),
+                (cols, b if b is not None else cols, out, i32(b is not None), ityp(total),
+                 i32(nc), i32(G), i32(oc), i32(cog), i32(n0), i32(o0),
+                 *(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
+                 *(i32(v) for v in params.kernel), *(i32(v) for v in params.stride),
+                 *(i32(v) for v in params.padding), *(i32(v) for v in params.dilation)),
+            )
+
+
+# --------------------------------------------------------------------------- entry
+def direct(params, x, w, b, variant=None):
+    """Direct transposed convolution on CuPy arrays (see the module docstring).
+
+    ``variant`` forces ``"fused"`` or ``"gemm"``; ``None`` uses
+    :func:`choose_variant`.
+    """
+    cupy = _cupy()
+    with x.device:
+        if x.dtype.kind == "c":
+            return _complex(params, x, w, b, variant)
+        x = cupy.ascontiguousarray(x)
+        w = cupy.ascontiguousarray(w)
+        if b is not None:
+            b = cupy.ascontiguousarray(b)
+        out = cupy.empty(params.batched_output_shape, dtype=x.dtype)
+        if variant is None:
+            variant = choose_variant(params, x.dtype)
+        if variant == "gemm":
+            _gemm(params, x, w, b, out)
+        elif variant == "fused":
+            _fused(params, x, w, b, out)
+        else:
+            msg = f"variant must be 'fused', 'gemm' or None, got variant={variant!r}"
+            raise ValueError(msg)
+        return out
+
+
+def _complex(params, x, w, b, variant):
+    """(xr + i xi) * (wr + i wi) as four real transposed convolutions."""
+    xr, xi = x.real.copy(), x.imag.copy()
+    wr, wi = w.real.copy(), w.imag.copy()
+    rr = direct(params, xr, wr, None, variant)
+    ii = direct(params, xi, wi, None, variant)
+    ri = direct(params, xr, wi, None, variant)
+    ir = direct(params, xi, wr, None, variant)
+    out = (rr - ii) + 1j * (ri + ir)
+    out = out.astype(x.dtype, copy=False)
+    if b is not None:
+        out += b.reshape((1, -1, 1, 1, 1))
+    return out

@@ -1,0 +1,321 @@
+// xconvt: CUDA kernels for the direct 3-D transposed convolution (gather form).
+//
+// Compiled at run time by NVRTC through cupy.RawModule, one module per
+// specialization; the host code in xconvt/backends/cuda.py picks the template
+// arguments and names each instantiation with name_expressions.  Every kernel
+// computes each output element in exactly one thread, with no atomics, so the
+// results are bit-for-bit repeatable.
+//
+//   T    storage type: __half, float or double
+//   Acc  accumulation type: float for __half/float, double for double
+//   I    index type: int where every array's element count fits, else long long
+//
+// Geometry (see xconvt/_params.py): per axis, stride phase r holds the outputs
+// o = first + s*j (j < count) and out[first + s*j] = sum_u x[base + j + u*step]
+// * w[taps[u]], x being zero outside the input.  A phase is a stride-1
+// correlation of the un-stuffed input with a smaller (dilated by step) kernel.
+
+#include <cuda_fp16.h>
+
+namespace xconvt {
+
+template <typename T> struct acc_of { typedef float type; };
+template <> struct acc_of<double> { typedef double type; };
+
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+
+template <typename T> __device__ __forceinline__ T from_acc(float v);
+template <> __device__ __forceinline__ float from_acc<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
+template <typename T> __device__ __forceinline__ T from_acc(double v);
+template <> __device__ __forceinline__ double from_acc<double>(double v) { return v; }
+
+// Load N consecutive values from 16-byte-aligned shared memory into registers,
+// 16 bytes at a time.  N is a multiple of the vector width.
+template <int N>
+__device__ __forceinline__ void load_vec(const float* p, float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; i += 4) {
+    const float4 v = *reinterpret_cast<const float4*>(p + i);
+    r[i] = v.x; r[i + 1] = v.y; r[i + 2] = v.z; r[i + 3] = v.w;
+  }
+}
+template <int N>
+__device__ __forceinline__ void load_vec(const double* p, double (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; i += 2) {
+    const double2 v = *reinterpret_cast<const double2*>(p + i);
+    r[i] = v.x; r[i + 1] = v.y;
+  }
+}
+
+// Load RO weights; vectorized when RO is a multiple of the vector width (the
+// host aligns every RO-chunk then), scalar otherwise.
+template <int RO, typename A>
+__device__ __forceinline__ void load_w(const A* p, A (&r)[RO]) {
+  constexpr int VW = 16 / sizeof(A);
+  if constexpr (RO % VW == 0) {
+    load_vec<RO>(p, r);
+  } else {
+#pragma unroll
+    for (int i = 0; i < RO; ++i) r[i] = p[i];
+  }
+}
+
+// Per-phase metadata, META int64 values per phase (written by cuda.py).
+enum {
+  M_BLOCK0 = 0, M_TILES_W, M_TILES_H, M_TILES_D,
+  M_FIRST_D, M_FIRST_H, M_FIRST_W,
+  M_COUNT_D, M_COUNT_H, M_COUNT_W,
+  M_BASE_D, M_BASE_H, M_BASE_W,
+  M_NT_D, M_NT_H, M_NT_W,
+  M_WOFF,
+  META
+};
+
+}  // namespace xconvt
+
+// ---------------------------------------------------------------------------
+// Fused direct kernel: one launch covers every stride phase.
+//
+// A block computes a tile of TD x TH x (TWT*RW) outputs of one phase for
+// OG*RO output channels of one (batch, group).  Thread (og, dt, ht, wt) owns
+// RO channels x RW consecutive outputs along W, accumulated in registers.
+// The reduction runs over input-channel chunks of CC and the phase's depth
+// taps; each step stages the input slab (CC x TD x HH x P, zero-filled at the
+// borders) and the weights (CC x Th x Tw x OG*RO) in shared memory, then every
+// thread loads a register row of RW + (TWX-1)*SW inputs per (channel, h tap)
+// and reuses it across the W taps.  TWX is the compile-time W-tap block (a
+// larger kernel loops over blocks); SW the W tap step.
+// ---------------------------------------------------------------------------
+template <typename T, typename I, int RO, int RW, int TWX, int SW>
+__global__ void __launch_bounds__(256)
+xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
+             const T* __restrict__ bias, T* __restrict__ out,
+             const long long* __restrict__ meta, int nphase, int has_bias,
+             int G, int Cig, int Cog, int CogPad, int n_ob,
+             int ID, int IH, int IW, int OD, int OH, int OW,
+             int sd, int sh, int sw, int stepd, int steph,
+             int TWT, int TH, int TD, int OG, int CC,
+             int HHmax, int P, int PP) {
+  using namespace xconvt;
+  typedef typename acc_of<T>::type Acc;
+  constexpr int VW = 16 / sizeof(Acc);
+  constexpr int XL = ((RW + (TWX - 1) * SW + VW - 1) / VW) * VW;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Acc* xs = reinterpret_cast<Acc*>(smem_raw);
+
+  // Which phase, tile, output-channel block and (n, g) this block computes.
+  long long b = blockIdx.x;
+  int lo = 0, hi = nphase - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (meta[mid * META + M_BLOCK0] <= b) lo = mid; else hi = mid - 1;
+  }
+  const long long* m = meta + lo * META;
+  b -= m[M_BLOCK0];
+  const int tiles_w = (int)m[M_TILES_W], tiles_h = (int)m[M_TILES_H];
+  const int tiles_d = (int)m[M_TILES_D];
+  const int ob = (int)(b % n_ob); b /= n_ob;
+  const long long ntile = (long long)tiles_w * tiles_h * tiles_d;
+  const long long tile = b % ntile;
+  const int ng = (int)(b / ntile);
+  const int g = ng % G, n = ng / G;
+  const int tx = (int)(tile % tiles_w);
+  const int ty = (int)((tile / tiles_w) % tiles_h);
+  const int tz = (int)(tile / ((long long)tiles_w * tiles_h));
+
+  const int TW = TWT * RW;
+  const int jw0 = tx * TW, jh0 = ty * TH, jd0 = tz * TD;
+  const int count_d = (int)m[M_COUNT_D], count_h = (int)m[M_COUNT_H];
+  const int count_w = (int)m[M_COUNT_W];
+  const int base_d = (int)m[M_BASE_D], base_h = (int)m[M_BASE_H];
+  const int base_w = (int)m[M_BASE_W];
+  const int Td = (int)m[M_NT_D], Th = (int)m[M_NT_H], Tw = (int)m[M_NT_W];
+  const int BO = OG * RO;
+
+  const int tid = threadIdx.x;
+  const int nthreads = blockDim.x;
+  const int wt = tid % TWT;
+  const int ht = (tid / TWT) % TH;
+  const int dt = (tid / (TWT * TH)) % TD;
+  const int og = tid / (TWT * TH * TD);
+
+  Acc acc[RO][RW];
+#pragma unroll
+  for (int r = 0; r < RO; ++r)
+#pragma unroll
+    for (int i = 0; i < RW; ++i) acc[r][i] = Acc(0);
+
+  const int HH = TH + (Th - 1) * steph;       // staged rows this phase
+  const int WWn = TW + (Tw - 1) * SW;         // staged columns this phase
+  const int XC = TD * PP;                     // channel stride in xs
+  Acc* ws = xs + CC * XC;                     // weights after the input slab
+  const int wrow = Tw * BO;                   // ws stride per (c, th)
+
+  const I x_plane = (I)IH * IW;
+  const I x_chan = (I)ID * x_plane;
+  const T* xg = x + ((I)n * G + g) * (I)Cig * x_chan;
+  const long long woff = m[M_WOFF];
+  const I w_tap = (I)Cig * CogPad;            // per (td, th, tw)
+
+  if (Td > 0 && Th > 0 && Tw > 0) {
+    for (int c0 = 0; c0 < Cig; c0 += CC) {
+      const int cc = min(CC, Cig - c0);
+      for (int td = 0; td < Td; ++td) {
+        __syncthreads();
+        // Stage the input slab: channels c0..c0+cc, planes jd0..jd0+TD,
+        // rows jh0..jh0+HH, columns jw0..jw0+WWn (phase input coordinates).
+        const int nx = cc * TD * HH * WWn;
+        for (int e = tid; e < nx; e += nthreads) {
+          const int ww = e % WWn;
+          int r = e / WWn;
+          const int hh = r % HH; r /= HH;
+          const int dd = r % TD;
+          const int c = r / TD;
+          const int gd = base_d + jd0 + dd + td * stepd;
+          const int gh = base_h + jh0 + hh;
+          const int gw = base_w + jw0 + ww;
+          Acc v = Acc(0);
+          if ((unsigned)gd < (unsigned)ID && (unsigned)gh < (unsigned)IH &&
+              (unsigned)gw < (unsigned)IW)
+            v = to_acc(xg[(I)(c0 + c) * x_chan + (I)gd * x_plane + (I)gh * IW + gw]);
+          xs[c * XC + dd * PP + hh * P + ww] = v;
+        }
+        // Stage the weights: (c, th, tw, o) for o in this block's channels.
+        const int nw = cc * Th * Tw * BO;
+        const T* wsrc = wp + woff + ((I)(g * Td + td) * Th * Tw) * w_tap
+                        + (I)c0 * CogPad + (I)ob * BO;
+        for (int e = tid; e < nw; e += nthreads) {
+          const int o = e % BO;
+          int r = e / BO;
+          const int tw = r % Tw; r /= Tw;
+          const int th = r % Th;
+          const int c = r / Th;
+          ws[(c * Th + th) * wrow + tw * BO + o] =
+              to_acc(wsrc[((I)th * Tw + tw) * w_tap + (I)c * CogPad + o]);
+        }
+        __syncthreads();
+
+        for (int c = 0; c < cc; ++c) {
+          for (int th = 0; th < Th; ++th) {
+            const Acc* xrow = xs + c * XC + dt * PP + (ht + th * steph) * P + wt * RW;
+            const Acc* wrw = ws + (c * Th + th) * wrow + og * RO;
+            for (int tw0 = 0; tw0 < Tw; tw0 += TWX) {
+              Acc xr[XL];
+              load_vec<XL>(xrow + tw0 * SW, xr);
+#pragma unroll
+              for (int t = 0; t < TWX; ++t) {
+                if (TWX == 1 || tw0 + t < Tw) {
+                  Acc wv[RO];
+                  load_w<RO>(wrw + (tw0 + t) * BO, wv);
+#pragma unroll
+                  for (int r = 0; r < RO; ++r)
+#pragma unroll
+                    for (int i = 0; i < RW; ++i)
+                      acc[r][i] = fma(wv[r], xr[i + t * SW], acc[r][i]);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // Epilogue: bias and the strided write into this phase's outputs.
+  const int jd = jd0 + dt, jh = jh0 + ht;
+  if (jd >= count_d || jh >= count_h) return;
+  const int od = (int)m[M_FIRST_D] + sd * jd;
+  const int oh = (int)m[M_FIRST_H] + sh * jh;
+  const I o_chan = (I)OD * OH * OW;
+  T* og_out = out + ((I)n * G + g) * (I)Cog * o_chan + ((I)od * OH + oh) * OW;
+  const int first_w = (int)m[M_FIRST_W];
+#pragma unroll
+  for (int r = 0; r < RO; ++r) {
+    const int o = ob * BO + og * RO + r;
+    if (o >= Cog) continue;
+    const Acc bv = has_bias ? to_acc(bias[g * Cog + o]) : Acc(0);
+    T* dst = og_out + (I)o * o_chan;
+#pragma unroll
+    for (int i = 0; i < RW; ++i) {
+      const int jw = jw0 + wt * RW + i;
+      if (jw < count_w) dst[first_w + sw * jw] = from_acc<T>(acc[r][i] + bv);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Weight packing for the fused kernel: dst[e] = src[idx[e]], or 0 where
+// idx[e] < 0 (output channels padded to a multiple of the block's channels).
+// ---------------------------------------------------------------------------
+template <typename T, typename I>
+__global__ void xconvt_pack(const T* __restrict__ src, const I* __restrict__ idx,
+                            T* __restrict__ dst, I n) {
+  for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < n;
+       e += (I)gridDim.x * blockDim.x) {
+    const I k = idx[e];
+    dst[e] = k >= 0 ? src[k] : T(0);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// col2im in gather form for the GEMM path.  cols has shape
+// (G, Cg * KD*KH*KW, NC * ID*IH*IW) for output channels o0..o0+Cg of each
+// group and batch elements n0..n0+NC: cols[g, o*K + tap, n*V + v] =
+// sum_c W[g*Cig + c, o0 + o, tap] * x[n0 + n, g*Cig + c, v].  One thread per
+// output element sums the taps that reach it (no atomics) and adds the bias.
+// ---------------------------------------------------------------------------
+template <typename T, typename I>
+__global__ void __launch_bounds__(256)
+xconvt_col2im(const T* __restrict__ cols, const T* __restrict__ bias,
+              T* __restrict__ out, int has_bias, I total,
+              int NC, int G, int Cg, int Cog, int n0, int o0,
+              int ID, int IH, int IW, int OD, int OH, int OW,
+              int KD, int KH, int KW, int sd, int sh, int sw,
+              int pd, int ph, int pw, int dd, int dh, int dw) {
+  using namespace xconvt;
+  typedef typename acc_of<T>::type Acc;
+  const I V = (I)ID * IH * IW;
+  const I K = (I)KD * KH * KW;
+  const I ncol = (I)NC * V;
+  for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < total;
+       e += (I)gridDim.x * blockDim.x) {
+    I r = e;
+    const int ow = (int)(r % OW); r /= OW;
+    const int oh = (int)(r % OH); r /= OH;
+    const int od = (int)(r % OD); r /= OD;
+    const int o = (int)(r % Cg); r /= Cg;
+    const int g = (int)(r % G);
+    const int n = (int)(r / G);
+    const T* cg = cols + ((I)g * Cg + o) * K * ncol + (I)n * V;
+    Acc acc = has_bias ? to_acc(bias[g * Cog + o0 + o]) : Acc(0);
+    for (int kd = 0; kd < KD; ++kd) {
+      const int fd = od + pd - kd * dd;
+      if (fd < 0) break;
+      if (fd % sd) continue;
+      const int id = fd / sd;
+      if (id >= ID) continue;
+      for (int kh = 0; kh < KH; ++kh) {
+        const int fh = oh + ph - kh * dh;
+        if (fh < 0) break;
+        if (fh % sh) continue;
+        const int ih = fh / sh;
+        if (ih >= IH) continue;
+        for (int kw = 0; kw < KW; ++kw) {
+          const int fw = ow + pw - kw * dw;
+          if (fw < 0) break;
+          if (fw % sw) continue;
+          const int iw = fw / sw;
+          if (iw >= IW) continue;
+          const I tap = ((I)kd * KH + kh) * KW + kw;
+          acc += to_acc(cg[tap * ncol + ((I)id * IH + ih) * IW + iw]);
+        }
+      }
+    }
+    out[((((I)(n0 + n) * G + g) * Cog + o0 + o) * OD + od) * (I)OH * OW +
+        (I)oh * OW + ow] = from_acc<T>(acc);
+  }
+}
