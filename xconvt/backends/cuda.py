@@ -45,6 +45,10 @@ _SOURCE_PATH = Path(__file__).with_name("cuda") / "conv_transpose3d.cu"
 _CTYPES = {"float16": "__half", "float32": "float", "float64": "double"}
 _INT32_MAX = 2**31 - 1
 _SMEM_DEFAULT = 48 * 1024
+_SMEM_MAX = 227 * 1024
+# Shared memory per block (both buffers) by registers per thread: wide
+# register tiles run 1-2 blocks per SM, narrow ones many.
+_SMEM_BUDGET = {1: 24 * 1024, 2: 24 * 1024, 4: 48 * 1024, 8: 96 * 1024}
 RW = 4  # outputs per thread along W in the fused kernel
 
 
@@ -155,15 +159,14 @@ def fused_config(params, dtype_name):
     og = max(1, min(-(-cog // ro), max(1, 64 // ro)))
     bo = og * ro
     n_ob = -(-cog // bo)
-    cog_pad = n_ob * bo
 
     # W-tap block: the whole W kernel when small, else blocks of 8 (aligned).
     twx = max(1, tmax[2]) if tmax[2] <= 8 else 8
 
-    # Spatial tile: about 128 threads per output-channel group (64 when there
-    # are 3 or more groups), RW outputs per thread along W; tiles balanced so
-    # the last one is not mostly empty.
-    spatial = 128 if og <= 2 else 64
+    # Spatial tile: 64-256 threads per output-channel group (fewer for more
+    # groups), RW outputs per thread along W; tiles balanced so the last one is
+    # not mostly empty.
+    spatial = {1: 256 if ro <= 4 else 128, 2: 128}.get(og, 64)
     lanes_w = -(-cmax[2] // RW)
     twt = -(-lanes_w // -(-lanes_w // 32))
     thmax = max(1, min(16, spatial // twt))
@@ -188,18 +191,31 @@ def fused_config(params, dtype_name):
                 best = (key, p, pp)
     _, p, pp = best
 
+    # Stage size: CC input channels x TDC depth taps per shared-memory buffer
+    # (two buffers), within a budget that leaves room for several blocks per SM.
     cig = params.in_channels_per_group
-    ws_per_c = max(1, tmax[1]) * max(1, tmax[2]) * bo
-    xs_per_c = td * pp
-    cc = max(1, min(cig, 8))
-    while cc > 1 and (xs_per_c + ws_per_c) * cc * acc_size > _SMEM_DEFAULT:
-        cc -= 1
-    smem = (xs_per_c + ws_per_c) * cc * acc_size
+    tap_sz = max(1, tmax[1]) * max(1, tmax[2]) * bo
+    budget = _SMEM_BUDGET[min(ro, 8)]
+    cc, tdc = 1, 1
+    for cand_tdc in range(max(1, tmax[0]), 0, -1):
+        cp_ = -(-(td + (cand_tdc - 1) * steps[0]) * pp // vw) * vw
+        per_c = cp_ + cand_tdc * tap_sz
+        fit = budget // (2 * per_c * acc_size)
+        if fit >= 1:
+            cc, tdc = max(1, min(cig, 8, fit)), cand_tdc
+            break
+    cp_ = -(-(td + (tdc - 1) * steps[0]) * pp // vw) * vw
+    buf = -(-(cc * (cp_ + tdc * tap_sz)) // vw) * vw
+    smem = 2 * buf * acc_size
+    if smem > _SMEM_MAX:
+        msg = (f"the fused kernel needs {smem} bytes of shared memory for kernel "
+               f"{params.kernel} with {cog} output channels per group; use algorithm='fft'")
+        raise ValueError(msg)
 
     return {
-        "ro": ro, "og": og, "bo": bo, "n_ob": n_ob, "cog_pad": cog_pad,
+        "ro": ro, "og": og, "bo": bo, "n_ob": n_ob,
         "twx": twx, "sw": sw, "twt": twt, "th": th, "td": td, "tw_tile": tw_tile,
-        "cc": cc, "hh_max": hh_max, "p": p, "pp": pp, "smem": smem,
+        "cc": cc, "tdc": tdc, "p": p, "pp": pp, "cp": cp_, "buf": buf, "smem": smem,
         "threads": twt * th * td * og, "step_d": steps[0], "step_h": steps[1],
     }
 
@@ -212,7 +228,7 @@ def _fused_tables(params, cfg_key):
     cig = params.in_channels_per_group
     cog = params.out_channels_per_group
     kd_, kh_, kw_ = params.kernel
-    cog_pad, bo, n_ob = cfg["cog_pad"], cfg["bo"], cfg["n_ob"]
+    bo, n_ob = cfg["bo"], cfg["n_ob"]
     meta = []
     idx_parts = []
     block0 = 0
@@ -229,12 +245,14 @@ def _fused_tables(params, cfg_key):
         block0 += tiles_w * tiles_h * tiles_d * n_ob * params.batch * G
         ntap = len(pd.taps) * len(ph.taps) * len(pw.taps)
         if ntap:
-            g = np.arange(G).reshape(G, 1, 1, 1, 1, 1)
-            td = np.asarray(pd.taps).reshape(1, -1, 1, 1, 1, 1)
-            th = np.asarray(ph.taps).reshape(1, 1, -1, 1, 1, 1)
-            tw = np.asarray(pw.taps).reshape(1, 1, 1, -1, 1, 1)
-            c = np.arange(cig).reshape(1, 1, 1, 1, -1, 1)
-            o = np.arange(cog_pad).reshape(1, 1, 1, 1, 1, -1)
+            # Packed layout of a phase: [g][ob][c][td][th][tw][o in block].
+            g = np.arange(G).reshape(-1, 1, 1, 1, 1, 1, 1)
+            ob = np.arange(n_ob).reshape(1, -1, 1, 1, 1, 1, 1)
+            c = np.arange(cig).reshape(1, 1, -1, 1, 1, 1, 1)
+            td = np.asarray(pd.taps).reshape(1, 1, 1, -1, 1, 1, 1)
+            th = np.asarray(ph.taps).reshape(1, 1, 1, 1, -1, 1, 1)
+            tw = np.asarray(pw.taps).reshape(1, 1, 1, 1, 1, -1, 1)
+            o = ob * bo + np.arange(bo).reshape(1, 1, 1, 1, 1, 1, -1)
             src = ((((g * cig + c) * cog + o) * kd_ + td) * kh_ + th) * kw_ + tw
             src = np.where(o < cog, src, -1)
             idx_parts.append(src.ravel())
@@ -261,7 +279,7 @@ def _fused(params, x, w, b, out):
     dtype = x.dtype.name
     cfg = fused_config(params, dtype)
     cfg_key = tuple(sorted(cfg.items()))
-    wpack_size = params.groups * params.in_channels_per_group * cfg["cog_pad"] * params.taps
+    wpack_size = params.groups * params.in_channels_per_group * cfg["n_ob"] * cfg["bo"] * params.taps
     index_t = _index_type(x.size, out.size, w.size, wpack_size)
     meta, idx, nblocks = _device_tables_getter()(params, cfg_key, index_t)
     ctype = _CTYPES[dtype]
@@ -284,12 +302,11 @@ def _fused(params, x, w, b, out):
         x, wpack, b if b is not None else x, out, meta,
         i32(meta.shape[0]), i32(b is not None),
         i32(G), i32(params.in_channels_per_group), i32(params.out_channels_per_group),
-        i32(cfg["cog_pad"]), i32(cfg["n_ob"]),
+        i32(cfg["n_ob"]),
         *(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
         *(i32(v) for v in params.stride),
         i32(cfg["step_d"]), i32(cfg["step_h"]),
-        i32(cfg["twt"]), i32(cfg["th"]), i32(cfg["td"]), i32(cfg["og"]), i32(cfg["cc"]),
-        i32(cfg["hh_max"]), i32(cfg["p"]), i32(cfg["pp"]),
+        *(i32(cfg[k]) for k in ("twt", "th", "td", "og", "cc", "tdc", "p", "pp", "cp", "buf")),
     )
     kern((nblocks,), (cfg["threads"],), args, shared_mem=cfg["smem"])
 

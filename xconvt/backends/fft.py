@@ -55,7 +55,7 @@ from array_api_compat import array_namespace, is_cupy_array
 
 from .._config import get_memory_budget
 
-__all__ = ["fft", "make_plan"]
+__all__ = ["Plan", "fft", "make_plan", "use_matmul"]
 
 
 def _cpu_workers():
@@ -146,9 +146,12 @@ class Plan:
 
     ``fft_shape`` is the transform size per axis; ``tiles`` per axis the
     ``(start, length)`` input tiles (one tile covering the axis when it is
-    not split); ``nb``, ``gc``, ``ci``, ``co`` the batch, group, input- and
-    output-channel chunk sizes; ``cache_weights`` whether all weight spectra
-    are kept for the whole call; ``workspace`` the estimated peak bytes.
+    not split).  Chunk sizes: ``nb`` batch, ``gc`` groups, ``co`` output
+    channels per group, ``ci`` input channels per group whose spectra are
+    held at once (``ci < C_in/groups`` means they are recomputed for every
+    phase and output chunk), ``cw`` input channels per weight spectrum in the
+    contraction.  ``cache_weights``: all weight spectra are kept for the call;
+    ``workspace``: the estimated peak bytes.
     """
 
     fft_shape: tuple
@@ -156,6 +159,7 @@ class Plan:
     nb: int
     gc: int
     ci: int
+    cw: int
     co: int
     cache_weights: bool
     workspace: int
@@ -185,32 +189,36 @@ def _single_tile_len(in_size, terms, fast_len, real):
     return fast_len(need, real)
 
 
-def _workspace(spec_elems, csize, nb, gc, ci, co, matmul):
-    """Approximate peak bytes of one chunk: the input spectra (and the
-    transform's second buffer), one weight spectrum, the output spectrum with
-    its product temporary and inverse buffer; matmul adds transposed copies."""
-    x_el, w_el, y_el = nb * gc * ci, gc * ci * co, nb * gc * co
-    n = 2 * x_el + w_el + 3 * y_el
-    if matmul:
-        n += x_el + w_el + y_el
-    return csize * spec_elems * n
-
-
-def _use_matmul(kind, ci, co):
+def use_matmul(kind, cw, co):
     """Broadcast multiply-add for few input channels, batched matmul beyond."""
     if kind == "cupy":
-        return ci * co > 16
-    return ci > 8 and ci * co > 64
+        return cw * co > 16
+    return cw > 8 and cw * co > 64
+
+
+def _workspace(spec_elems, csize, nb, gc, ci, cw, co, matmul):
+    """Approximate peak bytes of one chunk, in spectra: the input spectra, and
+    the larger of the forward transform's second buffer and (one weight
+    spectrum + the output spectrum + a product temporary or the inverse
+    transform's buffer); the matmul form adds transposed copies."""
+    x_el, w_el, y_el = nb * gc * ci, gc * cw * co, nb * gc * co
+    n = x_el + max(x_el, w_el + 2 * y_el)
+    if matmul:
+        n += nb * gc * cw + w_el + y_el
+    return csize * spec_elems * n
 
 
 def make_plan(params, kind, dtype, budget=None):
     """Choose FFT sizes, tiles and chunks for ``params`` under ``budget`` bytes.
 
     Pure Python (no arrays): the cost model in :mod:`xconvt._cost` prices
-    exactly the plan that :func:`fft` then runs.  Chunks shrink in order of
-    their cost: output channels and groups (free), batch (weights are then
-    recomputed unless cached), input channels (the input spectra are then
-    recomputed per phase and output chunk), and last the spatial tiles.
+    exactly the plan that :func:`fft` then runs.  Pieces shrink (halving) in
+    order of what they cost: output-channel, group and batch chunks and the
+    weight chunk of the contraction cost nothing but loop overhead; then
+    spatial tiles no smaller than the sub-kernel (overlap-add overhead at most
+    about 2x per axis); then input-channel chunks (input spectra recomputed
+    per phase and output chunk); then smaller tiles.  A single piece may
+    still exceed a tiny budget.
     """
     if budget is None:
         budget = get_memory_budget()
@@ -218,7 +226,6 @@ def make_plan(params, kind, dtype, budget=None):
     is_complex = name.startswith("complex")
     csize = 16 if name in ("float64", "complex128") else 8
     fast_len = _fast_len_fn(kind)
-    prune = kind != "cupy"
     terms = _active_phases(params)
     in_size = params.in_size
     lmax = [max((t[a].length for t in terms), default=1) for a in range(3)]
@@ -232,54 +239,64 @@ def make_plan(params, kind, dtype, budget=None):
 
     n, g = params.batch, params.groups
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
-    nb, gc, ci, co = n, g, cig, cog
+    c = dict(nb=n, gc=g, ci=cig, cw=cig, co=cog)
     fshape = [fft_len(a) for a in range(3)]
 
     def spec_elems():
         return fshape[0] * fshape[1] * (fshape[2] if is_complex else fshape[2] // 2 + 1)
 
     def ws():
-        return _workspace(spec_elems(), csize, nb, gc, ci, co, _use_matmul(kind, ci, co))
+        return _workspace(spec_elems(), csize, c["nb"], c["gc"], c["ci"], c["cw"], c["co"],
+                          use_matmul(kind, c["cw"], c["co"]))
 
+    def halve(key):
+        if c[key] == 1:
+            return False
+        c[key] = -(-c[key] // 2)
+        if key == "ci":
+            c["cw"] = c["ci"]
+        return True
+
+    def split_tile(min_tile):
+        """Shrink the tile of the axis with the largest transform."""
+        cand = [a for a in range(3) if tile[a] > min_tile[a]]
+        if not cand:
+            return False
+        a = max(cand, key=lambda a: fshape[a])
+        old, t = fshape[a], tile[a]
+        while True:
+            t = max(min_tile[a], t // 2)
+            tile[a] = t
+            new = fft_len(a)
+            if new < old or t == min_tile[a]:
+                break
+        # Grow the tile to fill the fast length it was given.
+        tile[a] = max(t, min(in_size[a] - 1, new - lmax[a] + 1))
+        fshape[a] = fft_len(a)
+        return True
+
+    big_tiles = [max(1, m) for m in lmax]
     while ws() > budget:
-        if co > 1:
-            co = -(-co // 2)
-        elif gc > 1:
-            gc = -(-gc // 2)
-        elif nb > 1:
-            nb = -(-nb // 2)
-        elif ci > 1:
-            ci = -(-ci // 2)
-        else:
-            # Split the axis with the largest transform that can still shrink.
-            cand = [a for a in range(3) if tile[a] > 1]
-            if not cand:
-                break  # one indivisible piece; it may exceed a tiny budget
-            a = max(cand, key=lambda a: fshape[a])
-            old, t = fshape[a], tile[a]
-            while True:
-                t = max(1, t // 2)
-                tile[a] = t
-                new = fft_len(a)
-                if new < old or t == 1:
-                    break
-            # Grow the tile to fill the fast length it was given.
-            tile[a] = max(t, min(in_size[a] - 1, new - lmax[a] + 1))
-            fshape[a] = fft_len(a)
+        if not (halve("co") or halve("gc") or halve("nb") or halve("cw")
+                or split_tile(big_tiles) or halve("ci") or split_tile((1, 1, 1))):
+            break  # one indivisible piece
 
     tiles = tuple(
         tuple((t0, min(tile[a], in_size[a] - t0)) for t0 in range(0, in_size[a], tile[a]))
         for a in range(3)
     )
-    work = ws()
-    uses = math.prod(len(t) for t in tiles) * -(-n // nb)
+    # Keep every weight spectrum for the call when they are used more than
+    # once (several tiles or batch chunks), shrinking batch chunks to make room.
+    n_tiles = math.prod(len(t) for t in tiles)
+    wbytes = len(terms) * g * cig * cog * spec_elems() * csize
     cache = False
-    if uses > 1 and ci == cig:
-        wbytes = len(terms) * g * cig * cog * spec_elems() * csize
-        if work + wbytes <= budget:
-            cache, work = True, work + wbytes
-    return Plan(tuple(fshape), tiles, nb, gc, ci, co, cache, work, is_complex, prune,
-                tuple(terms))
+    if c["ci"] == cig and n_tiles * -(-n // c["nb"]) > 1:
+        while ws() + wbytes > budget and halve("nb"):
+            pass
+        cache = ws() + wbytes <= budget
+    work = ws() + (wbytes if cache else 0)
+    return Plan(tuple(fshape), tiles, c["nb"], c["gc"], c["ci"], c["cw"], c["co"], cache,
+                work, is_complex, kind != "cupy", tuple(terms))
 
 
 # ----------------------------------------------------------------- transforms
@@ -328,22 +345,29 @@ class _Lib:
         return f.irfft(a, n=fw, axis=-1, overwrite_x=True, **kw)[..., cw]
 
 
-def _contract(lib, x_spec, w_spec, matmul):
-    """``Y[n, g, o, f] = sum_c X[n, g, c, f] * W[g, c, o, f]``."""
+def _contract(lib, x_spec, w_spec, matmul, acc=None):
+    """``acc[n, g, o, f] += sum_c X[n, g, c, f] * W[g, c, o, f]`` (new if None)."""
     xp = lib.xp
     nb, gc, ci = x_spec.shape[:3]
     co = w_spec.shape[2]
     fshape = tuple(x_spec.shape[3:])
     if not matmul:
-        y = x_spec[:, :, 0:1, ...] * w_spec[None, :, 0, ...]
-        for c in range(1, ci):
-            y += x_spec[:, :, c:c + 1, ...] * w_spec[None, :, c, ...]
-        return y
+        for c in range(ci):
+            term = x_spec[:, :, c:c + 1, ...] * w_spec[None, :, c, ...]
+            if acc is None:
+                acc = term
+            else:
+                acc += term
+        return acc
     nf = math.prod(fshape)
     xm = xp.permute_dims(xp.reshape(x_spec, (nb, gc, ci, nf)), (3, 1, 0, 2))
     wm = xp.permute_dims(xp.reshape(w_spec, (gc, ci, co, nf)), (3, 0, 1, 2))
-    ym = xp.matmul(lib.mod.ascontiguousarray(xm), lib.mod.ascontiguousarray(wm))  # (nf, gc, nb, co)
-    return xp.reshape(xp.permute_dims(ym, (2, 1, 3, 0)), (nb, gc, co) + fshape)
+    ym = xp.matmul(lib.mod.ascontiguousarray(xm), lib.mod.ascontiguousarray(wm))
+    y = xp.reshape(xp.permute_dims(ym, (2, 1, 3, 0)), (nb, gc, co) + fshape)
+    if acc is None:
+        return lib.mod.ascontiguousarray(y)
+    acc += y
+    return acc
 
 
 def _sub_kernel(xp, w6, terms, gs, cs, os_, dtype):
@@ -398,7 +422,7 @@ def _run(params, x, w, b):
 
     x6 = xp.reshape(x, (n, g, cig) + params.in_size)
     w6 = xp.reshape(w, (g, cig, cog) + params.kernel)
-    matmul = _use_matmul(lib.kind, plan.ci, plan.co)
+    matmul = use_matmul(lib.kind, plan.cw, plan.co)
 
     w_cache = {}
 
@@ -443,17 +467,11 @@ def _run(params, x, w, b):
                 whole = x_spec(ns, gs, slice(0, cig)) if plan.ci == cig else None
                 for p, crops, dests in jobs:
                     for os_ in chunks(cog, plan.co):
-                        if whole is not None:
-                            y = _contract(lib, whole, w_spec(p, gs, slice(0, cig), os_),
-                                          matmul)
-                        else:
-                            y = None
-                            for cs in chunks(cig, plan.ci):
-                                part = _contract(lib, x_spec(ns, gs, cs),
-                                                 w_spec(p, gs, cs, os_), matmul)
-                                y = part if y is None else y + part
-                        y = lib.inverse(y, plan, crops)
-                        out6[(ns, gs, os_) + dests] += y
+                        y = None
+                        for cs in chunks(cig, plan.cw):
+                            xs = x_spec(ns, gs, cs) if whole is None else whole[:, :, cs]
+                            y = _contract(lib, xs, w_spec(p, gs, cs, os_), matmul, y)
+                        out6[(ns, gs, os_) + dests] += lib.inverse(y, plan, crops)
     return _finish(xp, out, out_dtype)
 
 

@@ -83,29 +83,70 @@ enum {
 // A block computes a tile of TD x TH x (TWT*RW) outputs of one phase for
 // OG*RO output channels of one (batch, group).  Thread (og, dt, ht, wt) owns
 // RO channels x RW consecutive outputs along W, accumulated in registers.
-// The reduction runs over input-channel chunks of CC and the phase's depth
-// taps; each step stages the input slab (CC x TD x HH x P, zero-filled at the
-// borders) and the weights (CC x Th x Tw x OG*RO) in shared memory, then every
-// thread loads a register row of RW + (TWX-1)*SW inputs per (channel, h tap)
-// and reuses it across the W taps.  TWX is the compile-time W-tap block (a
-// larger kernel loops over blocks); SW the W tap step.
+// The reduction runs in stages over chunks of CC input channels and TDC
+// depth taps.  A stage stages the input slab (CC x TDP x HH x WW, zero-filled
+// at the borders) and the packed weights (CC x TDC x Th x Tw x OG*RO) in
+// shared memory, double-buffered: cp.async copies of stage s+1 fly while
+// stage s is computed (float and double; __half converts through registers).
+// Per (channel, d tap, h tap) every thread loads a register row of
+// RW + (TWX-1)*SW inputs with 16-byte loads and reuses it across the W taps.
+// TWX is the compile-time W-tap block (a wider kernel loops over blocks) and
+// SW the W tap step.
 // ---------------------------------------------------------------------------
+namespace xconvt {
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  return (unsigned)__cvta_generic_to_shared(p);
+}
+
+// Copy BYTES from global to shared memory asynchronously; zero-fill if !valid.
+template <int BYTES>
+__device__ __forceinline__ void cp_async(void* dst, const void* src, bool valid) {
+  const unsigned d = smem_addr(dst);
+  const int n = valid ? BYTES : 0;
+  if constexpr (BYTES == 16) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(n));
+  } else {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(d), "l"(src),
+                 "n"(BYTES), "r"(n));
+  }
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// One staged element: asynchronous when shared memory holds T itself.
+template <typename T, typename Acc>
+__device__ __forceinline__ void stage1(Acc* dst, const T* src, bool valid) {
+  if constexpr (sizeof(T) == sizeof(Acc)) {
+    cp_async<sizeof(T)>(dst, src, valid);
+  } else {
+    *dst = valid ? to_acc(*src) : Acc(0);
+  }
+}
+
+}  // namespace xconvt
+
 template <typename T, typename I, int RO, int RW, int TWX, int SW>
 __global__ void __launch_bounds__(256)
 xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
              const T* __restrict__ bias, T* __restrict__ out,
              const long long* __restrict__ meta, int nphase, int has_bias,
-             int G, int Cig, int Cog, int CogPad, int n_ob,
+             int G, int Cig, int Cog, int n_ob,
              int ID, int IH, int IW, int OD, int OH, int OW,
              int sd, int sh, int sw, int stepd, int steph,
-             int TWT, int TH, int TD, int OG, int CC,
-             int HHmax, int P, int PP) {
+             int TWT, int TH, int TD, int OG, int CC, int TDC,
+             int P, int PP, int CP, int BUF) {
   using namespace xconvt;
   typedef typename acc_of<T>::type Acc;
   constexpr int VW = 16 / sizeof(Acc);
   constexpr int XL = ((RW + (TWX - 1) * SW + VW - 1) / VW) * VW;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  Acc* xs = reinterpret_cast<Acc*>(smem_raw);
+  Acc* const smem = reinterpret_cast<Acc*>(smem_raw);
 
   // Which phase, tile, output-channel block and (n, g) this block computes.
   long long b = blockIdx.x;
@@ -129,10 +170,6 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
 
   const int TW = TWT * RW;
   const int jw0 = tx * TW, jh0 = ty * TH, jd0 = tz * TD;
-  const int count_d = (int)m[M_COUNT_D], count_h = (int)m[M_COUNT_H];
-  const int count_w = (int)m[M_COUNT_W];
-  const int base_d = (int)m[M_BASE_D], base_h = (int)m[M_BASE_H];
-  const int base_w = (int)m[M_BASE_W];
   const int Td = (int)m[M_NT_D], Th = (int)m[M_NT_H], Tw = (int)m[M_NT_W];
   const int BO = OG * RO;
 
@@ -149,96 +186,142 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
 #pragma unroll
     for (int i = 0; i < RW; ++i) acc[r][i] = Acc(0);
 
-  const int HH = TH + (Th - 1) * steph;       // staged rows this phase
-  const int WWn = TW + (Tw - 1) * SW;         // staged columns this phase
-  const int XC = TD * PP;                     // channel stride in xs
-  Acc* ws = xs + CC * XC;                     // weights after the input slab
-  const int wrow = Tw * BO;                   // ws stride per (c, th)
-
-  const I x_plane = (I)IH * IW;
-  const I x_chan = (I)ID * x_plane;
-  const T* xg = x + ((I)n * G + g) * (I)Cig * x_chan;
-  const long long woff = m[M_WOFF];
-  const I w_tap = (I)Cig * CogPad;            // per (td, th, tw)
-
   if (Td > 0 && Th > 0 && Tw > 0) {
-    for (int c0 = 0; c0 < Cig; c0 += CC) {
-      const int cc = min(CC, Cig - c0);
-      for (int td = 0; td < Td; ++td) {
-        __syncthreads();
-        // Stage the input slab: channels c0..c0+cc, planes jd0..jd0+TD,
-        // rows jh0..jh0+HH, columns jw0..jw0+WWn (phase input coordinates).
-        const int nx = cc * TD * HH * WWn;
-        for (int e = tid; e < nx; e += nthreads) {
-          const int ww = e % WWn;
-          int r = e / WWn;
-          const int hh = r % HH; r /= HH;
-          const int dd = r % TD;
-          const int c = r / TD;
-          const int gd = base_d + jd0 + dd + td * stepd;
-          const int gh = base_h + jh0 + hh;
-          const int gw = base_w + jw0 + ww;
-          Acc v = Acc(0);
-          if ((unsigned)gd < (unsigned)ID && (unsigned)gh < (unsigned)IH &&
-              (unsigned)gw < (unsigned)IW)
-            v = to_acc(xg[(I)(c0 + c) * x_chan + (I)gd * x_plane + (I)gh * IW + gw]);
-          xs[c * XC + dd * PP + hh * P + ww] = v;
-        }
-        // Stage the weights: (c, th, tw, o) for o in this block's channels.
-        const int nw = cc * Th * Tw * BO;
-        const T* wsrc = wp + woff + ((I)(g * Td + td) * Th * Tw) * w_tap
-                        + (I)c0 * CogPad + (I)ob * BO;
-        for (int e = tid; e < nw; e += nthreads) {
-          const int o = e % BO;
-          int r = e / BO;
-          const int tw = r % Tw; r /= Tw;
-          const int th = r % Th;
-          const int c = r / Th;
-          ws[(c * Th + th) * wrow + tw * BO + o] =
-              to_acc(wsrc[((I)th * Tw + tw) * w_tap + (I)c * CogPad + o]);
-        }
-        __syncthreads();
+    const int HH = TH + (Th - 1) * steph;   // staged rows this phase
+    const int WWn = TW + (Tw - 1) * SW;     // staged columns this phase
+    const int base_d = (int)m[M_BASE_D] + jd0;
+    const int base_h = (int)m[M_BASE_H] + jh0;
+    const int base_w = (int)m[M_BASE_W] + jw0;
+    const I x_plane = (I)IH * IW;
+    const I x_chan = (I)ID * x_plane;
+    const T* const xg = x + ((I)n * G + g) * (I)Cig * x_chan;
+    const int tap_sz = Th * Tw * BO;         // weights per (c, d tap)
+    // Packed weights of this phase: [g][ob][c][td][th][tw][BO].
+    const T* const wg = wp + m[M_WOFF] + ((I)g * n_ob + ob) * (I)Cig * Td * tap_sz;
+    const int n_cs = (Cig + CC - 1) / CC;
+    const int n_ts = (Td + TDC - 1) / TDC;
+    const int nstage = n_cs * n_ts;
+    // Lanes of a warp cover wspan columns of rpw rows at a time.
+    const int lane = tid & 31, warp = tid >> 5, nwarps = (nthreads + 31) >> 5;
+    const int wspan = min(WWn, 32);
+    const int rpw = 32 / wspan;
+    const int sub = lane / wspan, l0 = lane % wspan;
+    constexpr int WVE = 16 / sizeof(T);     // elements per 16-byte weight copy
 
-        for (int c = 0; c < cc; ++c) {
+    auto issue = [&](int s) {
+      Acc* const xs = smem + (s & 1) * BUF;
+      const int c0 = (s / n_ts) * CC, td0 = (s % n_ts) * TDC;
+      const int cc = min(CC, Cig - c0), tdc = min(TDC, Td - td0);
+      const int TDP = TD + (tdc - 1) * stepd;
+      const int nrows = cc * TDP * HH;
+      if (sub < rpw) {
+        for (int r = warp * rpw + sub; r < nrows; r += nwarps * rpw) {
+          const int hh = r % HH;
+          const int q = r / HH;
+          const int dd = q % TDP, c = q / TDP;
+          const int gd = base_d + dd + td0 * stepd;
+          const int gh = base_h + hh;
+          const bool row_ok = (unsigned)gd < (unsigned)ID && (unsigned)gh < (unsigned)IH;
+          const T* src = xg + (I)(c0 + c) * x_chan + (I)gd * x_plane + (I)gh * IW + base_w;
+          Acc* dst = xs + c * CP + dd * PP + hh * P;
+          for (int ww = l0; ww < WWn; ww += wspan) {
+            const bool ok = row_ok && (unsigned)(base_w + ww) < (unsigned)IW;
+            stage1<T, Acc>(dst + ww, ok ? src + ww : x, ok);
+          }
+        }
+      }
+      // Weights: cc segments of tdc * tap_sz contiguous elements.
+      Acc* const ws = xs + CC * CP;
+      const int seg = tdc * tap_sz;
+      const T* wsrc = wg + ((I)c0 * Td + td0) * tap_sz;
+      if constexpr (sizeof(T) == sizeof(Acc)) {
+        if ((tap_sz % WVE) == 0) {
+          const int nv = seg / WVE;
+          for (int e = tid; e < cc * nv; e += nthreads) {
+            const int c = e / nv, v = e % nv;
+            cp_async<16>(ws + c * (TDC * tap_sz) + v * WVE,
+                         wsrc + (I)c * Td * tap_sz + v * WVE, true);
+          }
+          return;
+        }
+      }
+      for (int e = tid; e < cc * seg; e += nthreads) {
+        const int c = e / seg, v = e % seg;
+        stage1<T, Acc>(ws + c * (TDC * tap_sz) + v, wsrc + (I)c * Td * tap_sz + v, true);
+      }
+    };
+
+    issue(0);
+    cp_async_commit();
+    for (int s = 0; s < nstage; ++s) {
+      if (s + 1 < nstage) issue(s + 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+      __syncthreads();
+      const Acc* const xs = smem + (s & 1) * BUF;
+      const Acc* const ws = xs + CC * CP;
+      const int c0 = (s / n_ts) * CC, td0 = (s % n_ts) * TDC;
+      const int cc = min(CC, Cig - c0), tdc = min(TDC, Td - td0);
+      for (int c = 0; c < cc; ++c) {
+        for (int td = 0; td < tdc; ++td) {
+          const Acc* const xplane = xs + c * CP + (dt + td * stepd) * PP + ht * P + wt * RW;
+          const Acc* const wtap = ws + (c * TDC + td) * tap_sz + og * RO;
           for (int th = 0; th < Th; ++th) {
-            const Acc* xrow = xs + c * XC + dt * PP + (ht + th * steph) * P + wt * RW;
-            const Acc* wrw = ws + (c * Th + th) * wrow + og * RO;
-            for (int tw0 = 0; tw0 < Tw; tw0 += TWX) {
+            const Acc* const xrow = xplane + th * steph * P;
+            const Acc* const wrw = wtap + th * Tw * BO;
+            if (Tw == TWX) {
               Acc xr[XL];
-              load_vec<XL>(xrow + tw0 * SW, xr);
+              load_vec<XL>(xrow, xr);
 #pragma unroll
               for (int t = 0; t < TWX; ++t) {
-                if (TWX == 1 || tw0 + t < Tw) {
-                  Acc wv[RO];
-                  load_w<RO>(wrw + (tw0 + t) * BO, wv);
+                Acc wv[RO];
+                load_w<RO>(wrw + t * BO, wv);
 #pragma unroll
-                  for (int r = 0; r < RO; ++r)
+                for (int r = 0; r < RO; ++r)
 #pragma unroll
-                    for (int i = 0; i < RW; ++i)
-                      acc[r][i] = fma(wv[r], xr[i + t * SW], acc[r][i]);
+                  for (int i = 0; i < RW; ++i)
+                    acc[r][i] = fma(wv[r], xr[i + t * SW], acc[r][i]);
+              }
+            } else {
+              for (int tw0 = 0; tw0 < Tw; tw0 += TWX) {
+                Acc xr[XL];
+                load_vec<XL>(xrow + tw0 * SW, xr);
+#pragma unroll
+                for (int t = 0; t < TWX; ++t) {
+                  if (tw0 + t < Tw) {
+                    Acc wv[RO];
+                    load_w<RO>(wrw + (tw0 + t) * BO, wv);
+#pragma unroll
+                    for (int r = 0; r < RO; ++r)
+#pragma unroll
+                      for (int i = 0; i < RW; ++i)
+                        acc[r][i] = fma(wv[r], xr[i + t * SW], acc[r][i]);
+                  }
                 }
               }
             }
           }
         }
       }
+      __syncthreads();
     }
   }
 
   // Epilogue: bias and the strided write into this phase's outputs.
   const int jd = jd0 + dt, jh = jh0 + ht;
-  if (jd >= count_d || jh >= count_h) return;
+  if (jd >= (int)m[M_COUNT_D] || jh >= (int)m[M_COUNT_H] || og >= OG) return;
+  const int count_w = (int)m[M_COUNT_W];
   const int od = (int)m[M_FIRST_D] + sd * jd;
   const int oh = (int)m[M_FIRST_H] + sh * jh;
   const I o_chan = (I)OD * OH * OW;
-  T* og_out = out + ((I)n * G + g) * (I)Cog * o_chan + ((I)od * OH + oh) * OW;
+  T* const obase = out + ((I)n * G + g) * (I)Cog * o_chan + ((I)od * OH + oh) * OW;
   const int first_w = (int)m[M_FIRST_W];
 #pragma unroll
   for (int r = 0; r < RO; ++r) {
     const int o = ob * BO + og * RO + r;
     if (o >= Cog) continue;
     const Acc bv = has_bias ? to_acc(bias[g * Cog + o]) : Acc(0);
-    T* dst = og_out + (I)o * o_chan;
+    T* const dst = obase + (I)o * o_chan;
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
       const int jw = jw0 + wt * RW + i;
