@@ -46,9 +46,12 @@ _CTYPES = {"float16": "__half", "float32": "float", "float64": "double"}
 _INT32_MAX = 2**31 - 1
 _SMEM_DEFAULT = 48 * 1024
 _SMEM_MAX = 227 * 1024
-# Shared memory per block (both buffers) by registers per thread: wide
-# register tiles run 1-2 blocks per SM, narrow ones many.
-_SMEM_BUDGET = {1: 24 * 1024, 2: 24 * 1024, 4: 48 * 1024, 8: 96 * 1024}
+_SMEM_PER_SM = 228 * 1024
+_REGS_PER_SM = 65536
+# Registers per thread the fused kernel needs, by output channels per thread
+# (ptxas reports for sm_90); they decide how many blocks share an SM and so
+# how much shared memory each block may take.
+_REGS = {1: 64, 2: 64, 4: 80, 8: 96, 12: 128, 16: 128}
 RW = 4  # outputs per thread along W in the fused kernel
 
 
@@ -115,6 +118,11 @@ def _choose_ro(cog):
         if best is None or cost < best[0]:
             best = (cost, ro)
     return best[1]
+
+
+def _padded_tw(tw, bo, vw):
+    """W taps per packed weight row: whole vectors when a block has one channel."""
+    return -(-tw // vw) * vw if bo == 1 else tw
 
 
 def _next_pow2(n):
@@ -194,29 +202,32 @@ def fused_config(params, dtype_name):
     # Stage size: CC input channels x TDC depth taps per shared-memory buffer
     # (two buffers), within a budget that leaves room for several blocks per SM.
     cig = params.in_channels_per_group
-    tap_sz = max(1, tmax[1]) * max(1, tmax[2]) * bo
-    budget = _SMEM_BUDGET[min(ro, 8)]
+    tap_sz = max(1, tmax[1]) * _padded_tw(max(1, tmax[2]), bo, vw) * bo
+    threads = -(-(twt * th * td * og) // 32) * 32
+    blocks_per_sm = max(1, min(8, _REGS_PER_SM // (threads * _REGS[ro])))
+    budget = min(_SMEM_MAX, _SMEM_PER_SM // blocks_per_sm - 1024)
     cc, tdc = 1, 1
     for cand_tdc in range(max(1, tmax[0]), 0, -1):
         cp_ = -(-(td + (cand_tdc - 1) * steps[0]) * pp // vw) * vw
         per_c = cp_ + cand_tdc * tap_sz
         fit = budget // (2 * per_c * acc_size)
         if fit >= 1:
-            cc, tdc = max(1, min(cig, 8, fit)), cand_tdc
+            cc, tdc = max(1, min(cig, 32, fit)), cand_tdc
             break
     cp_ = -(-(td + (tdc - 1) * steps[0]) * pp // vw) * vw
     buf = -(-(cc * (cp_ + tdc * tap_sz)) // vw) * vw
-    smem = 2 * buf * acc_size
+    # The epilogue reuses the buffers for the (RO, OG, TD, TH, TW) output tile.
+    smem = max(2 * buf, ro * og * td * th * tw_tile) * acc_size
     if smem > _SMEM_MAX:
         msg = (f"the fused kernel needs {smem} bytes of shared memory for kernel "
                f"{params.kernel} with {cog} output channels per group; use algorithm='fft'")
         raise ValueError(msg)
 
     return {
-        "ro": ro, "og": og, "bo": bo, "n_ob": n_ob,
+        "ro": ro, "og": og, "bo": bo, "n_ob": n_ob, "vw": vw,
         "twx": twx, "sw": sw, "twt": twt, "th": th, "td": td, "tw_tile": tw_tile,
         "cc": cc, "tdc": tdc, "p": p, "pp": pp, "cp": cp_, "buf": buf, "smem": smem,
-        "threads": twt * th * td * og, "step_d": steps[0], "step_h": steps[1],
+        "threads": threads, "step_d": steps[0], "step_h": steps[1],
     }
 
 
@@ -230,6 +241,7 @@ def _fused_tables(params, cfg_key):
     kd_, kh_, kw_ = params.kernel
     bo, n_ob = cfg["bo"], cfg["n_ob"]
     meta = []
+    nblk = []
     idx_parts = []
     block0 = 0
     woff = 0
@@ -242,7 +254,8 @@ def _fused_tables(params, cfg_key):
                      pd.count, ph.count, pw.count,
                      pd.base, ph.base, pw.base,
                      len(pd.taps), len(ph.taps), len(pw.taps), woff])
-        block0 += tiles_w * tiles_h * tiles_d * n_ob * params.batch * G
+        nblk.append(tiles_w * tiles_h * tiles_d * n_ob * params.batch * G)
+        block0 += nblk[-1]
         ntap = len(pd.taps) * len(ph.taps) * len(pw.taps)
         if ntap:
             # Packed layout of a phase: [g][ob][c][td][th][tw][o in block].
@@ -251,87 +264,128 @@ def _fused_tables(params, cfg_key):
             c = np.arange(cig).reshape(1, 1, -1, 1, 1, 1, 1)
             td = np.asarray(pd.taps).reshape(1, 1, 1, -1, 1, 1, 1)
             th = np.asarray(ph.taps).reshape(1, 1, 1, 1, -1, 1, 1)
-            tw = np.asarray(pw.taps).reshape(1, 1, 1, 1, 1, -1, 1)
+            tw_pad = _padded_tw(len(pw.taps), bo, cfg["vw"])
+            tw = np.asarray(pw.taps + (-1,) * (tw_pad - len(pw.taps))).reshape(
+                1, 1, 1, 1, 1, -1, 1)
             o = ob * bo + np.arange(bo).reshape(1, 1, 1, 1, 1, 1, -1)
             src = ((((g * cig + c) * cog + o) * kd_ + td) * kh_ + th) * kw_ + tw
-            src = np.where(o < cog, src, -1)
-            idx_parts.append(src.ravel())
+            src = np.where((o < cog) & (tw >= 0), src, -1).ravel()
+            # Keep every phase's segment 16-byte aligned for vector copies.
+            src = np.concatenate([src, np.full(-src.size % 4, -1, src.dtype)])
+            idx_parts.append(src)
             woff += src.size
     idx = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int64)
-    return np.asarray(meta, np.int64), idx, block0
+    interleave = len(set(nblk)) == 1
+    return np.asarray(meta, np.int64), idx, block0, interleave
+
+
+class _FusedPlan:
+    """Everything one fused call needs that depends only on the geometry,
+    dtype and device: kernels, device tables, launch shape, scalar arguments."""
+
+    def __init__(self, params, dtype_name):
+        cupy = _cupy()
+        cfg = fused_config(params, dtype_name)
+        cfg_key = tuple(sorted(cfg.items()))
+        meta, idx, nblocks, interleave = _fused_tables(params, cfg_key)
+        index_t = _index_type(math.prod(params.input_shape),
+                              math.prod(params.batched_output_shape),
+                              math.prod(params.weight_shape), idx.size)
+        ityp = np.int32 if index_t == "int" else np.int64
+        ctype = _CTYPES[dtype_name]
+        self.meta = cupy.asarray(meta)
+        self.idx = cupy.asarray(idx.astype(ityp))
+        self.n_idx = ityp(idx.size)
+        self.pack = _kernel(f"xconvt_pack<{ctype}, {index_t}>")
+        self.pack_grid = (max(1, min(-(-idx.size // 256), 65536)),)
+        self.kern = _kernel(f"xconvt_fused<{ctype}, {index_t}, {cfg['ro']}, {RW}, "
+                            f"{cfg['twx']}, {cfg['sw']}>")
+        if cfg["smem"] > _SMEM_DEFAULT:
+            self.kern.max_dynamic_shared_size_bytes = cfg["smem"]
+        self.grid = (nblocks,)
+        self.block = (cfg["threads"],)
+        self.smem = cfg["smem"]
+        i32 = np.int32
+        self.head = (i32(meta.shape[0]), i32(interleave))
+        self.tail = (
+            i32(params.groups), i32(params.in_channels_per_group),
+            i32(params.out_channels_per_group), i32(cfg["n_ob"]),
+            *(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
+            *(i32(v) for v in params.stride), i32(cfg["step_d"]), i32(cfg["step_h"]),
+            *(i32(cfg[k]) for k in ("twt", "th", "td", "og", "cc", "tdc", "p", "pp",
+                                    "cp", "buf")),
+        )
+
+    def __call__(self, x, w, b, out):
+        cupy = _cupy()
+        wpack = cupy.empty(int(self.n_idx), dtype=x.dtype)
+        if self.n_idx:
+            self.pack(self.pack_grid, (256,), (w, self.idx, wpack, self.n_idx))
+        self.kern(self.grid, self.block,
+                  (x, wpack, x if b is None else b, out, self.meta, *self.head,
+                   np.int32(b is not None), *self.tail),
+                  shared_mem=self.smem)
 
 
 @lru_cache(maxsize=None)
-def _device_tables_getter():
+def _fused_plan_getter():
+    cupy = _cupy()
+    return cupy.memoize(for_each_device=True)(_FusedPlan)
+
+
+def _fused(params, x, w, b, out):
+    _fused_plan_getter()(params, x.dtype.name)(x, w, b, out)
+
+
+# --------------------------------------------------------------------------- gemm
+@lru_cache(maxsize=1024)
+def _col2im_table(params):
+    """Per axis and output index: first tap, its input index, number of taps."""
+    rows = []
+    for a in range(3):
+        size, k, s, p, d = (params.in_size[a], params.kernel[a], params.stride[a],
+                            params.padding[a], params.dilation[a])
+        for o in range(params.out_size[a]):
+            taps = [(kk, (o + p - kk * d) // s) for kk in range(k)
+                    if (o + p - kk * d) % s == 0 and 0 <= (o + p - kk * d) // s < size]
+            rows.append((taps[0][0], taps[0][1], len(taps)) if taps else (0, 0, 0))
+    return np.asarray(rows, np.int32).ravel()
+
+
+@lru_cache(maxsize=None)
+def _device_col2im_table_getter():
     cupy = _cupy()
 
     @cupy.memoize(for_each_device=True)
-    def get(params, cfg_key, index_t):
-        meta, idx, nblocks = _fused_tables(params, cfg_key)
-        dt = np.int32 if index_t == "int" else np.int64
-        return cupy.asarray(meta), cupy.asarray(idx.astype(dt)), nblocks
+    def get(params):
+        return cupy.asarray(_col2im_table(params))
 
     return get
 
 
-def _fused(params, x, w, b, out):
-    cupy = _cupy()
-    dtype = x.dtype.name
-    cfg = fused_config(params, dtype)
-    cfg_key = tuple(sorted(cfg.items()))
-    wpack_size = params.groups * params.in_channels_per_group * cfg["n_ob"] * cfg["bo"] * params.taps
-    index_t = _index_type(x.size, out.size, w.size, wpack_size)
-    meta, idx, nblocks = _device_tables_getter()(params, cfg_key, index_t)
-    ctype = _CTYPES[dtype]
-    ityp = np.int32 if index_t == "int" else np.int64
-
-    wpack = cupy.empty(idx.size, dtype=x.dtype)
-    if idx.size:
-        pack = _kernel(f"xconvt_pack<{ctype}, {index_t}>")
-        blocks = min(-(-idx.size // 256), 65536)
-        pack((blocks,), (256,), (w, idx, wpack, ityp(idx.size)))
-
-    name = (f"xconvt_fused<{ctype}, {index_t}, {cfg['ro']}, {RW}, "
-            f"{cfg['twx']}, {cfg['sw']}>")
-    kern = _kernel(name)
-    if cfg["smem"] > _SMEM_DEFAULT:
-        kern.max_dynamic_shared_size_bytes = cfg["smem"]
-    G = params.groups
-    i32 = np.int32
-    args = (
-        x, wpack, b if b is not None else x, out, meta,
-        i32(meta.shape[0]), i32(b is not None),
-        i32(G), i32(params.in_channels_per_group), i32(params.out_channels_per_group),
-        i32(cfg["n_ob"]),
-        *(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
-        *(i32(v) for v in params.stride),
-        i32(cfg["step_d"]), i32(cfg["step_h"]),
-        *(i32(cfg[k]) for k in ("twt", "th", "td", "og", "cc", "tdc", "p", "pp", "cp", "buf")),
-    )
-    kern((nblocks,), (cfg["threads"],), args, shared_mem=cfg["smem"])
-
-
-# --------------------------------------------------------------------------- gemm
 def _gemm(params, x, w, b, out):
     cupy = _cupy()
     N, G = params.batch, params.groups
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
     K = params.taps
     V = math.prod(params.in_size)
+    OD, OH, OW = params.out_size
     itemsize = x.dtype.itemsize
     # (Cin, Cog, K) -> (G, Cog*K, Cig): rows o*K + tap.
-    wt = cupy.ascontiguousarray(
-        w.reshape(G, cig, cog * K).transpose(0, 2, 1)
-    )
+    wt = cupy.ascontiguousarray(w.reshape(G, cig, cog * K).transpose(0, 2, 1))
     budget = get_memory_budget()
     per_sample = G * cog * K * V * itemsize
     nn = max(1, min(N, budget // max(1, per_sample)))
     no = cog if per_sample <= budget else max(1, budget // max(1, G * K * V * itemsize))
     index_t = _index_type(x.size, out.size, G * min(no, cog) * K * nn * V)
-    ctype = _CTYPES[x.dtype.name]
-    kern = _kernel(f"xconvt_col2im<{ctype}, {index_t}>")
+    kern = _kernel(f"xconvt_col2im<{_CTYPES[x.dtype.name]}, {index_t}>")
+    tab = _device_col2im_table_getter()(params)
     ityp = np.int32 if index_t == "int" else np.int64
     i32 = np.int32
+    gs = [math.gcd(s, d) for s, d in zip(params.stride, params.dilation)]
+    steps = [s // g for s, g in zip(params.stride, gs)]
+    dsteps = [d // g for d, g in zip(params.dilation, gs)]
+    nbw = -(-OW // 128)
     xr = x.reshape(N, G, cig, V)
     for n0 in range(0, N, nn):
         nc = min(nn, N - n0)
@@ -339,15 +393,14 @@ def _gemm(params, x, w, b, out):
         for o0 in range(0, cog, no):
             oc = min(no, cog - o0)
             cols = cupy.matmul(wt[:, o0 * K:(o0 + oc) * K, :], xg)
-            total = nc * G * oc * math.prod(params.out_size)
-            blocks = min(-(-total // 256), 2**20)
+            nz = nc * G * oc
             kern(
-                (blocks,), (256,),
-                (cols, b if b is not None else cols, out, i32(b is not None), ityp(total),
-                 i32(nc), i32(G), i32(oc), i32(cog), i32(n0), i32(o0),
+                (nbw * OH, min(OD, 65535), min(nz, 65535)), (128,),
+                (cols, b if b is not None else cols, out, tab, i32(b is not None),
+                 i32(nz), i32(G), i32(oc), i32(cog), i32(n0), i32(o0), i32(nbw),
                  *(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
-                 *(i32(v) for v in params.kernel), *(i32(v) for v in params.stride),
-                 *(i32(v) for v in params.padding), *(i32(v) for v in params.dilation)),
+                 *(i32(v) for v in params.kernel), *(i32(v) for v in steps),
+                 *(i32(v) for v in dsteps), ityp(nc * V)),
             )
 
 

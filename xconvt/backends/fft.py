@@ -352,12 +352,14 @@ def _contract(lib, x_spec, w_spec, matmul, acc=None):
     co = w_spec.shape[2]
     fshape = tuple(x_spec.shape[3:])
     if not matmul:
+        tmp = None
         for c in range(ci):
-            term = x_spec[:, :, c:c + 1, ...] * w_spec[None, :, c, ...]
+            xc, wc = x_spec[:, :, c:c + 1, ...], w_spec[None, :, c, ...]
             if acc is None:
-                acc = term
+                acc = xc * wc
             else:
-                acc += term
+                tmp = lib.mod.multiply(xc, wc, out=tmp)
+                acc += tmp
         return acc
     nf = math.prod(fshape)
     xm = xp.permute_dims(xp.reshape(x_spec, (nb, gc, ci, nf)), (3, 1, 0, 2))
@@ -404,76 +406,99 @@ def fft(params, x, w, b):
     return _run(params, x, w, b)
 
 
-def _run(params, x, w, b):
-    lib = _Lib(x)
-    xp = lib.xp
-    out_dtype = x.dtype
-    work = xp.float32 if out_dtype == xp.float16 else out_dtype
-    plan = make_plan(params, lib.kind, work)
+def _chunks(total, size):
+    return [slice(s, min(s + size, total)) for s in range(0, total, size)]
 
-    n, g = params.batch, params.groups
-    cig, cog = params.in_channels_per_group, params.out_channels_per_group
-    out = xp.zeros(params.batched_output_shape, dtype=work)
-    out6 = xp.reshape(out, (n, g, cog) + params.out_size)
-    if b is not None:
-        out6 += xp.reshape(xp.astype(b, work), (1, g, cog, 1, 1, 1))
-    if n == 0 or not plan.phases:
-        return _finish(xp, out, out_dtype)
 
-    x6 = xp.reshape(x, (n, g, cig) + params.in_size)
-    w6 = xp.reshape(w, (g, cig, cog) + params.kernel)
-    matmul = use_matmul(lib.kind, plan.cw, plan.co)
+def _tile_jobs(plan, tile):
+    """Per active phase meeting ``tile``: ``(phase, crops, dests)`` where
+    ``crops`` are the tile-local rows of the full convolution that the phase
+    keeps and ``dests`` the output slices they are added to."""
+    jobs = []
+    for p, terms in enumerate(plan.phases):
+        crops, dests = [], []
+        for (t0, tlen), t in zip(tile, terms):
+            j0 = max(0, t0 - t.n0)
+            j1 = min(t.count, t0 + tlen + t.length - 1 - t.n0)
+            if j0 >= j1:
+                break
+            m0 = t.n0 + j0 - t0
+            crops.append(slice(m0, m0 + j1 - j0))
+            o0 = t.first + t.stride * j0
+            dests.append(slice(o0, o0 + t.stride * (j1 - j0 - 1) + 1, t.stride))
+        else:
+            jobs.append((p, tuple(crops), tuple(dests)))
+    return jobs
 
-    w_cache = {}
 
-    def w_spec(p, gs, cs, os_):
+class _Call:
+    """State of one :func:`fft` call.  Work is split into methods so that
+    every chunk's spectra are released as soon as the chunk is done."""
+
+    def __init__(self, params, x, w, b):
+        self.lib = lib = _Lib(x)
+        xp = lib.xp
+        self.out_dtype = x.dtype
+        self.work = work = xp.float32 if x.dtype == xp.float16 else x.dtype
+        self.plan = make_plan(params, lib.kind, work)
+        self.n, self.g = params.batch, params.groups
+        self.cig, self.cog = params.in_channels_per_group, params.out_channels_per_group
+        self.x6 = xp.reshape(x, (self.n, self.g, self.cig) + params.in_size)
+        self.w6 = xp.reshape(w, (self.g, self.cig, self.cog) + params.kernel)
+        self.matmul = use_matmul(lib.kind, self.plan.cw, self.plan.co)
+        self.w_cache = {}
+        self.out = xp.zeros(params.batched_output_shape, dtype=work)
+        self.out6 = xp.reshape(self.out, (self.n, self.g, self.cog) + params.out_size)
+        if b is not None:
+            self.out6 += xp.reshape(xp.astype(b, work), (1, self.g, self.cog, 1, 1, 1))
+
+    def run(self):
+        plan = self.plan
+        if self.n and plan.phases:
+            for tile in product(*plan.tiles):
+                jobs = _tile_jobs(plan, tile)
+                if not jobs:
+                    continue
+                src = tuple(slice(t0, t0 + tlen) for t0, tlen in tile)
+                for ns in _chunks(self.n, plan.nb):
+                    for gs in _chunks(self.g, plan.gc):
+                        self._chunk(src, jobs, ns, gs)
+        out = self.out
+        return out if out.dtype == self.out_dtype else self.lib.xp.astype(out, self.out_dtype)
+
+    def _chunk(self, src, jobs, ns, gs):
+        """One batch and group chunk of one tile, every phase."""
+        plan = self.plan
+        whole = self._x_spec(src, ns, gs, slice(0, self.cig)) if plan.ci == self.cig else None
+        for p, crops, dests in jobs:
+            for os_ in _chunks(self.cog, plan.co):
+                y = self._y_spec(whole, src, p, ns, gs, os_)
+                self.out6[(ns, gs, os_) + dests] += self.lib.inverse(y, plan, crops)
+                y = None
+
+    def _y_spec(self, whole, src, p, ns, gs, os_):
+        """Output spectrum of phase ``p`` for one chunk, summed over inputs."""
+        y = None
+        for cs in _chunks(self.cig, self.plan.cw):
+            xs = self._x_spec(src, ns, gs, cs) if whole is None else whole[:, :, cs]
+            y = _contract(self.lib, xs, self._w_spec(p, gs, cs, os_), self.matmul, y)
+        return y
+
+    def _x_spec(self, src, ns, gs, cs):
+        xt = self.x6[(ns, gs, cs) + src]
+        return self.lib.forward(self.lib.xp.astype(xt, self.work, copy=False), self.plan)
+
+    def _w_spec(self, p, gs, cs, os_):
         key = (p, gs.start, cs.start, os_.start)
-        if key in w_cache:
-            return w_cache[key]
-        spec = lib.forward(_sub_kernel(xp, w6, plan.phases[p], gs, cs, os_, work), plan)
-        if plan.cache_weights:
-            w_cache[key] = spec
+        spec = self.w_cache.get(key)
+        if spec is None:
+            sub = _sub_kernel(self.lib.xp, self.w6, self.plan.phases[p], gs, cs, os_,
+                              self.work)
+            spec = self.lib.forward(sub, self.plan)
+            if self.plan.cache_weights:
+                self.w_cache[key] = spec
         return spec
 
-    def chunks(total, size):
-        return [slice(s, min(s + size, total)) for s in range(0, total, size)]
 
-    for tile in product(*plan.tiles):
-        # Per phase: kept full-convolution rows (tile-local) and output slices.
-        jobs = []
-        for p, terms in enumerate(plan.phases):
-            crops, dests = [], []
-            for (t0, tlen), t in zip(tile, terms):
-                j0 = max(0, t0 - t.n0)
-                j1 = min(t.count, t0 + tlen + t.length - 1 - t.n0)
-                if j0 >= j1:
-                    break
-                m0 = t.n0 + j0 - t0
-                crops.append(slice(m0, m0 + j1 - j0))
-                o0 = t.first + t.stride * j0
-                dests.append(slice(o0, o0 + t.stride * (j1 - j0 - 1) + 1, t.stride))
-            else:
-                jobs.append((p, tuple(crops), tuple(dests)))
-        if not jobs:
-            continue
-        src = tuple(slice(t0, t0 + tlen) for t0, tlen in tile)
-
-        def x_spec(ns, gs, cs):
-            xt = x6[(ns, gs, cs) + src]
-            return lib.forward(xp.astype(xt, work, copy=False), plan)
-
-        for ns in chunks(n, plan.nb):
-            for gs in chunks(g, plan.gc):
-                whole = x_spec(ns, gs, slice(0, cig)) if plan.ci == cig else None
-                for p, crops, dests in jobs:
-                    for os_ in chunks(cog, plan.co):
-                        y = None
-                        for cs in chunks(cig, plan.cw):
-                            xs = x_spec(ns, gs, cs) if whole is None else whole[:, :, cs]
-                            y = _contract(lib, xs, w_spec(p, gs, cs, os_), matmul, y)
-                        out6[(ns, gs, os_) + dests] += lib.inverse(y, plan, crops)
-    return _finish(xp, out, out_dtype)
-
-
-def _finish(xp, out, dtype):
-    return out if out.dtype == dtype else xp.astype(out, dtype)
+def _run(params, x, w, b):
+    return _Call(params, x, w, b).run()

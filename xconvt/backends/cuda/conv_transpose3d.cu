@@ -135,8 +135,8 @@ template <typename T, typename I, int RO, int RW, int TWX, int SW>
 __global__ void __launch_bounds__(256)
 xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
              const T* __restrict__ bias, T* __restrict__ out,
-             const long long* __restrict__ meta, int nphase, int has_bias,
-             int G, int Cig, int Cog, int n_ob,
+             const long long* __restrict__ meta, int nphase, int interleave,
+             int has_bias, int G, int Cig, int Cog, int n_ob,
              int ID, int IH, int IW, int OD, int OH, int OW,
              int sd, int sh, int sw, int stepd, int steph,
              int TWT, int TH, int TD, int OG, int CC, int TDC,
@@ -149,14 +149,23 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
   Acc* const smem = reinterpret_cast<Acc*>(smem_raw);
 
   // Which phase, tile, output-channel block and (n, g) this block computes.
+  // When every phase has the same number of blocks (interleave != 0) the
+  // phase varies fastest, so sibling phases write the same output sectors
+  // close together in time; otherwise phases follow each other.
   long long b = blockIdx.x;
-  int lo = 0, hi = nphase - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (meta[mid * META + M_BLOCK0] <= b) lo = mid; else hi = mid - 1;
+  int lo = 0;
+  if (interleave) {
+    lo = (int)(b % nphase);
+    b /= nphase;
+  } else {
+    int hi = nphase - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) >> 1;
+      if (meta[mid * META + M_BLOCK0] <= b) lo = mid; else hi = mid - 1;
+    }
+    b -= meta[lo * META + M_BLOCK0];
   }
   const long long* m = meta + lo * META;
-  b -= m[M_BLOCK0];
   const int tiles_w = (int)m[M_TILES_W], tiles_h = (int)m[M_TILES_H];
   const int tiles_d = (int)m[M_TILES_D];
   const int ob = (int)(b % n_ob); b /= n_ob;
@@ -179,6 +188,9 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
   const int ht = (tid / TWT) % TH;
   const int dt = (tid / (TWT * TH)) % TD;
   const int og = tid / (TWT * TH * TD);
+  // The block is rounded up to whole warps (the staging loops rely on it);
+  // threads past the last output-channel group only help staging.
+  const bool active = og < OG;
 
   Acc acc[RO][RW];
 #pragma unroll
@@ -195,7 +207,9 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
     const I x_plane = (I)IH * IW;
     const I x_chan = (I)ID * x_plane;
     const T* const xg = x + ((I)n * G + g) * (I)Cig * x_chan;
-    const int tap_sz = Th * Tw * BO;         // weights per (c, d tap)
+    // Weight rows are padded to whole vectors when a block has one channel.
+    const int TwP = BO == 1 ? (Tw + VW - 1) / VW * VW : Tw;
+    const int tap_sz = Th * TwP * BO;        // weights per (c, d tap)
     // Packed weights of this phase: [g][ob][c][td][th][tw][BO].
     const T* const wg = wp + m[M_WOFF] + ((I)g * n_ob + ob) * (I)Cig * Td * tap_sz;
     const int n_cs = (Cig + CC - 1) / CC;
@@ -261,26 +275,39 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
       const Acc* const xs = smem + (s & 1) * BUF;
       const Acc* const ws = xs + CC * CP;
       const int c0 = (s / n_ts) * CC, td0 = (s % n_ts) * TDC;
-      const int cc = min(CC, Cig - c0), tdc = min(TDC, Td - td0);
+      const int cc = active ? min(CC, Cig - c0) : 0;
+      const int tdc = min(TDC, Td - td0);
       for (int c = 0; c < cc; ++c) {
         for (int td = 0; td < tdc; ++td) {
           const Acc* const xplane = xs + c * CP + (dt + td * stepd) * PP + ht * P + wt * RW;
           const Acc* const wtap = ws + (c * TDC + td) * tap_sz + og * RO;
           for (int th = 0; th < Th; ++th) {
             const Acc* const xrow = xplane + th * steph * P;
-            const Acc* const wrw = wtap + th * Tw * BO;
+            const Acc* const wrw = wtap + th * TwP * BO;
             if (Tw == TWX) {
               Acc xr[XL];
               load_vec<XL>(xrow, xr);
+              if constexpr (RO == 1) {
+                // The whole W row of weights in a few 16-byte loads.
+                constexpr int TWP = (TWX + VW - 1) / VW * VW;
+                Acc wr[TWP];
+                load_vec<TWP>(wrw, wr);
 #pragma unroll
-              for (int t = 0; t < TWX; ++t) {
-                Acc wv[RO];
-                load_w<RO>(wrw + t * BO, wv);
-#pragma unroll
-                for (int r = 0; r < RO; ++r)
+                for (int t = 0; t < TWX; ++t)
 #pragma unroll
                   for (int i = 0; i < RW; ++i)
-                    acc[r][i] = fma(wv[r], xr[i + t * SW], acc[r][i]);
+                    acc[0][i] = fma(wr[t], xr[i + t * SW], acc[0][i]);
+              } else {
+#pragma unroll
+                for (int t = 0; t < TWX; ++t) {
+                  Acc wv[RO];
+                  load_w<RO>(wrw + t * BO, wv);
+#pragma unroll
+                  for (int r = 0; r < RO; ++r)
+#pragma unroll
+                    for (int i = 0; i < RW; ++i)
+                      acc[r][i] = fma(wv[r], xr[i + t * SW], acc[r][i]);
+                }
               }
             } else {
               for (int tw0 = 0; tw0 < Tw; tw0 += TWX) {
@@ -307,25 +334,53 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
     }
   }
 
-  // Epilogue: bias and the strided write into this phase's outputs.
-  const int jd = jd0 + dt, jh = jh0 + ht;
-  if (jd >= (int)m[M_COUNT_D] || jh >= (int)m[M_COUNT_H] || og >= OG) return;
+  // Epilogue through shared memory: the accumulators go to a tile
+  // [r][og][dt][ht][W] and each warp then writes whole rows, consecutive lanes
+  // on consecutive outputs of the phase (coalesced for stride 1, half-sector
+  // for stride 2), adding the bias.
+  __syncthreads();
+  Acc* const otile = smem;
+  const int S = OG * TD * TH;               // spatial rows per channel of the block
+  if (active) {
+#pragma unroll
+    for (int r = 0; r < RO; ++r) {
+      Acc* const dst = otile + (r * S + (og * TD + dt) * TH + ht) * TW + wt * RW;
+#pragma unroll
+      for (int i = 0; i < RW; i += VW) {
+        if constexpr (VW == 4) {
+          *reinterpret_cast<float4*>(dst + i) =
+              make_float4(acc[r][i], acc[r][i + 1], acc[r][i + 2], acc[r][i + 3]);
+        } else {
+          *reinterpret_cast<double2*>(dst + i) = make_double2(acc[r][i], acc[r][i + 1]);
+        }
+      }
+    }
+  }
+  __syncthreads();
+  const int count_d = (int)m[M_COUNT_D], count_h = (int)m[M_COUNT_H];
   const int count_w = (int)m[M_COUNT_W];
-  const int od = (int)m[M_FIRST_D] + sd * jd;
-  const int oh = (int)m[M_FIRST_H] + sh * jh;
-  const I o_chan = (I)OD * OH * OW;
-  T* const obase = out + ((I)n * G + g) * (I)Cog * o_chan + ((I)od * OH + oh) * OW;
+  const int first_d = (int)m[M_FIRST_D], first_h = (int)m[M_FIRST_H];
   const int first_w = (int)m[M_FIRST_W];
-#pragma unroll
-  for (int r = 0; r < RO; ++r) {
-    const int o = ob * BO + og * RO + r;
-    if (o >= Cog) continue;
-    const Acc bv = has_bias ? to_acc(bias[g * Cog + o]) : Acc(0);
-    T* const dst = obase + (I)o * o_chan;
-#pragma unroll
-    for (int i = 0; i < RW; ++i) {
-      const int jw = jw0 + wt * RW + i;
-      if (jw < count_w) dst[first_w + sw * jw] = from_acc<T>(acc[r][i] + bv);
+  const I o_chan = (I)OD * OH * OW;
+  const int lane_e = tid & 31, warp_e = tid >> 5, nwarps_e = (nthreads + 31) >> 5;
+  const int wlim = min(TW, count_w - jw0);
+  for (int row = warp_e; row < S; row += nwarps_e) {
+    const int hl = row % TH;
+    const int q = row / TH;
+    const int dl = q % TD, ogl = q / TD;
+    const int jd = jd0 + dl, jh = jh0 + hl;
+    if (jd >= count_d || jh >= count_h) continue;
+    const int o0 = ob * BO + ogl * RO;
+    T* const orow = out + ((I)n * G + g) * (I)Cog * o_chan +
+                    ((I)(first_d + sd * jd) * OH + (first_h + sh * jh)) * OW +
+                    first_w + (I)sw * jw0;
+    for (int r = 0; r < RO; ++r) {
+      const int o = o0 + r;
+      if (o >= Cog) break;
+      const Acc bv = has_bias ? to_acc(bias[g * Cog + o]) : Acc(0);
+      const Acc* const src = otile + (r * S + row) * TW;
+      T* const dst = orow + (I)o * o_chan;
+      for (int jw = lane_e; jw < wlim; jw += 32) dst[(I)sw * jw] = from_acc<T>(src[jw] + bv);
     }
   }
 }
@@ -350,55 +405,49 @@ __global__ void xconvt_pack(const T* __restrict__ src, const I* __restrict__ idx
 // group and batch elements n0..n0+NC: cols[g, o*K + tap, n*V + v] =
 // sum_c W[g*Cig + c, o0 + o, tap] * x[n0 + n, g*Cig + c, v].  One thread per
 // output element sums the taps that reach it (no atomics) and adds the bias.
+// tab holds, per axis and output index, the first tap k0 that reaches it, the
+// matching input index i0 and the number of taps: the taps are k0 + t*ks with
+// inputs i0 - t*dg (ks = s/gcd(s,d), dg = d/gcd(s,d)), so no division is
+// needed per tap.  Grid: x = W blocks x OH, y = OD, z = (n, g, o).
 // ---------------------------------------------------------------------------
 template <typename T, typename I>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(128)
 xconvt_col2im(const T* __restrict__ cols, const T* __restrict__ bias,
-              T* __restrict__ out, int has_bias, I total,
-              int NC, int G, int Cg, int Cog, int n0, int o0,
+              T* __restrict__ out, const int* __restrict__ tab, int has_bias,
+              int NZ, int G, int Cg, int Cog, int n0, int o0, int nbw,
               int ID, int IH, int IW, int OD, int OH, int OW,
-              int KD, int KH, int KW, int sd, int sh, int sw,
-              int pd, int ph, int pw, int dd, int dh, int dw) {
+              int KD, int KH, int KW, int ksd, int ksh, int ksw,
+              int dgd, int dgh, int dgw, I ncol) {
   using namespace xconvt;
   typedef typename acc_of<T>::type Acc;
+  const int ow = (blockIdx.x % nbw) * blockDim.x + threadIdx.x;
+  const int oh = blockIdx.x / nbw;
+  if (ow >= OW) return;
   const I V = (I)ID * IH * IW;
   const I K = (I)KD * KH * KW;
-  const I ncol = (I)NC * V;
-  for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < total;
-       e += (I)gridDim.x * blockDim.x) {
-    I r = e;
-    const int ow = (int)(r % OW); r /= OW;
-    const int oh = (int)(r % OH); r /= OH;
-    const int od = (int)(r % OD); r /= OD;
-    const int o = (int)(r % Cg); r /= Cg;
-    const int g = (int)(r % G);
-    const int n = (int)(r / G);
-    const T* cg = cols + ((I)g * Cg + o) * K * ncol + (I)n * V;
-    Acc acc = has_bias ? to_acc(bias[g * Cog + o0 + o]) : Acc(0);
-    for (int kd = 0; kd < KD; ++kd) {
-      const int fd = od + pd - kd * dd;
-      if (fd < 0) break;
-      if (fd % sd) continue;
-      const int id = fd / sd;
-      if (id >= ID) continue;
-      for (int kh = 0; kh < KH; ++kh) {
-        const int fh = oh + ph - kh * dh;
-        if (fh < 0) break;
-        if (fh % sh) continue;
-        const int ih = fh / sh;
-        if (ih >= IH) continue;
-        for (int kw = 0; kw < KW; ++kw) {
-          const int fw = ow + pw - kw * dw;
-          if (fw < 0) break;
-          if (fw % sw) continue;
-          const int iw = fw / sw;
-          if (iw >= IW) continue;
-          const I tap = ((I)kd * KH + kh) * KW + kw;
-          acc += to_acc(cg[tap * ncol + ((I)id * IH + ih) * IW + iw]);
+  const int* const th_ = tab + 3 * (OD + oh);
+  const int* const tw_ = tab + 3 * (OD + OH + ow);
+  const int kh0 = th_[0], ih0 = th_[1], nh = th_[2];
+  const int kw0 = tw_[0], iw0 = tw_[1], nw = tw_[2];
+  for (int od = blockIdx.y; od < OD; od += gridDim.y) {
+    const int kd0 = tab[3 * od], id0 = tab[3 * od + 1], nd = tab[3 * od + 2];
+    for (int z = blockIdx.z; z < NZ; z += gridDim.z) {
+      const int o = z % Cg;
+      const int q = z / Cg;
+      const int g = q % G, n = q / G;
+      const T* const cg = cols + ((I)g * Cg + o) * K * ncol + (I)n * V;
+      Acc acc = has_bias ? to_acc(bias[g * Cog + o0 + o]) : Acc(0);
+      for (int td = 0; td < nd; ++td) {
+        const int kd = kd0 + td * ksd, id = id0 - td * dgd;
+        for (int th = 0; th < nh; ++th) {
+          const int kh = kh0 + th * ksh, ih = ih0 - th * dgh;
+          const T* const crow = cg + ((I)kd * KH + kh) * KW * ncol + ((I)id * IH + ih) * IW;
+          for (int tw = 0; tw < nw; ++tw)
+            acc += to_acc(crow[(I)(kw0 + tw * ksw) * ncol + (iw0 - tw * dgw)]);
         }
       }
+      out[((((I)(n0 + n) * G + g) * Cog + o0 + o) * OD + od) * (I)OH * OW +
+          (I)oh * OW + ow] = from_acc<T>(acc);
     }
-    out[((((I)(n0 + n) * G + g) * Cog + o0 + o) * OD + od) * (I)OH * OW +
-        (I)oh * OW + ow] = from_acc<T>(acc);
   }
 }
