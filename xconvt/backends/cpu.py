@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -12,6 +15,30 @@ __all__ = ["direct"]
 FORCE = None  # experiment hook: None, "A", ("B", m)
 CHUNK_BYTES = 8 * 2**20
 HALO = 4
+
+
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+PAR_MIN = 1 << 16
+_pool = None
+
+
+def _copy(dst, src):
+    """``dst[...] = src``, split over threads when large (NumPy copies drop the GIL)."""
+    global _pool
+    n = THREADS
+    ax = next((i for i, e in enumerate(dst.shape) if e >= n), None)
+    if n < 2 or dst.size < PAR_MIN or ax is None:
+        np.copyto(dst, src)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="xconvt")
+    src = np.broadcast_to(src, dst.shape)
+    e = dst.shape[ax]
+    parts = [(slice(None),) * ax + (slice(e * i // n, e * (i + 1) // n),) for i in range(n)]
+    futs = [_pool.submit(np.copyto, dst[s], src[s]) for s in parts[1:]]
+    np.copyto(dst[parts[0]], src[parts[0]])
+    for f in futs:
+        f.result()
 
 
 def direct(params, x, w, b):
@@ -61,7 +88,7 @@ def _upsample(params, x, w, b, out):
             for a in range(kd):
                 for bb in range(kh):
                     for cc in range(kw):
-                        out8[n, :, :, d0:d1, a, :, bb, :, cc] = c[:, :, a, bb, cc]
+                        _copy(out8[n, :, :, d0:d1, a, :, bb, :, cc], c[:, :, a, bb, cc])
 
 
 # ---------------------------------------------------------------- phase split
@@ -123,9 +150,9 @@ class _ChannelGemm:
             size = nn * gg * Cig * Th * Tw * Sd * A
             P = ck.p_buf[pos:pos + size].reshape(nn, gg, Cig, Th, Tw, Sd, A)
             pos += size
-            P[...] = as_strided(ck.slab_flat[off0:], shape=P.shape,
+            _copy(P, as_strided(ck.slab_flat[off0:], shape=P.shape,
                                 strides=(gg * Cig * cs, Cig * cs, cs, ph.step * Wp * isz,
-                                         pw.step * isz, HpWp * isz, isz), writeable=False)
+                                         pw.step * isz, HpWp * isz, isz), writeable=False))
             Pms.append(P.reshape(nn, gg, Cig * Th * Tw, Sd * A))
         for pd in ck.pds:
             jc = min(ck.j1, pd.count) - ck.j0
@@ -149,7 +176,7 @@ class _ChannelGemm:
                 if ck.bias is not None:
                     acc += ck.bias[..., 0, 0]
                 a6 = acc.reshape(nn, gg, Cog, jc, ph.count, Wp)[..., :pw.count]
-                ck.out[..., dsel, ph.first::sh, pw.first::sw] = a6
+                _copy(ck.out[..., dsel, ph.first::sh, pw.first::sw], a6)
 
 
 class _ToeplitzW:
@@ -207,9 +234,9 @@ class _ToeplitzW:
             P = ck.p_buf[:nn * gg * Sd * Oh * nb * Cig * Th * width].reshape(
                 nn, gg, Sd, Oh, nb, Cig, Th, width)
             hs = self.plo_h + ph.base
-            P[...] = as_strided(ck.slab[:, :, :, hs:, self.plo_w + self.ilo:], shape=P.shape,
+            _copy(P, as_strided(ck.slab[:, :, :, hs:, self.plo_w + self.ilo:], shape=P.shape,
                                 strides=(st[0], Cig * st[1], st[2], st[3], m * st[4], st[1],
-                                         ph.step * st[3], st[4]), writeable=False)
+                                         ph.step * st[3], st[4]), writeable=False))
             R = Oh * nb
             Pm = P.reshape(nn, gg, Sd * R, Cig * Th * width)
             for pd in ck.pds:
@@ -234,7 +261,7 @@ class _ToeplitzW:
                 dst = ck.out[..., d0:d0 + sd * (jc - 1) + 1:sd, ph.first::sh, :]
                 nf = OW // Bw
                 if nf:
-                    dst[..., :nf * Bw].reshape(dst.shape[:-1] + (nf, Bw))[...] = a7[..., :nf, :]
+                    _copy(dst[..., :nf * Bw].reshape(dst.shape[:-1] + (nf, Bw)), a7[..., :nf, :])
                 if nf < nb:
                     dst[..., nf * Bw:] = a7[..., nf, :OW - nf * Bw]
 
@@ -325,7 +352,7 @@ def _phase_split(params, x, b, out, form):
                 lo = lo_off + j0
                 a0, a1 = max(lo, 0), min(lo + Sd, D)
                 if a1 > a0:
-                    inner[:, :, a0 - lo:a1 - lo] = xs[:, :, a0:a1]
+                    _copy(inner[:, :, a0 - lo:a1 - lo], xs[:, :, a0:a1])
                 if a0 > lo:
                     inner[:, :, :a0 - lo] = 0
                 if lo + Sd > max(a1, lo):

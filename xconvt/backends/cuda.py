@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .._config import get_memory_budget
+from .._params import AxisPhase
 
 __all__ = ["choose_variant", "direct", "fused_config"]
 
@@ -92,18 +93,19 @@ def _index_type(*sizes):
 def choose_variant(params, dtype):
     """``"gemm"`` or ``"fused"`` for one call.
 
-    GEMM + col2im wins when the channel contraction is large enough for cuBLAS
-    to run near its float32 peak and the column buffer is not much larger than
-    the output: U-Net upsampling (``kernel == stride``) with at least 16 input
-    channels per group, and wide layers (``Cin/g >= 128`` and ``Cout/g >= 64``).
-    Everything else (few channels, depthwise, grouped, stride-1 layers of up to
-    ~64 channels) runs the fused kernel.
+    GEMM + col2im wins where cuBLAS runs a large channel contraction near its
+    float32 peak and the fused kernel's phases have few taps each, so little
+    input reuse: U-Net upsampling (``kernel == stride``) with at least 16 input
+    channels per group, and strided layers (stride > 1 on every axis) with at
+    least 64 input and 32 output channels per group.  Everything else (stride
+    1, few channels, depthwise, grouped) runs the fused kernel.  Measured on an
+    H100 (bench/results), see the module docstring.
     """
     cig = params.in_channels_per_group
     cog = params.out_channels_per_group
     if params.is_pure_upsample and cig >= 16:
         return "gemm"
-    if cig >= 128 and cog >= 64:
+    if min(params.stride) > 1 and cig >= 64 and cog >= 32:
         return "gemm"
     return "fused"
 
@@ -148,6 +150,33 @@ def _bank_score(twt, th, td, og, ro, p, pp, itemsize):
     return total
 
 
+@lru_cache(maxsize=1024)
+def unit_step_phases(params):
+    """Stride phases whose taps read consecutive input positions.
+
+    Returns ``(phases, out_stride, in_stride)``: ``phases`` a list of
+    ``(AxisPhase, AxisPhase, AxisPhase)`` with ``step == 1``, and per axis the
+    output stride between a phase's outputs and the input stride between its
+    taps.  Where the dilation makes a phase's taps step by ``k > 1`` input
+    positions (``k = d / gcd(s, d)``), each phase on that axis splits into
+    ``k`` sub-phases by ``j mod k``: outputs ``first + s*r + (s*k)*j'`` read
+    inputs ``base + r + k*(j' + u)``.  The fused kernel then stages dense
+    slabs (no dilation holes) and reuses a register row across every tap.
+    """
+    axes = []
+    for a in range(3):
+        k = params.axis_phases[a][0].step
+        s = params.stride[a]
+        subs = [AxisPhase(ph.first + s * r, max(0, -(-(ph.count - r) // k)), ph.base + r,
+                          1, ph.taps)
+                for ph in params.axis_phases[a] for r in range(k)]
+        axes.append([ph for ph in subs if ph.count > 0])
+    phases = [(pd, ph, pw) for pd in axes[0] for ph in axes[1] for pw in axes[2]]
+    steps = tuple(params.axis_phases[a][0].step for a in range(3))
+    out_stride = tuple(s * k for s, k in zip(params.stride, steps))
+    return phases, out_stride, steps
+
+
 @lru_cache(maxsize=4096)
 def fused_config(params, dtype_name):
     """Template arguments and launch geometry of the fused kernel for one call.
@@ -157,11 +186,9 @@ def fused_config(params, dtype_name):
     acc_size = 8 if dtype_name == "float64" else 4
     vw = 16 // acc_size
     cog = params.out_channels_per_group
-    phases = params.phases()
+    phases = unit_step_phases(params)[0]
     tmax = [max(len(ph[a].taps) for ph in phases) for a in range(3)]
     cmax = [max(ph[a].count for ph in phases) for a in range(3)]
-    steps = [params.axis_phases[a][0].step for a in range(3)]
-    sw = steps[2]
 
     ro = _choose_ro(cog)
     og = max(1, min(-(-cog // ro), max(1, 64 // ro)))
@@ -183,11 +210,11 @@ def fused_config(params, dtype_name):
     td = -(-cmax[0] // -(-cmax[0] // tdmax))
     tw_tile = twt * RW
 
-    hh_max = th + (max(1, tmax[1]) - 1) * steps[1]
+    hh_max = th + max(1, tmax[1]) - 1
     last_tw0 = ((max(1, tmax[2]) - 1) // twx) * twx
-    xl = -(-(RW + (twx - 1) * sw) // vw) * vw
-    p_min = (twt - 1) * RW + last_tw0 * sw + xl
-    p_min = max(p_min, tw_tile + (max(1, tmax[2]) - 1) * sw)
+    xl = -(-(RW + twx - 1) // vw) * vw
+    p_min = (twt - 1) * RW + last_tw0 + xl
+    p_min = max(p_min, tw_tile + max(1, tmax[2]) - 1)
     p_min = -(-p_min // vw) * vw
 
     best = None
@@ -208,13 +235,13 @@ def fused_config(params, dtype_name):
     budget = min(_SMEM_MAX, _SMEM_PER_SM // blocks_per_sm - 1024)
     cc, tdc = 1, 1
     for cand_tdc in range(max(1, tmax[0]), 0, -1):
-        cp_ = -(-(td + (cand_tdc - 1) * steps[0]) * pp // vw) * vw
+        cp_ = -(-(td + cand_tdc - 1) * pp // vw) * vw
         per_c = cp_ + cand_tdc * tap_sz
         fit = budget // (2 * per_c * acc_size)
         if fit >= 1:
             cc, tdc = max(1, min(cig, 32, fit)), cand_tdc
             break
-    cp_ = -(-(td + (tdc - 1) * steps[0]) * pp // vw) * vw
+    cp_ = -(-(td + tdc - 1) * pp // vw) * vw
     buf = -(-(cc * (cp_ + tdc * tap_sz)) // vw) * vw
     # The epilogue reuses the buffers for the (RO, OG, TD, TH, TW) output tile.
     smem = max(2 * buf, ro * og * td * th * tw_tile) * acc_size
@@ -225,9 +252,9 @@ def fused_config(params, dtype_name):
 
     return {
         "ro": ro, "og": og, "bo": bo, "n_ob": n_ob, "vw": vw,
-        "twx": twx, "sw": sw, "twt": twt, "th": th, "td": td, "tw_tile": tw_tile,
+        "twx": twx, "twt": twt, "th": th, "td": td, "tw_tile": tw_tile,
         "cc": cc, "tdc": tdc, "p": p, "pp": pp, "cp": cp_, "buf": buf, "smem": smem,
-        "threads": threads, "step_d": steps[0], "step_h": steps[1],
+        "threads": threads,
     }
 
 
@@ -245,7 +272,7 @@ def _fused_tables(params, cfg_key):
     idx_parts = []
     block0 = 0
     woff = 0
-    for pd, ph, pw in params.phases():
+    for pd, ph, pw in unit_step_phases(params)[0]:
         tiles_w = -(-pw.count // cfg["tw_tile"])
         tiles_h = -(-ph.count // cfg["th"])
         tiles_d = -(-pd.count // cfg["td"])
@@ -287,6 +314,7 @@ class _FusedPlan:
         cupy = _cupy()
         cfg = fused_config(params, dtype_name)
         cfg_key = tuple(sorted(cfg.items()))
+        _, out_stride, in_stride = unit_step_phases(params)
         meta, idx, nblocks, interleave = _fused_tables(params, cfg_key)
         index_t = _index_type(math.prod(params.input_shape),
                               math.prod(params.batched_output_shape),
@@ -299,7 +327,7 @@ class _FusedPlan:
         self.pack = _kernel(f"xconvt_pack<{ctype}, {index_t}>")
         self.pack_grid = (max(1, min(-(-idx.size // 256), 65536)),)
         self.kern = _kernel(f"xconvt_fused<{ctype}, {index_t}, {cfg['ro']}, {RW}, "
-                            f"{cfg['twx']}, {cfg['sw']}>")
+                            f"{cfg['twx']}>")
         if cfg["smem"] > _SMEM_DEFAULT:
             self.kern.max_dynamic_shared_size_bytes = cfg["smem"]
         self.grid = (nblocks,)
@@ -311,7 +339,7 @@ class _FusedPlan:
             i32(params.groups), i32(params.in_channels_per_group),
             i32(params.out_channels_per_group), i32(cfg["n_ob"]),
             *(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
-            *(i32(v) for v in params.stride), i32(cfg["step_d"]), i32(cfg["step_h"]),
+            *(i32(v) for v in out_stride), *(i32(v) for v in in_stride),
             *(i32(cfg[k]) for k in ("twt", "th", "td", "og", "cc", "tdc", "p", "pp",
                                     "cp", "buf")),
         )
@@ -385,7 +413,7 @@ def _gemm(params, x, w, b, out):
     gs = [math.gcd(s, d) for s, d in zip(params.stride, params.dilation)]
     steps = [s // g for s, g in zip(params.stride, gs)]
     dsteps = [d // g for d, g in zip(params.dilation, gs)]
-    nbw = -(-OW // 128)
+    nbw = -(-(OH * OW) // 128)
     xr = x.reshape(N, G, cig, V)
     for n0 in range(0, N, nn):
         nc = min(nn, N - n0)
@@ -395,9 +423,9 @@ def _gemm(params, x, w, b, out):
             cols = cupy.matmul(wt[:, o0 * K:(o0 + oc) * K, :], xg)
             nz = nc * G * oc
             kern(
-                (nbw * OH, min(OD, 65535), min(nz, 65535)), (128,),
+                (nbw, min(OD, 65535), min(nz, 65535)), (128,),
                 (cols, b if b is not None else cols, out, tab, i32(b is not None),
-                 i32(nz), i32(G), i32(oc), i32(cog), i32(n0), i32(o0), i32(nbw),
+                 i32(nz), i32(G), i32(oc), i32(cog), i32(n0), i32(o0),
                  *(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
                  *(i32(v) for v in params.kernel), *(i32(v) for v in steps),
                  *(i32(v) for v in dsteps), ityp(nc * V)),

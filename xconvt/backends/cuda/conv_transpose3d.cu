@@ -89,9 +89,11 @@ enum {
 // shared memory, double-buffered: cp.async copies of stage s+1 fly while
 // stage s is computed (float and double; __half converts through registers).
 // Per (channel, d tap, h tap) every thread loads a register row of
-// RW + (TWX-1)*SW inputs with 16-byte loads and reuses it across the W taps.
-// TWX is the compile-time W-tap block (a wider kernel loops over blocks) and
-// SW the W tap step.
+// RW + TWX - 1 inputs with 16-byte loads and reuses it across the W taps; TWX
+// is the compile-time W-tap block (a wider kernel loops over blocks).  Taps
+// are consecutive in a phase: where the dilation makes them step by k > 1
+// input positions, the host splits the phase into k sub-phases that read the
+// input with stride k (isd, ish, isw) and write the output with stride s*k.
 // ---------------------------------------------------------------------------
 namespace xconvt {
 
@@ -131,20 +133,20 @@ __device__ __forceinline__ void stage1(Acc* dst, const T* src, bool valid) {
 
 }  // namespace xconvt
 
-template <typename T, typename I, int RO, int RW, int TWX, int SW>
+template <typename T, typename I, int RO, int RW, int TWX>
 __global__ void __launch_bounds__(256)
 xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
              const T* __restrict__ bias, T* __restrict__ out,
              const long long* __restrict__ meta, int nphase, int interleave,
              int has_bias, int G, int Cig, int Cog, int n_ob,
              int ID, int IH, int IW, int OD, int OH, int OW,
-             int sd, int sh, int sw, int stepd, int steph,
+             int sd, int sh, int sw, int isd, int ish, int isw,
              int TWT, int TH, int TD, int OG, int CC, int TDC,
              int P, int PP, int CP, int BUF) {
   using namespace xconvt;
   typedef typename acc_of<T>::type Acc;
   constexpr int VW = 16 / sizeof(Acc);
-  constexpr int XL = ((RW + (TWX - 1) * SW + VW - 1) / VW) * VW;
+  constexpr int XL = ((RW + TWX - 1 + VW - 1) / VW) * VW;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Acc* const smem = reinterpret_cast<Acc*>(smem_raw);
 
@@ -199,11 +201,12 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
     for (int i = 0; i < RW; ++i) acc[r][i] = Acc(0);
 
   if (Td > 0 && Th > 0 && Tw > 0) {
-    const int HH = TH + (Th - 1) * steph;   // staged rows this phase
-    const int WWn = TW + (Tw - 1) * SW;     // staged columns this phase
-    const int base_d = (int)m[M_BASE_D] + jd0;
-    const int base_h = (int)m[M_BASE_H] + jh0;
-    const int base_w = (int)m[M_BASE_W] + jw0;
+    const int HH = TH + Th - 1;             // staged rows this phase
+    const int WWn = TW + Tw - 1;            // staged columns this phase
+    // Input index of slab position q along an axis: base + is * q.
+    const int base_d = (int)m[M_BASE_D] + isd * jd0;
+    const int base_h = (int)m[M_BASE_H] + ish * jh0;
+    const int base_w = (int)m[M_BASE_W] + isw * jw0;
     const I x_plane = (I)IH * IW;
     const I x_chan = (I)ID * x_plane;
     const T* const xg = x + ((I)n * G + g) * (I)Cig * x_chan;
@@ -226,22 +229,30 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
       Acc* const xs = smem + (s & 1) * BUF;
       const int c0 = (s / n_ts) * CC, td0 = (s % n_ts) * TDC;
       const int cc = min(CC, Cig - c0), tdc = min(TDC, Td - td0);
-      const int TDP = TD + (tdc - 1) * stepd;
+      const int TDP = TD + tdc - 1;
       const int nrows = cc * TDP * HH;
       if (sub < rpw) {
-        for (int r = warp * rpw + sub; r < nrows; r += nwarps * rpw) {
-          const int hh = r % HH;
-          const int q = r / HH;
-          const int dd = q % TDP, c = q / TDP;
-          const int gd = base_d + dd + td0 * stepd;
-          const int gh = base_h + hh;
+        // Row r = (c * TDP + dd) * HH + hh, walked with counters (no division
+        // per row): rows advance by rstep = nwarps * rpw.
+        const int rstep = nwarps * rpw;
+        int r = warp * rpw + sub;
+        int hh = r % HH, dd = (r / HH) % TDP, c = r / (HH * TDP);
+        const int dh = rstep % HH, dq = rstep / HH;
+        const I row_stride_c = x_chan;
+        for (; r < nrows; r += rstep) {
+          const int gd = base_d + isd * (dd + td0);
+          const int gh = base_h + ish * hh;
           const bool row_ok = (unsigned)gd < (unsigned)ID && (unsigned)gh < (unsigned)IH;
-          const T* src = xg + (I)(c0 + c) * x_chan + (I)gd * x_plane + (I)gh * IW + base_w;
+          const T* src = xg + (I)(c0 + c) * row_stride_c + (I)gd * x_plane + (I)gh * IW + base_w;
           Acc* dst = xs + c * CP + dd * PP + hh * P;
           for (int ww = l0; ww < WWn; ww += wspan) {
-            const bool ok = row_ok && (unsigned)(base_w + ww) < (unsigned)IW;
-            stage1<T, Acc>(dst + ww, ok ? src + ww : x, ok);
+            const bool ok = row_ok && (unsigned)(base_w + isw * ww) < (unsigned)IW;
+            stage1<T, Acc>(dst + ww, ok ? src + isw * ww : x, ok);
           }
+          hh += dh;
+          dd += dq;
+          if (hh >= HH) { hh -= HH; ++dd; }
+          while (dd >= TDP) { dd -= TDP; ++c; }
         }
       }
       // Weights: cc segments of tdc * tap_sz contiguous elements.
@@ -279,10 +290,10 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
       const int tdc = min(TDC, Td - td0);
       for (int c = 0; c < cc; ++c) {
         for (int td = 0; td < tdc; ++td) {
-          const Acc* const xplane = xs + c * CP + (dt + td * stepd) * PP + ht * P + wt * RW;
+          const Acc* const xplane = xs + c * CP + (dt + td) * PP + ht * P + wt * RW;
           const Acc* const wtap = ws + (c * TDC + td) * tap_sz + og * RO;
           for (int th = 0; th < Th; ++th) {
-            const Acc* const xrow = xplane + th * steph * P;
+            const Acc* const xrow = xplane + th * P;
             const Acc* const wrw = wtap + th * TwP * BO;
             if (Tw == TWX) {
               Acc xr[XL];
@@ -296,7 +307,7 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
                 for (int t = 0; t < TWX; ++t)
 #pragma unroll
                   for (int i = 0; i < RW; ++i)
-                    acc[0][i] = fma(wr[t], xr[i + t * SW], acc[0][i]);
+                    acc[0][i] = fma(wr[t], xr[i + t], acc[0][i]);
               } else {
 #pragma unroll
                 for (int t = 0; t < TWX; ++t) {
@@ -306,13 +317,13 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
                   for (int r = 0; r < RO; ++r)
 #pragma unroll
                     for (int i = 0; i < RW; ++i)
-                      acc[r][i] = fma(wv[r], xr[i + t * SW], acc[r][i]);
+                      acc[r][i] = fma(wv[r], xr[i + t], acc[r][i]);
                 }
               }
             } else {
               for (int tw0 = 0; tw0 < Tw; tw0 += TWX) {
                 Acc xr[XL];
-                load_vec<XL>(xrow + tw0 * SW, xr);
+                load_vec<XL>(xrow + tw0, xr);
 #pragma unroll
                 for (int t = 0; t < TWX; ++t) {
                   if (tw0 + t < Tw) {
@@ -322,7 +333,7 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
                     for (int r = 0; r < RO; ++r)
 #pragma unroll
                       for (int i = 0; i < RW; ++i)
-                        acc[r][i] = fma(wv[r], xr[i + t * SW], acc[r][i]);
+                        acc[r][i] = fma(wv[r], xr[i + t], acc[r][i]);
                   }
                 }
               }
@@ -408,21 +419,22 @@ __global__ void xconvt_pack(const T* __restrict__ src, const I* __restrict__ idx
 // tab holds, per axis and output index, the first tap k0 that reaches it, the
 // matching input index i0 and the number of taps: the taps are k0 + t*ks with
 // inputs i0 - t*dg (ks = s/gcd(s,d), dg = d/gcd(s,d)), so no division is
-// needed per tap.  Grid: x = W blocks x OH, y = OD, z = (n, g, o).
+// needed per tap.  Grid: x = blocks of 128 over the OH x OW plane, y = OD,
+// z = (n, g, o).
 // ---------------------------------------------------------------------------
 template <typename T, typename I>
 __global__ void __launch_bounds__(128)
 xconvt_col2im(const T* __restrict__ cols, const T* __restrict__ bias,
               T* __restrict__ out, const int* __restrict__ tab, int has_bias,
-              int NZ, int G, int Cg, int Cog, int n0, int o0, int nbw,
+              int NZ, int G, int Cg, int Cog, int n0, int o0,
               int ID, int IH, int IW, int OD, int OH, int OW,
               int KD, int KH, int KW, int ksd, int ksh, int ksw,
               int dgd, int dgh, int dgw, I ncol) {
   using namespace xconvt;
   typedef typename acc_of<T>::type Acc;
-  const int ow = (blockIdx.x % nbw) * blockDim.x + threadIdx.x;
-  const int oh = blockIdx.x / nbw;
-  if (ow >= OW) return;
+  const int hw = blockIdx.x * blockDim.x + threadIdx.x;
+  if (hw >= OH * OW) return;
+  const int oh = hw / OW, ow = hw % OW;
   const I V = (I)ID * IH * IW;
   const I K = (I)KD * KH * KW;
   const int* const th_ = tab + 3 * (OD + oh);
