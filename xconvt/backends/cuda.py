@@ -53,6 +53,7 @@ _REGS_PER_SM = 65536
 # (ptxas reports for sm_90); they decide how many blocks share an SM and so
 # how much shared memory each block may take.
 _REGS = {1: 64, 2: 64, 4: 80, 8: 96, 12: 128, 16: 128}
+_REGS_WIDE_UNCAPPED = 168
 RW = 4  # outputs per thread along W in the fused kernel
 
 
@@ -67,14 +68,20 @@ def _cupy():
     return cupy
 
 
+# Minimum resident blocks per SM the compiler must allow for wide register
+# tiles (RO >= 12); see _REGS.
+WIDE_MINB = 2
+
+
 @lru_cache(maxsize=None)
 def _memoized_kernel_getter():
     cupy = _cupy()
 
     @cupy.memoize(for_each_device=True)
-    def get(name):
+    def get(name, minb):
         module = cupy.RawModule(
-            code=_source(), options=("-std=c++17",), name_expressions=(name,)
+            code=_source(), options=("-std=c++17", f"-DXCONVT_WIDE_MINB={minb}"),
+            name_expressions=(name,),
         )
         return module.get_function(name)
 
@@ -82,7 +89,7 @@ def _memoized_kernel_getter():
 
 
 def _kernel(name):
-    return _memoized_kernel_getter()(name)
+    return _memoized_kernel_getter()(name, WIDE_MINB)
 
 
 def _index_type(*sizes):
@@ -231,7 +238,8 @@ def fused_config(params, dtype_name):
     cig = params.in_channels_per_group
     tap_sz = max(1, tmax[1]) * _padded_tw(max(1, tmax[2]), bo, vw) * bo
     threads = -(-(twt * th * td * og) // 32) * 32
-    blocks_per_sm = max(1, min(8, _REGS_PER_SM // (threads * _REGS[ro])))
+    regs = _REGS[ro] if ro < 12 or WIDE_MINB == 2 else _REGS_WIDE_UNCAPPED
+    blocks_per_sm = max(1, min(8, _REGS_PER_SM // (threads * regs)))
     budget = min(_SMEM_MAX, _SMEM_PER_SM // blocks_per_sm - 1024)
     cc, tdc = 1, 1
     for cand_tdc in range(max(1, tmax[0]), 0, -1):

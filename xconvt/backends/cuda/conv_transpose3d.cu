@@ -133,8 +133,14 @@ __device__ __forceinline__ void stage1(Acc* dst, const T* src, bool valid) {
 
 }  // namespace xconvt
 
+#ifndef XCONVT_WIDE_MINB
+#define XCONVT_WIDE_MINB 2
+#endif
+// Wide register tiles (RO >= 12) need ~145 registers: XCONVT_WIDE_MINB = 1
+// lets ptxas use them (one 256-thread block per SM), 2 caps them at 128.
+// Narrow tiles fit in 80 (RO <= 4) or 128 (RO = 8) registers.
 template <typename T, typename I, int RO, int RW, int TWX>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(256, (RO >= 12 ? XCONVT_WIDE_MINB : RO > 4 ? 2 : 3))
 xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
              const T* __restrict__ bias, T* __restrict__ out,
              const long long* __restrict__ meta, int nphase, int interleave,

@@ -1,0 +1,332 @@
+"""``python -m bench``: the command line (see bench/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import cases as C
+from .devices import DeviceUnavailable, available_threads, make_device
+from .measure import TORCH, TORCH_TF32, auto_choice, case_error, measure_case
+from .report import (detail_table, geomean_line, geomeans, metadata, print_table,
+                     summary_table, write_csv, write_json)
+from .sweep import SweepSkipper, crossover, plot_sweep, series
+
+__all__ = ["main"]
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "out"
+
+# Ceilings of the H100 this project measures on, from /work/shared/gpu/README.md
+# ("Ceilings measured on that H100 (2026-11-25)"): an 8192^3 matmul reached
+# 51 TFLOP/s in float32 (407 TF32, 755 float16 on tensor cores) and a
+# device-to-device copy 2.98 TB/s (bytes read + written).  float64 was not
+# measured there: no %-of-peak unless --peak-tflops is given.  Override both
+# with --peak-tflops / --peak-gbps on other cards (an H200 has more bandwidth).
+PEAK_TFLOPS = {"float32": 51.0, "float16": 755.0, "float64": None}
+PEAK_GBPS = 2980.0
+
+# Defaults per device: (repeat, warmup, min_time s, max_time s).
+TIMING_DEFAULTS = {
+    "cpu": (5, 1, 0.0, 30.0),
+    "gpu": (20, 3, 1.0, 10.0),
+    "quick": (3, 1, 0.0, 5.0),
+    "sweep-cpu": (3, 1, 0.0, 30.0),
+}
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark xconvt.conv_transpose3d against PyTorch "
+                    "(torch.nn.functional.conv_transpose3d) on the same inputs.",
+    )
+    p.add_argument("suite", nargs="?", default="quick",
+                   choices=("quick", "cpu", "gpu", "sweep"),
+                   help="quick: tiny self-checking CPU cases (default); cpu: issue 2's "
+                        "suite (NumPy); gpu: issue 3's suite (CuPy); sweep: time vs kernel "
+                        "size k")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="device of the sweep (default cpu)")
+    p.add_argument("--algorithms", default=None,
+                   help="comma-separated xconvt algorithms (default: every algorithm "
+                        "registered for the array library, plus auto)")
+    p.add_argument("--cases", default=None,
+                   help="comma-separated case names or glob patterns (e.g. 'sweep_k*')")
+    p.add_argument("--ks", default=None,
+                   help="sweep kernel sizes, comma-separated (default 1,3,...,31)")
+    p.add_argument("--volume", type=int, default=None,
+                   help="sweep input edge (default 32 on cpu, 64 on gpu)")
+    p.add_argument("--dtype", choices=("float32", "float64", "float16"), default="float32")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed runs per method (default: cpu 5, gpu 20, quick 3, cpu sweep 3)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed calls first (default: cpu 1, gpu 3)")
+    p.add_argument("--min-time", type=float, default=None,
+                   help="keep timing until this many seconds were measured "
+                        "(default: gpu 1, cpu 0)")
+    p.add_argument("--max-time", type=float, default=None,
+                   help="stop timing a method once this many seconds were measured "
+                        "(default: cpu 30, gpu 10)")
+    p.add_argument("--max-seconds", type=float, default=10.0,
+                   help="sweep: skip a method at k when its call is estimated (from "
+                        "the previous k) to take longer than this (default 10)")
+    p.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
+    p.add_argument("--no-tf32", dest="tf32", action="store_false",
+                   help="GPU float32: skip the TF32-on PyTorch column")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"PyTorch CPU threads (default: available cores, "
+                        f"{available_threads()} here)")
+    p.add_argument("--seed", type=int, default=0, help="input seed (default 0)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="compute ceiling for %%-of-peak (default: H100 float32 51, "
+                        "float16 755)")
+    p.add_argument("--peak-gbps", type=float, default=PEAK_GBPS,
+                   help=f"memory ceiling in GB/s (default: H100 {PEAK_GBPS:g})")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="directory for CSV/JSON/PNG (default bench/out/)")
+    p.add_argument("--no-plot", action="store_true", help="sweep: do not draw the PNG")
+    p.add_argument("--plain", action="store_true", help="plain-text tables, never rich")
+    p.add_argument("--list", action="store_true", help="list the suite's cases and exit")
+    return p
+
+
+class _Progress:
+    """A tqdm bar where installed (else one line per step), on stderr."""
+
+    def __init__(self, total, desc, use_tqdm, quiet=False):
+        self.n, self.total, self.bar, self.quiet = 0, total, None, quiet
+        if use_tqdm:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=desc, unit="run", file=sys.stderr)
+            except ImportError:
+                pass
+
+    def __call__(self, case, method):
+        self.n += 1
+        if self.bar is not None:
+            if self.n > 1:
+                self.bar.update(1)
+            self.bar.set_postfix_str(f"{case.name} {method}")
+        elif not self.quiet:
+            print(f"  [{self.n}/{self.total}] {case.name} {method}", file=sys.stderr,
+                  flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.update(self.total - self.bar.n)
+            self.bar.close()
+
+
+def _methods(arg, kind):
+    from xconvt import backends
+    from xconvt._dispatch import AUTO_NAMES
+
+    registered = list(backends.algorithms(kind))
+    if arg is None:
+        return registered + ["auto"]
+    names = [a.strip() for a in arg.split(",") if a.strip()]
+    allowed = registered + list(AUTO_NAMES)
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        msg = (f"unknown algorithm(s) {', '.join(bad)} for {kind}; "
+               f"choose from {', '.join(allowed)}")
+        raise ValueError(msg)
+    return names
+
+
+def _suite_cases(args, device_name):
+    if args.suite == "quick":
+        return C.QUICK_SUITE
+    if args.suite == "cpu":
+        return C.CPU_SUITE
+    if args.suite == "gpu":
+        return C.GPU_SUITE
+    ks = C.SWEEP_KS if args.ks is None else tuple(int(k) for k in args.ks.split(","))
+    if any(k < 1 for k in ks):
+        msg = f"--ks must be positive kernel sizes, got {args.ks}"
+        raise ValueError(msg)
+    return C.sweep_cases(ks, args.volume or C.SWEEP_VOLUME[device_name])
+
+
+def _apply_defaults(args, device_name):
+    key = ("quick" if args.suite == "quick"
+           else "sweep-cpu" if args.suite == "sweep" and device_name == "cpu"
+           else device_name)
+    repeat, warmup, min_time, max_time = TIMING_DEFAULTS[key]
+    args.repeat = repeat if args.repeat is None else max(1, args.repeat)
+    args.warmup = warmup if args.warmup is None else max(0, args.warmup)
+    args.min_time = min_time if args.min_time is None else args.min_time
+    args.max_time = max_time if args.max_time is None else args.max_time
+    if args.peak_tflops is None:
+        args.peak_tflops = PEAK_TFLOPS.get(args.dtype)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    device_name = {"gpu": "gpu", "sweep": args.device}.get(args.suite, "cpu")
+    try:
+        cases = C.select(_suite_cases(args, device_name), args.cases)
+    except ValueError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    if args.list:
+        for c in cases:
+            print(f"{c.name:18s} {c.summary()}")
+        return 0
+    _apply_defaults(args, device_name)
+    try:
+        device = make_device(device_name, args.threads)
+    except DeviceUnavailable as e:  # e.g. `bench gpu` without CuPy: say so, exit 2
+        print(f"bench {args.suite}: {e}", file=sys.stderr)
+        return 2
+    try:
+        methods = _methods(args.algorithms, device.kind)
+    except ValueError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    if not args.no_torch and device.setup_torch() is None:
+        print("bench: PyTorch (with CUDA, on the GPU) is not available: no anchor, "
+              "results checked against the float64 reference where small enough",
+              file=sys.stderr)
+    return _run(args, argv, device, cases, methods)
+
+
+def _run(args, argv, device, cases, methods):
+    suite = args.suite
+    anchors = []
+    if device.torch is not None:
+        anchors.append(TORCH)
+        if device.name == "gpu" and args.dtype == "float32" and args.tf32:
+            anchors.append(TORCH_TF32)
+    label = device.label()
+    print(f"bench {suite}: {label}; dtype {args.dtype}; methods {', '.join(methods)}; "
+          f"anchor {'PyTorch ' + device.torch.__version__ if device.torch else 'none'}; "
+          f"repeat {args.repeat}, warmup {args.warmup}, min-time {args.min_time:g} s",
+          flush=True)
+    if device.name == "gpu" and device.torch is not None:
+        st = device.streams()
+        how = ("the same stream" if st["same_stream"] else
+               "DIFFERENT streams: the device is synchronized between methods")
+        print(f"streams: CuPy {st['cupy_stream']:#x}, PyTorch {st['torch_stream']:#x} "
+              f"({how}); cuDNN {device.torch.backends.cudnn.version()}, benchmark=True, "
+              "anchor TF32 off", flush=True)
+    progress = _Progress(len(cases) * (len(methods) + len(anchors)), f"bench {suite}",
+                         use_tqdm=suite == "sweep", quiet=suite == "quick")
+    skipper = SweepSkipper(args.max_seconds) if suite == "sweep" else None
+    oracle_mode = "reference" if suite == "quick" else "torch"
+    records = []
+    try:
+        for case in cases:
+            skip = None
+            if skipper is not None:
+                params = case.params()
+                chosen = auto_choice(device.kind, params, np.dtype(args.dtype), "auto")
+                skip = skipper.skips(case, params, anchors + methods, chosen)
+            try:
+                recs = measure_case(suite, case, device, methods, args,
+                                    oracle_mode=oracle_mode, skip=skip, progress=progress)
+            except Exception as e:  # noqa: BLE001 - a broken case must not end the suite
+                recs = case_error(suite, case, device, anchors + methods, args, e)
+            if skipper is not None:
+                skipper.update(params, recs)
+            if suite == "gpu":
+                for r in recs:
+                    r["torch_ms_issue"] = C.GPU_SUITE_CUDNN_MS_H100.get(case.name)
+            records.extend(recs)
+    except KeyboardInterrupt:
+        print("\ninterrupted: reporting the cases measured so far", file=sys.stderr)
+    finally:
+        progress.close()
+    return _report(args, argv, device, records, methods, anchors, cases)
+
+
+def _report(args, argv, device, records, methods, anchors, cases):
+    suite = args.suite
+    peak_tf = args.peak_tflops if device.name == "gpu" else None
+    peak_bw = args.peak_gbps if device.name == "gpu" else None
+    print()
+    h, rows, right = detail_table(records, device.name, peak_tf, peak_bw)
+    print_table(f"{suite} ({device.label()}, {args.dtype}): per method", h, rows, right,
+                plain=args.plain)
+    extra = {}
+    if suite == "gpu":
+        extra["cuDNN ms (H100, issue 3)"] = lambda name, recs: (
+            f"{C.GPU_SUITE_CUDNN_MS_H100[name]:.3f}" if name in C.GPU_SUITE_CUDNN_MS_H100
+            else "")
+    print()
+    h, rows, right = summary_table(records, methods, anchors, extra)
+    print_table(f"{suite}: summary (ms; '!' = result failed its check)", h, rows, right,
+                plain=args.plain)
+    gm = geomeans(records, methods) if TORCH in anchors else {}
+    n_cases = len({r["case"] for r in records})
+    if gm:
+        print(geomean_line(gm, n_cases))
+    else:
+        print("geomean torch/xconvt: - (no PyTorch anchor)")
+
+    bad = [r for r in records if r["method"] not in (TORCH, TORCH_TF32)
+           and r["status"] in ("error", "wrong")]
+    if suite == "quick":
+        print()
+        for r in records:
+            if r["method"] in (TORCH, TORCH_TF32):
+                continue
+            verdict = {"ok": "PASS", "wrong": "FAIL", "error": "ERROR"}.get(
+                r["status"], r["status"].upper())
+            detail = (f"rel err {r['err']:.1e} (tol {r['tol']:.0e}) vs float64 reference"
+                      if r.get("err") is not None else r.get("error", r.get("note", "")))
+            print(f"{verdict:5s} {r['case']:16s} {r['method']:8s} "
+                  f"{' '.join(str(detail).split())[:110]}")
+        n_pass = sum(r["status"] == "ok" for r in records
+                     if r["method"] not in (TORCH, TORCH_TF32))
+        print(f"{n_pass} passed, {len(bad)} failed")
+
+    # ---- files
+    stem = suite if suite != "sweep" else f"sweep_{device.name}"
+    if args.dtype != "float32":
+        stem += f"_{args.dtype}"
+    out = args.out
+    payload = {
+        "suite": suite,
+        "metadata": metadata(device, ["python", "-m", "bench", *argv]),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "methods": methods,
+        "anchors": anchors,
+        "ceilings": {"peak_tflops": peak_tf, "peak_gbps": peak_bw,
+                     "source": "/work/shared/gpu/README.md (H100, 2026-11-25)"
+                     if device.name == "gpu" else None},
+        "geomean_torch_over_xconvt": gm,
+        "records": records,
+    }
+    files = []
+    if suite == "sweep":
+        ks, d = series(records, "direct")
+        _, f = series(records, "fft")
+        payload["crossover_direct_fft_k"] = crossover(ks, d, f) if d and f else None
+        kx = payload["crossover_direct_fft_k"]
+        print(f"direct/fft crossover: {'k ~ %.1f' % kx if kx is not None else 'none found'}")
+    try:
+        files.append(write_csv(out / f"{stem}.csv", records))
+        files.append(write_json(out / f"{stem}.json", payload))
+        if suite == "sweep" and not args.no_plot:
+            title = (f"xconvt sweep: 1 x 4 -> 4 x {cases[0].size[0]}^3, stride 1, "
+                     f"padding (k-1)/2, {args.dtype}\n{device.label()}")
+            path, why = plot_sweep(records, anchors + methods, out / f"{stem}.png", title,
+                                   device.name)
+            if path:
+                files.append(path)
+            else:
+                print(f"bench: {why}", file=sys.stderr)
+    except OSError as e:
+        print(f"bench: could not write results to {out}: {e}", file=sys.stderr)
+        return 1
+    print("wrote " + ", ".join(str(p) for p in files))
+    if suite == "quick" and bad:
+        return 1
+    return 0
