@@ -260,6 +260,7 @@ def fused_config(params, dtype_name):
 
     return {
         "ro": ro, "og": og, "bo": bo, "n_ob": n_ob, "vw": vw,
+        "itemsize": {"float16": 2, "float32": 4, "float64": 8}[dtype_name],
         "twx": twx, "twt": twt, "th": th, "td": td, "tw_tile": tw_tile,
         "cc": cc, "tdc": tdc, "p": p, "pp": pp, "cp": cp_, "buf": buf, "smem": smem,
         "threads": threads,
@@ -280,15 +281,19 @@ def _fused_tables(params, cfg_key):
     idx_parts = []
     block0 = 0
     woff = 0
-    for pd, ph, pw in unit_step_phases(params)[0]:
-        tiles_w = -(-pw.count // cfg["tw_tile"])
+    phases, _, in_stride = unit_step_phases(params)
+    for pd, ph, pw in phases:
+        # W tiles start wshift early so each tile's first input column is a
+        # multiple of 16 bytes (with unit input stride): see the kernel.
+        wshift = pw.base % (16 // cfg["itemsize"]) if in_stride[2] == 1 else 0
+        tiles_w = -(-(pw.count + wshift) // cfg["tw_tile"])
         tiles_h = -(-ph.count // cfg["th"])
         tiles_d = -(-pd.count // cfg["td"])
         meta.append([block0, tiles_w, tiles_h, tiles_d,
                      pd.first, ph.first, pw.first,
                      pd.count, ph.count, pw.count,
                      pd.base, ph.base, pw.base,
-                     len(pd.taps), len(ph.taps), len(pw.taps), woff])
+                     len(pd.taps), len(ph.taps), len(pw.taps), woff, wshift])
         nblk.append(tiles_w * tiles_h * tiles_d * n_ob * params.batch * G)
         block0 += nblk[-1]
         ntap = len(pd.taps) * len(ph.taps) * len(pw.taps)
@@ -351,6 +356,11 @@ class _FusedPlan:
             *(i32(cfg[k]) for k in ("twt", "th", "td", "og", "cc", "tdc", "p", "pp",
                                     "cp", "buf")),
         )
+        # 16-byte input staging: float/double, unit input stride along W and
+        # rows of whole 16-byte chunks (the data pointer is checked per call).
+        chunk = 16 // cfg["itemsize"]
+        self.vec_ok = (dtype_name != "float16" and in_stride[2] == 1
+                       and params.in_size[2] % chunk == 0)
 
     def __call__(self, x, w, b, out):
         cupy = _cupy()
@@ -359,7 +369,8 @@ class _FusedPlan:
             self.pack(self.pack_grid, (256,), (w, self.idx, wpack, self.n_idx))
         self.kern(self.grid, self.block,
                   (x, wpack, x if b is None else b, out, self.meta, *self.head,
-                   np.int32(b is not None), *self.tail),
+                   np.int32(b is not None), *self.tail,
+                   np.int32(self.vec_ok and x.data.ptr % 16 == 0)),
                   shared_mem=self.smem)
 
 

@@ -71,7 +71,7 @@ enum {
   M_COUNT_D, M_COUNT_H, M_COUNT_W,
   M_BASE_D, M_BASE_H, M_BASE_W,
   M_NT_D, M_NT_H, M_NT_W,
-  M_WOFF,
+  M_WOFF, M_WSHIFT,
   META
 };
 
@@ -113,6 +113,12 @@ __device__ __forceinline__ void cp_async(void* dst, const void* src, bool valid)
                  "n"(BYTES), "r"(n));
   }
 }
+// 16-byte copy of which only the first nbytes come from global memory; the
+// rest of the 16 shared-memory bytes are zero-filled.
+__device__ __forceinline__ void cp_async16_n(void* dst, const void* src, int nbytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
+               "l"(src), "r"(nbytes));
+}
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::);
 }
@@ -148,7 +154,7 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
              int ID, int IH, int IW, int OD, int OH, int OW,
              int sd, int sh, int sw, int isd, int ish, int isw,
              int TWT, int TH, int TD, int OG, int CC, int TDC,
-             int P, int PP, int CP, int BUF) {
+             int P, int PP, int CP, int BUF, int vec) {
   using namespace xconvt;
   typedef typename acc_of<T>::type Acc;
   constexpr int VW = 16 / sizeof(Acc);
@@ -186,7 +192,9 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
   const int tz = (int)(tile / ((long long)tiles_w * tiles_h));
 
   const int TW = TWT * RW;
-  const int jw0 = tx * TW, jh0 = ty * TH, jd0 = tz * TD;
+  // The W tiles of a phase start wshift outputs early so that, with unit
+  // input stride, every tile's first input column is 16-byte aligned.
+  const int jw0 = tx * TW - (int)m[M_WSHIFT], jh0 = ty * TH, jd0 = tz * TD;
   const int Td = (int)m[M_NT_D], Th = (int)m[M_NT_H], Tw = (int)m[M_NT_W];
   const int BO = OG * RO;
 
@@ -224,9 +232,12 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
     const int n_cs = (Cig + CC - 1) / CC;
     const int n_ts = (Td + TDC - 1) / TDC;
     const int nstage = n_cs * n_ts;
-    // Lanes of a warp cover wspan columns of rpw rows at a time.
+    // Lanes of a warp cover wspan units of rpw rows at a time; a unit is one
+    // element, or with vec a 16-byte chunk of CW elements (aligned rows).
+    constexpr int CW = 16 / sizeof(T);
+    const int nunit = vec ? (WWn + CW - 1) / CW : WWn;
     const int lane = tid & 31, warp = tid >> 5, nwarps = (nthreads + 31) >> 5;
-    const int wspan = min(WWn, 32);
+    const int wspan = min(nunit, 32);
     const int rpw = 32 / wspan;
     const int sub = lane / wspan, l0 = lane % wspan;
     constexpr int WVE = 16 / sizeof(T);     // elements per 16-byte weight copy
@@ -251,10 +262,21 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
           const bool row_ok = (unsigned)gd < (unsigned)ID && (unsigned)gh < (unsigned)IH;
           const T* src = xg + (I)(c0 + c) * row_stride_c + (I)gd * x_plane + (I)gh * IW + base_w;
           Acc* dst = xs + c * CP + dd * PP + hh * P;
+          if constexpr (sizeof(T) == sizeof(Acc)) {
+            if (vec) {
+              for (int u = l0; u < nunit; u += wspan) {
+                const int gw = base_w + u * CW;
+                const int nv = (row_ok && gw >= 0) ? max(0, min(CW, IW - gw)) : 0;
+                cp_async16_n(dst + u * CW, nv ? src + u * CW : x, nv * (int)sizeof(T));
+              }
+              goto next_row;
+            }
+          }
           for (int ww = l0; ww < WWn; ww += wspan) {
             const bool ok = row_ok && (unsigned)(base_w + isw * ww) < (unsigned)IW;
             stage1<T, Acc>(dst + ww, ok ? src + isw * ww : x, ok);
           }
+        next_row:
           hh += dh;
           dd += dq;
           if (hh >= HH) { hh -= HH; ++dd; }
@@ -380,7 +402,7 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
   const int first_w = (int)m[M_FIRST_W];
   const I o_chan = (I)OD * OH * OW;
   const int lane_e = tid & 31, warp_e = tid >> 5, nwarps_e = (nthreads + 31) >> 5;
-  const int wlim = min(TW, count_w - jw0);
+  const int wlim = min(TW, count_w - jw0), wlo = max(0, -jw0);
   for (int row = warp_e; row < S; row += nwarps_e) {
     const int hl = row % TH;
     const int q = row / TH;
@@ -391,13 +413,12 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
     T* const orow = out + ((I)n * G + g) * (I)Cog * o_chan +
                     ((I)(first_d + sd * jd) * OH + (first_h + sh * jh)) * OW +
                     first_w + (I)sw * jw0;
-    for (int r = 0; r < RO; ++r) {
-      const int o = o0 + r;
-      if (o >= Cog) break;
-      const Acc bv = has_bias ? to_acc(bias[g * Cog + o]) : Acc(0);
-      const Acc* const src = otile + (r * S + row) * TW;
-      T* const dst = orow + (I)o * o_chan;
-      for (int jw = lane_e; jw < wlim; jw += 32) dst[(I)sw * jw] = from_acc<T>(src[jw] + bv);
+    T* dst = orow + (I)o0 * o_chan;
+    const Acc* src = otile + row * TW;
+    const int rmax = min(RO, Cog - o0);
+    for (int r = 0; r < rmax; ++r, dst += o_chan, src += S * TW) {
+      const Acc bv = has_bias ? to_acc(bias[g * Cog + o0 + r]) : Acc(0);
+      for (int jw = wlo + lane_e; jw < wlim; jw += 32) dst[(I)sw * jw] = from_acc<T>(src[jw] + bv);
     }
   }
 }
