@@ -1,8 +1,95 @@
-"""CPU backend draft v3."""
+"""Direct transposed convolution on the CPU: stride phases, im2col and BLAS.
+
+Every output voxel is a *gather*: along each axis, output ``first + s*j`` of a
+stride phase sums ``x[base + j + u*step] * w[taps[u]]`` (see
+:mod:`xconvt._params`), so a stride-``s`` transposed convolution is ``s^3``
+stride-1 correlations of the un-stuffed, zero-padded input with sub-kernels,
+with no multiply-by-zero work.  Each is made BLAS-bound by folding channels
+and some taps into one GEMM operand; the depth taps are a short loop of
+GEMMs whose operand is a slice of that buffer (a range of its columns or
+rows, which BLAS takes without a copy), accumulated in a preallocated buffer.
+Two formulations share the phase driver and the workspace plan; a cost model
+picks one per call.
+
+Channel GEMM (many channels)
+    Per ``(D, H, W)`` phase with ``Td, Th, Tw`` taps, a partial im2col
+    ``P[g, (c, uh, uw), (dd, jh, jw)]`` holds the ``Th*Tw`` shifted H/W
+    windows of the padded input (one strided copy, shared by the depth
+    phases; ``dd`` covers the chunk plus the depth taps' reach), and::
+
+        acc[g] = sum_ud  Wp[ud, g] (Cog, Cig*Th*Tw)  @  P[g][:, planes jd + ud*step_d]
+
+    is written, with the bias, into the strided phase view of the output.
+    Groups are the batch dimension of the matmul.  The per-plane column grid
+    is the exact ``(Oh, Ow)``, whole padded rows ``(Oh, Wp)`` or whole padded
+    planes ``(Hp, Wp)``: padded grids compute a few junk columns (never
+    written) but copy longer runs, and for a phase with one H and one W tap
+    the padded-plane grid needs no copy at all: ``P`` is the input slab.
+
+Toeplitz-W (few channels)
+    With few output channels per group the channel GEMM has ``Cout/groups``
+    rows and degenerates to a matrix-vector product.  Instead the whole W
+    axis, all W phases at once, becomes a banded matrix: output blocks of
+    ``Bw = m*s_w`` columns read windows of ``width`` input columns, and per
+    H and D phase::
+
+        C[(jd, jh, blk), (o, t)] = sum_ud  P[(jd + ud*step_d, jh, blk), (c, uh, q)] @ T[ud]
+
+    with ``P`` the im2col of H taps and overlapping W windows and ``T[ud]``
+    the ``(Cig*Th*width, Cog*Bw)`` banded weight, zero where no tap joins
+    input ``q`` to output ``t``.  It spends about ``width*s_w/kW`` times the
+    useful multiply-adds, but the GEMM is ``Cog*Bw`` wide and output rows
+    are written whole, with no W interleave: it wins by far for depthwise
+    and single-channel volumes.
+
+Pure upsampling
+    ``kernel == stride`` with no padding, dilation or output padding is one
+    GEMM ``(Cog*kD*kH*kW, Cig) @ (Cig, D*H*W)`` per group and chunk of batch
+    elements or input depth, then a reshuffle of the non-overlapping blocks.
+
+Choosing
+    ``_choose`` estimates every candidate (three channel-GEMM grids,
+    Toeplitz-W with ``m = 1, 2, 4, ..., 32``) in nanoseconds as GEMM time,
+    ``flops * (0.0087 * (k + 64)/k + 0.0244/s)`` with ``k`` the inner
+    dimension and ``s`` the thin outer one (shallow products are slow, thin
+    ones are bound by reading the wide operand), plus ``0.72`` per element
+    and ``8.2`` per contiguous run copied into the im2col, plus ``2.94`` per
+    run of the output write.  The constants are a non-negative least-squares
+    fit to single-thread timings of 19 configurations; the pick is on
+    average within 3% of the fastest candidate.
+
+Workspace
+    The padded input slab, the im2col buffer and two accumulators are
+    allocated once per call and reused for every chunk.  Chunks cover batch
+    elements, groups and ``dc`` rows of the depth phases (which need
+    ``dc + span`` input planes, ``span`` being the reach of the depth taps),
+    sized so the workspace fits ``min(get_memory_budget(), CACHE_BYTES)``.
+    The memory budget is a hard limit, except that one depth row of one
+    group of one batch element is always processed, even when that alone
+    exceeds a tiny budget; ``CACHE_BYTES`` (4 MiB) keeps the working set in
+    cache, which measured faster than fewer, larger chunks.  Depth chunks of
+    at least ``4*span`` rows are preferred (halo copies under 25%), splitting
+    groups first.  The pure-upsampling column buffer is chunked over input
+    depth by the same limit.
+
+Precision and threads
+    float16 is computed in float32 and rounded once at the end; complex
+    types use complex BLAS.  Non-finite values follow PyTorch, which only
+    multiplies existing inputs by taps: with an inf or NaN in the weight a
+    slower per-tap scatter is used (zero padding times inf would be NaN),
+    and with one in the input Toeplitz-W (zero band entries) is not.  BLAS threads itself; large copies (im2col,
+    output writes) are split over a small thread pool, as NumPy releases
+    the GIL while copying.
+
+Speed (float32, against ``torch.nn.functional.conv_transpose3d`` on the CPU,
+same process and inputs, PyTorch time / ours): see the report of the
+implementation and ``bench/``.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -12,234 +99,416 @@ from .._config import get_memory_budget
 
 __all__ = ["direct"]
 
-FORCE = None  # experiment hook: None, "A", ("B", m)
-CHUNK_BYTES = 8 * 2**20
-HALO = 4
+CACHE_BYTES = 4 * 2**20
+"""Soft per-chunk workspace limit that keeps the working set in cache."""
 
-
-THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-PAR_MIN = 1 << 16
+_HALO = 4
+_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+    os.cpu_count() or 1)
+_PAR_MIN = 1 << 18  # smaller operations stay on the calling thread (pool overhead)
 _pool = None
-
-
-def _copy(dst, src):
-    """``dst[...] = src``, split over threads when large (NumPy copies drop the GIL)."""
-    global _pool
-    n = THREADS
-    ax = next((i for i, e in enumerate(dst.shape) if e >= n), None)
-    if n < 2 or dst.size < PAR_MIN or ax is None:
-        np.copyto(dst, src)
-        return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="xconvt")
-    src = np.broadcast_to(src, dst.shape)
-    e = dst.shape[ax]
-    parts = [(slice(None),) * ax + (slice(e * i // n, e * (i + 1) // n),) for i in range(n)]
-    futs = [_pool.submit(np.copyto, dst[s], src[s]) for s in parts[1:]]
-    np.copyto(dst[parts[0]], src[parts[0]])
-    for f in futs:
-        f.result()
+_pool_lock = threading.Lock()
 
 
 def direct(params, x, w, b):
-    wdt = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
-    out = np.empty(params.batched_output_shape, wdt)
-    w = w.astype(wdt, copy=False)
-    b = None if b is None else b.astype(wdt, copy=False)
-    if params.is_pure_upsample:
-        _upsample(params, x, w, b, out)
-    else:
-        mode = FORCE or "A"
-        form = _ChannelGemm(params, w) if mode == "A" else _ToeplitzW(params, w, mode[1])
-        _phase_split(params, x, b, out, form)
-    return out if out.dtype == x.dtype else out.astype(x.dtype)
+    """Transposed convolution of ``x`` by ``w`` plus ``b`` (see the module docstring).
+
+    Parameters
+    ----------
+    params : ConvParams
+        Validated description of the convolution.
+    x : numpy.ndarray, shape ``params.input_shape``
+        Batched input, any strides.
+    w : numpy.ndarray, shape ``params.weight_shape``
+    b : numpy.ndarray, shape ``(params.out_channels,)``, or None
+
+    Returns
+    -------
+    numpy.ndarray
+        A new C-contiguous array of ``params.batched_output_shape`` with
+        ``x.dtype``.
+    """
+    dtype = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
+    out = np.empty(params.batched_output_shape, dtype)
+    w = w.astype(dtype, copy=False)
+    b = None if b is None else b.astype(dtype, copy=False)
+    with np.errstate(all="ignore"):  # inf/NaN propagate silently, as in PyTorch
+        if params.is_pure_upsample:
+            _upsample(params, x, w, b, out)
+        elif not np.isfinite(w).all():
+            _scatter(params, x, w, b, out)
+        else:
+            geo = _Geometry(params)
+            form = _choose(geo, out.itemsize)
+            if form.covers_w_gaps and not _all_finite(x, dtype):
+                form = _ChannelGemm(geo, "exact")
+            _phase_split(geo, x, w, b, out, form)
+        return out if out.dtype == x.dtype else out.astype(x.dtype)
 
 
-def _target():
-    return min(get_memory_budget(), CHUNK_BYTES)
+def _workspace_limit():
+    return min(get_memory_budget(), CACHE_BYTES)
 
 
-# --------------------------------------------------------------- pure upsample
+def _all_finite(x, dtype):
+    """Whether ``x`` holds no inf or NaN (a finite sum implies it; one fast pass)."""
+    return bool(np.isfinite(np.sum(x, dtype=dtype)))
+
+
+def _split(fn, dst, src):
+    """``fn(dst, src)`` for an elementwise ``fn`` writing ``dst``, split over threads.
+
+    NumPy releases the GIL in copies and arithmetic, so large operations are
+    cut along the first axis long enough and run on a small thread pool.
+    """
+    global _pool
+    n = _THREADS
+    if n < 2 or dst.size < _PAR_MIN:
+        fn(dst, src)
+        return
+    ax = next((i for i, e in enumerate(dst.shape) if e >= n), None)
+    if ax is None:
+        fn(dst, src)
+        return
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="xconvt-cpu")
+    src = np.broadcast_to(src, dst.shape)
+    e = dst.shape[ax]
+    parts = [(slice(None),) * ax + (slice(e * i // n, e * (i + 1) // n),) for i in range(n)]
+    futures = [_pool.submit(_quietly, fn, dst[s], src[s]) for s in parts[1:]]
+    fn(dst[parts[0]], src[parts[0]])
+    for f in futures:
+        f.result()
+
+
+def _quietly(fn, dst, src):
+    with np.errstate(all="ignore"):  # pool threads do not inherit the caller's errstate
+        fn(dst, src)
+
+
+def _copy(dst, src):
+    """``dst[...] = src``, threaded when large."""
+    _split(np.copyto, dst, src)
+
+
+def _iadd(dst, src):
+    """``dst += src``, threaded when large."""
+    _split(_add_to, dst, src)
+
+
+def _add_to(dst, src):
+    np.add(dst, src, out=dst)
+
+
+# ------------------------------------------------------------- pure upsample
 def _upsample(params, x, w, b, out):
-    N = params.batch
-    G = params.groups
+    """kernel == stride: one GEMM per chunk of batch and input depth, then a reshuffle."""
+    N, G = params.batch, params.groups
     Cig, Cog = params.in_channels_per_group, params.out_channels_per_group
     kd, kh, kw = params.kernel
     D, H, W = params.in_size
     T = kd * kh * kw
     wm = np.ascontiguousarray(w.reshape(G, Cig, Cog * T).transpose(0, 2, 1))
-    isz = out.itemsize
-    per_plane = (params.out_channels * T + params.in_channels) * H * W * isz
-    dc = max(1, min(D, _target() // per_plane))
-    out8 = out.reshape(N, G, Cog, D, kd, H, kh, W, kw)
-    buf = np.empty(G * Cog * T * dc * H * W, out.dtype)
-    for n in range(N):
-        xn = x[n].reshape(G, Cig, D, H * W)
+    plane = (params.out_channels * T + params.in_channels) * H * W * out.itemsize
+    limit = _workspace_limit()
+    dc = max(1, min(D, limit // plane))
+    nc = max(1, min(N, limit // (plane * D))) if dc == D else 1
+    cols = np.empty(nc * G * Cog * T * dc * H * W, out.dtype)
+    out9 = out.reshape(N, G, Cog, D, kd, H, kh, W, kw)
+    bias = None if b is None else b.reshape(G, Cog, 1, 1, 1, 1, 1, 1)
+    for n0 in range(0, N, nc):
+        n1 = min(N, n0 + nc)
+        xn = x[n0:n1].reshape(n1 - n0, G, Cig, D, H * W)
         for d0 in range(0, D, dc):
             d1 = min(D, d0 + dc)
-            xs = xn[:, :, d0:d1].reshape(G, Cig, -1)
-            if xs.dtype != out.dtype:
-                xs = xs.astype(out.dtype)
-            c = buf[:G * Cog * T * (d1 - d0) * H * W].reshape(G, Cog * T, -1)
+            xs = xn[:, :, :, d0:d1].reshape(n1 - n0, G, Cig, -1).astype(out.dtype, copy=False)
+            c = cols[:(n1 - n0) * G * Cog * T * (d1 - d0) * H * W].reshape(n1 - n0, G, Cog * T, -1)
             np.matmul(wm, xs, out=c)
-            c = c.reshape(G, Cog, kd, kh, kw, d1 - d0, H, W)
-            if b is not None:
-                c += b.reshape(G, Cog, 1, 1, 1, 1, 1, 1)
+            c = c.reshape(n1 - n0, G, Cog, kd, kh, kw, d1 - d0, H, W)
+            if bias is not None:
+                _iadd(c, bias)
             for a in range(kd):
                 for bb in range(kh):
                     for cc in range(kw):
-                        _copy(out8[n, :, :, d0:d1, a, :, bb, :, cc], c[:, :, a, bb, cc])
+                        _copy(out9[n0:n1, :, :, d0:d1, a, :, bb, :, cc], c[:, :, :, a, bb, cc])
 
 
-# ---------------------------------------------------------------- phase split
-def _padded_weight(params, w):
-    G, Cig, Cog = params.groups, params.in_channels_per_group, params.out_channels_per_group
-    wz = np.zeros((G, Cig, Cog) + params.kernel[:2] + (params.kernel[2] + 1,), w.dtype)
-    wz[..., :-1] = w.reshape(G, Cig, Cog, *params.kernel)
-    return wz
+# ------------------------------------------------------- non-finite weights
+def _scatter(params, x, w, b, out):
+    """Exact for inf/NaN weights: per tap, a channel GEMM added where its outputs land.
+
+    The gather formulations multiply zero padding by every weight, and
+    ``0 * inf`` is NaN where PyTorch, which only forms products of existing
+    inputs, has an inf or a finite value; this path never touches padding.
+    """
+    N, G = params.batch, params.groups
+    Cig, Cog = params.in_channels_per_group, params.out_channels_per_group
+    D, H, W = params.in_size
+    out6 = out.reshape(N, G, Cog, *params.out_size)
+    out6[...] = 0 if b is None else b.reshape(1, G, Cog, 1, 1, 1)
+    dc = max(1, min(D, _workspace_limit() // (params.out_channels * H * W * out.itemsize)))
+    wt = w.reshape(G, Cig, Cog, -1).transpose(3, 0, 2, 1)  # (taps, G, Cog, Cig)
+
+    def reach(axis, k, lo, hi):
+        """Inputs ``[i0, i1)`` within ``[lo, hi)`` that tap ``k`` maps into the output."""
+        s, p, d = params.stride[axis], params.padding[axis], params.dilation[axis]
+        i0 = max(lo, -((k * d - p) // s))
+        i1 = min(hi, (params.out_size[axis] - 1 + p - k * d) // s + 1)
+        return slice(i0, i1), slice(i0 * s - p + k * d, (i1 - 1) * s - p + k * d + 1, s)
+
+    for n in range(N):
+        xn = x[n].reshape(G, Cig, D * H * W)
+        for d0 in range(0, D, dc):
+            d1 = min(D, d0 + dc)
+            xs = xn[:, :, d0 * H * W:d1 * H * W].astype(out.dtype, copy=False)
+            for t, (kd, kh, kw) in enumerate(np.ndindex(*params.kernel)):
+                (id_, od), (ih, oh), (iw, ow) = (
+                    reach(0, kd, d0, d1), reach(1, kh, 0, H), reach(2, kw, 0, W))
+                if min(id_.stop - id_.start, ih.stop - ih.start, iw.stop - iw.start) <= 0:
+                    continue
+                cols = np.matmul(wt[t], xs).reshape(G, Cog, d1 - d0, H, W)
+                _iadd(out6[n, :, :, od, oh, ow],
+                      cols[:, :, id_.start - d0:id_.stop - d0, ih, iw])
 
 
-class _ChannelGemm:
-    """Channel GEMM per (D, H, W) phase; H/W taps folded by flat-offset copies."""
+# ------------------------------------------------------------------ geometry
+class _Geometry:
+    """What every formulation needs, computed once per call as plain ints.
 
-    def __init__(self, params, w):
-        self.p = params
-        axh, axw = params.axis_phases[1:]
+    ``pds``/``phs``/``pws`` are the D/H/W phases that have outputs and taps.
+    A chunk of ``dc`` depth-phase rows starting at row ``j0`` reads input
+    planes ``lo + j0`` to ``lo + j0 + dc + span - 1``.  The slab is padded
+    to ``Hp`` rows, ``plo_h`` of them before the input.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        self.N, self.G = params.batch, params.groups
+        self.Cig, self.Cog = params.in_channels_per_group, params.out_channels_per_group
+        self.in_size, self.out_size = params.in_size, params.out_size
+        self.kernel, self.stride = params.kernel, params.stride
+        self.padding, self.dilation = params.padding, params.dilation
+        self.out_elems = self.N * params.out_channels * int(np.prod(self.out_size))
+        axd, axh, axw = params.axis_phases
+        self.pds = [pd for pd in axd if pd.count and pd.taps]
         self.phs = [ph for ph in axh if ph.count and ph.taps]
         self.pws = [pw for pw in axw if pw.count and pw.taps]
-        self.units = [(ph, pw) for ph in self.phs for pw in self.pws]
-        self.w = w
-        W = params.in_size[2]
-        if self.pws:
-            self.plo_w = max(pw.pad_lo for pw in self.pws)
-            self.Wp = self.plo_w + W + max(pw.pad_hi(W) for pw in self.pws)
+        self.rows = max((pd.count for pd in self.pds), default=0)
+        self.lo = min((pd.base for pd in self.pds), default=0)
+        self.span = max((pd.base + (len(pd.taps) - 1) * pd.step for pd in self.pds),
+                        default=0) - self.lo
+        H = self.in_size[1]
+        self.plo_h = max((ph.pad_lo for ph in self.phs), default=0)
+        self.Hp = self.plo_h + H + max((ph.pad_hi(H) for ph in self.phs), default=0)
 
-    def covers_w_gaps(self):
-        return False
+    def padded_weight(self, w):
+        """``w`` as ``(G, Cig, Cog, kD, kH, kW + 1)``, the extra W tap being zero."""
+        kd, kh, kw = self.kernel
+        wz = np.zeros((self.G, self.Cig, self.Cog, kd, kh, kw + 1), w.dtype)
+        wz[..., :-1] = w.reshape(self.G, self.Cig, self.Cog, kd, kh, kw)
+        return wz
 
-    def setup(self, pds, plo_h, Hp):
-        p = self.p
-        G, Cog = p.groups, p.out_channels_per_group
-        wz = _padded_weight(p, self.w)
+
+def _gemm_ns(flops, s, k):
+    """Estimated nanoseconds for ``flops`` of GEMM with thin side ``s`` and depth ``k``."""
+    return flops * (0.0087 * (k + 64) / k + 0.0244 / s)
+
+
+def _copy_ns(elements, run):
+    """Estimated nanoseconds to copy ``elements`` in contiguous runs of ``run``."""
+    return elements * (0.72 + 8.2 / run)
+
+
+def _write_ns(geo, run):
+    """Estimated extra nanoseconds of writing the output in runs of ``run``."""
+    return 2.94 * geo.out_elems / run
+
+
+# -------------------------------------------------------------- formulations
+class _ChannelGemm:
+    """GEMM over channels per (D, H, W) phase; H/W taps folded by one im2col copy.
+
+    ``grid`` picks the per-plane column grid: ``"exact"`` ``(Oh, Ow)``,
+    ``"rows"`` ``(Oh, Wp)`` or ``"flat"`` ``(Hp, Wp)`` (module docstring).
+    """
+
+    covers_w_gaps = False
+
+    def __init__(self, geo, grid):
+        self.geo, self.grid = geo, grid
+        W = geo.in_size[2]
+        self.units = [(ph, pw) for ph in geo.phs for pw in geo.pws]
+        self.plo_w = max((pw.pad_lo for pw in geo.pws), default=0)
+        self.Wp = self.plo_w + W + max((pw.pad_hi(W) for pw in geo.pws), default=0)
+        self.grids = [(ph.count if grid != "flat" else geo.Hp,
+                       pw.count if grid == "exact" else self.Wp) for ph, pw in self.units]
+        self.views = [grid == "flat" and len(ph.taps) * len(pw.taps) == 1
+                      for ph, pw in self.units]
+        # im2col elements per input channel and slab plane; acc per group and depth row
+        self.p_per = sum(len(ph.taps) * len(pw.taps) * hc * wc for (ph, pw), (hc, wc), view
+                         in zip(self.units, self.grids, self.views) if not view)
+        self.acc_per = geo.Cog * max((hc * wc for hc, wc in self.grids), default=0)
+
+    def slack(self):
+        """Elements that junk columns of the last channel read past the slab."""
+        geo, Wp = self.geo, self.Wp
+        reach = 0
+        for (ph, pw), (hc, wc) in zip(self.units, self.grids):
+            end = ((geo.plo_h + ph.base + (len(ph.taps) - 1) * ph.step + hc - 1) * Wp
+                   + self.plo_w + pw.base + (len(pw.taps) - 1) * pw.step + wc)
+            reach = max(reach, end - geo.Hp * Wp)
+        return reach
+
+    def cost(self):
+        geo = self.geo
+        reps, planes = geo.N * geo.G, geo.rows + geo.span
+        t = _write_ns(geo, geo.out_size[2] / geo.stride[2])
+        for (ph, pw), (hc, wc), view in zip(self.units, self.grids, self.views):
+            k = geo.Cig * len(ph.taps) * len(pw.taps)
+            for pd in geo.pds:
+                flops = 2 * reps * geo.Cog * k * pd.count * hc * wc * len(pd.taps)
+                t += _gemm_ns(flops, geo.Cog, k)
+            if not view:
+                run = {"exact": wc, "rows": hc * wc, "flat": planes * hc * wc}[self.grid]
+                t += _copy_ns(reps * k * planes * hc * wc, run)
+        return t
+
+    def setup(self, w):
+        geo = self.geo
+        wz = geo.padded_weight(w)
         self.wts = {}
-        for pd in pds:
+        for pd in geo.pds:
             for ph, pw in self.units:
                 t = wz[:, :, :, list(pd.taps)][:, :, :, :, list(ph.taps)][..., list(pw.taps)]
+                # (G, Cig, Cog, Td, Th, Tw) -> (Td, G, Cog, Cig*Th*Tw)
                 self.wts[pd, ph, pw] = np.ascontiguousarray(
-                    t.transpose(3, 0, 2, 1, 4, 5).reshape(len(pd.taps), G, Cog, -1))
-        self.plo_h, self.Hp = plo_h, Hp
-        HpWp = Hp * self.Wp
-        self.p_per = sum(len(ph.taps) * len(pw.taps) * ph.count for ph, pw in self.units) * self.Wp
-        self.acc_per = Cog * max(ph.count for ph in self.phs) * self.Wp
-        self.slack = max(self.plo_w + pw.base + (len(pw.taps) - 1) * pw.step for pw in self.pws)
+                    t.transpose(3, 0, 2, 1, 4, 5).reshape(len(pd.taps), geo.G, geo.Cog, -1))
 
     def chunk(self, ck):
-        p = self.p
-        Cig, Cog = p.in_channels_per_group, p.out_channels_per_group
-        sd, sh, sw = p.stride
-        Wp, Hp = self.Wp, self.Hp
-        HpWp = Hp * Wp
-        nn, gg, Sd, isz = ck.nn, ck.gg, ck.Sd, ck.isz
-        cs = Sd * HpWp * isz
-        Pms = []
+        geo = self.geo
+        Cig, Cog = geo.Cig, geo.Cog
+        sd, sh, sw = geo.stride
+        nn, gg, Sd = ck.nn, ck.gg, ck.Sd
+        st = ck.slab.strides
+        cols = []
         pos = 0
-        for ph, pw in self.units:
+        for (ph, pw), (hc, wc), view in zip(self.units, self.grids, self.views):
             Th, Tw = len(ph.taps), len(pw.taps)
-            A = ph.count * Wp
-            off0 = (self.plo_h + ph.base) * Wp + self.plo_w + pw.base
-            size = nn * gg * Cig * Th * Tw * Sd * A
-            P = ck.p_buf[pos:pos + size].reshape(nn, gg, Cig, Th, Tw, Sd, A)
+            src = ck.slab[:, :, :, geo.plo_h + ph.base:, self.plo_w + pw.base:]
+            if view:
+                cols.append(as_strided(src, shape=(nn, gg, Cig, Sd * hc * wc), writeable=False,
+                                       strides=(st[0], Cig * st[1], st[1], st[4])))
+                continue
+            size = nn * gg * Cig * Th * Tw * Sd * hc * wc
+            P = ck.p_buf[pos:pos + size].reshape(nn, gg, Cig, Th, Tw, Sd, hc, wc)
             pos += size
-            _copy(P, as_strided(ck.slab_flat[off0:], shape=P.shape,
-                                strides=(gg * Cig * cs, Cig * cs, cs, ph.step * Wp * isz,
-                                         pw.step * isz, HpWp * isz, isz), writeable=False))
-            Pms.append(P.reshape(nn, gg, Cig * Th * Tw, Sd * A))
-        for pd in ck.pds:
+            _copy(P, as_strided(src, shape=P.shape, writeable=False, strides=(
+                st[0], Cig * st[1], st[1], ph.step * st[3], pw.step * st[4], st[2], st[3], st[4])))
+            cols.append(P.reshape(nn, gg, Cig * Th * Tw, -1))
+        for pd in geo.pds:
             jc = min(ck.j1, pd.count) - ck.j0
             if jc <= 0:
                 continue
             d0 = pd.first + sd * ck.j0
             dsel = slice(d0, d0 + sd * (jc - 1) + 1, sd)
-            for (ph, pw), Pm in zip(self.units, Pms):
-                A = ph.count * Wp
+            for (ph, pw), (hc, wc), Pm in zip(self.units, self.grids, cols):
+                A = hc * wc
                 wt = self.wts[pd, ph, pw][:, ck.g0:ck.g1]
                 acc = ck.acc_buf[:nn * gg * Cog * jc * A].reshape(nn, gg, Cog, jc * A)
                 tmp = ck.tmp_buf[:acc.size].reshape(acc.shape)
                 for ud in range(len(pd.taps)):
-                    dd0 = pd.base + ck.j0 + ud * pd.step - ck.lo
-                    cols = Pm[..., dd0 * A:(dd0 + jc) * A]
+                    r0 = (pd.base + ck.j0 + ud * pd.step - ck.lo) * A
                     if ud == 0:
-                        np.matmul(wt[ud], cols, out=acc)
+                        np.matmul(wt[ud], Pm[..., r0:r0 + jc * A], out=acc)
                     else:
-                        np.matmul(wt[ud], cols, out=tmp)
-                        acc += tmp
+                        np.matmul(wt[ud], Pm[..., r0:r0 + jc * A], out=tmp)
+                        _iadd(acc, tmp)
                 if ck.bias is not None:
-                    acc += ck.bias[..., 0, 0]
-                a6 = acc.reshape(nn, gg, Cog, jc, ph.count, Wp)[..., :pw.count]
-                _copy(ck.out[..., dsel, ph.first::sh, pw.first::sw], a6)
+                    _iadd(acc, ck.bias[..., 0, 0])
+                _copy(ck.out[..., dsel, ph.first::sh, pw.first::sw],
+                      acc.reshape(nn, gg, Cog, jc, hc, wc)[..., :ph.count, :pw.count])
 
 
 class _ToeplitzW:
-    """W axis as a blocked banded (Toeplitz) matrix; H taps by im2col; D taps looped."""
+    """The W axis as a blocked banded (Toeplitz) matrix; H taps by im2col; D taps looped.
 
-    def __init__(self, params, w, m):
-        self.p = params
-        self.w = w
-        axh = params.axis_phases[1]
-        self.phs = [ph for ph in axh if ph.count and ph.taps]
-        self.units = self.phs
-        I, K, s, pad, d, O = (params.in_size[2], params.kernel[2], params.stride[2],
-                              params.padding[2], params.dilation[2], params.out_size[2])
-        self.m = m
+    Block ``blk`` holds outputs ``blk*Bw + t`` (``t < Bw``) and reads inputs
+    ``blk*m + ilo + q`` (``q < width``); output ``t`` takes tap ``k`` from
+    input ``q`` when ``t + padding - (ilo + q)*s == k*dilation``.
+    """
+
+    covers_w_gaps = True
+
+    def __init__(self, geo, m):
+        self.geo, self.m = geo, m
+        self.units = geo.phs
+        I, O, K = geo.in_size[2], geo.out_size[2], geo.kernel[2]
+        s, pad, d = geo.stride[2], geo.padding[2], geo.dilation[2]
         self.Bw = Bw = m * s
         self.ilo = ilo = -(((K - 1) * d - pad) // s)
         self.width = width = (Bw - 1 + pad) // s - ilo + 1
         self.nb = nb = -(-O // Bw)
-        q = np.arange(width)[:, None]
-        t = np.arange(Bw)[None, :]
-        r = t + pad - (ilo + q) * s
-        self.kidx = np.where((r >= 0) & (r % d == 0) & (r // d < K), r // d, K)
         self.plo_w = max(0, -ilo)
         self.Wp = self.plo_w + I + max(0, (nb - 1) * m + ilo + width - I)
+        self.p_per = max((len(ph.taps) * ph.count for ph in geo.phs), default=0) * nb * width
+        self.acc_per = geo.Cog * max((ph.count for ph in geo.phs), default=0) * nb * Bw
 
-    def covers_w_gaps(self):
-        return True
+    def slack(self):
+        return 0
 
-    def setup(self, pds, plo_h, Hp):
-        p = self.p
-        G, Cig = p.groups, p.in_channels_per_group
-        wz = _padded_weight(p, self.w)
+    def weight_bytes(self, itemsize):
+        """Size of the banded weights, ``width*Bw/kW`` times the phase's share of ``w``."""
+        geo = self.geo
+        taps = sum(len(pd.taps) for pd in geo.pds) * sum(len(ph.taps) for ph in geo.phs)
+        return itemsize * taps * geo.G * geo.Cig * self.width * geo.Cog * self.Bw
+
+    def cost(self):
+        geo = self.geo
+        reps, planes = geo.N * geo.G, geo.rows + geo.span
+        n = geo.Cog * self.Bw
+        t = _write_ns(geo, self.Bw)
+        for ph in geo.phs:
+            k = geo.Cig * len(ph.taps) * self.width
+            for pd in geo.pds:
+                rows = pd.count * ph.count * self.nb
+                t += _gemm_ns(2 * reps * rows * k * n * len(pd.taps), min(rows, n), k)
+            t += _copy_ns(reps * k * planes * ph.count * self.nb, self.width)
+        return t
+
+    def setup(self, w):
+        geo = self.geo
+        K, s, pad, d = geo.kernel[2], geo.stride[2], geo.padding[2], geo.dilation[2]
+        r = np.arange(self.Bw)[None, :] + pad - (self.ilo + np.arange(self.width)[:, None]) * s
+        kidx = np.where((r >= 0) & (r % d == 0) & (r < K * d), r // d, K)  # K: the zero tap
+        wz = geo.padded_weight(w)
         self.wts = {}
-        for pd in pds:
-            for ph in self.phs:
-                t = wz[:, :, :, list(pd.taps)][:, :, :, :, list(ph.taps)][..., self.kidx]
-                self.wts[pd, ph] = np.ascontiguousarray(
-                    t.transpose(3, 0, 1, 4, 5, 2, 6).reshape(
-                        len(pd.taps), G, Cig * len(ph.taps) * self.width, -1))
-        self.plo_h, self.Hp = plo_h, Hp
-        self.p_per = max(len(ph.taps) * ph.count for ph in self.phs) * self.nb * self.width
-        self.acc_per = p.out_channels_per_group * max(ph.count for ph in self.phs) * self.nb * self.Bw
-        self.slack = 0
+        for pd in geo.pds:
+            for ph in geo.phs:
+                t = wz[:, :, :, list(pd.taps)][:, :, :, :, list(ph.taps)][..., kidx]
+                # (G, Cig, Cog, Td, Th, width, Bw) -> (Td, G, Cig*Th*width, Cog*Bw)
+                self.wts[pd, ph] = np.ascontiguousarray(t.transpose(3, 0, 1, 4, 5, 2, 6).reshape(
+                    len(pd.taps), geo.G, geo.Cig * len(ph.taps) * self.width, -1))
 
     def chunk(self, ck):
-        p = self.p
-        Cig, Cog = p.in_channels_per_group, p.out_channels_per_group
-        sd, sh, sw = p.stride
-        OW = p.out_size[2]
+        geo = self.geo
+        Cig, Cog = geo.Cig, geo.Cog
+        sd, sh = geo.stride[:2]
+        OW = geo.out_size[2]
         m, width, nb, Bw = self.m, self.width, self.nb, self.Bw
         nn, gg, Sd = ck.nn, ck.gg, ck.Sd
         st = ck.slab.strides
-        for ph in self.phs:
+        nf = OW // Bw  # full blocks; a last partial one is written separately
+        for ph in geo.phs:
             Oh, Th = ph.count, len(ph.taps)
             P = ck.p_buf[:nn * gg * Sd * Oh * nb * Cig * Th * width].reshape(
                 nn, gg, Sd, Oh, nb, Cig, Th, width)
-            hs = self.plo_h + ph.base
-            _copy(P, as_strided(ck.slab[:, :, :, hs:, self.plo_w + self.ilo:], shape=P.shape,
-                                strides=(st[0], Cig * st[1], st[2], st[3], m * st[4], st[1],
-                                         ph.step * st[3], st[4]), writeable=False))
+            src = ck.slab[:, :, :, geo.plo_h + ph.base:, self.plo_w + self.ilo:]
+            _copy(P, as_strided(src, shape=P.shape, writeable=False, strides=(
+                st[0], Cig * st[1], st[2], st[3], m * st[4], st[1], ph.step * st[3], st[4])))
             R = Oh * nb
             Pm = P.reshape(nn, gg, Sd * R, Cig * Th * width)
-            for pd in ck.pds:
+            for pd in geo.pds:
                 jc = min(ck.j1, pd.count) - ck.j0
                 if jc <= 0:
                     continue
@@ -247,115 +516,118 @@ class _ToeplitzW:
                 acc = ck.acc_buf[:nn * gg * jc * R * Cog * Bw].reshape(nn, gg, jc * R, Cog * Bw)
                 tmp = ck.tmp_buf[:acc.size].reshape(acc.shape)
                 for ud in range(len(pd.taps)):
-                    dd0 = pd.base + ck.j0 + ud * pd.step - ck.lo
-                    rows = Pm[:, :, dd0 * R:(dd0 + jc) * R]
+                    r0 = (pd.base + ck.j0 + ud * pd.step - ck.lo) * R
                     if ud == 0:
-                        np.matmul(rows, wt[ud], out=acc)
+                        np.matmul(Pm[:, :, r0:r0 + jc * R], wt[ud], out=acc)
                     else:
-                        np.matmul(rows, wt[ud], out=tmp)
-                        acc += tmp
-                a7 = acc.reshape(nn, gg, jc, Oh, nb, Cog, Bw).transpose(0, 1, 5, 2, 3, 4, 6)
+                        np.matmul(Pm[:, :, r0:r0 + jc * R], wt[ud], out=tmp)
+                        _iadd(acc, tmp)
+                c = acc.reshape(nn, gg, jc, Oh, nb, Cog, Bw).transpose(0, 1, 5, 2, 3, 4, 6)
                 if ck.bias is not None:
-                    a7 += ck.bias[..., None]
+                    _iadd(c, ck.bias[..., None])
                 d0 = pd.first + sd * ck.j0
                 dst = ck.out[..., d0:d0 + sd * (jc - 1) + 1:sd, ph.first::sh, :]
-                nf = OW // Bw
                 if nf:
-                    _copy(dst[..., :nf * Bw].reshape(dst.shape[:-1] + (nf, Bw)), a7[..., :nf, :])
+                    ws = dst.strides[-1]
+                    blocks = as_strided(dst, shape=dst.shape[:-1] + (nf, Bw),
+                                        strides=dst.strides[:-1] + (Bw * ws, ws))
+                    _copy(blocks, c[..., :nf, :])
                 if nf < nb:
-                    dst[..., nf * Bw:] = a7[..., nf, :OW - nf * Bw]
+                    _copy(dst[..., nf * Bw:], c[..., nf, :OW - nf * Bw])
 
 
+def _choose(geo, itemsize):
+    """The formulation with the smallest estimated cost (module docstring)."""
+    if not geo.pds or not geo.phs:
+        return _ChannelGemm(geo, "exact")  # every output is bias only
+    forms = [_ChannelGemm(geo, grid) for grid in ("exact", "rows", "flat")]
+    m_max = min(32, -(-geo.out_size[2] // geo.stride[2]))
+    m = 1
+    while True:
+        form = _ToeplitzW(geo, min(m, m_max))
+        if form.weight_bytes(itemsize) <= get_memory_budget():
+            forms.append(form)
+        if m >= m_max:
+            break
+        m *= 2
+    return min(forms, key=lambda f: f.cost())
+
+
+# -------------------------------------------------------------------- driver
 class _Chunk:
-    pass
+    """One chunk: batch ``[n0, n0 + nn)``, groups ``[g0, g1)``, depth rows ``[j0, j1)``."""
 
 
-def _plan(ws, N, G, jmax, span, target):
-    """Pick (nc, gc, dc): batch, group and depth chunk sizes."""
-    if ws(1, G, jmax) <= target:
-        return max(1, min(N, target // ws(1, G, jmax))), G, jmax
-    dmin = min(jmax, max(1, HALO * span))
+def _plan(workspace, N, G, rows, span):
+    """Chunk sizes ``(nc, gc, dc)`` over batch, groups and depth-phase rows."""
+    limit = _workspace_limit()
+    if workspace(1, G, rows) <= limit:
+        return max(1, min(N, limit // workspace(1, G, rows))), G, rows
+    dmin = min(rows, max(1, _HALO * span))
     gc = G
-    while gc > 1 and ws(1, gc, dmin) > target:
+    while gc > 1 and workspace(1, gc, dmin) > limit:
         gc = (gc + 1) // 2
-    lo, hi = 1, jmax
+    lo, hi = 1, rows
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if ws(1, gc, mid) <= target:
+        if workspace(1, gc, mid) <= limit:
             lo = mid
         else:
             hi = mid - 1
     return 1, gc, lo
 
 
-def _phase_split(params, x, b, out, form):
-    N = params.batch
-    G = params.groups
-    Cig, Cog = params.in_channels_per_group, params.out_channels_per_group
-    D, H, W = params.in_size
-    OD, OH, OW = params.out_size
-    axd, axh, axw = params.axis_phases
-    sd, sh, sw = params.stride
-    dt = out.dtype
-    isz = dt.itemsize
-    out6 = out.reshape(N, G, Cog, OD, OH, OW)
-    bv = None if b is None else b.reshape(1, G, Cog, 1, 1, 1)
+def _phase_split(geo, x, w, b, out, form):
+    """Fill bias-only phases, then run ``form`` over chunks of batch, groups and depth."""
+    N, G, Cig, Cog = geo.N, geo.G, geo.Cig, geo.Cog
+    D, H, W = geo.in_size
+    sd, sh, sw = geo.stride
+    out6 = out.reshape(N, G, Cog, *geo.out_size)
+    bias = None if b is None else b.reshape(1, G, Cog, 1, 1, 1)
 
-    pds = [pd for pd in axd if pd.count and pd.taps]
-    # outputs reached by no tap get only the bias
+    axd, axh, axw = geo.params.axis_phases
     for pd in axd:
         for ph in axh:
             for pw in axw:
-                if pd.count and ph.count and pw.count and not (
-                        pd.taps and ph.taps and (pw.taps or form.covers_w_gaps())):
-                    v = out6[:, :, :, pd.first::sd, ph.first::sh, pw.first::sw]
-                    v[...] = 0 if bv is None else bv
-    if not pds or not form.units:
+                reached = pd.taps and ph.taps and (pw.taps or form.covers_w_gaps)
+                if pd.count and ph.count and pw.count and not reached:
+                    view = out6[:, :, :, pd.first::sd, ph.first::sh, pw.first::sw]
+                    view[...] = 0 if bias is None else bias
+    if not geo.pds or not form.units:
         return
-    phs = form.phs
-    plo_h = max(ph.pad_lo for ph in phs)
-    Hp = plo_h + H + max(ph.pad_hi(H) for ph in phs)
-    form.setup(pds, plo_h, Hp)
-    plo_w, Wp = form.plo_w, form.Wp
-    HpWp = Hp * Wp
+    form.setup(w)
+    Hp, Wp, plo_h, plo_w = geo.Hp, form.Wp, geo.plo_h, form.plo_w
 
-    jmax = max(pd.count for pd in pds)
-    lo_off = min(pd.base for pd in pds)
-    span = max(pd.base + (len(pd.taps) - 1) * pd.step for pd in pds) - lo_off
+    def workspace(nc, gc, dc):
+        return out.itemsize * nc * gc * (Cig * (dc + geo.span) * (Hp * Wp + form.p_per)
+                                         + 2 * dc * form.acc_per)
 
-    def ws(nc, gc, dc):
-        return isz * nc * gc * (Cig * (dc + span) * (HpWp + form.p_per) + 2 * dc * form.acc_per)
-
-    nc, gc, dc = _plan(ws, N, G, jmax, span, _target())
-    Sd = dc + span
-    slab_buf = np.zeros(nc * gc * Cig * Sd * HpWp + form.slack, dt)
+    nc, gc, dc = _plan(workspace, N, G, geo.rows, geo.span)
     ck = _Chunk()
-    ck.isz, ck.Sd, ck.pds = isz, Sd, pds
-    ck.p_buf = np.empty(nc * gc * Cig * Sd * form.p_per, dt) if form.p_per else None
-    ck.acc_buf = np.empty(nc * gc * dc * form.acc_per, dt)
-    ck.tmp_buf = np.empty(nc * gc * dc * form.acc_per, dt)
-
+    ck.Sd = Sd = dc + geo.span
+    slab_buf = np.zeros(nc * gc * Cig * Sd * Hp * Wp + form.slack(), out.dtype)
+    ck.p_buf = np.empty(nc * gc * Cig * Sd * form.p_per, out.dtype)
+    ck.acc_buf = np.empty(nc * gc * dc * form.acc_per, out.dtype)
+    ck.tmp_buf = np.empty_like(ck.acc_buf)
     for n0 in range(0, N, nc):
         n1 = min(N, n0 + nc)
         for g0 in range(0, G, gc):
             g1 = min(G, g0 + gc)
             ck.nn, ck.gg, ck.g0, ck.g1 = n1 - n0, g1 - g0, g0, g1
-            ck.slab_flat = slab_buf[:ck.nn * ck.gg * Cig * Sd * HpWp + form.slack]
-            ck.slab = ck.slab_flat[:ck.nn * ck.gg * Cig * Sd * HpWp].reshape(
+            ck.slab = slab_buf[:ck.nn * ck.gg * Cig * Sd * Hp * Wp].reshape(
                 ck.nn, ck.gg * Cig, Sd, Hp, Wp)
             ck.out = out6[n0:n1, g0:g1]
-            ck.bias = None if bv is None else bv[:, g0:g1]
+            ck.bias = None if bias is None else bias[:, g0:g1]
             xs = x[n0:n1, g0 * Cig:g1 * Cig]
             inner = ck.slab[:, :, :, plo_h:plo_h + H, plo_w:plo_w + W]
-            for j0 in range(0, jmax, dc):
-                j1 = min(jmax, j0 + dc)
-                lo = lo_off + j0
-                a0, a1 = max(lo, 0), min(lo + Sd, D)
+            for j0 in range(0, geo.rows, dc):
+                ck.j0, ck.j1 = j0, min(geo.rows, j0 + dc)
+                ck.lo = lo = geo.lo + j0
+                a0, a1 = min(max(lo, 0), D), max(min(lo + Sd, D), 0)
                 if a1 > a0:
                     _copy(inner[:, :, a0 - lo:a1 - lo], xs[:, :, a0:a1])
-                if a0 > lo:
                     inner[:, :, :a0 - lo] = 0
-                if lo + Sd > max(a1, lo):
-                    inner[:, :, max(a1, lo) - lo:] = 0
-                ck.j0, ck.j1, ck.lo = j0, j1, lo
+                    inner[:, :, a1 - lo:] = 0
+                else:
+                    inner[...] = 0
                 form.chunk(ck)

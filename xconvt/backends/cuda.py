@@ -129,6 +129,25 @@ def _choose_ro(cog):
     return best[1]
 
 
+# FMAs per staged input element (taps x output channels of a block) below
+# which a phase is bound by staging rather than arithmetic.
+_STAGING_BOUND = 128
+
+
+def _chunk(itemsize):
+    """Elements per 16-byte copy."""
+    return 16 // itemsize
+
+
+def _vec_eligible(params, dtype_name):
+    """Whether the input can be staged 16 bytes at a time: float or double
+    (half converts element-wise), unit input stride along W, and W rows of
+    whole 16-byte chunks.  The data pointer's alignment is checked per call."""
+    itemsize = {"float16": 2, "float32": 4, "float64": 8}[dtype_name]
+    return (dtype_name != "float16" and unit_step_phases(params)[2][2] == 1
+            and params.in_size[2] % _chunk(itemsize) == 0)
+
+
 def _padded_tw(tw, bo, vw):
     """W taps per packed weight row: whole vectors when a block has one channel."""
     return -(-tw // vw) * vw if bo == 1 else tw
@@ -209,7 +228,15 @@ def fused_config(params, dtype_name):
     # groups), RW outputs per thread along W; tiles balanced so the last one is
     # not mostly empty.
     spatial = {1: 256 if ro <= 4 else 128, 2: 128}.get(og, 64)
-    lanes_w = -(-cmax[2] // RW)
+    # 16-byte input staging needs each W tile to start on an aligned input
+    # column; phases whose taps are few (staging-bound) widen the tile by the
+    # largest alignment shift rather than lose the vector copies.
+    itemsize = {"float16": 2, "float32": 4, "float64": 8}[dtype_name]
+    shifts = [ph[2].base % _chunk(itemsize) for ph in phases] if _vec_eligible(
+        params, dtype_name) else [0]
+    staging_bound = max(len(ph[0].taps) * len(ph[1].taps) * len(ph[2].taps)
+                        for ph in phases) * bo <= _STAGING_BOUND
+    lanes_w = -(-(cmax[2] + (max(shifts) if staging_bound else 0)) // RW)
     twt = -(-lanes_w // -(-lanes_w // 32))
     thmax = max(1, min(16, spatial // twt))
     th = -(-cmax[1] // -(-cmax[1] // thmax))
@@ -259,8 +286,8 @@ def fused_config(params, dtype_name):
         raise ValueError(msg)
 
     return {
-        "ro": ro, "og": og, "bo": bo, "n_ob": n_ob, "vw": vw,
-        "itemsize": {"float16": 2, "float32": 4, "float64": 8}[dtype_name],
+        "ro": ro, "og": og, "bo": bo, "n_ob": n_ob, "vw": vw, "dtype": dtype_name,
+        "itemsize": itemsize,
         "twx": twx, "twt": twt, "th": th, "td": td, "tw_tile": tw_tile,
         "cc": cc, "tdc": tdc, "p": p, "pp": pp, "cp": cp_, "buf": buf, "smem": smem,
         "threads": threads,
@@ -282,18 +309,27 @@ def _fused_tables(params, cfg_key):
     block0 = 0
     woff = 0
     phases, _, in_stride = unit_step_phases(params)
+    vec_ok = _vec_eligible(params, cfg["dtype"])
     for pd, ph, pw in phases:
         # W tiles start wshift early so each tile's first input column is a
-        # multiple of 16 bytes (with unit input stride): see the kernel.
-        wshift = pw.base % (16 // cfg["itemsize"]) if in_stride[2] == 1 else 0
+        # multiple of 16 bytes, which lets the kernel stage 16 bytes at a time;
+        # where that would cost an extra tile of a compute-bound phase, the
+        # phase keeps element-wise staging instead.
+        chunk = _chunk(cfg["itemsize"])
+        vec = vec_ok
+        wshift = pw.base % chunk if vec_ok else 0
         tiles_w = -(-(pw.count + wshift) // cfg["tw_tile"])
+        ntap = len(pd.taps) * len(ph.taps) * len(pw.taps)
+        if wshift and tiles_w > -(-pw.count // cfg["tw_tile"]) and ntap * bo > _STAGING_BOUND:
+            wshift, vec = 0, False
+            tiles_w = -(-pw.count // cfg["tw_tile"])
         tiles_h = -(-ph.count // cfg["th"])
         tiles_d = -(-pd.count // cfg["td"])
         meta.append([block0, tiles_w, tiles_h, tiles_d,
                      pd.first, ph.first, pw.first,
                      pd.count, ph.count, pw.count,
                      pd.base, ph.base, pw.base,
-                     len(pd.taps), len(ph.taps), len(pw.taps), woff, wshift])
+                     len(pd.taps), len(ph.taps), len(pw.taps), woff, wshift, int(vec)])
         nblk.append(tiles_w * tiles_h * tiles_d * n_ob * params.batch * G)
         block0 += nblk[-1]
         ntap = len(pd.taps) * len(ph.taps) * len(pw.taps)
@@ -356,11 +392,7 @@ class _FusedPlan:
             *(i32(cfg[k]) for k in ("twt", "th", "td", "og", "cc", "tdc", "p", "pp",
                                     "cp", "buf")),
         )
-        # 16-byte input staging: float/double, unit input stride along W and
-        # rows of whole 16-byte chunks (the data pointer is checked per call).
-        chunk = 16 // cfg["itemsize"]
-        self.vec_ok = (dtype_name != "float16" and in_stride[2] == 1
-                       and params.in_size[2] % chunk == 0)
+        self.vec_ok = _vec_eligible(params, dtype_name)
 
     def __call__(self, x, w, b, out):
         cupy = _cupy()

@@ -165,6 +165,7 @@ class Plan:
     workspace: int
     is_complex: bool
     prune: bool
+    chan_last: bool
     phases: tuple
 
     @property
@@ -196,16 +197,12 @@ def use_matmul(kind, cw, co):
     return cw > 8 and cw * co > 64
 
 
-def _workspace(spec_elems, csize, nb, gc, ci, cw, co, matmul):
-    """Approximate peak bytes of one chunk, in spectra: the input spectra, and
-    the larger of the forward transform's second buffer and (one weight
-    spectrum + the output spectrum + a product temporary or the inverse
-    transform's buffer); the matmul form adds transposed copies."""
+def _workspace(spec_elems, csize, nb, gc, ci, cw, co):
+    """Approximate peak bytes of one chunk: the input spectra, and the larger
+    of the forward transform's second buffer and (one weight spectrum + the
+    output spectrum + a product temporary or the inverse transform's buffer)."""
     x_el, w_el, y_el = nb * gc * ci, gc * cw * co, nb * gc * co
-    n = x_el + max(x_el, w_el + 2 * y_el)
-    if matmul:
-        n += nb * gc * cw + w_el + y_el
-    return csize * spec_elems * n
+    return csize * spec_elems * (x_el + max(x_el, w_el + 2 * y_el))
 
 
 def make_plan(params, kind, dtype, budget=None):
@@ -246,8 +243,7 @@ def make_plan(params, kind, dtype, budget=None):
         return fshape[0] * fshape[1] * (fshape[2] if is_complex else fshape[2] // 2 + 1)
 
     def ws():
-        return _workspace(spec_elems(), csize, c["nb"], c["gc"], c["ci"], c["cw"], c["co"],
-                          use_matmul(kind, c["cw"], c["co"]))
+        return _workspace(spec_elems(), csize, c["nb"], c["gc"], c["ci"], c["cw"], c["co"])
 
     def halve(key):
         if c[key] == 1:
@@ -263,15 +259,17 @@ def make_plan(params, kind, dtype, budget=None):
         if not cand:
             return False
         a = max(cand, key=lambda a: fshape[a])
-        old, t = fshape[a], tile[a]
+        old, old_tile, t = fshape[a], tile[a], tile[a]
         while True:
             t = max(min_tile[a], t // 2)
             tile[a] = t
             new = fft_len(a)
             if new < old or t == min_tile[a]:
                 break
-        # Grow the tile to fill the fast length it was given.
-        tile[a] = max(t, min(in_size[a] - 1, new - lmax[a] + 1))
+        if new < old:
+            # Grow the tile to fill the fast length it was given (the tile
+            # still shrinks, so this loop ends).
+            tile[a] = max(t, min(old_tile - 1, in_size[a] - 1, new - lmax[a] + 1))
         fshape[a] = fft_len(a)
         return True
 
@@ -296,21 +294,30 @@ def make_plan(params, kind, dtype, budget=None):
         cache = ws() + wbytes <= budget
     work = ws() + (wbytes if cache else 0)
     return Plan(tuple(fshape), tiles, c["nb"], c["gc"], c["ci"], c["cw"], c["co"], cache,
-                work, is_complex, kind != "cupy", tuple(terms))
+                work, is_complex, kind != "cupy", use_matmul(kind, c["cw"], c["co"]),
+                tuple(terms))
 
 
 # ----------------------------------------------------------------- transforms
+# Spectra live in one of two layouts.  Channels first, ``(n, g, c, *freq)``,
+# for the broadcast multiply-add (few channels: long contiguous vectors).
+# Channels last, ``(*freq, g, n, c)``, for the batched matmul (many channels):
+# the transforms run over the leading axes (pocketFFT and cuFFT vectorize over
+# the contiguous channel dimension) and the matmul operands need no transpose.
+_FIRST = (-3, -2, -1)
+_LAST = (0, 1, 2)
+
+
 class _Lib:
     """The FFT module and options of the array library that runs the call."""
 
     def __init__(self, x):
         self.xp = array_namespace(x)
         if is_cupy_array(x):
+            import cupy
             import cupyx.scipy.fft as sfft
 
-            import cupy
-
-            self.kind, self.fft, self.kw, self.mod = "cupy", sfft, {}, cupy
+            self.kind, self.mod, self.fft, self.kw = "cupy", cupy, sfft, {}
         else:
             import numpy
             import scipy.fft as sfft
@@ -318,57 +325,63 @@ class _Lib:
             self.kind, self.mod = "numpy", numpy
             self.fft, self.kw = sfft, {"workers": _cpu_workers()}
 
-    def forward(self, a, plan):
-        """Spectrum of the last three axes of ``a`` (zero-extended to the plan)."""
+    def forward(self, a, plan, axes):
+        """Spectrum over ``axes`` (D, H, W) of ``a``, zero-extended to the plan."""
         f, kw = self.fft, self.kw
         fd, fh, fw = plan.fft_shape
         if not plan.prune:
             fn = f.fftn if plan.is_complex else f.rfftn
-            return fn(a, s=(fd, fh, fw), axes=(-3, -2, -1), **kw)
-        a = (f.fft if plan.is_complex else f.rfft)(a, n=fw, axis=-1, **kw)
-        a = f.fft(a, n=fh, axis=-2, overwrite_x=True, **kw)
-        return f.fft(a, n=fd, axis=-3, overwrite_x=True, **kw)
+            return fn(a, s=(fd, fh, fw), axes=axes, **kw)
+        ad, ah, aw = axes
+        a = (f.fft if plan.is_complex else f.rfft)(a, n=fw, axis=aw, **kw)
+        a = f.fft(a, n=fh, axis=ah, overwrite_x=True, **kw)
+        return f.fft(a, n=fd, axis=ad, overwrite_x=True, **kw)
 
-    def inverse(self, a, plan, crops):
-        """Inverse transform of ``a`` keeping rows ``crops[ax] = slice``."""
+    def inverse(self, a, plan, crops, axes):
+        """Inverse transform over ``axes`` keeping rows ``crops`` (3 slices)."""
         f, kw = self.fft, self.kw
         fd, fh, fw = plan.fft_shape
-        cd, ch, cw = crops
+
+        def crop(a, ax, sl):
+            idx = [slice(None)] * a.ndim
+            idx[ax] = sl
+            return a[tuple(idx)]
+
         if not plan.prune:
             fn = f.ifftn if plan.is_complex else f.irfftn
-            return fn(a, s=(fd, fh, fw), axes=(-3, -2, -1), overwrite_x=True, **kw)[
-                ..., cd, ch, cw]
-        a = f.ifft(a, axis=-3, overwrite_x=True, **kw)[..., cd, :, :]
-        a = f.ifft(a, axis=-2, overwrite_x=True, **kw)[..., ch, :]
+            a = fn(a, s=(fd, fh, fw), axes=axes, overwrite_x=True, **kw)
+            for ax, sl in zip(axes, crops):
+                a = crop(a, ax, sl)
+            return a
+        ad, ah, aw = axes
+        a = crop(f.ifft(a, axis=ad, overwrite_x=True, **kw), ad, crops[0])
+        a = crop(f.ifft(a, axis=ah, overwrite_x=True, **kw), ah, crops[1])
         if plan.is_complex:
-            return f.ifft(a, axis=-1, overwrite_x=True, **kw)[..., cw]
-        return f.irfft(a, n=fw, axis=-1, overwrite_x=True, **kw)[..., cw]
+            return crop(f.ifft(a, axis=aw, overwrite_x=True, **kw), aw, crops[2])
+        return crop(f.irfft(a, n=fw, axis=aw, overwrite_x=True, **kw), aw, crops[2])
 
 
-def _contract(lib, x_spec, w_spec, matmul, acc=None):
-    """``acc[n, g, o, f] += sum_c X[n, g, c, f] * W[g, c, o, f]`` (new if None)."""
-    xp = lib.xp
-    nb, gc, ci = x_spec.shape[:3]
-    co = w_spec.shape[2]
-    fshape = tuple(x_spec.shape[3:])
-    if not matmul:
-        tmp = None
-        for c in range(ci):
-            xc, wc = x_spec[:, :, c:c + 1, ...], w_spec[None, :, c, ...]
-            if acc is None:
-                acc = xc * wc
-            else:
-                tmp = lib.mod.multiply(xc, wc, out=tmp)
-                acc += tmp
+def _contract(lib, x_spec, w_spec, chan_last, acc=None):
+    """Sum over input channels ``c`` of one group, per frequency ``f``.
+
+    Channels first: ``acc[n, g, o, f] += X[n, g, c, f] * W[g, c, o, f]``;
+    channels last: ``acc[f, g, n, o] += X[f, g, n, c] @ W[f, g, c, o]``.
+    ``acc`` is created when None.
+    """
+    mod = lib.mod
+    if chan_last:
+        if acc is None:
+            return mod.matmul(x_spec, w_spec)
+        acc += mod.matmul(x_spec, w_spec)
         return acc
-    nf = math.prod(fshape)
-    xm = xp.permute_dims(xp.reshape(x_spec, (nb, gc, ci, nf)), (3, 1, 0, 2))
-    wm = xp.permute_dims(xp.reshape(w_spec, (gc, ci, co, nf)), (3, 0, 1, 2))
-    ym = xp.matmul(lib.mod.ascontiguousarray(xm), lib.mod.ascontiguousarray(wm))
-    y = xp.reshape(xp.permute_dims(ym, (2, 1, 3, 0)), (nb, gc, co) + fshape)
-    if acc is None:
-        return lib.mod.ascontiguousarray(y)
-    acc += y
+    tmp = None
+    for c in range(x_spec.shape[2]):
+        xc, wc = x_spec[:, :, c:c + 1, ...], w_spec[None, :, c, ...]
+        if acc is None:
+            acc = xc * wc
+        else:
+            tmp = mod.multiply(xc, wc, out=tmp)
+            acc += tmp
     return acc
 
 
@@ -445,7 +458,8 @@ class _Call:
         self.cig, self.cog = params.in_channels_per_group, params.out_channels_per_group
         self.x6 = xp.reshape(x, (self.n, self.g, self.cig) + params.in_size)
         self.w6 = xp.reshape(w, (self.g, self.cig, self.cog) + params.kernel)
-        self.matmul = use_matmul(lib.kind, self.plan.cw, self.plan.co)
+        self.chan_last = self.plan.chan_last
+        self.axes = _LAST if self.chan_last else _FIRST
         self.w_cache = {}
         self.out = xp.zeros(params.batched_output_shape, dtype=work)
         self.out6 = xp.reshape(self.out, (self.n, self.g, self.cog) + params.out_size)
@@ -473,28 +487,40 @@ class _Call:
         for p, crops, dests in jobs:
             for os_ in _chunks(self.cog, plan.co):
                 y = self._y_spec(whole, src, p, ns, gs, os_)
-                self.out6[(ns, gs, os_) + dests] += self.lib.inverse(y, plan, crops)
-                y = None
+                y = self.lib.inverse(y, plan, crops, self.axes)
+                if self.chan_last:  # (d, h, w, g, n, o) -> (n, g, o, d, h, w)
+                    y = self.lib.xp.permute_dims(y, (4, 3, 5, 0, 1, 2))
+                self.out6[(ns, gs, os_) + dests] += y
 
     def _y_spec(self, whole, src, p, ns, gs, os_):
         """Output spectrum of phase ``p`` for one chunk, summed over inputs."""
         y = None
         for cs in _chunks(self.cig, self.plan.cw):
-            xs = self._x_spec(src, ns, gs, cs) if whole is None else whole[:, :, cs]
-            y = _contract(self.lib, xs, self._w_spec(p, gs, cs, os_), self.matmul, y)
+            if whole is None:
+                xs = self._x_spec(src, ns, gs, cs)
+            elif self.chan_last:
+                xs = whole[..., cs]
+            else:
+                xs = whole[:, :, cs]
+            y = _contract(self.lib, xs, self._w_spec(p, gs, cs, os_), self.chan_last, y)
         return y
 
     def _x_spec(self, src, ns, gs, cs):
-        xt = self.x6[(ns, gs, cs) + src]
-        return self.lib.forward(self.lib.xp.astype(xt, self.work, copy=False), self.plan)
+        xp = self.lib.xp
+        xt = xp.astype(self.x6[(ns, gs, cs) + src], self.work, copy=False)
+        if self.chan_last:  # (n, g, c, d, h, w) -> (d, h, w, g, n, c)
+            xt = xp.permute_dims(xt, (3, 4, 5, 1, 0, 2))
+        return self.lib.forward(xt, self.plan, self.axes)
 
     def _w_spec(self, p, gs, cs, os_):
         key = (p, gs.start, cs.start, os_.start)
         spec = self.w_cache.get(key)
         if spec is None:
-            sub = _sub_kernel(self.lib.xp, self.w6, self.plan.phases[p], gs, cs, os_,
-                              self.work)
-            spec = self.lib.forward(sub, self.plan)
+            xp = self.lib.xp
+            sub = _sub_kernel(xp, self.w6, self.plan.phases[p], gs, cs, os_, self.work)
+            if self.chan_last:  # (g, c, o, d, h, w) -> (d, h, w, g, c, o)
+                sub = xp.permute_dims(sub, (3, 4, 5, 0, 1, 2))
+            spec = self.lib.forward(sub, self.plan, self.axes)
             if self.plan.cache_weights:
                 self.w_cache[key] = spec
         return spec

@@ -71,7 +71,7 @@ enum {
   M_COUNT_D, M_COUNT_H, M_COUNT_W,
   M_BASE_D, M_BASE_H, M_BASE_W,
   M_NT_D, M_NT_H, M_NT_W,
-  M_WOFF, M_WSHIFT,
+  M_WOFF, M_WSHIFT, M_VEC,
   META
 };
 
@@ -235,7 +235,8 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
     // Lanes of a warp cover wspan units of rpw rows at a time; a unit is one
     // element, or with vec a 16-byte chunk of CW elements (aligned rows).
     constexpr int CW = 16 / sizeof(T);
-    const int nunit = vec ? (WWn + CW - 1) / CW : WWn;
+    const bool vecp = vec && m[M_VEC];   // aligned tiles in this phase
+    const int nunit = vecp ? (WWn + CW - 1) / CW : WWn;
     const int lane = tid & 31, warp = tid >> 5, nwarps = (nthreads + 31) >> 5;
     const int wspan = min(nunit, 32);
     const int rpw = 32 / wspan;
@@ -263,7 +264,7 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
           const T* src = xg + (I)(c0 + c) * row_stride_c + (I)gd * x_plane + (I)gh * IW + base_w;
           Acc* dst = xs + c * CP + dd * PP + hh * P;
           if constexpr (sizeof(T) == sizeof(Acc)) {
-            if (vec) {
+            if (vecp) {
               for (int u = l0; u < nunit; u += wspan) {
                 const int gw = base_w + u * CW;
                 const int nv = (row_ok && gw >= 0) ? max(0, min(CW, IW - gw)) : 0;
