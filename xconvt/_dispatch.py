@@ -41,6 +41,8 @@ def _check_arrays(input, weight, bias):
 
 
 def _check_dtypes(input, weight, bias):
+    """The shared dtype; byte order is not part of it (non-native arrays are
+    converted by :func:`_native`)."""
     dtype = input.dtype
     if dtype.name not in SUPPORTED_DTYPES:
         msg = (
@@ -49,13 +51,20 @@ def _check_dtypes(input, weight, bias):
         )
         raise TypeError(msg)
     for name, a in (("weight", weight), ("bias", bias)):
-        if a is not None and a.dtype != dtype:
+        if a is not None and a.dtype.name != dtype.name:
             msg = (
                 f"{name} dtype {a.dtype.name} differs from input dtype {dtype.name}; "
                 "input, weight and bias must share one dtype"
             )
             raise TypeError(msg)
-    return dtype
+    return dtype.newbyteorder("=")
+
+
+def _native(a):
+    """``a`` in native byte order (a copy only where it is not)."""
+    if a is None or a.dtype.isnative:
+        return a
+    return a.astype(a.dtype.newbyteorder("="))
 
 
 def _check_devices(kind, input, weight, bias):
@@ -134,6 +143,7 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     )
     dtype = _check_dtypes(input, weight, bias)
     _check_devices(kind, input, weight, bias)
+    input, weight, bias = _native(input), _native(weight), _native(bias)
     x = input[None] if params.unbatched else input
 
     if params.batch == 0:

@@ -84,7 +84,7 @@ class ConvTranspose3d:
     ...                            padding=(0, 4, 2), rng=0)
     >>> x = np.random.default_rng(1).standard_normal((2, 16, 4, 6, 8), np.float32)
     >>> m(x).shape
-    (2, 33, 9, 2, 13)
+    (2, 33, 9, 2, 5)
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,

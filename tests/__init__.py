@@ -1,0 +1,1 @@
+"""xconvt's test suite (a package so that test modules share ``reference`` and ``helpers``)."""

@@ -1,0 +1,93 @@
+"""Shared helpers for the test suite: tolerances, comparisons, data, devices.
+
+Nothing here imports CuPy at import time; :func:`cuda_device_count` does so
+lazily and reports 0 when CuPy or a CUDA device is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+#: Relative L2 error ``||out - ref|| / ||ref||`` allowed per result dtype.
+TOLERANCES = {
+    "float16": 1e-2,
+    "float32": 1e-5,
+    "complex64": 1e-5,
+    "float64": 1e-12,
+    "complex128": 1e-12,
+}
+
+FLOAT_DTYPES = ("float16", "float32", "float64")
+ALL_DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
+
+
+def tolerance(dtype):
+    """Relative L2 tolerance for results of ``dtype``."""
+    return TOLERANCES[np.dtype(dtype).name]
+
+
+def algorithms(kind="numpy"):
+    """Algorithms registered for array library ``kind`` (``"numpy"``/``"cupy"``)."""
+    import xconvt.backends
+
+    return tuple(xconvt.backends.algorithms(kind))
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_device_count():
+    """Number of CUDA devices CuPy can see; 0 without CuPy or a device."""
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # ImportError, CUDARuntimeError, missing driver ...
+        return 0
+
+
+def to_host(a):
+    """A NumPy view/copy of a NumPy or CuPy array."""
+    if type(a).__module__.startswith("cupy"):
+        return a.get()
+    return np.asarray(a)
+
+
+def rel_l2(out, ref):
+    """``||out - ref|| / ||ref||`` in float64 (absolute error when ``ref`` is 0)."""
+    out = to_host(out)
+    ref = np.asarray(ref)
+    wide = np.complex128 if (np.iscomplexobj(out) or np.iscomplexobj(ref)) else np.float64
+    diff = np.linalg.norm((out.astype(wide) - ref.astype(wide)).ravel())
+    den = np.linalg.norm(ref.astype(wide).ravel())
+    return float(diff / den) if den > 0 else float(diff)
+
+
+def assert_close(out, ref, dtype=None, tol=None, what=""):
+    """Assert ``out`` matches ``ref`` (same shape, finite, relative L2 within tol)."""
+    host = to_host(out)
+    ref = np.asarray(ref)
+    assert host.shape == ref.shape, f"{what} shape {host.shape} != reference {ref.shape}"
+    if host.size == 0:
+        return
+    if tol is None:
+        tol = tolerance(dtype if dtype is not None else host.dtype)
+    assert np.all(np.isfinite(host)), f"{what} result has non-finite values"
+    err = rel_l2(host, ref)
+    if not err <= tol:
+        absdiff = np.abs(host.astype(ref.dtype) - ref)
+        where = np.unravel_index(int(np.argmax(absdiff)), ref.shape)
+        raise AssertionError(
+            f"{what} relative L2 error {err:.3e} > {tol:.1e}; worst at {where}: "
+            f"got {host[where]!r}, expected {ref[where]!r}"
+        )
+
+
+def random_array(rng, shape, dtype):
+    """Standard-normal data of ``dtype`` (complex: independent real/imag parts)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        a = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    else:
+        a = rng.standard_normal(shape)
+    return a.astype(dtype)

@@ -1,0 +1,327 @@
+"""CuPy arrays on a CUDA device: every GPU algorithm against the float64 reference.
+
+Marked ``gpu``; the whole module is skipped, with a reason, where CuPy or a
+CUDA device is missing.  ``slow`` marks the > 2**31-element test.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from .cases import CASES, case_arrays
+from .helpers import algorithms, assert_close, cuda_device_count, tolerance
+from .reference import conv_transpose3d_ref
+from .strategies import configs, seeds
+
+cupy = pytest.importorskip("cupy", reason="needs CuPy and a CUDA device")
+if cuda_device_count() == 0:
+    pytest.skip("needs CuPy and a CUDA device", allow_module_level=True)
+
+import xconvt  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+GPU_ALGORITHMS = algorithms("cupy")
+GPU_DTYPES = ("float64", "float32", "float16")
+
+
+def _dev(*arrays):
+    return [None if a is None else cupy.asarray(a) for a in arrays]
+
+
+def _check(out, ref, dtype, like):
+    """A CuPy result on ``like``'s device with ``dtype`` and the reference's values."""
+    assert isinstance(out, cupy.ndarray), type(out)
+    assert out.device == like.device, (out.device, like.device)
+    assert out.dtype == np.dtype(dtype)
+    assert out.shape == ref.shape
+    assert_close(out.get(), ref, dtype)
+
+
+# ----------------------------------------------------------- property tests
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+@given(cfg=configs(), seed=seeds)
+def test_matches_reference(algorithm, dtype, cfg, seed):
+    x, w, b = cfg.arrays(seed, dtype)
+    xd, wd, bd = _dev(x, w, b)
+    out = xconvt.conv_transpose3d(xd, wd, bd, **cfg.kwargs, algorithm=algorithm)
+    _check(out, cfg.reference(x, w, b), dtype, xd)
+    assert cupy.array_equal(xd, cupy.asarray(x)), "input modified"
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+@given(cfg=configs(batches=(None, 1, 2)), seed=seeds)
+def test_matches_reference_complex(algorithm, dtype, cfg, seed):
+    x, w, b = cfg.arrays(seed, dtype)
+    xd, wd, bd = _dev(x, w, b)
+    out = xconvt.conv_transpose3d(xd, wd, bd, **cfg.kwargs, algorithm=algorithm)
+    _check(out, cfg.reference(x, w, b), dtype, xd)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+@given(cfg=configs(batches=(None, 1, 2)), seed=seeds,
+       layout=st.sampled_from(["negative", "transposed", "sliced", "flipped_all"]))
+def test_noncontiguous(algorithm, dtype, cfg, seed, layout):
+    x, w, b = cfg.arrays(seed, dtype)
+    xd, wd, bd = _dev(x, w, b)
+    if layout == "negative":
+        xd, wd = xd[..., ::-1], wd[..., ::-1]
+    elif layout == "flipped_all":
+        xd = xd[(slice(None, None, -1),) * xd.ndim]
+    elif layout == "transposed":
+        perm = tuple(reversed(range(xd.ndim)))
+        xd = cupy.ascontiguousarray(xd.transpose(perm)).transpose(perm)
+    elif layout == "sliced":
+        big = cupy.zeros(tuple(2 * n + 1 for n in xd.shape), xd.dtype)
+        big[(slice(1, None, 2),) * xd.ndim] = xd
+        xd = big[(slice(1, None, 2),) * xd.ndim]
+    ref = cfg.reference(xd.get(), wd.get(), b)
+    out = xconvt.conv_transpose3d(xd, wd, bd, **cfg.kwargs, algorithm=algorithm)
+    _check(out, ref, dtype, xd)
+
+
+# (the explicit cases run on CuPy through the ``xp`` fixture in test_conv.py)
+
+
+@pytest.mark.parametrize("algorithm", ("auto", "measure") + GPU_ALGORITHMS)
+def test_zero_batch_and_auto(algorithm):
+    xd = cupy.zeros((0, 4, 3, 2, 5), cupy.float32)
+    wd = cupy.ones((4, 3, 2, 3, 2), cupy.float32)
+    out = xconvt.conv_transpose3d(xd, wd, stride=2, groups=2, algorithm=algorithm)
+    assert isinstance(out, cupy.ndarray) and out.shape == (0, 6, 6, 3, 10)
+    assert out.dtype == cupy.float32
+    x, w, b, kw = case_arrays("seed_example", "float32")
+    xd, wd, bd = _dev(x, w, b)
+    out = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm=algorithm)
+    _check(out, conv_transpose3d_ref(x, w, b, **kw), "float32", xd)
+
+
+@pytest.mark.parametrize("budget", [1, 2**16])
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+def test_tiny_memory_budget(algorithm, budget):
+    x, w, b, kw = case_arrays("large_kernel_fft_regime", "float64")
+    xd, wd, bd = _dev(x, w, b)
+    with xconvt.memory_budget(budget):
+        out = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm=algorithm)
+    _check(out, conv_transpose3d_ref(x, w, b, **kw), "float64", xd)
+
+
+# ------------------------------------------------------------ vs torch CUDA
+@pytest.fixture
+def torch_cuda():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False  # our float32 is true float32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield torch
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+def test_against_torch_cuda(torch_cuda, algorithm, name, dtype):
+    torch = torch_cuda
+    x, w, b, kw = case_arrays(name, dtype)
+    xd, wd, bd = _dev(x, w, b)
+    tx, tw = torch.from_dlpack(xd), torch.from_dlpack(wd)
+    tb = None if bd is None else torch.from_dlpack(bd)
+    expected = torch.nn.functional.conv_transpose3d(tx, tw, tb, **kw).cpu().numpy()
+    out = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm=algorithm)
+    assert out.shape == expected.shape
+    assert_close(out.get(), expected, tol={"float64": 1e-10, "float32": 1e-5}[dtype])
+
+
+# --------------------------------------------------------- streams, devices
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+def test_non_default_stream(algorithm):
+    x, w, b, kw = case_arrays("realistic_decoder", "float32")
+    ref = conv_transpose3d_ref(x, w, b, **kw)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        xd, wd, bd = _dev(x, w, b)
+        out = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm=algorithm)
+        host = out.get(stream=stream)  # waits for `stream` only
+    stream.synchronize()
+    assert isinstance(out, cupy.ndarray)
+    assert_close(host, ref, "float32")
+    # and again from a second, concurrent stream
+    other = cupy.cuda.Stream(non_blocking=True)
+    with other:
+        out2 = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm=algorithm)
+        host2 = out2.get(stream=other)
+    assert_close(host2, ref, "float32")
+
+
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+def test_input_on_device_1(algorithm):
+    if cuda_device_count() < 2:
+        pytest.skip("needs 2 CUDA devices")
+    x, w, b, kw = case_arrays("asymmetric_everything", "float64")
+    ref = conv_transpose3d_ref(x, w, b, **kw)
+    with cupy.cuda.Device(1):
+        xd, wd, bd = _dev(x, w, b)
+    assert xd.device.id == 1
+    # called while device 0 is current: the result lives with the input
+    with cupy.cuda.Device(0):
+        out = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm=algorithm)
+    assert out.device.id == 1
+    _check(out, ref, "float64", xd)
+    with cupy.cuda.Device(1):
+        out = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm=algorithm)
+    _check(out, ref, "float64", xd)
+
+
+def test_arrays_on_different_devices_rejected():
+    if cuda_device_count() < 2:
+        pytest.skip("needs 2 CUDA devices")
+    with cupy.cuda.Device(0):
+        xd = cupy.ones((1, 2, 3, 3, 3))
+    with cupy.cuda.Device(1):
+        wd = cupy.ones((2, 2, 2, 2, 2))
+    with pytest.raises(ValueError, match="device"):
+        xconvt.conv_transpose3d(xd, wd)
+
+
+def test_mixed_numpy_and_cupy_rejected():
+    x, w, b, kw = case_arrays("seed_example", "float32")
+    with pytest.raises(TypeError, match="weight"):
+        xconvt.conv_transpose3d(cupy.asarray(x), w)
+    with pytest.raises(TypeError, match="weight"):
+        xconvt.conv_transpose3d(x, cupy.asarray(w))
+    with pytest.raises(TypeError, match="bias"):
+        xconvt.conv_transpose3d(cupy.asarray(x), cupy.asarray(w), b)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "bool"])
+def test_integer_cupy_arrays_rejected(dtype):
+    xd = cupy.ones((1, 2, 3, 3, 3), dtype)
+    wd = cupy.ones((2, 2, 2, 2, 2), dtype)
+    with pytest.raises(TypeError, match=f"dtype {dtype}"):
+        xconvt.conv_transpose3d(xd, wd)
+
+
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+def test_repeatable_bits(algorithm):
+    x, w, b, kw = case_arrays("realistic_decoder", "float32")
+    xd, wd, bd = _dev(x, w, b)
+    first = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm=algorithm)
+    for _ in range(3):
+        again = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm=algorithm)
+        assert cupy.array_equal(first, again)
+
+
+# -------------------------------------------------------------------- layer
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_layer_on_cuda(device):
+    m = xconvt.ConvTranspose3d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2,
+                               device=device, rng=0)
+    assert isinstance(m.weight, cupy.ndarray) and isinstance(m.bias, cupy.ndarray)
+    assert m.weight.device.id == 0 and m.weight.dtype == cupy.float32
+    assert m.device == "cuda:0"
+    for arr in m.state_dict().values():
+        assert isinstance(arr, cupy.ndarray)
+    x = np.random.default_rng(0).standard_normal((2, 4, 3, 3, 3)).astype(np.float32)
+    ref = conv_transpose3d_ref(x, m.weight.get(), m.bias.get(), stride=2, padding=1,
+                               output_padding=1, groups=2)
+    xd = cupy.asarray(x)
+    _check(m(xd), ref, "float32", xd)
+    with pytest.raises(TypeError):
+        m(x)  # NumPy input against CuPy weights
+    # same rng seed on the CPU draws the same weights
+    cpu = xconvt.ConvTranspose3d(4, 6, 3, stride=2, padding=1, output_padding=1,
+                                 groups=2, rng=0)
+    np.testing.assert_array_equal(cpu.weight, m.weight.get())
+    # a NumPy state dict loads onto the device
+    m.load_state_dict(cpu.state_dict())
+    assert isinstance(m.weight, cupy.ndarray)
+
+
+def test_layer_on_cuda_1():
+    if cuda_device_count() < 2:
+        pytest.skip("needs 2 CUDA devices")
+    m = xconvt.ConvTranspose3d(2, 3, 2, device="cuda:1", dtype="float64", rng=0)
+    assert m.weight.device.id == 1
+    with cupy.cuda.Device(1):
+        xd = cupy.asarray(np.random.default_rng(0).standard_normal((1, 2, 3, 3, 3)))
+    out = m(xd)
+    assert out.device.id == 1
+    _check(out, conv_transpose3d_ref(xd.get(), m.weight.get(), m.bias.get()), "float64", xd)
+
+
+# ------------------------------------------------------- > 2**31 elements
+def _expected_at(x_host_gather, w, idx, in_size, stride, padding, dilation):
+    """out[0, 0, idx] from the definition: sum over taps that land on each index."""
+    total = np.zeros(len(idx), np.float64)
+    kernel = w.shape[2:]
+    for k in itertools.product(*(range(n) for n in kernel)):
+        src = np.empty_like(idx)
+        valid = np.ones(len(idx), bool)
+        for a in range(3):
+            t = idx[:, a] + padding - k[a] * dilation
+            valid &= (t % stride == 0)
+            src[:, a] = t // stride
+            valid &= (src[:, a] >= 0) & (src[:, a] < in_size[a])
+        if valid.any():
+            vals = x_host_gather(src[valid])
+            total[valid] += vals * float(w[(0, 0) + k])
+    return total
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("geometry", ["k2s2", "k3s2p1op1"])
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+def test_output_past_2_31_elements(algorithm, geometry, dtype):
+    """(1, 1, 520, 512, 1024) -> (1, 1, 1040, 1024, 2048): 2.18e9 > 2**31 outputs."""
+    in_size = (520, 512, 1024)
+    kernel, kw = {"k2s2": (2, dict(stride=2)),
+                  "k3s2p1op1": (3, dict(stride=2, padding=1, output_padding=1))}[geometry]
+    itemsize = np.dtype(dtype).itemsize
+    need = 9 * np.prod(in_size) * itemsize + 2**30  # input + output (8x) + slack
+    if cupy.cuda.runtime.memGetInfo()[0] < need:
+        pytest.skip(f"needs {need / 2**30:.1f} GiB of free device memory")
+    rs = cupy.random.RandomState(0)
+    xd = rs.standard_normal((1, 1) + in_size, dtype=np.float32).astype(dtype)
+    w = np.random.default_rng(0).uniform(0.5, 1.5, (1, 1) + (kernel,) * 3).astype(dtype)
+    out = xconvt.conv_transpose3d(xd, cupy.asarray(w), **kw, algorithm=algorithm)
+    out_size = (1040, 1024, 2048)
+    assert out.shape == (1, 1) + out_size and out.dtype == np.dtype(dtype)
+    assert out.size > 2**31
+
+    total = int(np.prod(out_size))
+    rng = np.random.default_rng(1)
+    flat = np.concatenate([
+        np.arange(0, 64), np.arange(2**31 - 64, 2**31 + 64),
+        np.arange(total - 64, total), rng.integers(0, total, 2000),
+        rng.integers(2**31, total, 2000),
+    ])
+    idx = np.stack(np.unravel_index(flat, out_size), axis=1).astype(np.int64)
+
+    def gather(src):
+        s = cupy.asarray(src)
+        return xd[0, 0, s[:, 0], s[:, 1], s[:, 2]].get().astype(np.float64)
+
+    expected = _expected_at(gather, w.astype(np.float64), idx, in_size, 2,
+                            kw.get("padding", 0), 1)
+    d = cupy.asarray(idx)
+    got = out[0, 0, d[:, 0], d[:, 1], d[:, 2]].get().astype(np.float64)
+    tol = tolerance(dtype) * 10
+    assert np.all(np.abs(got - expected) <= tol * (np.abs(expected) + 1)), \
+        np.max(np.abs(got - expected))
+    # and whole planes at the far end, against the reference on the input's tail
+    tail_in = xd[:, :, -3:, -3:, -3:].get()
+    tail_ref = conv_transpose3d_ref(tail_in, w, **kw)
+    n_ok = 2  # trailing output planes that only depend on the last 3 input planes
+    got_tail = out[:, :, -n_ok:, -n_ok:, -n_ok:].get().astype(np.float64)
+    assert_close(got_tail, tail_ref[:, :, -n_ok:, -n_ok:, -n_ok:], tol=tol)
