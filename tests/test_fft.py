@@ -15,7 +15,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import xconvt
@@ -233,6 +233,52 @@ def test_strided_input_views_and_fresh_output():
     assert out.flags.c_contiguous and out.flags.owndata
 
 
+# -------------------------------------------------------------- non-finite
+NON_FINITE = {
+    "nan-in-x": dict(x=[(0, 1, 2, 2, 2, np.nan)]),
+    "inf-in-x-meets-zero-taps": dict(x=[(0, 0, 1, 3, 2, np.inf)], zero_w=True),
+    "-inf-in-w": dict(w=[(1, 0, 1, 2, 0, -np.inf)]),
+    "inf-meets-minus-inf": dict(x=[(0, 0, 2, 2, 2, np.inf), (0, 0, 2, 2, 3, -np.inf)]),
+    "x-and-w": dict(x=[(0, 1, 0, 0, 0, np.inf)], w=[(0, 1, 0, 1, 1, np.inf),
+                                                   (1, 0, 2, 0, 1, np.nan)]),
+    "inf-bias": dict(x=[(0, 0, 4, 4, 4, -np.inf)], bias=[(1, np.inf)]),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "complex128"])
+@pytest.mark.parametrize("case", list(NON_FINITE), ids=list(NON_FINITE))
+def test_non_finite_values_stay_local(case, dtype):
+    """inf and NaN reach exactly the outputs they scatter to, as in PyTorch."""
+    spec = NON_FINITE[case]
+    rng = np.random.default_rng(11)
+    x = data(rng, (1, 2, 5, 5, 5), dtype)
+    w = data(rng, (2, 2, 3, 3, 2), dtype)
+    b = data(rng, (2,), dtype)
+    if spec.get("zero_w"):
+        w[0, :, 1] = 0
+    for idx in spec.get("x", []):
+        x[idx[:-1]] = idx[-1]
+    for idx in spec.get("w", []):
+        w[idx[:-1]] = idx[-1]
+    for idx in spec.get("bias", []):
+        b[idx[0]] = idx[1]
+    kw = dict(stride=(2, 1, 2), padding=(1, 0, 1), dilation=(1, 2, 1))
+    with np.errstate(invalid="ignore"):
+        ref = reference(x, w, b, **kw)
+        out = xconvt.conv_transpose3d(x, w, b, algorithm="fft", **kw)
+    if np.iscomplexobj(ref):
+        bad = ~np.isfinite(ref)
+        assert np.array_equal(~np.isfinite(out), bad)
+        np.testing.assert_allclose(out[~bad], ref[~bad], rtol=1e-10, atol=1e-10)
+    else:
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+        np.testing.assert_array_equal(np.isposinf(out), np.isposinf(ref))
+        np.testing.assert_array_equal(np.isneginf(out), np.isneginf(ref))
+        fin = np.isfinite(ref)
+        check(out[fin], ref[fin], dtype)
+    assert (~np.isfinite(ref)).any()
+
+
 # ------------------------------------------------------- forced chunk paths
 def _plan(x, w, budget, **kw):
     params = ConvParams.from_shapes(x.shape, w.shape, None, **kw)
@@ -393,3 +439,19 @@ def test_cpu_one_channel_256_cubed_with_31_kernel():
         win = xp_[tuple(slice(o[a] + 15 + 30 - 30, o[a] + 15 + 30 + 1) for a in range(3))]
         want = np.sum(win[::-1, ::-1, ::-1] * w64)
         assert abs(out[0, 0][o] - want) <= 1e-4 * np.sqrt(np.sum(w64**2)) * 4
+
+
+def test_cuda_fast_lengths_without_cupy():
+    """The 7-smooth sizes used to plan ``kind="cupy"`` where CuPy is absent."""
+    from xconvt.backends.fft import _smooth7_len
+
+    def smooth(n):
+        for p in (2, 3, 5, 7):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for target in range(1, 1200):
+        n = _smooth7_len(target)
+        assert n >= target and smooth(n)
+        assert not any(smooth(m) for m in range(target, n))
