@@ -6,7 +6,7 @@
 * ``tol`` maps a dtype to the allowed relative L2 error (see
   :data:`tests.helpers.TOLERANCES`); ``algorithms`` lists the registry.
 * Hypothesis runs derandomized with no example database, so CI sees the same
-  examples every time.  ``XCONVT_HYPOTHESIS_PROFILE=thorough`` runs more.
+  examples every time.  ``XCONVT_HYPOTHESIS_PROFILE=thorough`` runs more, ``quick`` fewer.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ _COMMON = dict(
 )
 settings.register_profile("ci", max_examples=100, **_COMMON)
 settings.register_profile("thorough", max_examples=1000, **_COMMON)
+# Fewer examples for a time-limited GPU session (each new kernel
+# specialization is compiled once by NVRTC).
+settings.register_profile("quick", max_examples=15, **_COMMON)
 settings.load_profile(os.environ.get("XCONVT_HYPOTHESIS_PROFILE", "ci"))
 
 GPU_SKIP_REASON = "needs CuPy and a CUDA device"

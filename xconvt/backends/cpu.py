@@ -44,8 +44,9 @@ Toeplitz-W (few channels)
 
 Pure upsampling
     ``kernel == stride`` with no padding, dilation or output padding is one
-    GEMM ``(Cog*kD*kH*kW, Cig) @ (Cig, D*H*W)`` per group and chunk of batch
-    elements or input depth, then a reshuffle of the non-overlapping blocks.
+    GEMM ``(D*H*W, Cig) @ (Cig, Cog*kD*kH*kW)`` per group and chunk of batch
+    elements or input depth, then one reshuffle of the non-overlapping blocks
+    that moves the ``kW`` W taps of a block as one item.
 
 Choosing
     ``_choose`` estimates every candidate (three channel-GEMM grids,
@@ -55,42 +56,69 @@ Choosing
     ones are bound by reading the wide operand), plus ``0.72`` per element
     and ``8.2`` per contiguous run copied into the im2col, plus ``2.94`` per
     run of the output write.  The constants are a non-negative least-squares
-    fit to single-thread timings of 19 configurations; the pick is on
-    average within 3% of the fastest candidate.
+    fit to single-thread timings of 19 configurations (the ten benchmark
+    cases and nine others); with two BLAS threads the pick is on average
+    within 2% of the fastest candidate, 11% at worst.
 
 Workspace
-    The padded input slab, the im2col buffer and two accumulators are
+    The padded input slab, the im2col buffer and the accumulators are
     allocated once per call and reused for every chunk.  Chunks cover batch
     elements, groups and ``dc`` rows of the depth phases (which need
     ``dc + span`` input planes, ``span`` being the reach of the depth taps),
-    sized so the workspace fits ``min(get_memory_budget(), CACHE_BYTES)``.
-    The memory budget is a hard limit, except that one depth row of one
+    sized so that the workspace fits ``min(get_memory_budget(), 16 MiB)``:
+    the memory budget is a hard limit, except that one depth row of one
     group of one batch element is always processed, even when that alone
-    exceeds a tiny budget; ``CACHE_BYTES`` (4 MiB) keeps the working set in
-    cache, which measured faster than fewer, larger chunks.  Depth chunks of
-    at least ``4*span`` rows are preferred (halo copies under 25%), splitting
-    groups first.  The pure-upsampling column buffer is chunked over input
-    depth by the same limit.
+    exceeds a tiny budget.  Depth chunks of at least ``4*span`` rows are
+    preferred (halo copies under 25%), splitting groups first.  The 16 MiB
+    soft target trades cache locality (4 MiB was fastest on one thread)
+    against fewer, larger BLAS calls, which matter with threaded BLAS: every
+    call synchronizes its threads, and on a busy machine 4 MiB chunks made
+    stride-2 cases several times slower.  The channel GEMM writes all phases
+    of about 512 KiB of output at a time, so that the stride-interleaved
+    writes of neighbouring W phases meet in cache.  The pure-upsampling
+    column buffer is chunked over batch and input depth to 2 MiB (it is
+    reshuffled right away).
 
-Precision and threads
+Precision, non-finite values, threads
     float16 is computed in float32 and rounded once at the end; complex
     types use complex BLAS.  Non-finite values follow PyTorch, which only
     multiplies existing inputs by taps: with an inf or NaN in the weight a
     slower per-tap scatter is used (zero padding times inf would be NaN),
-    and with one in the input Toeplitz-W (zero band entries) is not.  BLAS threads itself; large copies (im2col,
-    output writes) are split over a small thread pool, as NumPy releases
-    the GIL while copying.
+    and with one in the input Toeplitz-W (zero band entries) is skipped; no
+    floating-point warnings are raised.  Parallelism is BLAS's own: copies
+    are memory-bound or, when strided, would compete with BLAS threads that
+    keep spinning between calls, so splitting them over Python threads did
+    not pay.
 
-Speed (float32, against ``torch.nn.functional.conv_transpose3d`` on the CPU,
-same process and inputs, PyTorch time / ours): see the report of the
-implementation and ``bench/``.
+Speed
+    float32, two cores, ``torch.set_num_threads(2)``, NumPy's OpenBLAS with
+    two threads; one process, same inputs, per case PyTorch's and then our
+    median of 9 calls after a warm-up, with a pause in between so that the
+    other library's worker threads are idle (timings on a shared machine,
+    quiet at the time)::
+
+        case (N, Cin, Cout, input, kernel, stride, padding, output_padding, groups)
+                                                         ours ms  torch ms  torch/ours
+        unet_k2s2    1, 64, 32, 32^3, 2, 2, 0, 0, 1        20.5     45.8     2.23
+        vnet_k3s2    1, 32, 16, 32^3, 3, 2, 1, 1, 1        18.9     18.3     0.97
+        same_k3s1    1, 16, 16, 32^3, 3, 1, 1, 0, 1         7.7     27.8     3.60
+        depthwise_k7 1, 32, 32, 32^3, 7, 1, 3, 0, 32       28.5    361.1    12.66
+        grouped_g4   1, 32, 32, 24^3, 3, 2, 1, 1, 4        11.1      8.4     0.75
+        imaging_c1   1, 1, 1, 64^3, 5, 2, 2, 1, 1           7.6     12.8     1.68
+        seed_small   2, 16, 33, (6,20,30), (3,5,2),
+                     (2,1,1), (0,4,2), 0, 1                 2.7      1.9     0.70
+        sweep_k3     1, 4, 4, 32^3, 3, 1, 1, 0, 1           1.8      3.5     1.93
+        sweep_k5     1, 4, 4, 32^3, 5, 1, 2, 0, 1           3.3      7.4     2.23
+        sweep_k7     1, 4, 4, 32^3, 7, 1, 3, 0, 1           6.2     18.1     2.91
+        geometric mean of torch/ours                                          2.01
+
+    PyTorch's CPU kernels (oneDNN in this build) still win the channel-rich
+    stride-2 cases and the tiny one, where our time goes to the im2col copy
+    and to the stride-2 interleaving writes, which NumPy does element by
+    element.
 """
 
 from __future__ import annotations
-
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -99,15 +127,17 @@ from .._config import get_memory_budget
 
 __all__ = ["direct"]
 
-CACHE_BYTES = 4 * 2**20
-"""Soft per-chunk workspace limit that keeps the working set in cache."""
+_CHUNK_BYTES = 16 * 2**20
+"""Soft workspace target of a chunk (the memory budget is the hard limit)."""
+
+_UPSAMPLE_CHUNK_BYTES = 2 * 2**20
+"""Soft target of the pure-upsampling column buffer, reshuffled while in cache."""
 
 _HALO = 4
-_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-    os.cpu_count() or 1)
-_PAR_MIN = 1 << 18  # smaller operations stay on the calling thread (pool overhead)
-_pool = None
-_pool_lock = threading.Lock()
+"""Preferred depth chunk, in multiples of the depth taps' reach."""
+
+_WRITE_BLOCK_BYTES = 512 * 2**10
+"""Output the channel GEMM writes per block of depth rows (all phases, in cache)."""
 
 
 def direct(params, x, w, b):
@@ -146,8 +176,8 @@ def direct(params, x, w, b):
         return out if out.dtype == x.dtype else out.astype(x.dtype)
 
 
-def _workspace_limit():
-    return min(get_memory_budget(), CACHE_BYTES)
+def _workspace_limit(target=None):
+    return min(get_memory_budget(), _CHUNK_BYTES if target is None else target)
 
 
 def _all_finite(x, dtype):
@@ -155,83 +185,42 @@ def _all_finite(x, dtype):
     return bool(np.isfinite(np.sum(x, dtype=dtype)))
 
 
-def _split(fn, dst, src):
-    """``fn(dst, src)`` for an elementwise ``fn`` writing ``dst``, split over threads.
-
-    NumPy releases the GIL in copies and arithmetic, so large operations are
-    cut along the first axis long enough and run on a small thread pool.
-    """
-    global _pool
-    n = _THREADS
-    if n < 2 or dst.size < _PAR_MIN:
-        fn(dst, src)
-        return
-    ax = next((i for i, e in enumerate(dst.shape) if e >= n), None)
-    if ax is None:
-        fn(dst, src)
-        return
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="xconvt-cpu")
-    src = np.broadcast_to(src, dst.shape)
-    e = dst.shape[ax]
-    parts = [(slice(None),) * ax + (slice(e * i // n, e * (i + 1) // n),) for i in range(n)]
-    futures = [_pool.submit(_quietly, fn, dst[s], src[s]) for s in parts[1:]]
-    fn(dst[parts[0]], src[parts[0]])
-    for f in futures:
-        f.result()
-
-
-def _quietly(fn, dst, src):
-    with np.errstate(all="ignore"):  # pool threads do not inherit the caller's errstate
-        fn(dst, src)
-
-
-def _copy(dst, src):
-    """``dst[...] = src``, threaded when large."""
-    _split(np.copyto, dst, src)
-
-
-def _iadd(dst, src):
-    """``dst += src``, threaded when large."""
-    _split(_add_to, dst, src)
-
-
-def _add_to(dst, src):
-    np.add(dst, src, out=dst)
-
-
 # ------------------------------------------------------------- pure upsample
 def _upsample(params, x, w, b, out):
-    """kernel == stride: one GEMM per chunk of batch and input depth, then a reshuffle."""
+    """kernel == stride: one GEMM per chunk of batch and input depth, then a reshuffle.
+
+    The GEMM is ``(voxels, Cig) @ (Cig, Cog*kD*kH*kW)``: each voxel's output
+    block has its ``kW`` W taps side by side, so the reshuffle moves runs of
+    ``kW`` elements (viewed as one ``kW*itemsize``-byte item) instead of
+    interleaving single elements.
+    """
     N, G = params.batch, params.groups
     Cig, Cog = params.in_channels_per_group, params.out_channels_per_group
     kd, kh, kw = params.kernel
     D, H, W = params.in_size
     T = kd * kh * kw
-    wm = np.ascontiguousarray(w.reshape(G, Cig, Cog * T).transpose(0, 2, 1))
-    plane = (params.out_channels * T + params.in_channels) * H * W * out.itemsize
-    limit = _workspace_limit()
+    wm = w.reshape(G, Cig, Cog * T)  # columns (o, a, b, c)
+    bias = None if b is None else np.repeat(b.reshape(G, 1, Cog), T, axis=2)
+    run = np.dtype((np.void, kw * out.itemsize))
+    outv = out.reshape(N, G, Cog, D, kd, H, kh, W * kw).view(run)
+    plane = params.out_channels * T * H * W * out.itemsize
+    limit = _workspace_limit(_UPSAMPLE_CHUNK_BYTES)
     dc = max(1, min(D, limit // plane))
     nc = max(1, min(N, limit // (plane * D))) if dc == D else 1
-    cols = np.empty(nc * G * Cog * T * dc * H * W, out.dtype)
-    out9 = out.reshape(N, G, Cog, D, kd, H, kh, W, kw)
-    bias = None if b is None else b.reshape(G, Cog, 1, 1, 1, 1, 1, 1)
+    cols = np.empty(nc * G * dc * H * W * Cog * T, out.dtype)
     for n0 in range(0, N, nc):
         n1 = min(N, n0 + nc)
-        xn = x[n0:n1].reshape(n1 - n0, G, Cig, D, H * W)
+        nn = n1 - n0
+        xn = x[n0:n1].reshape(nn, G, Cig, D * H * W)
         for d0 in range(0, D, dc):
             d1 = min(D, d0 + dc)
-            xs = xn[:, :, :, d0:d1].reshape(n1 - n0, G, Cig, -1).astype(out.dtype, copy=False)
-            c = cols[:(n1 - n0) * G * Cog * T * (d1 - d0) * H * W].reshape(n1 - n0, G, Cog * T, -1)
-            np.matmul(wm, xs, out=c)
-            c = c.reshape(n1 - n0, G, Cog, kd, kh, kw, d1 - d0, H, W)
+            xs = xn[..., d0 * H * W:d1 * H * W].astype(out.dtype, copy=False)
+            c = cols[:nn * G * (d1 - d0) * H * W * Cog * T].reshape(nn, G, -1, Cog * T)
+            np.matmul(xs.transpose(0, 1, 3, 2), wm, out=c)
             if bias is not None:
-                _iadd(c, bias)
-            for a in range(kd):
-                for bb in range(kh):
-                    for cc in range(kw):
-                        _copy(out9[n0:n1, :, :, d0:d1, a, :, bb, :, cc], c[:, :, :, a, bb, cc])
+                c += bias
+            blocks = c.view(run).reshape(nn, G, d1 - d0, H, W, Cog, kd, kh)
+            np.copyto(outv[n0:n1, :, :, d0:d1], blocks.transpose(0, 1, 5, 2, 6, 3, 7, 4))
 
 
 # ------------------------------------------------------- non-finite weights
@@ -268,8 +257,7 @@ def _scatter(params, x, w, b, out):
                 if min(id_.stop - id_.start, ih.stop - ih.start, iw.stop - iw.start) <= 0:
                     continue
                 cols = np.matmul(wt[t], xs).reshape(G, Cog, d1 - d0, H, W)
-                _iadd(out6[n, :, :, od, oh, ow],
-                      cols[:, :, id_.start - d0:id_.stop - d0, ih, iw])
+                out6[n, :, :, od, oh, ow] += cols[:, :, id_.start - d0:id_.stop - d0, ih, iw]
 
 
 # ------------------------------------------------------------------ geometry
@@ -345,10 +333,13 @@ class _ChannelGemm:
                        pw.count if grid == "exact" else self.Wp) for ph, pw in self.units]
         self.views = [grid == "flat" and len(ph.taps) * len(pw.taps) == 1
                       for ph, pw in self.units]
-        # im2col elements per input channel and slab plane; acc per group and depth row
+        # im2col elements per input channel and slab plane
         self.p_per = sum(len(ph.taps) * len(pw.taps) * hc * wc for (ph, pw), (hc, wc), view
                          in zip(self.units, self.grids, self.views) if not view)
-        self.acc_per = geo.Cog * max((hc * wc for hc, wc in self.grids), default=0)
+        # accumulator elements per group and depth row: one per unit (written out
+        # together) and a scratch one for the depth taps
+        sizes = [geo.Cog * hc * wc for hc, wc in self.grids]
+        self.acc_per = sum(sizes) + max(sizes, default=0)
 
     def slack(self):
         """Elements that junk columns of the last channel read past the slab."""
@@ -403,31 +394,40 @@ class _ChannelGemm:
             size = nn * gg * Cig * Th * Tw * Sd * hc * wc
             P = ck.p_buf[pos:pos + size].reshape(nn, gg, Cig, Th, Tw, Sd, hc, wc)
             pos += size
-            _copy(P, as_strided(src, shape=P.shape, writeable=False, strides=(
+            np.copyto(P, as_strided(src, shape=P.shape, writeable=False, strides=(
                 st[0], Cig * st[1], st[1], ph.step * st[3], pw.step * st[4], st[2], st[3], st[4])))
             cols.append(P.reshape(nn, gg, Cig * Th * Tw, -1))
+        OH, OW = geo.out_size[1:]
         for pd in geo.pds:
             jc = min(ck.j1, pd.count) - ck.j0
             if jc <= 0:
                 continue
-            d0 = pd.first + sd * ck.j0
-            dsel = slice(d0, d0 + sd * (jc - 1) + 1, sd)
+            accs, pos = [], 0
             for (ph, pw), (hc, wc), Pm in zip(self.units, self.grids, cols):
                 A = hc * wc
+                acc = ck.acc_buf[pos:pos + nn * gg * Cog * jc * A].reshape(nn, gg, Cog, jc * A)
+                pos += acc.size
+                tmp = ck.acc_buf[pos:pos + acc.size].reshape(acc.shape)
                 wt = self.wts[pd, ph, pw][:, ck.g0:ck.g1]
-                acc = ck.acc_buf[:nn * gg * Cog * jc * A].reshape(nn, gg, Cog, jc * A)
-                tmp = ck.tmp_buf[:acc.size].reshape(acc.shape)
                 for ud in range(len(pd.taps)):
                     r0 = (pd.base + ck.j0 + ud * pd.step - ck.lo) * A
                     if ud == 0:
                         np.matmul(wt[ud], Pm[..., r0:r0 + jc * A], out=acc)
                     else:
                         np.matmul(wt[ud], Pm[..., r0:r0 + jc * A], out=tmp)
-                        _iadd(acc, tmp)
+                        acc += tmp
                 if ck.bias is not None:
-                    _iadd(acc, ck.bias[..., 0, 0])
-                _copy(ck.out[..., dsel, ph.first::sh, pw.first::sw],
-                      acc.reshape(nn, gg, Cog, jc, hc, wc)[..., :ph.count, :pw.count])
+                    acc += ck.bias[..., 0, 0]
+                accs.append(acc.reshape(nn, gg, Cog, jc, hc, wc))
+            # all phases of a few output planes at a time, so that the strided
+            # writes of the W phases meet in cache
+            rb = max(1, _WRITE_BLOCK_BYTES // (nn * gg * Cog * OH * OW * ck.isz))
+            for j in range(0, jc, rb):
+                d0 = pd.first + sd * (ck.j0 + j)
+                dsel = slice(d0, d0 + sd * (min(rb, jc - j) - 1) + 1, sd)
+                for (ph, pw), acc in zip(self.units, accs):
+                    np.copyto(ck.out[..., dsel, ph.first::sh, pw.first::sw],
+                              acc[:, :, :, j:j + rb, :ph.count, :pw.count])
 
 
 class _ToeplitzW:
@@ -452,7 +452,7 @@ class _ToeplitzW:
         self.plo_w = max(0, -ilo)
         self.Wp = self.plo_w + I + max(0, (nb - 1) * m + ilo + width - I)
         self.p_per = max((len(ph.taps) * ph.count for ph in geo.phs), default=0) * nb * width
-        self.acc_per = geo.Cog * max((ph.count for ph in geo.phs), default=0) * nb * Bw
+        self.acc_per = 2 * geo.Cog * max((ph.count for ph in geo.phs), default=0) * nb * Bw
 
     def slack(self):
         return 0
@@ -504,7 +504,7 @@ class _ToeplitzW:
             P = ck.p_buf[:nn * gg * Sd * Oh * nb * Cig * Th * width].reshape(
                 nn, gg, Sd, Oh, nb, Cig, Th, width)
             src = ck.slab[:, :, :, geo.plo_h + ph.base:, self.plo_w + self.ilo:]
-            _copy(P, as_strided(src, shape=P.shape, writeable=False, strides=(
+            np.copyto(P, as_strided(src, shape=P.shape, writeable=False, strides=(
                 st[0], Cig * st[1], st[2], st[3], m * st[4], st[1], ph.step * st[3], st[4])))
             R = Oh * nb
             Pm = P.reshape(nn, gg, Sd * R, Cig * Th * width)
@@ -514,26 +514,26 @@ class _ToeplitzW:
                     continue
                 wt = self.wts[pd, ph][:, ck.g0:ck.g1]
                 acc = ck.acc_buf[:nn * gg * jc * R * Cog * Bw].reshape(nn, gg, jc * R, Cog * Bw)
-                tmp = ck.tmp_buf[:acc.size].reshape(acc.shape)
+                tmp = ck.acc_buf[acc.size:2 * acc.size].reshape(acc.shape)
                 for ud in range(len(pd.taps)):
                     r0 = (pd.base + ck.j0 + ud * pd.step - ck.lo) * R
                     if ud == 0:
                         np.matmul(Pm[:, :, r0:r0 + jc * R], wt[ud], out=acc)
                     else:
                         np.matmul(Pm[:, :, r0:r0 + jc * R], wt[ud], out=tmp)
-                        _iadd(acc, tmp)
+                        acc += tmp
                 c = acc.reshape(nn, gg, jc, Oh, nb, Cog, Bw).transpose(0, 1, 5, 2, 3, 4, 6)
                 if ck.bias is not None:
-                    _iadd(c, ck.bias[..., None])
+                    c += ck.bias[..., None]
                 d0 = pd.first + sd * ck.j0
                 dst = ck.out[..., d0:d0 + sd * (jc - 1) + 1:sd, ph.first::sh, :]
                 if nf:
                     ws = dst.strides[-1]
                     blocks = as_strided(dst, shape=dst.shape[:-1] + (nf, Bw),
                                         strides=dst.strides[:-1] + (Bw * ws, ws))
-                    _copy(blocks, c[..., :nf, :])
+                    np.copyto(blocks, c[..., :nf, :])
                 if nf < nb:
-                    _copy(dst[..., nf * Bw:], c[..., nf, :OW - nf * Bw])
+                    np.copyto(dst[..., nf * Bw:], c[..., nf, :OW - nf * Bw])
 
 
 def _choose(geo, itemsize):
@@ -555,11 +555,17 @@ def _choose(geo, itemsize):
 
 # -------------------------------------------------------------------- driver
 class _Chunk:
-    """One chunk: batch ``[n0, n0 + nn)``, groups ``[g0, g1)``, depth rows ``[j0, j1)``."""
+    """The buffers and the current chunk: batch ``[n0, n0 + nn)``, groups
+    ``[g0, g1)``, depth-phase rows ``[j0, j1)`` (input planes from ``lo``)."""
 
 
 def _plan(workspace, N, G, rows, span):
-    """Chunk sizes ``(nc, gc, dc)`` over batch, groups and depth-phase rows."""
+    """Chunk sizes ``(nc, gc, dc)`` over batch, groups and depth-phase rows.
+
+    The largest chunks under the workspace limit, preferring depth chunks of
+    at least ``_HALO * span`` rows (halo copies under 25%) and splitting
+    groups first; depth chunks are then evened out.
+    """
     limit = _workspace_limit()
     if workspace(1, G, rows) <= limit:
         return max(1, min(N, limit // workspace(1, G, rows))), G, rows
@@ -574,7 +580,7 @@ def _plan(workspace, N, G, rows, span):
             lo = mid
         else:
             hi = mid - 1
-    return 1, gc, lo
+    return 1, gc, -(-rows // -(-rows // lo))
 
 
 def _phase_split(geo, x, w, b, out, form):
@@ -600,34 +606,31 @@ def _phase_split(geo, x, w, b, out, form):
 
     def workspace(nc, gc, dc):
         return out.itemsize * nc * gc * (Cig * (dc + geo.span) * (Hp * Wp + form.p_per)
-                                         + 2 * dc * form.acc_per)
+                                         + dc * form.acc_per)
 
     nc, gc, dc = _plan(workspace, N, G, geo.rows, geo.span)
     ck = _Chunk()
     ck.Sd = Sd = dc + geo.span
-    slab_buf = np.zeros(nc * gc * Cig * Sd * Hp * Wp + form.slack(), out.dtype)
+    ck.slab_buf = np.zeros(nc * gc * Cig * Sd * Hp * Wp + form.slack(), out.dtype)
     ck.p_buf = np.empty(nc * gc * Cig * Sd * form.p_per, out.dtype)
     ck.acc_buf = np.empty(nc * gc * dc * form.acc_per, out.dtype)
-    ck.tmp_buf = np.empty_like(ck.acc_buf)
-    for n0 in range(0, N, nc):
-        n1 = min(N, n0 + nc)
-        for g0 in range(0, G, gc):
-            g1 = min(G, g0 + gc)
-            ck.nn, ck.gg, ck.g0, ck.g1 = n1 - n0, g1 - g0, g0, g1
-            ck.slab = slab_buf[:ck.nn * ck.gg * Cig * Sd * Hp * Wp].reshape(
-                ck.nn, ck.gg * Cig, Sd, Hp, Wp)
-            ck.out = out6[n0:n1, g0:g1]
-            ck.bias = None if bias is None else bias[:, g0:g1]
-            xs = x[n0:n1, g0 * Cig:g1 * Cig]
-            inner = ck.slab[:, :, :, plo_h:plo_h + H, plo_w:plo_w + W]
-            for j0 in range(0, geo.rows, dc):
-                ck.j0, ck.j1 = j0, min(geo.rows, j0 + dc)
-                ck.lo = lo = geo.lo + j0
-                a0, a1 = min(max(lo, 0), D), max(min(lo + Sd, D), 0)
-                if a1 > a0:
-                    _copy(inner[:, :, a0 - lo:a1 - lo], xs[:, :, a0:a1])
-                    inner[:, :, :a0 - lo] = 0
-                    inner[:, :, a1 - lo:] = 0
-                else:
-                    inner[...] = 0
-                form.chunk(ck)
+    ck.isz = out.itemsize
+    for n0, g0, j0 in ((n0, g0, j0) for n0 in range(0, N, nc) for g0 in range(0, G, gc)
+                       for j0 in range(0, geo.rows, dc)):
+        n1, g1, j1 = min(N, n0 + nc), min(G, g0 + gc), min(geo.rows, j0 + dc)
+        ck.nn, ck.gg, ck.g0, ck.g1, ck.j0, ck.j1 = n1 - n0, g1 - g0, g0, g1, j0, j1
+        ck.slab = ck.slab_buf[:ck.nn * ck.gg * Cig * Sd * Hp * Wp].reshape(
+            ck.nn, ck.gg * Cig, Sd, Hp, Wp)
+        ck.out = out6[n0:n1, g0:g1]
+        ck.bias = None if bias is None else bias[:, g0:g1]
+        # the slab's padding is zero from allocation and never written
+        inner = ck.slab[:, :, :, plo_h:plo_h + H, plo_w:plo_w + W]
+        ck.lo = lo = geo.lo + j0
+        a0, a1 = min(max(lo, 0), D), max(min(lo + Sd, D), 0)
+        if a1 > a0:
+            np.copyto(inner[:, :, a0 - lo:a1 - lo], x[n0:n1, g0 * Cig:g1 * Cig, a0:a1])
+            inner[:, :, :a0 - lo] = 0
+            inner[:, :, a1 - lo:] = 0
+        else:
+            inner[...] = 0
+        form.chunk(ck)
