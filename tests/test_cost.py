@@ -42,6 +42,8 @@ DECISIONS = [
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("what", "p", "expect"), DECISIONS, ids=[d[0] for d in DECISIONS])
 def test_auto_decisions(kind, what, p, expect):
+    if isinstance(expect, dict):
+        expect = expect[kind]
     assert _cost.choose(kind, p, np.dtype("float32")) == expect
 
 
@@ -49,6 +51,8 @@ def test_auto_decisions(kind, what, p, expect):
                                    "complex128"])
 def test_estimates_are_positive_for_every_dtype(dtype):
     for _, p, expect in DECISIONS[:3] + DECISIONS[5:7]:
+        if isinstance(expect, dict):
+            expect = expect["numpy"]
         t = _cost.estimate("numpy", p, np.dtype(dtype))
         assert set(t) == {"direct", "fft"}
         assert all(math.isfinite(v) and v > 0 for v in t.values())

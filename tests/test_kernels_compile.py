@@ -25,7 +25,7 @@ CTYPES = {"float16": "__half", "float32": "float", "float64": "double"}
 def _instances():
     names = []
     for ro in (1, 2, 4, 8, 12, 16):
-        for twx in (1, 2, 3, 5, 8):
+        for twx in (1, 2, 3, 5, 8, 13):
             names.append(f"xconvt_fused<float, int, {ro}, {cuda_backend.RW}, {twx}>")
     for ctype in CTYPES.values():
         for index_t in ("int", "long long"):

@@ -87,14 +87,39 @@ CONSTANTS = {
         "fft": {"fft": 5.40e-10, "mac1": 8.23e-10, "mac2": 1.31e-9, "elem": 3.61e-10,
                 "call": 2.92e-5},
     },
-    # PROVISIONAL (see the module docstring): H100 facts, not timings of this code.
+    # Measured on the GPU on 2026-11-25 (module docstring): mac1/mac2 from
+    # calibrate("cupy"); "fft" and "call" refitted on the 64^3 sweep (the
+    # calibration's small volumes could not separate them: it put all of the
+    # time on per-call overhead).  The direct path is priced by _cupy_direct.
     "cupy": {
-        "direct": {"gemm": 1 / 5e12, "thin": 1 / 2.98e12, "copy": 8 / 2.98e12,
-                   "out": 8 / 2.98e12, "call": 2e-5},
-        "fft": {"fft": None, "mac1": 48 / 2.98e12, "mac2": 8 / 2.98e12,
-                "elem": 12 / 2.98e12, "call": 1e-5},
+        "direct": {"rate": 26e12, "rate_narrow": 10e12, "sms": 132,
+                   "bandwidth": 2.5e12, "call": 4e-5},
+        "fft": {"fft": 1.8e-12, "mac1": 8.27e-11, "mac2": 5.43e-11, "elem": 0.0,
+                "call": 6.5e-5},
     },
 }
+
+
+def _cupy_direct(params, itemsize):
+    """Seconds of the GPU direct path.
+
+    Useful FLOPs at the fused kernel's rate when it fills the GPU (26 TFLOP/s
+    float32 with 4 or more output channels per thread, 10 for one or two,
+    which are shared-memory bound), scaled down by the fraction of the GPU
+    its blocks occupy (a 32^3 sweep volume fills a sixth of an H100), plus
+    input/output traffic and launch overhead.  Fitted to the H100/H200 runs
+    of 2026-11-25 (bench/results).
+    """
+    from .backends.cuda import _REGS, _REGS_PER_SM, _fused_tables, fused_config
+
+    c = CONSTANTS["cupy"]["direct"]
+    cfg = fused_config(params, "float64" if itemsize == 8 else "float32")
+    nblocks = _fused_tables(params, tuple(sorted(cfg.items())))[2]
+    per_sm = max(1, min(8, _REGS_PER_SM // (cfg["threads"] * _REGS[cfg["ro"]])))
+    fill = min(1.0, nblocks / (c["sms"] * per_sm))
+    rate = c["rate"] if cfg["ro"] >= 4 else c["rate_narrow"]
+    nbytes = itemsize * (math.prod(params.input_shape) + math.prod(params.batched_output_shape))
+    return c["call"] + params.flops / (rate * fill) + nbytes / c["bandwidth"]
 
 
 def _log2(n):
@@ -261,6 +286,8 @@ def estimate(kind, params, dtype, budget=None):
     t_fft = (wide * (ff["fft"] * fc["fft"] + ff["mac1"] * fc["mac1"]
                      + ff["mac2"] * fc["mac2"] + ff["elem"] * fc["elem"])
              + ff["call"] * fc["call"])
+    if kind == "cupy":
+        return {"direct": wide * _cupy_direct(params, 8 if wide > 1 else 4), "fft": t_fft}
     dc = _constants(kind, "direct")
     t_direct = min(
         wide * cplx * (df["gemm"] * dc["gemm"] + df["thin"] * dc["thin"])

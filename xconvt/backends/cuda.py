@@ -218,8 +218,9 @@ def fused_config(params, dtype_name):
     bo = og * ro
     n_ob = -(-cog // bo)
 
-    # W-tap block: the whole W kernel when small, else blocks of 8 (aligned).
-    twx = max(1, tmax[2]) if tmax[2] <= 8 else 8
+    # W-tap block: the whole W kernel up to 16 taps (one unrolled register
+    # row), else blocks of 8 (aligned).
+    twx = max(1, tmax[2]) if tmax[2] <= 16 else 8
 
     # Spatial tile: 64-256 threads per output-channel group (fewer for more
     # groups), RW outputs per thread along W; tiles balanced so the last one is
