@@ -548,7 +548,14 @@ class _Call:
 
 def _run(params, x, w, b):
     xp = array_namespace(x)
-    if _all_finite(xp, x) and _all_finite(xp, w):
+    if is_cupy_array(x):
+        # Enqueue the transforms first and read the finiteness flag last, so
+        # the one synchronization waits on work already queued instead of
+        # leaving the GPU idle while the host issues every transform.
+        out = _Call(params, x, w, b).run()
+        if not (_all_finite(xp, x) and _all_finite(xp, w)):
+            out = _non_finite(params, x, w, b)
+    elif _all_finite(xp, x) and _all_finite(xp, w):
         out = _Call(params, x, w, b).run()
     else:
         out = _non_finite(params, x, w, b)
