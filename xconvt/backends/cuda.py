@@ -102,13 +102,15 @@ def choose_variant(params, dtype):
 
     GEMM + col2im wins only where the channel contraction is wide enough for
     cuBLAS to run near its float32 peak and every phase of the fused kernel
-    has several taps: strided layers (stride > 1 on every axis) with at least
-    128 input and 64 output channels per group (``gan_k4s2``: 0.65 ms against
-    0.70 ms fused on the H100).  Everything else runs the fused kernel, U-Net
+    has several taps: strided layers (stride > 1 on every axis, at least 8
+    taps per stride phase) with at least 128 input and 64 output channels per
+    group (``gan_k4s2``: 0.65 ms against 0.70 ms fused on the H100).  Everything else runs the fused kernel, U-Net
     upsampling included (``unet_k2s2``: 0.50 ms fused, 0.66 ms GEMM).
     Measured on an H100, 2026-11-25 (bench/results).
     """
-    if (min(params.stride) > 1 and params.in_channels_per_group >= 128
+    taps_per_phase = params.taps / math.prod(params.stride)
+    if (min(params.stride) > 1 and taps_per_phase >= 8
+            and params.in_channels_per_group >= 128
             and params.out_channels_per_group >= 64):
         return "gemm"
     return "fused"
