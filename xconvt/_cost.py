@@ -52,14 +52,17 @@ and the direct times within 1.5x (2.1x on the fastest, a 0.1 ms 1^3 kernel).
 The fitted ``thin``, ``out`` and direct ``call`` terms came out at zero.
 Re-run the calibration when a backend changes, and paste its output here.
 
-Constants, ``cupy``: PROVISIONAL, derived from H100 facts, not from timing
-this code on a GPU: a 96^3 real FFT round trip in 0.13 ms (cuFFT) sets
-``fft``; the contraction at the 2.98 TB/s copy ceiling (about 48 bytes moved
-per channels-first multiply-add, 8 per matmul one) sets ``mac1``/``mac2``;
-about 10 us per CuPy call; the direct kernels are assumed to reach 5 TFLOP/s
-float32 on deep GEMMs and to read 1 byte per FLOP / ``C_out/g`` at the copy
-ceiling.  Re-measure on the GPU (``python -m xconvt._cost --kind cupy``) and
-replace them.
+Constants, ``cupy``: measured on 2026-11-25 on an NVIDIA H200 (calibration,
+``python -m xconvt._cost --kind cupy``) and checked on an H100 (the 64^3
+kernel-size sweep of ``bench sweep --device gpu``).  The direct path is
+priced by :func:`_cupy_direct` (the fused kernel's rate, 26 TFLOP/s with 4 or
+more output channels per thread and 10 with one or two, scaled by the
+fraction of the GPU its blocks fill, plus traffic and 40 us of launch and host
+work).  The FFT contraction constants ``mac1``/``mac2`` are the calibration's
+fit; its small volumes put all transform time on per-call overhead, so
+``fft`` and ``call`` were refitted on the 64^3 sweep (FFT about 0.8-1.3 ms
+whatever the kernel).  With these the sweep's choice is within 1.2x of the
+faster algorithm at every k from 1 to 31, and direct on every GPU suite case.
 
 ``measure`` times each registered algorithm once per ``(kind, params,
 dtype, device)`` after one warm-up call (synchronizing the CuPy stream before
