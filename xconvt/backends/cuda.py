@@ -6,27 +6,34 @@ launch on the current stream and never synchronize the host.
 
 ``fused``
     One launch of ``xconvt_fused`` (``cuda/conv_transpose3d.cu``) covers every
-    stride phase (``ConvParams.phases``): a phase is a stride-1 correlation of
-    the un-stuffed input with its sub-kernel, so no multiply-by-zero work is
-    done.  A block computes a tile of one phase for a block of output channels;
-    input slab and weights go through shared memory, each thread accumulates
-    ``RO`` output channels x 4 consecutive outputs along W in registers and
-    reuses a register row of inputs across the W taps.  Weights are first
-    packed per phase (``xconvt_pack``) so the kernel reads them contiguously.
-    Strong on depthwise, grouped, few-channel and single-channel volumes.
+    stride phase (:func:`unit_step_phases`): a phase is a stride-1 correlation
+    of the un-stuffed input with its sub-kernel, so no multiply-by-zero work is
+    done; where the dilation is not coprime to the stride a phase is split
+    into unit-step sub-phases.  A block computes a tile of one phase for a
+    block of output channels.  Input slab and weights (packed per phase by
+    ``xconvt_pack``) are staged in shared memory in stages of input channels
+    and depth taps, double-buffered with ``cp.async`` (16-byte copies where
+    the tile is aligned); each thread accumulates ``RO`` output channels x 4
+    consecutive outputs along W in registers and reuses a register row of
+    inputs across the W taps; the outputs leave through shared memory so each
+    warp writes whole rows.  :func:`fused_config` sizes tiles and stages from
+    the register and shared-memory budget of an SM (H100 figures).
 
 ``gemm``
     ``cols = W^T @ X`` per group with ``cupy.matmul`` (cuBLAS, true float32:
     CuPy does not use TF32 unless ``CUPY_TF32=1``), then ``xconvt_col2im``
-    gathers the kernel blocks into the output and adds the bias.  With
-    ``kernel == stride`` (U-Net upsampling) the blocks do not overlap and the
-    gather is a pure reshuffle.  The column buffer is chunked over batch and
-    output channels to stay under :func:`xconvt.get_memory_budget`.
+    gathers the kernel blocks into the output and adds the bias, with per-axis
+    tap tables instead of divisions.  The column buffer is chunked over batch
+    and output channels to stay under :func:`xconvt.get_memory_budget`.
 
 :func:`choose_variant` picks between them (rule and measurements in its
 docstring).  Index arithmetic is 32-bit when every array's element count fits
-in an ``int`` and 64-bit otherwise; kernel names carry the specialization.
-Complex inputs are computed as four real convolutions.
+in an ``int`` and 64-bit otherwise; kernel names carry the specialization
+(dtype, index type, ``RO``, ``RW``, W-tap block).  Kernels are compiled once
+per device and specialization (``cupy.memoize(for_each_device=True)``), and
+each geometry's launch plan (tables on the device, scalar arguments) is cached
+the same way, so a call costs two launches and a few microseconds of Python.
+float16 accumulates in float32; complex inputs run as four real convolutions.
 """
 
 from __future__ import annotations
@@ -152,11 +159,7 @@ def _padded_tw(tw, bo, vw):
     return -(-tw // vw) * vw if bo == 1 else tw
 
 
-def _next_pow2(n):
-    return 1 << max(0, (int(n) - 1).bit_length())
-
-
-def _bank_score(twt, th, td, og, ro, p, pp, itemsize):
+def _bank_score(twt, th, td, og, p, pp, itemsize):
     """Shared-memory wavefronts of one 16-byte register-row load, all warps."""
     nthreads = twt * th * td * og
     total = 0
@@ -254,7 +257,7 @@ def fused_config(params, dtype_name):
     best = None
     for p in range(p_min, p_min + 32, vw):
         for pp in range(hh_max * p, hh_max * p + 32, vw):
-            score = _bank_score(twt, th, td, og, ro, p, pp, acc_size)
+            score = _bank_score(twt, th, td, og, p, pp, acc_size)
             key = (score, pp)
             if best is None or key < best[0]:
                 best = (key, p, pp)
