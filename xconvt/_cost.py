@@ -113,13 +113,12 @@ def _cupy_direct(params, itemsize):
     input/output traffic and launch overhead.  Fitted to the H100/H200 runs
     of 2026-11-25 (bench/results).
     """
-    from .backends.cuda import _REGS, _REGS_PER_SM, _fused_tables, fused_config
+    from .backends.cuda import _fused_tables, fused_config
 
     c = CONSTANTS["cupy"]["direct"]
     cfg = fused_config(params, "float64" if itemsize == 8 else "float32")
     nblocks = _fused_tables(params, tuple(sorted(cfg.items())))[2]
-    per_sm = max(1, min(8, _REGS_PER_SM // (cfg["threads"] * _REGS[cfg["ro"]])))
-    fill = min(1.0, nblocks / (c["sms"] * per_sm))
+    fill = min(1.0, nblocks / (c["sms"] * cfg["blocks_per_sm"]))
     rate = c["rate"] if cfg["ro"] >= 4 else c["rate_narrow"]
     nbytes = itemsize * (math.prod(params.input_shape) + math.prod(params.batched_output_shape))
     return c["call"] + params.flops / (rate * fill) + nbytes / c["bandwidth"]

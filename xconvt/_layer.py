@@ -152,8 +152,7 @@ class ConvTranspose3d:
 
     def _uniform(self, rng, bound, shape):
         if self._dtype.kind == "c":
-            real = rng.uniform(-bound, bound, shape) + 1j * rng.uniform(-bound, bound, shape)
-            return real
+            return rng.uniform(-bound, bound, shape) + 1j * rng.uniform(-bound, bound, shape)
         return rng.uniform(-bound, bound, shape)
 
     def reset_parameters(self, rng=None):

@@ -295,7 +295,7 @@ def fused_config(params, dtype_name):
         "itemsize": itemsize,
         "twx": twx, "twt": twt, "th": th, "td": td, "tw_tile": tw_tile,
         "cc": cc, "tdc": tdc, "p": p, "pp": pp, "cp": cp_, "buf": buf, "smem": smem,
-        "threads": threads,
+        "threads": threads, "blocks_per_sm": blocks_per_sm,
     }
 
 
