@@ -139,6 +139,12 @@ _HALO = 4
 _WRITE_BLOCK_BYTES = 512 * 2**10
 """Output the channel GEMM writes per block of depth rows (all phases, in cache)."""
 
+_BLAS_ONE_THREAD_MNK = 2 * 65536 * 4
+"""``M*N*K`` below which OpenBLAS runs a GEMM on one thread (its default threshold)."""
+
+_MAX_THREADED_CALLS = 64
+"""Most per-plane GEMM calls a plane-major channel GEMM makes when BLAS threads them."""
+
 
 def direct(params, x, w, b):
     """Transposed convolution of ``x`` by ``w`` plus ``b`` (see the module docstring).
@@ -340,6 +346,19 @@ class _ChannelGemm:
         # together) and a scratch one for the depth taps
         sizes = [geo.Cog * hc * wc for hc, wc in self.grids]
         self.acc_per = sum(sizes) + max(sizes, default=0)
+        # Plane-major operands fold the depth taps into one GEMM per output plane
+        # (no accumulation passes, deeper products, and output planes written in
+        # place when H and W have stride 1), at the price of many small BLAS
+        # calls.  Threaded BLAS synchronizes its threads on every call, which on
+        # a busy machine costs up to a scheduler time slice, so many calls are
+        # only made when they are small enough for BLAS to run them on one thread.
+        calls, threaded = 0, False
+        for pd in geo.pds:
+            for (ph, pw), (hc, wc) in zip(self.units, self.grids):
+                calls += geo.N * geo.G * pd.count
+                k = geo.Cig * len(pd.taps) * len(ph.taps) * len(pw.taps)
+                threaded |= geo.Cog * k * hc * wc >= _BLAS_ONE_THREAD_MNK
+        self.plane_major = not threaded or calls <= _MAX_THREADED_CALLS
 
     def slack(self):
         """Elements that junk columns of the last channel read past the slab."""
@@ -372,30 +391,79 @@ class _ChannelGemm:
         for pd in geo.pds:
             for ph, pw in self.units:
                 t = wz[:, :, :, list(pd.taps)][:, :, :, :, list(ph.taps)][..., list(pw.taps)]
-                # (G, Cig, Cog, Td, Th, Tw) -> (Td, G, Cog, Cig*Th*Tw)
+                # (G, Cig, Cog, Td, Th, Tw) -> (G, Cog, Td*Cig*Th*Tw): the depth taps
+                # are folded into the GEMM's inner dimension (plane-major operand)
                 self.wts[pd, ph, pw] = np.ascontiguousarray(
-                    t.transpose(3, 0, 2, 1, 4, 5).reshape(len(pd.taps), geo.G, geo.Cog, -1))
+                    t.transpose(0, 2, 3, 1, 4, 5).reshape(geo.G, geo.Cog, -1))
+
+    def _direct(self, ph, pw, hc, wc):
+        """Whether the GEMM of unit ``(ph, pw)`` can write output planes in place."""
+        OH, OW = self.geo.out_size[1:]
+        return (self.geo.stride[1:] == (1, 1) and self.grid == "exact"
+                and (hc, wc) == (OH, OW) and ph.first == 0 and pw.first == 0)
 
     def chunk(self, ck):
+        if not self.plane_major:
+            return self._chunk_stacked(ck)
         geo = self.geo
         Cig, Cog = geo.Cig, geo.Cog
         sd, sh, sw = geo.stride
         nn, gg, Sd = ck.nn, ck.gg, ck.Sd
-        st = ck.slab.strides
+        st = ck.slab.strides  # (nn, gg, Cig, Sd, Hp, Wp), planes outermost in memory
+        isz = ck.isz
         cols = []
         pos = 0
         for (ph, pw), (hc, wc), view in zip(self.units, self.grids, self.views):
             Th, Tw = len(ph.taps), len(pw.taps)
-            src = ck.slab[:, :, :, geo.plo_h + ph.base:, self.plo_w + pw.base:]
+            src = ck.slab[..., geo.plo_h + ph.base:, self.plo_w + pw.base:]
+            if view:
+                # rows (plane, channel), each a whole padded plane
+                cols.append((as_strided(src, shape=(nn, gg, Sd * Cig, hc * wc), writeable=False,
+                                        strides=(st[0], st[1], st[2], st[5])), Cig))
+                continue
+            size = nn * gg * Sd * Cig * Th * Tw * hc * wc
+            P = ck.p_buf[pos:pos + size].reshape(nn, gg, Sd, Cig, Th, Tw, hc, wc)
+            pos += size
+            np.copyto(P, as_strided(src, shape=P.shape, writeable=False, strides=(
+                st[0], st[1], st[3], st[2], ph.step * st[4], pw.step * st[5], st[4], st[5])))
+            cols.append((P.reshape(nn, gg, Sd * Cig * Th * Tw, hc * wc), Cig * Th * Tw))
+        OH, OW = geo.out_size[1:]
+        direct = [self._direct(ph, pw, hc, wc)
+                  for (ph, pw), (hc, wc) in zip(self.units, self.grids)]
+        # elements of the accumulators per output plane of a depth phase
+        per_plane = nn * gg * Cog * sum(hc * wc for (hc, wc), d in zip(self.grids, direct)
+                                        if not d)
+        for pd in geo.pds:
+            jc = min(ck.j1, pd.count) - ck.j0
+            if jc <= 0:
+                continue
+            # all phases of a few output planes at a time, so that the accumulators
+            # stay in cache and the strided writes of the W phases meet there
+            rb = max(1, _WRITE_BLOCK_BYTES // max(1, per_plane * ck.isz))
+            for j in range(0, jc, rb):
+                self._block(ck, pd, j, min(rb, jc - j), cols, direct, 0)
+
+    def _chunk_stacked(self, ck):
+        """Channel-major operands: one GEMM per depth tap over all rows of the chunk."""
+        geo = self.geo
+        Cig, Cog = geo.Cig, geo.Cog
+        sd, sh, sw = geo.stride
+        nn, gg, Sd = ck.nn, ck.gg, ck.Sd
+        st = ck.slab.strides  # (nn, gg, Cig, Sd, Hp, Wp), channels outermost in memory
+        cols = []
+        pos = 0
+        for (ph, pw), (hc, wc), view in zip(self.units, self.grids, self.views):
+            Th, Tw = len(ph.taps), len(pw.taps)
+            src = ck.slab[..., geo.plo_h + ph.base:, self.plo_w + pw.base:]
             if view:
                 cols.append(as_strided(src, shape=(nn, gg, Cig, Sd * hc * wc), writeable=False,
-                                       strides=(st[0], Cig * st[1], st[1], st[4])))
+                                       strides=(st[0], st[1], st[2], st[5])))
                 continue
             size = nn * gg * Cig * Th * Tw * Sd * hc * wc
             P = ck.p_buf[pos:pos + size].reshape(nn, gg, Cig, Th, Tw, Sd, hc, wc)
             pos += size
             np.copyto(P, as_strided(src, shape=P.shape, writeable=False, strides=(
-                st[0], Cig * st[1], st[1], ph.step * st[3], pw.step * st[4], st[2], st[3], st[4])))
+                st[0], st[1], st[2], ph.step * st[4], pw.step * st[5], st[3], st[4], st[5])))
             cols.append(P.reshape(nn, gg, Cig * Th * Tw, -1))
         OH, OW = geo.out_size[1:]
         for pd in geo.pds:
@@ -405,16 +473,18 @@ class _ChannelGemm:
             accs, pos = [], 0
             for (ph, pw), (hc, wc), Pm in zip(self.units, self.grids, cols):
                 A = hc * wc
+                R = Pm.shape[2]
                 acc = ck.acc_buf[pos:pos + nn * gg * Cog * jc * A].reshape(nn, gg, Cog, jc * A)
                 pos += acc.size
                 tmp = ck.acc_buf[pos:pos + acc.size].reshape(acc.shape)
-                wt = self.wts[pd, ph, pw][:, ck.g0:ck.g1]
+                wt = self.wts[pd, ph, pw][ck.g0:ck.g1]
                 for ud in range(len(pd.taps)):
                     r0 = (pd.base + ck.j0 + ud * pd.step - ck.lo) * A
+                    wu = wt[..., ud * R:(ud + 1) * R]
                     if ud == 0:
-                        np.matmul(wt[ud], Pm[..., r0:r0 + jc * A], out=acc)
+                        np.matmul(wu, Pm[..., r0:r0 + jc * A], out=acc)
                     else:
-                        np.matmul(wt[ud], Pm[..., r0:r0 + jc * A], out=tmp)
+                        np.matmul(wu, Pm[..., r0:r0 + jc * A], out=tmp)
                         acc += tmp
                 if ck.bias is not None:
                     acc += ck.bias[..., 0, 0]
@@ -428,6 +498,53 @@ class _ChannelGemm:
                 for (ph, pw), acc in zip(self.units, accs):
                     np.copyto(ck.out[..., dsel, ph.first::sh, pw.first::sw],
                               acc[:, :, :, j:j + rb, :ph.count, :pw.count])
+
+    def _block(self, ck, pd, j, jb, cols, direct, pos):
+        """Depth-phase rows ``[j0 + j, j0 + j + jb)`` of every (H, W) unit: GEMMs, write."""
+        geo = self.geo
+        Cog, isz = geo.Cog, ck.isz
+        sd, sh, sw = geo.stride
+        nn, gg = ck.nn, ck.gg
+        Td = len(pd.taps)
+        d0 = pd.first + sd * (ck.j0 + j)
+        writes = []
+        for (ph, pw), (hc, wc), (Pm, R), dr in zip(self.units, self.grids, cols, direct):
+            A = hc * wc
+            ps = Pm.strides
+            r0 = (pd.base + ck.j0 + j - ck.lo) * R
+            wt = self.wts[pd, ph, pw][ck.g0:ck.g1]
+            if dr:
+                os_ = ck.out.strides
+                accv = as_strided(ck.out[:, :, :, d0:], shape=(nn, gg, jb, Cog, A),
+                                  strides=(os_[0], os_[1], sd * os_[3], os_[2], isz))
+            else:
+                acc = ck.acc_buf[pos:pos + nn * gg * Cog * jb * A].reshape(nn, gg, Cog, jb, A)
+                pos += acc.size
+                accv = acc.transpose(0, 1, 3, 2, 4)
+                writes.append((ph, pw, acc.reshape(nn, gg, Cog, jb, hc, wc)))
+            if pd.step == 1:
+                # output plane i reads operand rows [(i + base)*R, (i + base + Td)*R)
+                B = as_strided(Pm[:, :, r0:], shape=(nn, gg, jb, Td * R, A), writeable=False,
+                               strides=(ps[0], ps[1], R * ps[2], ps[2], ps[3]))
+                np.matmul(wt[None, :, None], B, out=accv)
+            else:
+                tmp = ck.acc_buf[pos:pos + nn * gg * Cog * jb * A].reshape(nn, gg, jb, Cog, A)
+                for ud in range(Td):
+                    B = as_strided(Pm[:, :, r0 + ud * pd.step * R:], shape=(nn, gg, jb, R, A),
+                                   writeable=False,
+                                   strides=(ps[0], ps[1], R * ps[2], ps[2], ps[3]))
+                    wu = wt[None, :, None, :, ud * R:(ud + 1) * R]
+                    if ud == 0:
+                        np.matmul(wu, B, out=accv)
+                    else:
+                        np.matmul(wu, B, out=tmp)
+                        accv += tmp
+            if ck.bias is not None:
+                accv += ck.bias[:, :, :, :, 0].reshape(1, gg, 1, Cog, 1)
+        dsel = slice(d0, d0 + sd * (jb - 1) + 1, sd)
+        for ph, pw, acc in writes:
+            np.copyto(ck.out[..., dsel, ph.first::sh, pw.first::sw],
+                      acc[..., :ph.count, :pw.count])
 
 
 class _ToeplitzW:
@@ -503,9 +620,9 @@ class _ToeplitzW:
             Oh, Th = ph.count, len(ph.taps)
             P = ck.p_buf[:nn * gg * Sd * Oh * nb * Cig * Th * width].reshape(
                 nn, gg, Sd, Oh, nb, Cig, Th, width)
-            src = ck.slab[:, :, :, geo.plo_h + ph.base:, self.plo_w + self.ilo:]
+            src = ck.slab[..., geo.plo_h + ph.base:, self.plo_w + self.ilo:]
             np.copyto(P, as_strided(src, shape=P.shape, writeable=False, strides=(
-                st[0], Cig * st[1], st[2], st[3], m * st[4], st[1], ph.step * st[3], st[4])))
+                st[0], st[1], st[3], st[4], m * st[5], st[2], ph.step * st[4], st[5])))
             R = Oh * nb
             Pm = P.reshape(nn, gg, Sd * R, Cig * Th * width)
             for pd in geo.pds:
@@ -609,6 +726,7 @@ def _phase_split(geo, x, w, b, out, form):
                                          + dc * form.acc_per)
 
     nc, gc, dc = _plan(workspace, N, G, geo.rows, geo.span)
+    plane_major = getattr(form, "plane_major", False)
     ck = _Chunk()
     ck.Sd = Sd = dc + geo.span
     ck.slab_buf = np.zeros(nc * gc * Cig * Sd * Hp * Wp + form.slack(), out.dtype)
@@ -619,18 +737,24 @@ def _phase_split(geo, x, w, b, out, form):
                        for j0 in range(0, geo.rows, dc)):
         n1, g1, j1 = min(N, n0 + nc), min(G, g0 + gc), min(geo.rows, j0 + dc)
         ck.nn, ck.gg, ck.g0, ck.g1, ck.j0, ck.j1 = n1 - n0, g1 - g0, g0, g1, j0, j1
-        ck.slab = ck.slab_buf[:ck.nn * ck.gg * Cig * Sd * Hp * Wp].reshape(
-            ck.nn, ck.gg * Cig, Sd, Hp, Wp)
+        # (batch, group, channel, plane, Hp, Wp), planes outermost in memory
+        # for plane-major operands
+        slab = ck.slab_buf[:ck.nn * ck.gg * Cig * Sd * Hp * Wp]
+        if plane_major:
+            ck.slab = slab.reshape(ck.nn, ck.gg, Sd, Cig, Hp, Wp).transpose(0, 1, 3, 2, 4, 5)
+        else:
+            ck.slab = slab.reshape(ck.nn, ck.gg, Cig, Sd, Hp, Wp)
         ck.out = out6[n0:n1, g0:g1]
         ck.bias = None if bias is None else bias[:, g0:g1]
         # the slab's padding is zero from allocation and never written
-        inner = ck.slab[:, :, :, plo_h:plo_h + H, plo_w:plo_w + W]
+        inner = ck.slab[..., plo_h:plo_h + H, plo_w:plo_w + W]
         ck.lo = lo = geo.lo + j0
         a0, a1 = min(max(lo, 0), D), max(min(lo + Sd, D), 0)
         if a1 > a0:
-            np.copyto(inner[:, :, a0 - lo:a1 - lo], x[n0:n1, g0 * Cig:g1 * Cig, a0:a1])
-            inner[:, :, :a0 - lo] = 0
-            inner[:, :, a1 - lo:] = 0
+            np.copyto(inner[:, :, :, a0 - lo:a1 - lo],
+                      x[n0:n1, g0 * Cig:g1 * Cig, a0:a1].reshape(ck.nn, ck.gg, Cig, a1 - a0, H, W))
+            inner[:, :, :, :a0 - lo] = 0
+            inner[:, :, :, a1 - lo:] = 0
         else:
             inner[...] = 0
         form.chunk(ck)

@@ -1,0 +1,51 @@
+"""Every CPU direct formulation and operand layout against the reference.
+
+``xconvt.backends.cpu`` picks one formulation per call (channel GEMM on three
+column grids, Toeplitz-W with several block sizes) and, for the channel GEMM,
+plane-major operands (depth taps folded into one GEMM per output plane) or
+channel-major ones (one GEMM per depth tap, accumulated).  The property tests
+only reach the picked one; here each is forced in turn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from xconvt._params import ConvParams
+from xconvt.backends import cpu
+
+from .helpers import assert_close
+from .strategies import configs, seeds
+
+FORMS = [("gemm", g, pm) for g in ("exact", "rows", "flat") for pm in (True, False)]
+FORMS += [("toeplitz", m, None) for m in (1, 2, 4)]
+
+
+def _run(params, x, w, b, form):
+    kind, arg, plane_major = form
+    dtype = x.dtype
+    out = np.empty(params.batched_output_shape, dtype)
+    geo = cpu._Geometry(params)
+    if kind == "gemm" or not geo.pds or not geo.phs:
+        f = cpu._ChannelGemm(geo, arg if kind == "gemm" else "exact")
+        if plane_major is not None:
+            f.plane_major = plane_major
+    else:
+        f = cpu._ToeplitzW(geo, arg)
+    with np.errstate(all="ignore"):
+        cpu._phase_split(geo, x, w, None if b is None else b.astype(dtype), out, f)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("form", FORMS, ids=lambda f: "-".join(map(str, f)))
+@settings(deadline=None)
+@given(cfg=configs(batches=(1, 2)), seed=seeds)
+def test_forced_formulation(form, dtype, cfg, seed):
+    x, w, b = cfg.arrays(seed, dtype)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
+                                    **cfg.kwargs)
+    out = _run(params, x, w, b, form)
+    assert_close(out, cfg.reference(x, w, b), dtype)
