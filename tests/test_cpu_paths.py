@@ -29,9 +29,7 @@ def _run(params, x, w, b, form):
     out = np.empty(params.batched_output_shape, dtype)
     geo = cpu._Geometry(params)
     if kind == "gemm" or not geo.pds or not geo.phs:
-        f = cpu._ChannelGemm(geo, arg if kind == "gemm" else "exact")
-        if plane_major is not None:
-            f.plane_major = plane_major
+        f = cpu._ChannelGemm(geo, arg if kind == "gemm" else "exact", plane_major)
     else:
         f = cpu._ToeplitzW(geo, arg)
     with np.errstate(all="ignore"):

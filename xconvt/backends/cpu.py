@@ -120,6 +120,10 @@ Speed
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -139,8 +143,17 @@ _HALO = 4
 _WRITE_BLOCK_BYTES = 512 * 2**10
 """Output the channel GEMM writes per block of depth rows (all phases, in cache)."""
 
+_BLOCK_BYTES = 2 * 2**20
+"""Accumulators of the plane-major channel GEMM per worker and block of output planes."""
+
+_PLANE_CHUNK_BYTES = 8 * 2**20
+"""Soft workspace target of a plane-major channel GEMM chunk (BLAS calls are small)."""
+
 _BLAS_ONE_THREAD_MNK = 2 * 65536 * 4
 """``M*N*K`` below which OpenBLAS runs a GEMM on one thread (its default threshold)."""
+
+_MAX_WORKERS = 8
+"""Most threads that share the small GEMMs and copies of a chunk."""
 
 _MAX_THREADED_CALLS = 64
 """Most per-plane GEMM calls a plane-major channel GEMM makes when BLAS threads them."""
@@ -180,6 +193,45 @@ def direct(params, x, w, b):
                 form = _ChannelGemm(geo, "exact")
             _phase_split(geo, x, w, b, out, form)
         return out if out.dtype == x.dtype else out.astype(x.dtype)
+
+
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _cpu_count():
+    """CPUs this process may run on, at most ``_MAX_WORKERS``."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(_MAX_WORKERS, n))
+
+
+def _pool():
+    """The shared worker threads (created again in a forked child, whose are gone)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(_MAX_WORKERS - 1, "xconvt-cpu"))
+        return _POOL[1]
+
+
+def _parallel(shares):
+    """Run lists of ``(function, *args)`` calls, one list per thread; the first here."""
+    shares = [sh for sh in shares if sh]
+
+    def run(share):
+        for f, *args in share:
+            f(*args)
+
+    futures = [_pool().submit(run, sh) for sh in shares[1:]]
+    try:
+        if shares:
+            run(shares[0])
+    finally:
+        for fut in futures:
+            fut.result()
 
 
 def _workspace_limit(target=None):
@@ -329,7 +381,7 @@ class _ChannelGemm:
 
     covers_w_gaps = False
 
-    def __init__(self, geo, grid):
+    def __init__(self, geo, grid, plane_major=None):
         self.geo, self.grid = geo, grid
         W = geo.in_size[2]
         self.units = [(ph, pw) for ph in geo.phs for pw in geo.pws]
@@ -358,7 +410,26 @@ class _ChannelGemm:
                 calls += geo.N * geo.G * pd.count
                 k = geo.Cig * len(pd.taps) * len(ph.taps) * len(pw.taps)
                 threaded |= geo.Cog * k * hc * wc >= _BLAS_ONE_THREAD_MNK
-        self.plane_major = not threaded or calls <= _MAX_THREADED_CALLS
+        if plane_major is None:
+            plane_major = not threaded or calls <= _MAX_THREADED_CALLS
+        self.plane_major = plane_major
+        if self.plane_major:
+            # accumulators only for units not written in place, scratch only for
+            # depth taps that cannot be folded
+            sizes = [s for s, (u, g) in zip(sizes, zip(self.units, self.grids))
+                     if not self._direct(*u, *g)]
+            self.acc_per = sum(sizes) + (max(sizes, default=0)
+                                         if any(pd.step > 1 for pd in geo.pds) else 0)
+        # BLAS runs small GEMMs on the calling thread: those of one chunk are then
+        # split between Python threads (NumPy releases the GIL in matmul and copies)
+        self.workers = 1 if threaded or not self.plane_major else _cpu_count()
+
+    def acc_rows(self, nc, gc, dc, itemsize):
+        """Depth rows of accumulators to allocate: a block per worker if plane-major."""
+        if not self.plane_major:
+            return dc
+        per = nc * gc * self.acc_per * itemsize
+        return min(dc, self.workers * max(1, _BLOCK_BYTES // per)) if per else 0
 
     def slack(self):
         """Elements that junk columns of the last channel read past the slab."""
@@ -410,8 +481,7 @@ class _ChannelGemm:
         sd, sh, sw = geo.stride
         nn, gg, Sd = ck.nn, ck.gg, ck.Sd
         st = ck.slab.strides  # (nn, gg, Cig, Sd, Hp, Wp), planes outermost in memory
-        isz = ck.isz
-        cols = []
+        cols, copies = [], []
         pos = 0
         for (ph, pw), (hc, wc), view in zip(self.units, self.grids, self.views):
             Th, Tw = len(ph.taps), len(pw.taps)
@@ -424,24 +494,28 @@ class _ChannelGemm:
             size = nn * gg * Sd * Cig * Th * Tw * hc * wc
             P = ck.p_buf[pos:pos + size].reshape(nn, gg, Sd, Cig, Th, Tw, hc, wc)
             pos += size
-            np.copyto(P, as_strided(src, shape=P.shape, writeable=False, strides=(
-                st[0], st[1], st[3], st[2], ph.step * st[4], pw.step * st[5], st[4], st[5])))
+            copies.append((P, as_strided(src, shape=P.shape, writeable=False, strides=(
+                st[0], st[1], st[3], st[2], ph.step * st[4], pw.step * st[5], st[4], st[5]))))
             cols.append((P.reshape(nn, gg, Sd * Cig * Th * Tw, hc * wc), Cig * Th * Tw))
-        OH, OW = geo.out_size[1:]
+        nw = self.workers
+        # the im2col copies, their planes split between the workers
+        _parallel([[(np.copyto, P[:, :, i * Sd // nw:(i + 1) * Sd // nw],
+                     S[:, :, i * Sd // nw:(i + 1) * Sd // nw]) for P, S in copies]
+                   for i in range(nw)])
         direct = [self._direct(ph, pw, hc, wc)
                   for (ph, pw), (hc, wc) in zip(self.units, self.grids)]
-        # elements of the accumulators per output plane of a depth phase
-        per_plane = nn * gg * Cog * sum(hc * wc for (hc, wc), d in zip(self.grids, direct)
-                                        if not d)
         for pd in geo.pds:
             jc = min(ck.j1, pd.count) - ck.j0
             if jc <= 0:
                 continue
             # all phases of a few output planes at a time, so that the accumulators
-            # stay in cache and the strided writes of the W phases meet there
-            rb = max(1, _WRITE_BLOCK_BYTES // max(1, per_plane * ck.isz))
-            for j in range(0, jc, rb):
-                self._block(ck, pd, j, min(rb, jc - j), cols, direct, 0)
+            # stay in cache and the strided writes of the W phases meet there;
+            # each worker has its own accumulators
+            rb = max(1, min(ck.acc_rows, jc) // nw) if self.acc_per else -(-jc // nw)
+            blocks = list(range(0, jc, rb))
+            region = rb * nn * gg * self.acc_per
+            _parallel([[(self._block, ck, pd, j, min(rb, jc - j), cols, direct, i * region)
+                        for j in blocks[i::nw]] for i in range(min(nw, len(blocks)))])
 
     def _chunk_stacked(self, ck):
         """Channel-major operands: one GEMM per depth tap over all rows of the chunk."""
@@ -574,6 +648,9 @@ class _ToeplitzW:
     def slack(self):
         return 0
 
+    def acc_rows(self, nc, gc, dc, itemsize):
+        return dc
+
     def weight_bytes(self, itemsize):
         """Size of the banded weights, ``width*Bw/kW`` times the phase's share of ``w``."""
         geo = self.geo
@@ -676,14 +753,14 @@ class _Chunk:
     ``[g0, g1)``, depth-phase rows ``[j0, j1)`` (input planes from ``lo``)."""
 
 
-def _plan(workspace, N, G, rows, span):
+def _plan(workspace, N, G, rows, span, target=None):
     """Chunk sizes ``(nc, gc, dc)`` over batch, groups and depth-phase rows.
 
     The largest chunks under the workspace limit, preferring depth chunks of
     at least ``_HALO * span`` rows (halo copies under 25%) and splitting
     groups first; depth chunks are then evened out.
     """
-    limit = _workspace_limit()
+    limit = _workspace_limit(target)
     if workspace(1, G, rows) <= limit:
         return max(1, min(N, limit // workspace(1, G, rows))), G, rows
     dmin = min(rows, max(1, _HALO * span))
@@ -721,18 +798,22 @@ def _phase_split(geo, x, w, b, out, form):
     form.setup(w)
     Hp, Wp, plo_h, plo_w = geo.Hp, form.Wp, geo.plo_h, form.plo_w
 
-    def workspace(nc, gc, dc):
-        return out.itemsize * nc * gc * (Cig * (dc + geo.span) * (Hp * Wp + form.p_per)
-                                         + dc * form.acc_per)
+    isz = out.itemsize
 
-    nc, gc, dc = _plan(workspace, N, G, geo.rows, geo.span)
+    def workspace(nc, gc, dc):
+        return isz * nc * gc * (Cig * (dc + geo.span) * (Hp * Wp + form.p_per)
+                                + form.acc_rows(nc, gc, dc, isz) * form.acc_per)
+
     plane_major = getattr(form, "plane_major", False)
+    nc, gc, dc = _plan(workspace, N, G, geo.rows, geo.span,
+                       _PLANE_CHUNK_BYTES if plane_major else None)
     ck = _Chunk()
     ck.Sd = Sd = dc + geo.span
     ck.slab_buf = np.zeros(nc * gc * Cig * Sd * Hp * Wp + form.slack(), out.dtype)
     ck.p_buf = np.empty(nc * gc * Cig * Sd * form.p_per, out.dtype)
-    ck.acc_buf = np.empty(nc * gc * dc * form.acc_per, out.dtype)
-    ck.isz = out.itemsize
+    ck.acc_rows = form.acc_rows(nc, gc, dc, isz)
+    ck.acc_buf = np.empty(nc * gc * ck.acc_rows * form.acc_per, out.dtype)
+    ck.isz = isz
     for n0, g0, j0 in ((n0, g0, j0) for n0 in range(0, N, nc) for g0 in range(0, G, gc)
                        for j0 in range(0, geo.rows, dc)):
         n1, g1, j1 = min(N, n0 + nc), min(G, g0 + gc), min(geo.rows, j0 + dc)
