@@ -455,3 +455,84 @@ def test_cuda_fast_lengths_without_cupy():
         n = _smooth7_len(target)
         assert n >= target and smooth(n)
         assert not any(smooth(m) for m in range(target, n))
+
+
+# ------------------------------------------------- CuPy one-pass plan tables
+def _one_pass_numpy(params, x, w, b):
+    """The one-pass CuPy FFT (``xconvt_fft_*`` kernels) replayed in NumPy from
+    the plan's tables, so their geometry is checked where no GPU exists."""
+    import scipy.fft as sfft
+
+    plan = fftmod.OnePassPlan(params, "float64", fast_len=sfft.next_fast_len)
+    fd, fh, fw = fs = plan.fft_shape
+    nd, nh, nw = plan.counts
+    n, g = params.batch, params.groups
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    xpad = np.zeros((n * g * cig,) + fs)
+    isz = params.in_size
+    xpad[:, :isz[0], :isz[1], :isz[2]] = x.reshape((n * g * cig,) + isz)
+    wtab = np.asarray(plan.wtab)
+    off = plan.offsets
+    tabs = [wtab[off[0]:off[0] + nd * fd].reshape(nd, fd),
+            wtab[off[1]:off[1] + nh * fh].reshape(nh, fh),
+            wtab[off[2]:off[2] + nw * fw].reshape(nw, fw)]
+    wq = w.reshape((g * cig * cog,) + params.kernel)
+    wpad = np.zeros((nd, nh, nw, g * cig * cog) + fs)
+    for pd, ph, pw in np.ndindex(nd, nh, nw):
+        kd, kh, kw = tabs[0][pd], tabs[1][ph], tabs[2][pw]
+        ok = (kd[:, None, None] >= 0) & (kh[None, :, None] >= 0) & (kw[None, None, :] >= 0)
+        vals = wq[:, np.maximum(kd, 0)[:, None, None], np.maximum(kh, 0)[None, :, None],
+                  np.maximum(kw, 0)[None, None, :]]
+        wpad[pd, ph, pw] = np.where(ok, vals, 0.0)
+    p = plan.n_phases
+    xs = sfft.rfftn(xpad, axes=(-3, -2, -1)).reshape(n, g, cig, -1)
+    ws = sfft.rfftn(wpad, axes=(-3, -2, -1)).reshape(p, g, cig, cog, -1)
+    assert xs.shape[-1] == plan.spec
+    ys = np.einsum("ngcf,pgcof->pngof", xs, ws)
+    yr = sfft.irfftn(ys.reshape((p * n * g * cog, fd, fh, fw // 2 + 1)), s=fs,
+                     axes=(-3, -2, -1)).reshape((nd, nh, nw, n, g * cog) + fs)
+    otab = np.asarray(plan.otab).reshape(-1, 2)
+    od, oh, ow = params.out_size
+    td, th, tw = otab[:od], otab[od:od + oh], otab[od + oh:]
+    ok = ((td[:, 1] >= 0)[:, None, None] & (th[:, 1] >= 0)[None, :, None]
+          & (tw[:, 1] >= 0)[None, None, :])
+    c = np.maximum
+    got = yr[c(td[:, 0], 0)[:, None, None], c(th[:, 0], 0)[None, :, None],
+             c(tw[:, 0], 0)[None, None, :], :, :,
+             c(td[:, 1], 0)[:, None, None], c(th[:, 1], 0)[None, :, None],
+             c(tw[:, 1], 0)[None, None, :]]  # (OD, OH, OW, N, C)
+    out = np.where(ok[..., None, None], got, 0.0).transpose(3, 4, 0, 1, 2)
+    if b is not None:
+        out = out + b.reshape(1, -1, 1, 1, 1)
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(cfg=configs(), seed=st.integers(0, 2**32 - 1))
+def test_one_pass_plan_tables(cfg, seed):
+    """The CuPy one-pass path's tables give the reference's answer."""
+    rng = np.random.default_rng(seed)
+    x = data(rng, cfg["x_shape"], "float64")
+    w = data(rng, cfg["w_shape"], "float64")
+    b = data(rng, (cfg["cout"],), "float64") if cfg["bias"] else None
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
+                                    **cfg["kw"])
+    xb = x if x.ndim == 5 else x[None]
+    ref = reference(xb, w, b, **cfg["kw"])
+    if not any(all(ph.taps for ph in t) for t in params.phases()):
+        assert fftmod.one_pass_plan(params, "float64", 2**40) is None  # bias only
+        return
+    check(_one_pass_numpy(params, xb, w, b), ref, "float64")
+
+
+def test_one_pass_plan_budget_and_dtypes():
+    params = ConvParams.from_shapes((2, 4, 16, 16, 16), (4, 4, 7, 7, 7), padding=3)
+    plan = fftmod.one_pass_plan(params, "float32", 2**40)
+    assert plan is not None and plan.n_phases == 1
+    assert plan.workspace > 0 and plan.macs == 2 * 4 * 4 * plan.spec
+    assert fftmod.one_pass_plan(params, "float32", plan.workspace - 1) is None
+    assert fftmod.one_pass_plan(params, "complex64", 2**40) is None
+    assert fftmod.one_pass_plan(params, "float64", 2**40).workspace > plan.workspace
+    # One non-trivial transform axis: cuFFT's real N-D plans refuse it.
+    line = ConvParams.from_shapes((1, 1, 1, 1, 9), (1, 1, 1, 1, 3))
+    assert fftmod.one_pass_plan(line, "float32", 2**40) is None

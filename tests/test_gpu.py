@@ -325,3 +325,50 @@ def test_output_past_2_31_elements(algorithm, geometry, dtype):
     n_ok = 2  # trailing output planes that only depend on the last 3 input planes
     got_tail = out[:, :, -n_ok:, -n_ok:, -n_ok:].get().astype(np.float64)
     assert_close(got_tail, tail_ref[:, :, -n_ok:, -n_ok:, -n_ok:], tol=tol)
+
+
+@pytest.mark.parametrize("algorithm", GPU_ALGORITHMS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_non_finite_values(algorithm, dtype):
+    """inf and NaN: the FFT path puts them exactly where PyTorch's CPU does.
+
+    The direct kernels, like cuDNN, also multiply non-finite weights by the
+    zero padding around the input (0 * inf = NaN), so they may mark more
+    outputs NaN; they never lose a non-finite output, and agree elsewhere.
+    """
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 2, 5, 6, 5)).astype(dtype)
+    w = rng.standard_normal((2, 3, 3, 3, 2)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    x[0, 1, 2, 2, 2] = np.nan
+    x[1, 0, 4, 0, 1] = np.inf
+    w[1, 2, 0, 1, 1] = -np.inf
+    kw = dict(stride=(2, 1, 2), padding=(1, 0, 1), dilation=(1, 2, 1))
+    with np.errstate(invalid="ignore"):
+        ref = conv_transpose3d_ref(x, w, b, **kw)
+    xd, wd, bd = _dev(x, w, b)
+    out = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm=algorithm).get()
+    fin = np.isfinite(ref)
+    assert fin.any() and not fin.all()
+    if algorithm == "fft":
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+        np.testing.assert_array_equal(np.isposinf(out), np.isposinf(ref))
+        np.testing.assert_array_equal(np.isneginf(out), np.isneginf(ref))
+    else:
+        assert not np.isfinite(out[~fin]).any()
+        assert np.isnan(out[np.isnan(ref)]).all()
+        fin &= np.isfinite(out)
+    assert_close(out[fin], ref[fin], dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fft_one_pass_and_chunked_paths_agree(dtype):
+    """The one-pass FFT (default budget) and the chunked FFT (small budget)."""
+    x, w, b, kw = case_arrays("large_kernel_fft_regime", dtype)
+    xd, wd, bd = _dev(x, w, b)
+    one = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm="fft")
+    with xconvt.memory_budget(2**16):
+        chunked = xconvt.conv_transpose3d(xd, wd, bd, **kw, algorithm="fft")
+    ref = conv_transpose3d_ref(x, w, b, **kw)
+    _check(one, ref, dtype, xd)
+    _check(chunked, ref, dtype, xd)

@@ -33,6 +33,13 @@ def _instances():
             names.append(f"xconvt_fused<{ctype}, {index_t}, 1, {cuda_backend.RW}, 7>")
             names.append(f"xconvt_pack<{ctype}, {index_t}>")
             names.append(f"xconvt_col2im<{ctype}, {index_t}>")
+            names.append(f"xconvt_fft_pad_x<{ctype}, {index_t}>")
+            names.append(f"xconvt_fft_pad_w<{ctype}, {index_t}>")
+            names.append(f"xconvt_fft_crop<{ctype}, {index_t}>")
+    for real in ("float", "double"):
+        for index_t in ("int", "long long"):
+            for ob in (1, 4):
+                names.append(f"xconvt_fft_mac<{real}, {index_t}, {ob}>")
     return names
 
 

@@ -58,11 +58,16 @@ kernel-size sweep of ``bench sweep --device gpu``).  The direct path is
 priced by :func:`_cupy_direct` (the fused kernel's rate, 26 TFLOP/s with 4 or
 more output channels per thread and 10 with one or two, scaled by the
 fraction of the GPU its blocks fill, plus traffic and 40 us of launch and host
-work).  The FFT contraction constants ``mac1``/``mac2`` are the calibration's
-fit; its small volumes put all transform time on per-call overhead, so
-``fft`` and ``call`` were refitted on the 64^3 sweep (FFT about 0.8-1.3 ms
-whatever the kernel).  With these the sweep's choice is within 1.2x of the
-faster algorithm at every k from 1 to 31, and direct on every GPU suite case.
+work).  Real-dtype FFT calls that fit the memory budget run the one-pass
+path (:class:`xconvt.backends.fft.OnePassPlan`), priced as 121 us plus the
+bytes its padded volumes and spectra move at 0.8 TB/s (fitted on 21 H100
+runs on 2026-11-26, every prediction within 1.14x; the fixed part is host
+work and the latency of small kernels and transforms).  Other FFT calls run
+the chunked path, whose contraction constants ``mac1``/``mac2`` are the
+calibration's fit and whose ``fft`` and ``call`` were refitted on the 64^3
+sweep of 2026-11-25.  With these the 64^3 sweep's choice is within 1.25x of
+the faster algorithm at every k from 1 to 31 (direct up to k = 9, FFT beyond),
+and direct on every GPU suite case.
 
 ``measure`` times each registered algorithm once per ``(kind, params,
 dtype, device)`` after one warm-up call (synchronizing the CuPy stream before
@@ -99,6 +104,12 @@ CONSTANTS = {
                    "bandwidth": 2.5e12, "call": 4e-5},
         "fft": {"fft": 1.8e-12, "mac1": 8.27e-11, "mac2": 5.43e-11, "elem": 0.0,
                 "call": 6.5e-5},
+        # The one-pass FFT (every phase at once, fft.OnePassPlan): fixed cost
+        # (launches, host work, small-transform latency) plus the bytes its
+        # padded volumes and spectra move.  Least-squares fit to 21 H100 runs
+        # of 2026-11-26 (64^3 sweep k = 1..31 and 9 mixed shapes, 0.16-0.44
+        # ms), every prediction within 1.14x.
+        "fft_one_pass": {"call": 1.21e-4, "byte": 1.26e-12},
     },
 }
 
@@ -282,12 +293,25 @@ def estimate(kind, params, dtype, budget=None):
     work = "float32" if name == "float16" else name
     wide = 2.0 if work in ("float64", "complex128") else 1.0
     cplx = 4.0 if work.startswith("complex") else 1.0  # complex MACs, real FFT halves
-    plan = make_plan(params, kind, work, budget)
-    ff = fft_features(params, plan)
-    fc = _constants(kind, "fft")
-    t_fft = (wide * (ff["fft"] * fc["fft"] + ff["mac1"] * fc["mac1"]
-                     + ff["mac2"] * fc["mac2"] + ff["elem"] * fc["elem"])
-             + ff["call"] * fc["call"])
+    if budget is None:
+        from ._config import get_memory_budget
+
+        budget = get_memory_budget()
+    one_pass = None
+    if kind == "cupy" and not work.startswith("complex"):
+        from .backends.fft import one_pass_plan
+
+        one_pass = one_pass_plan(params, work, budget)
+    if one_pass is not None:
+        c = CONSTANTS["cupy"]["fft_one_pass"]
+        t_fft = c["call"] + one_pass.bytes * c["byte"]
+    else:
+        plan = make_plan(params, kind, work, budget)
+        ff = fft_features(params, plan)
+        fc = _constants(kind, "fft")
+        t_fft = (wide * (ff["fft"] * fc["fft"] + ff["mac1"] * fc["mac1"]
+                         + ff["mac2"] * fc["mac2"] + ff["elem"] * fc["elem"])
+                 + ff["call"] * fc["call"])
     if kind == "cupy":
         return {"direct": wide * _cupy_direct(params, 8 if wide > 1 else 4), "fft": t_fft}
     dc = _constants(kind, "direct")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
 
@@ -38,6 +40,32 @@ def _check_arrays(input, weight, bias):
             msg = f"input is a {kind} array but {name} is a {other} array; use one library"
             raise TypeError(msg)
     return kind
+
+
+def _plain(v):
+    """An int or a tuple/list of ints, exactly (no bools, floats or objects)."""
+    if type(v) is int:
+        return v
+    if type(v) in (tuple, list) and all(type(e) is int for e in v):
+        return tuple(v)
+    raise TypeError
+
+
+@functools.lru_cache(maxsize=1024)
+def _params_cached(*key):
+    return ConvParams.from_shapes(*key)
+
+
+def _params(input_shape, weight_shape, bias_shape, *args):
+    """:meth:`ConvParams.from_shapes`, cached where every argument is a plain
+    int or tuple/list of ints (validating a call costs tens of microseconds,
+    which small GPU calls notice); anything else is validated afresh."""
+    try:
+        plain = tuple(None if a is None else _plain(a) for a in args)
+    except TypeError:
+        return ConvParams.from_shapes(input_shape, weight_shape, bias_shape, *args)
+    return _params_cached(tuple(input_shape), tuple(weight_shape),
+                          None if bias_shape is None else tuple(bias_shape), *plain)
 
 
 def _check_dtypes(input, weight, bias):
@@ -137,7 +165,7 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     """
     kind = _check_arrays(input, weight, bias)
     _check_algorithm(kind, algorithm)
-    params = ConvParams.from_shapes(
+    params = _params(
         input.shape, weight.shape, None if bias is None else bias.shape,
         stride, padding, output_padding, groups, dilation, output_size,
     )
