@@ -36,6 +36,7 @@ def _instances():
             names.append(f"xconvt_fft_pad_x<{ctype}, {index_t}>")
             names.append(f"xconvt_fft_pad_w<{ctype}, {index_t}>")
             names.append(f"xconvt_fft_crop<{ctype}, {index_t}>")
+            names.append(f"xconvt_remap<{ctype}, {index_t}>")
     for real in ("float", "double"):
         for index_t in ("int", "long long"):
             for ob in (1, 4):

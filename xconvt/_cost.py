@@ -81,6 +81,8 @@ import functools
 import math
 import time
 
+from ._config import get_memory_budget
+
 __all__ = ["CALIBRATION", "CONSTANTS", "calibrate", "choose", "estimate", "measure"]
 
 DIRECT_FEATURES = ("gemm", "thin", "copy", "out", "call")
@@ -329,9 +331,16 @@ def choose(kind, params, dtype):
     Cached per ``(kind, params, dtype, memory budget)``: planning the FFT
     costs tens of microseconds, which small calls would notice.
     """
-    from ._config import get_memory_budget
+    key = (kind, params, getattr(dtype, "name", None) or str(dtype), get_memory_budget())
+    name = _CHOSEN.get(key)
+    if name is None:
+        if len(_CHOSEN) > 4096:
+            _CHOSEN.clear()
+        name = _CHOSEN[key] = _choose_cached(*key)
+    return name
 
-    return _choose_cached(kind, params, _dtype_name(dtype), get_memory_budget())
+
+_CHOSEN = {}  # choose()'s fast path: one dict lookup per call
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,0 +1,80 @@
+"""The fused GPU kernel's iteration space, checked on the CPU.
+
+:func:`xconvt.backends.cuda.kernel_geometry` turns a layer into stride phases
+that read consecutive rows of a (possibly rearranged) input.  Here those
+phases, and the rearrangement ``xconvt_remap`` applies, are replayed in NumPy
+and compared with the float64 reference, so the geometry is tested where no
+GPU exists (the kernels themselves are tested in ``test_gpu.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+
+from xconvt._params import ConvParams
+from xconvt.backends.cuda import kernel_geometry
+
+from .reference import conv_transpose3d_ref
+from .strategies import configs, seeds
+
+
+def _replay(params, x, w):
+    geo = kernel_geometry(params)
+    n, g = params.batch, params.groups
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    x6 = x.reshape((n, g, cig) + params.in_size)
+    if geo.remap is not None:
+        rd, rh, rw = (np.asarray(t) for t in geo.remap)
+        ok = (rd[:, None, None] >= 0) & (rh[None, :, None] >= 0) & (rw[None, None, :] >= 0)
+        vals = x6[..., np.maximum(rd, 0)[:, None, None], np.maximum(rh, 0)[None, :, None],
+                  np.maximum(rw, 0)[None, None, :]]
+        x6 = np.where(ok, vals, 0.0)
+    assert x6.shape[3:] == geo.in_size
+    w6 = w.reshape((g, cig, cog) + params.kernel)
+    out = np.zeros((n, g, cog) + params.out_size)
+    seen = np.zeros(params.out_size, bool)
+    for tri in geo.phases:
+        counts = [ph.count for ph in tri]
+        osl = tuple(slice(ph.first, ph.first + s * (ph.count - 1) + 1, s)
+                    for ph, s in zip(tri, geo.out_stride))
+        assert not seen[osl].any(), "two phases write one output"
+        seen[osl] = True
+        acc = np.zeros((n, g, cog) + tuple(counts))
+        for ud, kd in enumerate(tri[0].taps):
+            for uh, kh in enumerate(tri[1].taps):
+                for uw, kw in enumerate(tri[2].taps):
+                    us = (ud, uh, uw)
+                    xs = np.zeros((n, g, cig) + tuple(counts))
+                    src, dst = [], []
+                    for a, ph in enumerate(tri):
+                        st = geo.in_stride[a]
+                        idx = ph.base + st * (np.arange(ph.count) + us[a])
+                        keep = (idx >= 0) & (idx < geo.in_size[a])
+                        src.append(idx[keep])
+                        dst.append(np.nonzero(keep)[0])
+                    xs[np.ix_(range(n), range(g), range(cig), *dst)] = \
+                        x6[np.ix_(range(n), range(g), range(cig), *src)]
+                    acc += np.einsum("ngc...,gco->ngo...", xs, w6[:, :, :, kd, kh, kw])
+        out[(slice(None),) * 3 + osl] = acc
+    return out.reshape((n, g * cog) + params.out_size)
+
+
+@settings(max_examples=120, deadline=None)
+@given(cfg=configs(batches=(1, 2)), seed=seeds)
+def test_kernel_geometry_replays_to_reference(cfg, seed):
+    x, w, _ = cfg.arrays(seed, "float64")
+    kw = cfg.kwargs
+    params = ConvParams.from_shapes(x.shape, w.shape, None, **kw)
+    np.testing.assert_allclose(_replay(params, x, w), conv_transpose3d_ref(x, w, None, **kw),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_dilation_is_remapped_to_unit_input_stride():
+    params = ConvParams.from_shapes((1, 32, 48, 48, 48), (32, 32, 3, 3, 3), padding=2,
+                                    dilation=2)
+    geo = kernel_geometry(params)
+    assert geo.in_stride == (1, 1, 1) and geo.remap is not None
+    assert geo.in_size[2] % 4 == 0 and len(geo.phases) == 8
+    plain = ConvParams.from_shapes((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), stride=2, dilation=2)
+    assert kernel_geometry(plain).remap is None  # the dilation divides the stride
