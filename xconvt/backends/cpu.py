@@ -152,6 +152,9 @@ _PLANE_CHUNK_BYTES = 8 * 2**20
 _BLAS_ONE_THREAD_MNK = 2 * 65536 * 4
 """``M*N*K`` below which OpenBLAS runs a GEMM on one thread (its default threshold)."""
 
+_CHUNKS_PER_WORKER = 4
+"""Chunks per worker thread to aim for, so that the load balances."""
+
 _MAX_WORKERS = 8
 """Most threads that share the small GEMMs and copies of a chunk."""
 
@@ -199,6 +202,39 @@ _POOL = None
 _POOL_LOCK = threading.Lock()
 
 
+_LOCAL = threading.local()
+
+
+def _workspaces(count, size, dtype):
+    """``count`` arrays of ``size`` elements, kept for this thread's next calls.
+
+    Freeing and allocating megabytes per call makes the C allocator give the
+    pages back to the system and fault them in again (zeroed) on the next call,
+    which cost as much as the convolution itself in small cases; a buffer is
+    kept while it is at most twice as large as needed, so that what a thread
+    keeps stays within about twice one call's workspace.
+    """
+    cache = getattr(_LOCAL, "workspaces", None)
+    if cache is None:
+        cache = _LOCAL.workspaces = []
+    del cache[count:]
+    nbytes = max(1, size * dtype.itemsize)
+    arrays = []
+    for i in range(count):
+        if i < len(cache) and nbytes <= cache[i].nbytes <= 2 * nbytes + 2**16:
+            buf = cache[i]
+        else:
+            if i < len(cache):
+                cache[i] = None  # freed before the replacement is allocated
+            buf = np.empty(nbytes, np.uint8)
+            if i < len(cache):
+                cache[i] = buf
+            else:
+                cache.append(buf)
+        arrays.append(buf[:size * dtype.itemsize].view(dtype))
+    return arrays
+
+
 def _cpu_count():
     """CPUs this process may run on, at most ``_MAX_WORKERS``."""
     try:
@@ -217,18 +253,22 @@ def _pool():
         return _POOL[1]
 
 
-def _parallel(shares):
-    """Run lists of ``(function, *args)`` calls, one list per thread; the first here."""
-    shares = [sh for sh in shares if sh]
+def _dynamic(nw, items, fn):
+    """``fn(worker, item)`` for every item, on ``nw`` threads (this one is worker 0)
+    that take the next item as they finish the last."""
+    items, lock = iter(items), threading.Lock()
 
-    def run(share):
-        for f, *args in share:
-            f(*args)
+    def work(i):
+        while True:
+            with lock:
+                item = next(items, None)
+            if item is None:
+                return
+            fn(i, item)
 
-    futures = [_pool().submit(run, sh) for sh in shares[1:]]
+    futures = [_pool().submit(work, i) for i in range(1, nw)]
     try:
-        if shares:
-            run(shares[0])
+        work(0)
     finally:
         for fut in futures:
             fut.result()
@@ -416,20 +456,20 @@ class _ChannelGemm:
         if self.plane_major:
             # accumulators only for units not written in place, scratch only for
             # depth taps that cannot be folded
-            sizes = [s for s, (u, g) in zip(sizes, zip(self.units, self.grids))
-                     if not self._direct(*u, *g)]
-            self.acc_per = sum(sizes) + (max(sizes, default=0)
-                                         if any(pd.step > 1 for pd in geo.pds) else 0)
-        # BLAS runs small GEMMs on the calling thread: those of one chunk are then
-        # split between Python threads (NumPy releases the GIL in matmul and copies)
+            kept = [s for s, (u, g) in zip(sizes, zip(self.units, self.grids))
+                    if not self._direct(*u, *g)]
+            self.acc_per = sum(kept) + (max(sizes, default=0)
+                                        if any(pd.step > 1 for pd in geo.pds) else 0)
+        # BLAS runs small GEMMs on the calling thread: chunks are then processed
+        # by several Python threads (NumPy releases the GIL in matmul and copies)
         self.workers = 1 if threaded or not self.plane_major else _cpu_count()
 
     def acc_rows(self, nc, gc, dc, itemsize):
-        """Depth rows of accumulators to allocate: a block per worker if plane-major."""
+        """Depth rows of accumulators to allocate: one block of them if plane-major."""
         if not self.plane_major:
             return dc
         per = nc * gc * self.acc_per * itemsize
-        return min(dc, self.workers * max(1, _BLOCK_BYTES // per)) if per else 0
+        return min(dc, max(1, _BLOCK_BYTES // per)) if per else 0
 
     def slack(self):
         """Elements that junk columns of the last channel read past the slab."""
@@ -481,7 +521,7 @@ class _ChannelGemm:
         sd, sh, sw = geo.stride
         nn, gg, Sd = ck.nn, ck.gg, ck.Sd
         st = ck.slab.strides  # (nn, gg, Cig, Sd, Hp, Wp), planes outermost in memory
-        cols, copies = [], []
+        cols = []
         pos = 0
         for (ph, pw), (hc, wc), view in zip(self.units, self.grids, self.views):
             Th, Tw = len(ph.taps), len(pw.taps)
@@ -494,14 +534,9 @@ class _ChannelGemm:
             size = nn * gg * Sd * Cig * Th * Tw * hc * wc
             P = ck.p_buf[pos:pos + size].reshape(nn, gg, Sd, Cig, Th, Tw, hc, wc)
             pos += size
-            copies.append((P, as_strided(src, shape=P.shape, writeable=False, strides=(
-                st[0], st[1], st[3], st[2], ph.step * st[4], pw.step * st[5], st[4], st[5]))))
+            np.copyto(P, as_strided(src, shape=P.shape, writeable=False, strides=(
+                st[0], st[1], st[3], st[2], ph.step * st[4], pw.step * st[5], st[4], st[5])))
             cols.append((P.reshape(nn, gg, Sd * Cig * Th * Tw, hc * wc), Cig * Th * Tw))
-        nw = self.workers
-        # the im2col copies, their planes split between the workers
-        _parallel([[(np.copyto, P[:, :, i * Sd // nw:(i + 1) * Sd // nw],
-                     S[:, :, i * Sd // nw:(i + 1) * Sd // nw]) for P, S in copies]
-                   for i in range(nw)])
         direct = [self._direct(ph, pw, hc, wc)
                   for (ph, pw), (hc, wc) in zip(self.units, self.grids)]
         for pd in geo.pds:
@@ -509,13 +544,10 @@ class _ChannelGemm:
             if jc <= 0:
                 continue
             # all phases of a few output planes at a time, so that the accumulators
-            # stay in cache and the strided writes of the W phases meet there;
-            # each worker has its own accumulators
-            rb = max(1, min(ck.acc_rows, jc) // nw) if self.acc_per else -(-jc // nw)
-            blocks = list(range(0, jc, rb))
-            region = rb * nn * gg * self.acc_per
-            _parallel([[(self._block, ck, pd, j, min(rb, jc - j), cols, direct, i * region)
-                        for j in blocks[i::nw]] for i in range(min(nw, len(blocks)))])
+            # stay in cache and the strided writes of the W phases meet there
+            rb = min(ck.acc_rows, jc) if self.acc_per else jc
+            for j in range(0, jc, rb):
+                self._block(ck, pd, j, min(rb, jc - j), cols, direct, 0)
 
     def _chunk_stacked(self, ck):
         """Channel-major operands: one GEMM per depth tap over all rows of the chunk."""
@@ -753,16 +785,21 @@ class _Chunk:
     ``[g0, g1)``, depth-phase rows ``[j0, j1)`` (input planes from ``lo``)."""
 
 
-def _plan(workspace, N, G, rows, span, target=None):
+def _plan(workspace, N, G, rows, span, limit, parts=1):
     """Chunk sizes ``(nc, gc, dc)`` over batch, groups and depth-phase rows.
 
-    The largest chunks under the workspace limit, preferring depth chunks of
-    at least ``_HALO * span`` rows (halo copies under 25%) and splitting
-    groups first; depth chunks are then evened out.
+    The largest chunks under the workspace ``limit``, preferring depth chunks
+    of at least ``_HALO * span`` rows (halo copies under 25%) and splitting
+    groups first; depth chunks are then evened out.  At least ``parts`` chunks
+    where the problem divides so, splitting batch, then groups, then depth.
     """
-    limit = _workspace_limit(target)
     if workspace(1, G, rows) <= limit:
-        return max(1, min(N, limit // workspace(1, G, rows))), G, rows
+        nc = max(1, min(N, limit // workspace(1, G, rows), -(-N // parts)))
+        n_parts = -(-N // nc)
+        gc = G if n_parts >= parts else -(-G // min(G, -(-parts // n_parts)))
+        g_parts = n_parts * -(-G // gc)
+        d_parts = min(-(-parts // g_parts), max(1, rows // max(1, _HALO * span)))
+        return nc, gc, -(-rows // d_parts)
     dmin = min(rows, max(1, _HALO * span))
     gc = G
     while gc > 1 and workspace(1, gc, dmin) > limit:
@@ -805,17 +842,31 @@ def _phase_split(geo, x, w, b, out, form):
                                 + form.acc_rows(nc, gc, dc, isz) * form.acc_per)
 
     plane_major = getattr(form, "plane_major", False)
-    nc, gc, dc = _plan(workspace, N, G, geo.rows, geo.span,
-                       _PLANE_CHUNK_BYTES if plane_major else None)
-    ck = _Chunk()
-    ck.Sd = Sd = dc + geo.span
-    ck.slab_buf = np.zeros(nc * gc * Cig * Sd * Hp * Wp + form.slack(), out.dtype)
-    ck.p_buf = np.empty(nc * gc * Cig * Sd * form.p_per, out.dtype)
-    ck.acc_rows = form.acc_rows(nc, gc, dc, isz)
-    ck.acc_buf = np.empty(nc * gc * ck.acc_rows * form.acc_per, out.dtype)
-    ck.isz = isz
-    for n0, g0, j0 in ((n0, g0, j0) for n0 in range(0, N, nc) for g0 in range(0, G, gc)
-                       for j0 in range(0, geo.rows, dc)):
+    nw = getattr(form, "workers", 1)
+    # each worker has its own workspace, all of them within the budget
+    limit = min(get_memory_budget() // nw, _PLANE_CHUNK_BYTES if plane_major else _CHUNK_BYTES)
+    nc, gc, dc = _plan(workspace, N, G, geo.rows, geo.span, limit,
+                       1 if nw == 1 else _CHUNKS_PER_WORKER * nw)
+    chunks = [(n0, g0, j0) for n0 in range(0, N, nc) for g0 in range(0, G, gc)
+              for j0 in range(0, geo.rows, dc)]
+    nw = min(nw, len(chunks))
+    Sd = dc + geo.span
+    acc_rows = form.acc_rows(nc, gc, dc, isz)
+    n_slab = nc * gc * Cig * Sd * Hp * Wp + form.slack()
+    n_p = nc * gc * Cig * Sd * form.p_per
+    n_acc = nc * gc * acc_rows * form.acc_per
+    cks = []
+    for i, ws in enumerate(_workspaces(nw, n_slab + n_p + n_acc, out.dtype)):
+        ck = _Chunk()
+        ck.Sd, ck.acc_rows, ck.isz = Sd, acc_rows, isz
+        ck.slab_buf = ws[:n_slab]
+        ck.slab_buf.fill(0)  # the padding stays zero: only the inner part is written
+        ck.p_buf = ws[n_slab:n_slab + n_p]
+        ck.acc_buf = ws[n_slab + n_p:]
+        cks.append(ck)
+
+    def run(ck, n0, g0, j0):
+        Sd = ck.Sd
         n1, g1, j1 = min(N, n0 + nc), min(G, g0 + gc), min(geo.rows, j0 + dc)
         ck.nn, ck.gg, ck.g0, ck.g1, ck.j0, ck.j1 = n1 - n0, g1 - g0, g0, g1, j0, j1
         # (batch, group, channel, plane, Hp, Wp), planes outermost in memory
@@ -827,7 +878,7 @@ def _phase_split(geo, x, w, b, out, form):
             ck.slab = slab.reshape(ck.nn, ck.gg, Cig, Sd, Hp, Wp)
         ck.out = out6[n0:n1, g0:g1]
         ck.bias = None if bias is None else bias[:, g0:g1]
-        # the slab's padding is zero from allocation and never written
+        # the slab's padding is zero from the start and never written
         inner = ck.slab[..., plo_h:plo_h + H, plo_w:plo_w + W]
         ck.lo = lo = geo.lo + j0
         a0, a1 = min(max(lo, 0), D), max(min(lo + Sd, D), 0)
@@ -839,3 +890,7 @@ def _phase_split(geo, x, w, b, out, form):
         else:
             inner[...] = 0
         form.chunk(ck)
+
+    # chunks are handed out one at a time, so that a worker slowed down by other
+    # threads on its CPU (BLAS threads spinning after a threaded call) does less
+    _dynamic(nw, chunks, lambda i, c: run(cks[i], *c))
