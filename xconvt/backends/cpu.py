@@ -152,6 +152,9 @@ _PLANE_CHUNK_BYTES = 8 * 2**20
 _BLAS_ONE_THREAD_MNK = 2 * 65536 * 4
 """``M*N*K`` below which OpenBLAS runs a GEMM on one thread (its default threshold)."""
 
+_WORKER_GAIN = 0.6
+"""Speed-up per extra worker thread that the cost model credits (measured 0.7-0.9)."""
+
 _CHUNKS_PER_WORKER = 4
 """Chunks per worker thread to aim for, so that the load balances."""
 
@@ -493,7 +496,9 @@ class _ChannelGemm:
             if not view:
                 run = {"exact": wc, "rows": hc * wc, "flat": planes * hc * wc}[self.grid]
                 t += _copy_ns(reps * k * planes * hc * wc, run)
-        return t
+        # worker threads share all of the work (threaded BLAS only the GEMMs of
+        # the other formulations, which the single-thread estimates ignore)
+        return t / (1 + _WORKER_GAIN * (self.workers - 1))
 
     def setup(self, w):
         geo = self.geo
