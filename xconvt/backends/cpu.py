@@ -26,6 +26,24 @@ Channel GEMM (many channels)
     written) but copy longer runs, and for a phase with one H and one W tap
     the padded-plane grid needs no copy at all: ``P`` is the input slab.
 
+    That is the *channel-major* layout.  The *plane-major* one stores the
+    slab and ``P`` plane by plane, ``P[g, dd, (c, uh, uw), (jh, jw)]``, so that
+    with ``step_d == 1`` the rows an output plane needs, planes ``jd`` to
+    ``jd + Td - 1``, are one matrix with a uniform row stride, and::
+
+        acc[g, jd] = Wp[g] (Cog, Td*Cig*Th*Tw)  @  P[g, jd:jd + Td]
+
+    folds the depth taps into the product: no accumulation passes, a deeper
+    GEMM, and with unit H and W strides and the exact grid ``acc`` *is* the
+    output plane (written in place).  One matmul call batches the GEMMs of all
+    planes, groups and batch elements, but BLAS synchronizes its threads on
+    each, which on a busy machine costs up to a scheduler time slice (and was
+    no faster than channel-major on an idle one), so plane-major is used when
+    BLAS runs them on the calling thread (``M*N*K`` under OpenBLAS's
+    threshold), and then chunks go to worker threads (below).  Phases are
+    computed and written a block of output planes at a time (``_BLOCK_BYTES``
+    of accumulators), so that the strided W-phase writes meet in cache.
+
 Toeplitz-W (few channels)
     With few output channels per group the channel GEMM has ``Cout/groups``
     rows and degenerates to a matrix-vector product.  Instead the whole W
@@ -58,7 +76,9 @@ Choosing
     run of the output write.  The constants are a non-negative least-squares
     fit to single-thread timings of 19 configurations (the ten benchmark
     cases and nine others); with two BLAS threads the pick is on average
-    within 2% of the fastest candidate, 11% at worst.
+    within 2% of the fastest candidate, 11% at worst.  A plane-major channel
+    GEMM run by ``n`` worker threads is credited ``1 + 0.6*(n - 1)`` times
+    faster.  Choices are cached per parameters, dtype, budget and CPU count.
 
 Workspace
     The padded input slab, the im2col buffer and the accumulators are
@@ -68,7 +88,9 @@ Workspace
     sized so that the workspace fits ``min(get_memory_budget(), 16 MiB)``:
     the memory budget is a hard limit, except that one depth row of one
     group of one batch element is always processed, even when that alone
-    exceeds a tiny budget.  Depth chunks of at least ``4*span`` rows are
+    exceeds a tiny budget (plane-major: ``min(budget/workers, 8 MiB)`` per
+    worker, and at least four chunks per worker where batch, groups or depth
+    allow).  Depth chunks of at least ``4*span`` rows are
     preferred (halo copies under 25%), splitting groups first.  The 16 MiB
     soft target trades cache locality (4 MiB was fastest on one thread)
     against fewer, larger BLAS calls, which matter with threaded BLAS: every
@@ -77,7 +99,11 @@ Workspace
     of about 512 KiB of output at a time, so that the stride-interleaved
     writes of neighbouring W phases meet in cache.  The pure-upsampling
     column buffer is chunked over batch and input depth to 2 MiB (it is
-    reshuffled right away).
+    reshuffled right away).  The slab, im2col and accumulator buffers are kept
+    per calling thread for the next call (while at most twice what a call
+    needs): allocating and freeing megabytes per call made the C allocator
+    return the pages to the system and fault them back in, zeroed, on every
+    call, which cost up to as much as the convolution in small cases.
 
 Precision, non-finite values, threads
     float16 is computed in float32 and rounded once at the end; complex
@@ -85,37 +111,45 @@ Precision, non-finite values, threads
     multiplies existing inputs by taps: with an inf or NaN in the weight a
     slower per-tap scatter is used (zero padding times inf would be NaN),
     and with one in the input Toeplitz-W (zero band entries) is skipped; no
-    floating-point warnings are raised.  Parallelism is BLAS's own: copies
-    are memory-bound or, when strided, would compete with BLAS threads that
-    keep spinning between calls, so splitting them over Python threads did
-    not pay.
+    floating-point warnings are raised.  Parallelism is mostly BLAS's own:
+    copies are memory-bound or, when strided, would compete with BLAS threads
+    that keep spinning between calls.  The exception is a plane-major channel
+    GEMM whose GEMMs BLAS runs on the calling thread: its chunks (slab copy,
+    im2col, GEMMs, writes) go to ``min(CPUs, 8)`` Python threads, each with its
+    own workspace, taking the next chunk when done (NumPy releases the GIL in
+    matmul and copies).  Right after a threaded BLAS call elsewhere, the BLAS
+    threads still spinning take a CPU from them and such a call runs about
+    as fast as the single-threaded channel-major one did; otherwise about
+    twice as fast.
 
 Speed
     float32, two cores, ``torch.set_num_threads(2)``, NumPy's OpenBLAS with
-    two threads; one process, same inputs, per case PyTorch's and then our
-    median of 9 calls after a warm-up, with a pause in between so that the
-    other library's worker threads are idle (timings on a shared machine,
-    quiet at the time)::
+    two threads; one process (``python -m bench cpu --algorithms direct``):
+    per case PyTorch's and then our median after a warm-up (timings on a
+    shared machine; two runs, grouped_g4 varied 5.8-8.2 ms)::
 
         case (N, Cin, Cout, input, kernel, stride, padding, output_padding, groups)
                                                          ours ms  torch ms  torch/ours
-        unet_k2s2    1, 64, 32, 32^3, 2, 2, 0, 0, 1        20.5     45.8     2.23
-        vnet_k3s2    1, 32, 16, 32^3, 3, 2, 1, 1, 1        18.9     18.3     0.97
-        same_k3s1    1, 16, 16, 32^3, 3, 1, 1, 0, 1         7.7     27.8     3.60
-        depthwise_k7 1, 32, 32, 32^3, 7, 1, 3, 0, 32       28.5    361.1    12.66
-        grouped_g4   1, 32, 32, 24^3, 3, 2, 1, 1, 4        11.1      8.4     0.75
-        imaging_c1   1, 1, 1, 64^3, 5, 2, 2, 1, 1           7.6     12.8     1.68
+        unet_k2s2    1, 64, 32, 32^3, 2, 2, 0, 0, 1        19.2     46.3     2.41
+        vnet_k3s2    1, 32, 16, 32^3, 3, 2, 1, 1, 1        18.2     18.9     1.03
+        same_k3s1    1, 16, 16, 32^3, 3, 1, 1, 0, 1         7.8     28.4     3.64
+        depthwise_k7 1, 32, 32, 32^3, 7, 1, 3, 0, 32       28.3    359.4    12.70
+        grouped_g4   1, 32, 32, 24^3, 3, 2, 1, 1, 4         5.8      2.2     0.38
+        imaging_c1   1, 1, 1, 64^3, 5, 2, 2, 1, 1           6.0     12.8     2.12
         seed_small   2, 16, 33, (6,20,30), (3,5,2),
-                     (2,1,1), (0,4,2), 0, 1                 2.7      1.9     0.70
-        sweep_k3     1, 4, 4, 32^3, 3, 1, 1, 0, 1           1.8      3.5     1.93
-        sweep_k5     1, 4, 4, 32^3, 5, 1, 2, 0, 1           3.3      7.4     2.23
-        sweep_k7     1, 4, 4, 32^3, 7, 1, 3, 0, 1           6.2     18.1     2.91
-        geometric mean of torch/ours                                          2.01
+                     (2,1,1), (0,4,2), 0, 1                 2.7      1.2     0.45
+        sweep_k3     1, 4, 4, 32^3, 3, 1, 1, 0, 1           1.1      4.5     3.91
+        sweep_k5     1, 4, 4, 32^3, 5, 1, 2, 0, 1           3.3      6.9     2.06
+        sweep_k7     1, 4, 4, 32^3, 7, 1, 3, 0, 1           6.1     17.3     2.82
+        geometric mean of torch/ours                                          1.98
 
-    PyTorch's CPU kernels (oneDNN in this build) still win the channel-rich
-    stride-2 cases and the tiny one, where our time goes to the im2col copy
-    and to the stride-2 interleaving writes, which NumPy does element by
-    element.
+    PyTorch's CPU kernels (oneDNN in this build) still win the two small
+    cases.  grouped_g4 (8 channels per group, all phases stride 2) spends
+    its time in the GEMMs (~3 ms of one thread: 8-row products run at about
+    50 GFLOP/s) and in the stride-2 interleaving writes (~4 ms of one thread:
+    NumPy writes runs of 24 elements at stride 2), both split over the two
+    threads; seed_small is GEMM-bound (178 MFLOP at ~125 GFLOP/s with two
+    BLAS threads) where oneDNN reaches ~150.
 """
 
 from __future__ import annotations
@@ -161,9 +195,6 @@ _CHUNKS_PER_WORKER = 4
 _MAX_WORKERS = 8
 """Most threads that share the small GEMMs and copies of a chunk."""
 
-_MAX_THREADED_CALLS = 64
-"""Most per-plane GEMM calls a plane-major channel GEMM makes when BLAS threads them."""
-
 
 def direct(params, x, w, b):
     """Transposed convolution of ``x`` by ``w`` plus ``b`` (see the module docstring).
@@ -193,8 +224,7 @@ def direct(params, x, w, b):
         elif not np.isfinite(w).all():
             _scatter(params, x, w, b, out)
         else:
-            geo = _Geometry(params)
-            form = _choose(geo, out.itemsize)
+            geo, form = _formulation(params, out.itemsize)
             if form.covers_w_gaps and not _all_finite(x, dtype):
                 form = _ChannelGemm(geo, "exact")
             _phase_split(geo, x, w, b, out, form)
@@ -444,17 +474,17 @@ class _ChannelGemm:
         # Plane-major operands fold the depth taps into one GEMM per output plane
         # (no accumulation passes, deeper products, and output planes written in
         # place when H and W have stride 1), at the price of many small BLAS
-        # calls.  Threaded BLAS synchronizes its threads on every call, which on
-        # a busy machine costs up to a scheduler time slice, so many calls are
-        # only made when they are small enough for BLAS to run them on one thread.
-        calls, threaded = 0, False
+        # calls.  Threaded BLAS synchronizes its threads on every call (on a busy
+        # machine up to a scheduler time slice each), and measured no faster
+        # than the channel-major GEMMs even on an idle one, so plane-major is
+        # used where BLAS runs these GEMMs on the calling thread.
+        threaded = False
         for pd in geo.pds:
             for (ph, pw), (hc, wc) in zip(self.units, self.grids):
-                calls += geo.N * geo.G * pd.count
                 k = geo.Cig * len(pd.taps) * len(ph.taps) * len(pw.taps)
                 threaded |= geo.Cog * k * hc * wc >= _BLAS_ONE_THREAD_MNK
         if plane_major is None:
-            plane_major = not threaded or calls <= _MAX_THREADED_CALLS
+            plane_major = not threaded
         self.plane_major = plane_major
         if self.plane_major:
             # accumulators only for units not written in place, scratch only for
@@ -765,6 +795,25 @@ class _ToeplitzW:
                     np.copyto(blocks, c[..., :nf, :])
                 if nf < nb:
                     np.copyto(dst[..., nf * Bw:], c[..., nf, :OW - nf * Bw])
+
+
+_CHOICES = {}
+"""Recent choices: ``(params, itemsize, budget, CPUs)`` -> ``(geometry, class, argument)``."""
+
+
+def _formulation(params, itemsize):
+    """The geometry and a new instance of the chosen formulation (choices cached)."""
+    key = (params, itemsize, get_memory_budget(), _cpu_count())
+    hit = _CHOICES.get(key)
+    if hit is not None:
+        geo, cls, arg = hit
+        return geo, cls(geo, arg)
+    geo = _Geometry(params)
+    form = _choose(geo, itemsize)
+    if len(_CHOICES) >= 256:
+        _CHOICES.clear()
+    _CHOICES[key] = geo, type(form), form.grid if isinstance(form, _ChannelGemm) else form.m
+    return geo, form
 
 
 def _choose(geo, itemsize):
