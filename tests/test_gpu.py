@@ -372,3 +372,23 @@ def test_fft_one_pass_and_chunked_paths_agree(dtype):
     ref = conv_transpose3d_ref(x, w, b, **kw)
     _check(one, ref, dtype, xd)
     _check(chunked, ref, dtype, xd)
+
+
+@pytest.mark.parametrize("variant", ["fused", "gemm"])
+@pytest.mark.parametrize("budget", [None, 1, 40_000])
+@given(cfg=configs(batches=(1, 2, 3)), seed=seeds)
+def test_direct_variants(variant, budget, cfg, seed):
+    """Both direct variants, on a non-default stream, the GEMM one also in
+    many column chunks."""
+    from xconvt._params import ConvParams
+    from xconvt.backends import cuda as cuda_backend
+
+    x, w, b = cfg.arrays(seed, "float64")
+    xd, wd, bd = _dev(x, w, b)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
+                                    **cfg.kwargs)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream, xconvt.memory_budget(budget or xconvt.get_memory_budget()):
+        out = cuda_backend.direct(params, xd, wd, bd, variant=variant)
+    stream.synchronize()
+    _check(out, cfg.reference(x, w, b), "float64", xd)

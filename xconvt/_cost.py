@@ -284,7 +284,11 @@ def _cupy_fft_constant():
 
 
 def _dtype_name(dtype):
-    return getattr(dtype, "name", None) or str(dtype)
+    if isinstance(dtype, str):
+        return dtype
+    from ._params import dtype_name
+
+    return dtype_name(dtype)
 
 
 def estimate(kind, params, dtype, budget=None):
@@ -331,7 +335,7 @@ def choose(kind, params, dtype):
     Cached per ``(kind, params, dtype, memory budget)``: planning the FFT
     costs tens of microseconds, which small calls would notice.
     """
-    key = (kind, params, getattr(dtype, "name", None) or str(dtype), get_memory_budget())
+    key = (kind, params, _dtype_name(dtype), get_memory_budget())
     name = _CHOSEN.get(key)
     if name is None:
         if len(_CHOSEN) > 4096:

@@ -8,7 +8,7 @@ import numpy as np
 from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
 
 from . import _cost, backends
-from ._params import ConvParams
+from ._params import ConvParams, dtype_name
 
 __all__ = ["conv_transpose3d", "output_shape"]
 
@@ -72,20 +72,21 @@ def _check_dtypes(input, weight, bias):
     """The shared dtype; byte order is not part of it (non-native arrays are
     converted by :func:`_native`)."""
     dtype = input.dtype
-    if dtype.name not in SUPPORTED_DTYPES:
+    name = dtype_name(dtype)
+    if name not in SUPPORTED_DTYPES:
         msg = (
-            f"input dtype {dtype.name} is not supported; use one of "
+            f"input dtype {name} is not supported; use one of "
             f"{', '.join(SUPPORTED_DTYPES)}"
         )
         raise TypeError(msg)
-    for name, a in (("weight", weight), ("bias", bias)):
-        if a is not None and a.dtype.name != dtype.name:
+    for arg, a in (("weight", weight), ("bias", bias)):
+        if a is not None and dtype_name(a.dtype) != name:
             msg = (
-                f"{name} dtype {a.dtype.name} differs from input dtype {dtype.name}; "
+                f"{arg} dtype {dtype_name(a.dtype)} differs from input dtype {name}; "
                 "input, weight and bias must share one dtype"
             )
             raise TypeError(msg)
-    return dtype.newbyteorder("=")
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
 
 
 def _native(a):
@@ -109,13 +110,19 @@ def _check_devices(kind, input, weight, bias):
 
 
 def _check_algorithm(kind, algorithm):
-    names = AUTO_NAMES + backends.algorithms(kind)
-    if not isinstance(algorithm, str) or algorithm not in names:
-        msg = (
-            f"algorithm={algorithm!r} is not available for {kind} arrays; "
-            f"choose one of {', '.join(map(repr, names))}"
-        )
-        raise ValueError(msg)
+    if isinstance(algorithm, str) and algorithm in _algorithm_names(kind):
+        return
+    names = _algorithm_names(kind)
+    msg = (
+        f"algorithm={algorithm!r} is not available for {kind} arrays; "
+        f"choose one of {', '.join(map(repr, names))}"
+    )
+    raise ValueError(msg)
+
+
+@functools.lru_cache(maxsize=None)
+def _algorithm_names(kind):
+    return AUTO_NAMES + tuple(backends.algorithms(kind))
 
 
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,

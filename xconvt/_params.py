@@ -31,7 +31,7 @@ import operator
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["AxisPhase", "ConvParams", "as_triple", "check_int"]
+__all__ = ["AxisPhase", "ConvParams", "as_triple", "check_int", "dtype_name"]
 
 _PARAM_NAMES = ("stride", "padding", "output_padding", "dilation")
 
@@ -61,6 +61,19 @@ def as_triple(name, value):
             raise ValueError(msg)
         return tuple(check_int(name, v) for v in value)
     return (check_int(name, value),) * 3
+
+
+_DTYPE_NAMES = {}
+
+
+def dtype_name(dtype):
+    """``dtype.name``, memoized: NumPy computes the name on every access
+    (about 2 us), which per-call dispatch would otherwise pay several times."""
+    try:
+        return _DTYPE_NAMES[dtype]
+    except KeyError:
+        name = _DTYPE_NAMES[dtype] = getattr(dtype, "name", None) or str(dtype)
+        return name
 
 
 def _fmt(t):

@@ -47,7 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._config import get_memory_budget
-from .._params import AxisPhase
+from .._params import AxisPhase, dtype_name
 
 __all__ = ["choose_variant", "direct", "fused_config"]
 
@@ -260,14 +260,60 @@ def kernel_geometry(params):
     return Geometry(phases, out_stride, (1, 1, 1), tuple(sizes), tuple(remap))
 
 
-def _tile_hd(cmax, twt, spatial):
-    """Tile extents along H and D: up to ``spatial`` threads per output-channel
-    group, H first (up to 16), balanced so no tile is mostly empty."""
-    thmax = max(1, min(16, spatial // twt))
-    th = -(-cmax[1] // -(-cmax[1] // thmax))
-    tdmax = max(1, spatial // (twt * th))
-    td = -(-cmax[0] // -(-cmax[0] // tdmax))
-    return th, td
+_SMS = 132  # H100 SXM; the tile choice only needs the order of magnitude
+
+
+def _tile_hd(phases, cmax, tmax, twt, og, spatial, regs, copies, search=True):
+    """Tile extents ``(th, td)`` along H and D.
+
+    Searches every tile of at most ``spatial`` threads per output-channel
+    group for the lowest cost per useful output: ``1 + staged / computed``
+    rows (the input halo a tile stages for its taps), divided by the fraction
+    of launched rows that are real outputs (partial tiles) and by the
+    fraction of the last wave of blocks that is occupied (``copies`` blocks
+    per phase tile: batch x groups x output-channel blocks).  Ties go to the
+    taller tile, and the former rule (H first, up to 16 rows) stays unless
+    the best tile costs at least 5% less, or when ``search`` is false: the
+    caller searches only phases of at most 3 taps along H and D or one output
+    channel per thread; the 64^3 sweep's k = 5 and 7 layers (4 channels per
+    thread) ran 10-20% slower with the searched tiles.  Measured on an H100
+    (2026-11-26, bench/NOTES.md), the searched tiles gave dilated_k3d2 0.283
+    -> 0.256 ms, grouped_g4 0.310 -> 0.296, same_k3s1 0.500 -> 0.478,
+    vnet_k3s2 0.451 -> 0.429, depthwise_k7 0.454 -> 0.404, imaging_c1_k5s2
+    0.357 -> 0.329.
+    """
+    def cost(th, td):
+        threads = -(-(twt * th * td * og) // 32) * 32
+        bps = max(1, min(8, _REGS_PER_SM // (threads * regs)))
+        blocks = rows = launched = 0
+        for pd, ph, _ in phases:
+            bh, bd = -(-ph.count // th), -(-pd.count // td)
+            blocks += bh * bd
+            rows += ph.count * pd.count
+            launched += bh * bd * th * td
+        blocks *= copies
+        slots = _SMS * bps
+        wave_eff = blocks / (-(-blocks // slots) * slots)
+        staged = (th + max(1, tmax[1]) - 1) * (td + max(1, tmax[0]) - 1) / (th * td)
+        return (1 + staged) / (wave_eff * rows / launched)
+
+    # The model ignores weight staging and per-block overhead, which favour
+    # the former rule's larger tiles where staging costs tie (1-tap phases).
+    th0 = -(-cmax[1] // -(-cmax[1] // max(1, min(16, spatial // twt))))
+    td0 = -(-cmax[0] // -(-cmax[0] // max(1, spatial // (twt * th0))))
+    if not search:
+        return th0, td0
+    best = None
+    for th in range(1, min(16, cmax[1]) + 1):
+        for td in range(1, cmax[0] + 1):
+            if twt * th * td > spatial:
+                break
+            key = (round(cost(th, td), 6), -th)
+            if best is None or key < best[0]:
+                best = (key, th, td)
+    if best[0][0] < 0.95 * cost(th0, td0):
+        return best[1], best[2]
+    return th0, td0
 
 
 @lru_cache(maxsize=4096)
@@ -306,7 +352,10 @@ def fused_config(params, dtype_name):
                         for ph in phases) * bo <= _STAGING_BOUND
     lanes_w = -(-(cmax[2] + (max(shifts) if staging_bound else 0)) // RW)
     twt = -(-lanes_w // -(-lanes_w // 32))
-    th, td = _tile_hd(cmax, twt, spatial)
+    regs = _REGS[ro] if ro < 12 or WIDE_MINB == 2 else _REGS_WIDE_UNCAPPED
+    th, td = _tile_hd(phases, cmax, tmax, twt, og, spatial, regs,
+                      n_ob * params.batch * params.groups,
+                      search=max(tmax[0], tmax[1]) <= 3 or ro == 1)
     tw_tile = twt * RW
 
     hh_max = th + max(1, tmax[1]) - 1
@@ -330,7 +379,6 @@ def fused_config(params, dtype_name):
     cig = params.in_channels_per_group
     tap_sz = max(1, tmax[1]) * _padded_tw(max(1, tmax[2]), bo, vw) * bo
     threads = -(-(twt * th * td * og) // 32) * 32
-    regs = _REGS[ro] if ro < 12 or WIDE_MINB == 2 else _REGS_WIDE_UNCAPPED
     blocks_per_sm = max(1, min(8, _REGS_PER_SM // (threads * regs)))
     budget = min(_SMEM_MAX, _SMEM_PER_SM // blocks_per_sm - 1024)
     cc, tdc = 1, 1
@@ -494,7 +542,7 @@ def _fused_plan_getter():
 
 
 def _fused(params, x, w, b, out):
-    _fused_plan_getter()(params, x.dtype.name)(x, w, b, out)
+    _fused_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
 
 
 # --------------------------------------------------------------------------- gemm
@@ -523,6 +571,26 @@ def _device_col2im_table_getter():
     return get
 
 
+# Column-buffer chunk that stays in the H100's 50 MB L2 until col2im reads it
+# back (gan_k4s2: 0.647 ms with one 134 MB buffer, 0.588 ms in 16 MiB chunks).
+_L2_CHUNK = 16 << 20
+_GEMM_ORDER = "n"  # chunk the batch first ("n") or the output channels ("o")
+
+
+def _gemm_chunks(params, itemsize):
+    """``(batch chunk, output-channel chunk)`` of the column buffer."""
+    N, G = params.batch, params.groups
+    cog, K = params.out_channels_per_group, params.taps
+    V = math.prod(params.in_size)
+    budget = max(1, min(get_memory_budget(), _L2_CHUNK))
+    per_o = G * K * V * itemsize  # one output channel of one sample
+    if _GEMM_ORDER == "o" and N * per_o <= budget:
+        return N, max(1, min(cog, budget // (N * per_o)))
+    per_sample = cog * per_o
+    nn = max(1, min(N, budget // per_sample))
+    return nn, (cog if per_sample <= budget else max(1, budget // per_o))
+
+
 def _gemm(params, x, w, b, out):
     cupy = _cupy()
     N, G = params.batch, params.groups
@@ -530,14 +598,10 @@ def _gemm(params, x, w, b, out):
     K = params.taps
     V = math.prod(params.in_size)
     OD, OH, OW = params.out_size
-    itemsize = x.dtype.itemsize
     # (Cin, Cog, K) -> (G, Cog*K, Cig): rows o*K + tap.
     wt = cupy.ascontiguousarray(w.reshape(G, cig, cog * K).transpose(0, 2, 1))
-    budget = get_memory_budget()
-    per_sample = G * cog * K * V * itemsize
-    nn = max(1, min(N, budget // max(1, per_sample)))
-    no = cog if per_sample <= budget else max(1, budget // max(1, G * K * V * itemsize))
-    index_t = _index_type(x.size, out.size, G * min(no, cog) * K * nn * V)
+    nn, no = _gemm_chunks(params, x.dtype.itemsize)
+    index_t = _index_type(x.size, out.size, G * no * K * nn * V)
     kern = _kernel(f"xconvt_col2im<{_CTYPES[x.dtype.name]}, {index_t}>")
     tab = _device_col2im_table_getter()(params)
     ityp = np.int32 if index_t == "int" else np.int64
@@ -546,22 +610,23 @@ def _gemm(params, x, w, b, out):
     steps = [s // g for s, g in zip(params.stride, gs)]
     dsteps = [d // g for d, g in zip(params.dilation, gs)]
     nbw = -(-(OH * OW) // 128)
+    fixed = (*(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
+             *(i32(v) for v in params.kernel), *(i32(v) for v in steps),
+             *(i32(v) for v in dsteps))
     xr = x.reshape(N, G, cig, V)
     for n0 in range(0, N, nn):
         nc = min(nn, N - n0)
         xg = xr[n0:n0 + nc].transpose(1, 2, 0, 3).reshape(G, cig, nc * V)
         for o0 in range(0, cog, no):
             oc = min(no, cog - o0)
+            # A fresh result each chunk: the pool hands back the block just
+            # freed, and matmul(..., out=) costs an extra copy (0.59 -> 0.68 ms).
             cols = cupy.matmul(wt[:, o0 * K:(o0 + oc) * K, :], xg)
             nz = nc * G * oc
-            kern(
-                (nbw, min(OD, 65535), min(nz, 65535)), (128,),
-                (cols, b if b is not None else cols, out, tab, i32(b is not None),
-                 i32(nz), i32(G), i32(oc), i32(cog), i32(n0), i32(o0),
-                 *(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
-                 *(i32(v) for v in params.kernel), *(i32(v) for v in steps),
-                 *(i32(v) for v in dsteps), ityp(nc * V)),
-            )
+            kern((nbw, min(OD, 65535), min(nz, 65535)), (128,),
+                 (cols, b if b is not None else cols, out, tab, i32(b is not None),
+                  i32(nz), i32(G), i32(oc), i32(cog), i32(n0), i32(o0), *fixed,
+                  ityp(nc * V)))
 
 
 # --------------------------------------------------------------------------- entry

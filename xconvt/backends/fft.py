@@ -78,6 +78,7 @@ import numpy as np
 from array_api_compat import array_namespace, is_cupy_array
 
 from .._config import get_memory_budget
+from .._params import dtype_name
 
 __all__ = ["Plan", "fft", "make_plan", "use_matmul"]
 
@@ -780,7 +781,7 @@ def _device_plan(params, dtype_name, budget):
 
 def _one_pass(params, x, w, b):
     """The one-pass CuPy FFT, or None where :func:`one_pass_plan` declines."""
-    name = x.dtype.name
+    name = dtype_name(x.dtype)
     budget = get_memory_budget()
     if one_pass_plan(params, "float32" if name == "float16" else name, budget) is None:
         return None
