@@ -157,6 +157,29 @@ def _vec_eligible(params, dtype_name):
             and geo.in_size[2] % _chunk(itemsize) == 0)
 
 
+def _w_alignment(tri, ro, bo, tw_tile, chunk, vec_ok):
+    """``(wshift, mode)`` of one phase's W tiles for 16-byte input staging.
+
+    ``"aligned"``: tiles start ``wshift`` outputs early so each tile's first
+    input column is 16-byte aligned.  Where that costs an extra tile of a
+    compute-bound phase, the tiles stay put and either the kernel stages from
+    the aligned column before the tile (``"shifted"``: register rows are then
+    loaded element by element, cheap beside 8 or more output channels per
+    thread: gan_k4s2 0.69 -> 0.61 ms) or, with fewer channels per thread,
+    where those loads would dominate, the phase stages element-wise
+    (``"scalar"``: depthwise_k7 ran 0.40 ms so and 0.58 ms shifted).
+    """
+    pd, ph, pw = tri
+    if not vec_ok:
+        return 0, "scalar"
+    wshift = pw.base % chunk
+    ntap = len(pd.taps) * len(ph.taps) * len(pw.taps)
+    if (wshift and -(-(pw.count + wshift) // tw_tile) > -(-pw.count // tw_tile)
+            and ntap * bo > _STAGING_BOUND):
+        return 0, ("shifted" if ro >= 8 else "scalar")
+    return wshift, "aligned"
+
+
 def _padded_tw(tw, bo, vw):
     """W taps per packed weight row: whole vectors when a block has one channel."""
     return -(-tw // vw) * vw if bo == 1 else tw
@@ -361,8 +384,14 @@ def fused_config(params, dtype_name):
     hh_max = th + max(1, tmax[1]) - 1
     last_tw0 = ((max(1, tmax[2]) - 1) // twx) * twx
     xl = -(-(RW + twx - 1) // vw) * vw
-    p_min = (twt - 1) * RW + last_tw0 + xl
-    p_min = max(p_min, tw_tile + max(1, tmax[2]) - 1)
+    # Rows staged from the aligned column before a shifted tile need up to
+    # chunk - 1 more elements.
+    vec_ok = _vec_eligible(params, dtype_name)
+    extra = max(_chunk(itemsize) - 1
+                if _w_alignment(tri, ro, bo, tw_tile, _chunk(itemsize), vec_ok)[1] == "shifted"
+                else 0 for tri in phases)
+    p_min = (twt - 1) * RW + last_tw0 + xl + extra
+    p_min = max(p_min, tw_tile + max(1, tmax[2]) - 1 + extra)
     p_min = -(-p_min // vw) * vw
 
     best = None
@@ -426,18 +455,12 @@ def _fused_tables(params, cfg_key):
     phases = kernel_geometry(params).phases
     vec_ok = _vec_eligible(params, cfg["dtype"])
     for pd, ph, pw in phases:
-        # W tiles start wshift early so each tile's first input column is a
-        # multiple of 16 bytes, which lets the kernel stage 16 bytes at a time;
-        # where that would cost an extra tile of a compute-bound phase, the
-        # phase keeps element-wise staging instead.
-        chunk = _chunk(cfg["itemsize"])
-        vec = vec_ok
-        wshift = pw.base % chunk if vec_ok else 0
+        # 16-byte staging: tiles shifted to an aligned first column, or staged
+        # from the aligned column before them (_w_alignment).
+        wshift, mode = _w_alignment((pd, ph, pw), cfg["ro"], bo, cfg["tw_tile"],
+                                    _chunk(cfg["itemsize"]), vec_ok)
+        vec = mode != "scalar"
         tiles_w = -(-(pw.count + wshift) // cfg["tw_tile"])
-        ntap = len(pd.taps) * len(ph.taps) * len(pw.taps)
-        if wshift and tiles_w > -(-pw.count // cfg["tw_tile"]) and ntap * bo > _STAGING_BOUND:
-            wshift, vec = 0, False
-            tiles_w = -(-pw.count // cfg["tw_tile"])
         tiles_h = -(-ph.count // cfg["th"])
         tiles_d = -(-pd.count // cfg["td"])
         meta.append([block0, tiles_w, tiles_h, tiles_d,

@@ -51,6 +51,18 @@ __device__ __forceinline__ void load_vec(const double* p, double (&r)[N]) {
   }
 }
 
+// A register row of N inputs: 16-byte loads where the row is aligned
+// (shift == 0), element loads where staging left it shift elements off.
+template <int N, typename A>
+__device__ __forceinline__ void load_row(const A* p, A (&r)[N], int shift) {
+  if (shift == 0) {
+    load_vec<N>(p, r);
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i) r[i] = p[i];
+  }
+}
+
 // Load RO weights; vectorized when RO is a multiple of the vector width (the
 // host aligns every RO-chunk then), scalar otherwise.
 template <int RO, typename A>
@@ -236,7 +248,11 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
     // element, or with vec a 16-byte chunk of CW elements (aligned rows).
     constexpr int CW = 16 / sizeof(T);
     const bool vecp = vec && m[M_VEC];   // aligned tiles in this phase
-    const int nunit = vecp ? (WWn + CW - 1) / CW : WWn;
+    // With vec, rows are staged from the 16-byte boundary at or before the
+    // tile's first input column; compute then reads them xsh elements in
+    // (xsh != 0 only where the host did not shift the tile to align it).
+    const int xsh = vecp ? (base_w & (CW - 1)) : 0;
+    const int nunit = vecp ? (xsh + WWn + CW - 1) / CW : WWn;
     const int lane = tid & 31, warp = tid >> 5, nwarps = (nthreads + 31) >> 5;
     const int wspan = min(nunit, 32);
     const int rpw = 32 / wspan;
@@ -266,9 +282,9 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
           if constexpr (sizeof(T) == sizeof(Acc)) {
             if (vecp) {
               for (int u = l0; u < nunit; u += wspan) {
-                const int gw = base_w + u * CW;
+                const int gw = base_w - xsh + u * CW;
                 const int nv = (row_ok && gw >= 0) ? max(0, min(CW, IW - gw)) : 0;
-                cp_async16_n(dst + u * CW, nv ? src + u * CW : x, nv * (int)sizeof(T));
+                cp_async16_n(dst + u * CW, nv ? src - xsh + u * CW : x, nv * (int)sizeof(T));
               }
               goto next_row;
             }
@@ -319,14 +335,14 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
       const int tdc = min(TDC, Td - td0);
       for (int c = 0; c < cc; ++c) {
         for (int td = 0; td < tdc; ++td) {
-          const Acc* const xplane = xs + c * CP + (dt + td) * PP + ht * P + wt * RW;
+          const Acc* const xplane = xs + c * CP + (dt + td) * PP + ht * P + wt * RW + xsh;
           const Acc* const wtap = ws + (c * TDC + td) * tap_sz + og * RO;
           for (int th = 0; th < Th; ++th) {
             const Acc* const xrow = xplane + th * P;
             const Acc* const wrw = wtap + th * TwP * BO;
             if (Tw == TWX) {
               Acc xr[XL];
-              load_vec<XL>(xrow, xr);
+              load_row<XL>(xrow, xr, xsh);
               if constexpr (RO == 1) {
                 // The whole W row of weights in a few 16-byte loads.
                 constexpr int TWP = (TWX + VW - 1) / VW * VW;
@@ -352,7 +368,7 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
             } else {
               for (int tw0 = 0; tw0 < Tw; tw0 += TWX) {
                 Acc xr[XL];
-                load_vec<XL>(xrow + tw0, xr);
+                load_row<XL>(xrow + tw0, xr, xsh);
 #pragma unroll
                 for (int t = 0; t < TWX; ++t) {
                   if (tw0 + t < Tw) {
