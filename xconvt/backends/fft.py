@@ -582,12 +582,13 @@ class OnePassPlan:
         fast_len = fast_len or _fast_len_fn("cupy")
         self.counts = []
         wrows, otab = [], []
-        fshape = []
+        fshape, lengths = [], []
         for a in range(3):
             terms = [_axis_term(ph, params.stride[a]) for ph in params.axis_phases[a]
                      if ph.count and ph.taps]
             f = _single_tile_len(params.in_size[a], terms, fast_len, a == 2) if terms else 1
             fshape.append(f)
+            lengths.append(max((t.length for t in terms), default=1))
             self.counts.append(len(terms))
             ot = [(-1, -1)] * params.out_size[a]
             for i, t in enumerate(terms):
@@ -601,6 +602,7 @@ class OnePassPlan:
                     ot[t.first + t.stride * j] = (i, r if 0 <= r <= last else -1)
             otab.extend(ot)
         self.fft_shape = tuple(fshape)
+        self.lengths = tuple(lengths)  # longest sub-kernel per axis (pad_w's extent)
         self.n_phases = math.prod(self.counts)
         fd, fh, fw = fshape
         self.offsets = (0, self.counts[0] * fd, self.counts[0] * fd + self.counts[1] * fh)
@@ -704,13 +706,14 @@ class _DevicePlan:
         self.forward, self.inverse = cufft.CUFFT_FORWARD, cufft.CUFFT_INVERSE
         i32 = np.int32
         nd, nh, nw = plan.counts
+        n_x = n * g * cig * math.prod(params.in_size)
+        n_w = p * g * cig * cog * math.prod(plan.lengths)
         self.launch = dict(
-            x=(self.grid(n * g * cig * vol),
-               (it(n * g * cig * vol), *(i32(v) for v in params.in_size),
-                i32(fd), i32(fh), i32(fw))),
-            w=(self.grid(p * g * cig * cog * vol),
-               (it(p * g * cig * cog * vol), i32(g * cig * cog),
-                *(i32(v) for v in params.kernel), i32(fd), i32(fh), i32(fw), i32(nh), i32(nw),
+            x=(self.grid(n_x),
+               (it(n_x), *(i32(v) for v in params.in_size), i32(fd), i32(fh), i32(fw))),
+            w=(self.grid(n_w),
+               (it(n_w), i32(g * cig * cog), *(i32(v) for v in params.kernel),
+                *(i32(v) for v in plan.lengths), i32(fd), i32(fh), i32(fw), i32(nh), i32(nw),
                 i32(plan.offsets[1]), i32(plan.offsets[2]))),
             mac=(self.grid(n_mac),
                  (it(n_mac), it(plan.spec), i32(n), i32(g), i32(cig), i32(cog))),
@@ -732,14 +735,19 @@ class _DevicePlan:
         x = cupy.ascontiguousarray(x)
         w = cupy.ascontiguousarray(w)
         sh, la, empty = self.shapes, self.launch, cupy.empty
-        bad = cupy.zeros(1, dtype=cupy.int32)
+        stream = cupy.cuda.get_current_stream().ptr
+        memset = cupy.cuda.runtime.memsetAsync
+        bad = empty(1, dtype=cupy.int32)
+        memset(bad.data.ptr, 0, 4, stream)
         xpad = empty(sh["x"], dtype=self.work)
+        memset(xpad.data.ptr, 0, xpad.nbytes, stream)  # the kernels write the data only
         grid, args = la["x"]
         self.pad_x(grid, (256,), (x, xpad, bad, *args))
         xs = empty(sh["xs"], dtype=self.cwork)
         self.fft_x.fft(xpad, xs, self.forward)
         del xpad
         wpad = empty(sh["w"], dtype=self.work)
+        memset(wpad.data.ptr, 0, wpad.nbytes, stream)
         grid, args = la["w"]
         self.pad_w(grid, (256,), (w, wpad, self.wtab, bad, *args))
         ws = empty(sh["ws"], dtype=self.cwork)

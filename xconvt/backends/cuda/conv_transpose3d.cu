@@ -517,8 +517,9 @@ xconvt_col2im(const T* __restrict__ cols, const T* __restrict__ bias,
 // loops; the finiteness flag is written without atomics (every writer stores
 // the same 1).
 //
-// pad_x: xp[b, fd, fh, fw] = x[b, fd, fh, fw] inside the input, 0 beyond
-// (b = n * Cin + c; x contiguous); sets *bad where an input is not finite.
+// pad_x: xp[b, d, h, w] = x[b, d, h, w] for every input element (b = n * Cin
+// + c; x contiguous) into the transform-sized volume, which the host has
+// zeroed (cudaMemsetAsync); sets *bad where an input is not finite.
 // ---------------------------------------------------------------------------
 template <typename T, typename I>
 __global__ void __launch_bounds__(256)
@@ -529,56 +530,54 @@ xconvt_fft_pad_x(const T* __restrict__ x, typename xconvt::acc_of<T>::type* __re
   typedef typename acc_of<T>::type R;
   for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (I)gridDim.x * blockDim.x) {
-    const int fw = (int)(i % FW);
-    const I r = i / FW;
-    const int fh = (int)(r % FH);
-    const I r2 = r / FH;
-    const int fd = (int)(r2 % FD);
-    const I b = r2 / FD;
-    R v = R(0);
-    if (fd < ID && fh < IH && fw < IW) {
-      v = to_acc(x[((b * ID + fd) * IH + fh) * IW + fw]);
-      if (!isfinite(v)) *bad = 1;
-    }
-    xp[i] = v;
+    const int iw = (int)(i % IW);
+    const I r = i / IW;
+    const int ih = (int)(r % IH);
+    const I r2 = r / IH;
+    const int id = (int)(r2 % ID);
+    const I b = r2 / ID;
+    const R v = to_acc(x[i]);
+    if (!isfinite(v)) *bad = 1;
+    xp[((b * FD + id) * FH + ih) * FW + iw] = v;
   }
 }
 
-// pad_w: the dense (dilated) sub-kernel of every active phase, zero-extended
-// to the transform size: wp[p, q, fd, fh, fw] = w[q, kd, kh, kw] where
-// k = tab(axis phase, f) >= 0, else 0.  q = (g * Cig + c) * Cog + o runs over
+// pad_w: the dense (dilated) sub-kernel of every active phase in the
+// transform-sized volume, which the host has zeroed: for positions
+// (ld, lh, lw) < (LD, LH, LW), wp[p, q, ld, lh, lw] = w[q, kd, kh, kw] where
+// k = tab(axis phase, position) >= 0.  q = (g * Cig + c) * Cog + o runs over
 // the weight's leading dimensions (w contiguous); p = (pd * NH + ph) * NW + pw.
 // tab holds, per axis, NA rows of FA taps (-1: no tap at that position):
-// the D rows first, then H, then W.  Sets *bad where a weight is not finite.
+// the D rows first, then H (from offh), then W (from offw).  Sets *bad where
+// a weight is not finite.
 // ---------------------------------------------------------------------------
 template <typename T, typename I>
 __global__ void __launch_bounds__(256)
 xconvt_fft_pad_w(const T* __restrict__ w, typename xconvt::acc_of<T>::type* __restrict__ wp,
                  const int* __restrict__ tab, int* __restrict__ bad, I total, int Q,
-                 int KD, int KH, int KW, int FD, int FH, int FW, int NH, int NW,
-                 int offh, int offw) {
+                 int KD, int KH, int KW, int LD, int LH, int LW, int FD, int FH, int FW,
+                 int NH, int NW, int offh, int offw) {
   using namespace xconvt;
   typedef typename acc_of<T>::type R;
   for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (I)gridDim.x * blockDim.x) {
-    const int fw = (int)(i % FW);
-    const I r = i / FW;
-    const int fh = (int)(r % FH);
-    const I r2 = r / FH;
-    const int fd = (int)(r2 % FD);
-    const I r3 = r2 / FD;
+    const int lw = (int)(i % LW);
+    const I r = i / LW;
+    const int lh = (int)(r % LH);
+    const I r2 = r / LH;
+    const int ld = (int)(r2 % LD);
+    const I r3 = r2 / LD;
     const int q = (int)(r3 % Q);
     const int p = (int)(r3 / Q);
     const int pw = p % NW, ph = (p / NW) % NH, pd = p / (NW * NH);
-    const int kd = tab[pd * FD + fd];
-    const int kh = tab[offh + ph * FH + fh];
-    const int kw = tab[offw + pw * FW + fw];
-    R v = R(0);
+    const int kd = tab[pd * FD + ld];
+    const int kh = tab[offh + ph * FH + lh];
+    const int kw = tab[offw + pw * FW + lw];
     if (kd >= 0 && kh >= 0 && kw >= 0) {
-      v = to_acc(w[(((I)q * KD + kd) * KH + kh) * KW + kw]);
+      const R v = to_acc(w[(((I)q * KD + kd) * KH + kh) * KW + kw]);
       if (!isfinite(v)) *bad = 1;
+      wp[((((I)p * Q + q) * FD + ld) * FH + lh) * FW + lw] = v;
     }
-    wp[i] = v;
   }
 }
 
