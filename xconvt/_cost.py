@@ -62,7 +62,9 @@ work).  Real-dtype FFT calls that fit the memory budget run the one-pass
 path (:class:`xconvt.backends.fft.OnePassPlan`), priced as 121 us plus the
 bytes its padded volumes and spectra move at 0.8 TB/s (fitted on 21 H100
 runs on 2026-11-26, every prediction within 1.14x; the fixed part is host
-work and the latency of small kernels and transforms).  Other FFT calls run
+work and the latency of small kernels and transforms; the padding kernels got
+faster after that fit, so it now overestimates the FFT by about 25%, which only
+errs toward the direct path near the crossover).  Other FFT calls run
 the chunked path, whose contraction constants ``mac1``/``mac2`` are the
 calibration's fit and whose ``fft`` and ``call`` were refitted on the 64^3
 sweep of 2026-11-25.  With these the 64^3 sweep's choice is within 1.25x of
