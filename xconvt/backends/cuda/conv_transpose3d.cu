@@ -433,6 +433,21 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
     T* dst = orow + (I)o0 * o_chan;
     const Acc* src = otile + row * TW;
     const int rmax = min(RO, Cog - o0);
+    if (TW <= 32) {
+      // One output per lane and channel: no inner loop (the common case).
+      const int jw = wlo + lane_e;
+      if (jw < wlim) {
+        T* const d = dst + (I)sw * jw;
+        const Acc* const sp = src + jw;
+        const T* const bp = bias + g * Cog + o0;
+#pragma unroll 4
+        for (int r = 0; r < rmax; ++r) {
+          const Acc bv = has_bias ? to_acc(bp[r]) : Acc(0);
+          d[(I)r * o_chan] = from_acc<T>(sp[r * S * TW] + bv);
+        }
+      }
+      continue;
+    }
     for (int r = 0; r < rmax; ++r, dst += o_chan, src += S * TW) {
       const Acc bv = has_bias ? to_acc(bias[g * Cog + o0 + r]) : Acc(0);
       for (int jw = wlo + lane_e; jw < wlim; jw += 32) dst[(I)sw * jw] = from_acc<T>(src[jw] + bv);
