@@ -552,7 +552,7 @@ class _ChannelGemm:
         if not self.plane_major:
             return self._chunk_stacked(ck)
         geo = self.geo
-        Cig, Cog = geo.Cig, geo.Cog
+        Cig = geo.Cig
         sd, sh, sw = geo.stride
         nn, gg, Sd = ck.nn, ck.gg, ck.Sd
         st = ck.slab.strides  # (nn, gg, Cig, Sd, Hp, Wp), planes outermost in memory

@@ -597,18 +597,17 @@ def _device_col2im_table_getter():
 # Column-buffer chunk that stays in the H100's 50 MB L2 until col2im reads it
 # back (gan_k4s2: 0.647 ms with one 134 MB buffer, 0.588 ms in 16 MiB chunks).
 _L2_CHUNK = 16 << 20
-_GEMM_ORDER = "n"  # chunk the batch first ("n") or the output channels ("o")
 
 
 def _gemm_chunks(params, itemsize):
-    """``(batch chunk, output-channel chunk)`` of the column buffer."""
+    """``(batch chunk, output-channel chunk)`` of the column buffer: whole
+    samples while they fit, else output channels of one sample (chunking the
+    output channels of the whole batch first measured slower on gan_k4s2)."""
     N, G = params.batch, params.groups
     cog, K = params.out_channels_per_group, params.taps
     V = math.prod(params.in_size)
     budget = max(1, min(get_memory_budget(), _L2_CHUNK))
     per_o = G * K * V * itemsize  # one output channel of one sample
-    if _GEMM_ORDER == "o" and N * per_o <= budget:
-        return N, max(1, min(cog, budget // (N * per_o)))
     per_sample = cog * per_o
     nn = max(1, min(N, budget // per_sample))
     return nn, (cog if per_sample <= budget else max(1, budget // per_o))
