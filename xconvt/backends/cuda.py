@@ -8,12 +8,15 @@ launch on the current stream and never synchronize the host.
     One launch of ``xconvt_fused`` (``cuda/conv_transpose3d.cu``) covers every
     stride phase (:func:`unit_step_phases`): a phase is a stride-1 correlation
     of the un-stuffed input with its sub-kernel, so no multiply-by-zero work is
-    done; where the dilation is not coprime to the stride a phase is split
-    into unit-step sub-phases.  A block computes a tile of one phase for a
-    block of output channels.  Input slab and weights (packed per phase by
-    ``xconvt_pack``) are staged in shared memory in stages of input channels
-    and depth taps, double-buffered with ``cp.async`` (16-byte copies where
-    the tile is aligned); each thread accumulates ``RO`` output channels x 4
+    done; where the dilation does not divide the stride a phase is split
+    into unit-step sub-phases, which read a per-residue rearranged input
+    (``xconvt_remap``, :func:`kernel_geometry`) so their rows stay
+    contiguous.  A block computes a tile of one phase for a block of output
+    channels; tile extents along H and D come from :func:`_tile_hd`.  Input
+    slab and weights (packed per phase by ``xconvt_pack``) are staged in
+    shared memory in stages of input channels and depth taps,
+    double-buffered with ``cp.async`` (16-byte copies, see
+    :func:`_w_alignment`); each thread accumulates ``RO`` output channels x 4
     consecutive outputs along W in registers and reuses a register row of
     inputs across the W taps; the outputs leave through shared memory so each
     warp writes whole rows.  :func:`fused_config` sizes tiles and stages from
@@ -24,7 +27,8 @@ launch on the current stream and never synchronize the host.
     CuPy does not use TF32 unless ``CUPY_TF32=1``), then ``xconvt_col2im``
     gathers the kernel blocks into the output and adds the bias, with per-axis
     tap tables instead of divisions.  The column buffer is chunked over batch
-    and output channels to stay under :func:`xconvt.get_memory_budget`.
+    and output channels into pieces that stay in L2 (``_L2_CHUNK``) and under
+    :func:`xconvt.get_memory_budget`.
 
 :func:`choose_variant` picks between them (rule and measurements in its
 docstring).  Index arithmetic is 32-bit when every array's element count fits
