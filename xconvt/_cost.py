@@ -337,16 +337,7 @@ def choose(kind, params, dtype):
     Cached per ``(kind, params, dtype, memory budget)``: planning the FFT
     costs tens of microseconds, which small calls would notice.
     """
-    key = (kind, params, _dtype_name(dtype), get_memory_budget())
-    name = _CHOSEN.get(key)
-    if name is None:
-        if len(_CHOSEN) > 4096:
-            _CHOSEN.clear()
-        name = _CHOSEN[key] = _choose_cached(*key)
-    return name
-
-
-_CHOSEN = {}  # choose()'s fast path: one dict lookup per call
+    return _choose_cached(kind, params, _dtype_name(dtype), get_memory_budget())
 
 
 @functools.lru_cache(maxsize=4096)

@@ -290,6 +290,12 @@ def kernel_geometry(params):
 _SMS = 132  # H100 SXM; the tile choice only needs the order of magnitude
 
 
+def grid_1d(total, threads=256):
+    """Grid of an element-wise grid-stride kernel: one thread per element, at
+    most 16 blocks per SM (the loop covers the rest)."""
+    return (max(1, min(-(-int(total) // threads), _SMS * 16)),)
+
+
 def _tile_hd(phases, cmax, tmax, twt, og, spatial, regs, copies, search=True):
     """Tile extents ``(th, td)`` along H and D.
 
@@ -544,7 +550,7 @@ class _FusedPlan:
             n_x = math.prod(x_shape)
             self.remap_args = (ityp(n_x), *(i32(v) for v in params.in_size),
                                *(i32(v) for v in geo.in_size))
-            self.remap_grid = (max(1, min(-(-n_x // 256), 132 * 16)),)
+            self.remap_grid = grid_1d(n_x)
 
     def __call__(self, x, w, b, out):
         cupy = _cupy()

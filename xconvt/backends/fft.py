@@ -105,7 +105,7 @@ def _cpu_workers():
 # --------------------------------------------------------------------- sizes
 def _smooth7_len(target, real=False):
     """Smallest ``n >= target`` whose prime factors are 2, 3, 5, 7 (cuFFT's
-    fast radices); used for ``kind="cupy"`` plans where CuPy is absent."""
+    fast radices); the base of :func:`_cuda_fast_len`."""
     best = 2 * max(1, target)
     p7 = 1
     while p7 < best:
@@ -586,8 +586,8 @@ class OnePassPlan:
     The active phases are the product of the per-axis active phases, numbered
     ``(pd * NH + ph) * NW + pw``.  ``workspace`` is the peak bytes of the
     call's buffers (padded volumes, the three spectra, cuFFT's work area),
-    ``units`` the butterfly units of the three transforms and ``macs`` the
-    complex multiply-adds of the contraction (for the cost model).
+    ``bytes`` what the call moves (the cost model's feature) and ``macs`` the
+    complex multiply-adds of the contraction.
     """
 
     def __init__(self, params, dtype_name, fast_len=None):
@@ -633,19 +633,11 @@ class OnePassPlan:
         # the plan cache, so count the largest.
         self.workspace = (max(2 * xp_ + xs, xs + 2 * wp + ws, xs + ws + ys, 2 * ys + yr)
                           + r * math.prod(params.batched_output_shape))
-        half = 0.5
-        per_vol = (fd * fh * fw * _log2(fw) * half + fd * (fw // 2 + 1) * fh * _log2(fh)
-                   + fh * (fw // 2 + 1) * fd * _log2(fd))
         self.volumes = n * g * cig + p * g * cig * cog + p * n * g * cog
-        self.units = self.volumes * per_vol
         self.macs = p * n * g * cig * cog * self.spec
         self.bytes = r * (2 * vol * self.volumes + 2 * self.spec * self.volumes
                           + math.prod(params.batched_output_shape)
                           + math.prod(params.input_shape) + math.prod(params.weight_shape))
-
-
-def _log2(n):
-    return math.log2(n) if n > 1 else 0.0
 
 
 @lru_cache(maxsize=512)
@@ -721,23 +713,19 @@ class _DevicePlan:
         n_x = n * g * cig * math.prod(params.in_size)
         n_w = p * g * cig * cog * math.prod(plan.lengths)
         self.launch = dict(
-            x=(self.grid(n_x),
+            x=(cuda.grid_1d(n_x),
                (it(n_x), *(i32(v) for v in params.in_size), i32(fd), i32(fh), i32(fw))),
-            w=(self.grid(n_w),
+            w=(cuda.grid_1d(n_w),
                (it(n_w), i32(g * cig * cog), *(i32(v) for v in params.kernel),
                 *(i32(v) for v in plan.lengths), i32(fd), i32(fh), i32(fw), i32(nh), i32(nw),
                 i32(plan.offsets[1]), i32(plan.offsets[2]))),
-            mac=(self.grid(n_mac),
+            mac=(cuda.grid_1d(n_mac),
                  (it(n_mac), it(plan.spec), i32(n), i32(g), i32(cig), i32(cog))),
-            crop=(self.grid(n_out),
+            crop=(cuda.grid_1d(n_out),
                   (it(n_out), i32(n), i32(g), i32(cog), *(i32(v) for v in params.out_size),
                    i32(fd), i32(fh), i32(fw), i32(nh), i32(nw))),
         )
         self.scale = np.dtype(work).type(1.0 / vol)
-
-    @staticmethod
-    def grid(total):
-        return (max(1, min(-(-int(total) // 256), 132 * 16)),)
 
     def __call__(self, params, x, w, b):
         """Queue the whole call; return the output and a device flag that is
