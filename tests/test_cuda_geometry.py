@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import given, settings
 
 from xconvt._params import ConvParams
-from xconvt.backends.cuda import kernel_geometry
+from xconvt.backends.cuda import _fused_tables, fused_config, kernel_geometry
 
 from .reference import conv_transpose3d_ref
 from .strategies import configs, seeds
@@ -31,20 +31,27 @@ def _replay(params, x, w):
                   np.maximum(rw, 0)[None, None, :]]
         x6 = np.where(ok, vals, 0.0)
     assert x6.shape[3:] == geo.in_size
-    w6 = w.reshape((g, cig, cog) + params.kernel)
+    # Weights as the kernel reads them: w's flat tap index from the phase's
+    # first tap and per-axis tap offsets (meta columns M_WTAP0..M_WSTEP_W).
+    w4 = w.reshape(g, cig, cog, -1)
+    cfg = fused_config(params, "float64")
+    meta = _fused_tables(params, tuple(sorted(cfg.items())))[0]
+    assert len(meta) == len(geo.phases)
     out = np.zeros((n, g, cog) + params.out_size)
     seen = np.zeros(params.out_size, bool)
-    for tri in geo.phases:
+    for tri, row in zip(geo.phases, meta):
+        tap0, steps = row[-4], row[-3:]
         counts = [ph.count for ph in tri]
         osl = tuple(slice(ph.first, ph.first + s * (ph.count - 1) + 1, s)
                     for ph, s in zip(tri, geo.out_stride))
         assert not seen[osl].any(), "two phases write one output"
         seen[osl] = True
         acc = np.zeros((n, g, cog) + tuple(counts))
-        for ud, kd in enumerate(tri[0].taps):
-            for uh, kh in enumerate(tri[1].taps):
-                for uw, kw in enumerate(tri[2].taps):
+        for ud in range(len(tri[0].taps)):
+            for uh in range(len(tri[1].taps)):
+                for uw in range(len(tri[2].taps)):
                     us = (ud, uh, uw)
+                    tap = tap0 + int(np.dot(steps, us))
                     xs = np.zeros((n, g, cig) + tuple(counts))
                     src, dst = [], []
                     for a, ph in enumerate(tri):
@@ -55,7 +62,7 @@ def _replay(params, x, w):
                         dst.append(np.nonzero(keep)[0])
                     xs[np.ix_(range(n), range(g), range(cig), *dst)] = \
                         x6[np.ix_(range(n), range(g), range(cig), *src)]
-                    acc += np.einsum("ngc...,gco->ngo...", xs, w6[:, :, :, kd, kh, kw])
+                    acc += np.einsum("ngc...,gco->ngo...", xs, w4[..., tap])
         out[(slice(None),) * 3 + osl] = acc
     return out.reshape((n, g * cog) + params.out_size)
 

@@ -32,7 +32,8 @@ def _instances():
             names.append(f"xconvt_fused<{ctype}, {index_t}, 4, {cuda_backend.RW}, 3>")
             names.append(f"xconvt_fused<{ctype}, {index_t}, 1, {cuda_backend.RW}, 7>")
             names.append(f"xconvt_pack<{ctype}, {index_t}>")
-            names.append(f"xconvt_col2im<{ctype}, {index_t}>")
+            col = "double" if ctype == "double" else "float"
+            names.append(f"xconvt_col2im<{ctype}, {col}, {index_t}>")
             names.append(f"xconvt_fft_pad_x<{ctype}, {index_t}>")
             names.append(f"xconvt_fft_pad_w<{ctype}, {index_t}>")
             names.append(f"xconvt_fft_crop<{ctype}, {index_t}>")

@@ -308,7 +308,7 @@ class ConvParams:
     def out_channels_per_group(self):
         return self.out_channels // self.groups
 
-    @property
+    @cached_property
     def full_size(self):
         """Uncropped spatial size ``(I - 1)*s + d*(K - 1) + 1``."""
         return tuple(
@@ -316,7 +316,7 @@ class ConvParams:
             for i, k, s, d in zip(self.in_size, self.kernel, self.stride, self.dilation)
         )
 
-    @property
+    @cached_property
     def out_size(self):
         """Returned spatial size ``full - 2*p + op``."""
         return tuple(
@@ -330,11 +330,11 @@ class ConvParams:
         shape = (self.batch, self.out_channels) + self.out_size
         return shape[1:] if self.unbatched else shape
 
-    @property
+    @cached_property
     def batched_output_shape(self):
         return (self.batch, self.out_channels) + self.out_size
 
-    @property
+    @cached_property
     def input_shape(self):
         """Batched input shape ``(N, Cin, D, H, W)``."""
         return (self.batch, self.in_channels) + self.in_size

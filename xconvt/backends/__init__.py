@@ -37,7 +37,13 @@ def algorithms(kind):
     return tuple(_REGISTRY[kind])
 
 
+_RESOLVED = {}
+
+
 def get(kind, name):
     """The backend function for ``kind`` (``"numpy"``/``"cupy"``) and ``name``."""
-    module, func = _REGISTRY[kind][name]
-    return getattr(importlib.import_module(module), func)
+    fn = _RESOLVED.get((kind, name))
+    if fn is None:  # first use: import the module (import_module costs ~4 us a call)
+        module, attr = _REGISTRY[kind][name]
+        fn = _RESOLVED[kind, name] = getattr(importlib.import_module(module), attr)
+    return fn

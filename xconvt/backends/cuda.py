@@ -448,9 +448,19 @@ def fused_config(params, dtype_name):
     }
 
 
+def _tap_walk(taps, inner):
+    """``(first, step)`` of an arithmetic tap sequence, in units of ``inner``
+    weight elements (the product of the kernel's later extents)."""
+    if len(taps) > 1 and any(b - a != taps[1] - taps[0] for a, b in zip(taps, taps[1:])):
+        raise AssertionError(f"phase taps {taps} are not evenly spaced")
+    step = taps[1] - taps[0] if len(taps) > 1 else 0
+    return (taps[0] if taps else 0) * inner, step * inner
+
+
 @lru_cache(maxsize=1024)
 def _fused_tables(params, cfg_key):
-    """Host tables: per-phase metadata (int64) and the weight-pack index."""
+    """Per-phase metadata (int64 rows, see ``M_*`` in the kernel source), the
+    weight-pack index, the block count and whether blocks interleave phases."""
     cfg = dict(cfg_key)
     G = params.groups
     cig = params.in_channels_per_group
@@ -469,19 +479,22 @@ def _fused_tables(params, cfg_key):
         # from the aligned column before them (_w_alignment).
         wshift, mode = _w_alignment((pd, ph, pw), cfg["ro"], bo, cfg["tw_tile"],
                                     _chunk(cfg["itemsize"]), vec_ok)
-        vec = mode != "scalar"
         tiles_w = -(-(pw.count + wshift) // cfg["tw_tile"])
         tiles_h = -(-ph.count // cfg["th"])
         tiles_d = -(-pd.count // cfg["td"])
+        # Unpacked, the kernel reads the phase's weights in PyTorch's layout,
+        # walking its taps from the first one by a fixed offset per axis.
+        (d0, dstep), (h0, hstep), (w0, wstep) = (
+            _tap_walk(pd.taps, kh_ * kw_), _tap_walk(ph.taps, kw_), _tap_walk(pw.taps, 1))
         meta.append([block0, tiles_w, tiles_h, tiles_d,
                      pd.first, ph.first, pw.first,
                      pd.count, ph.count, pw.count,
                      pd.base, ph.base, pw.base,
-                     len(pd.taps), len(ph.taps), len(pw.taps), woff, wshift, int(vec)])
+                     len(pd.taps), len(ph.taps), len(pw.taps), wshift, int(mode != "scalar"),
+                     woff, d0 + h0 + w0, dstep, hstep, wstep])
         nblk.append(tiles_w * tiles_h * tiles_d * n_ob * params.batch * G)
         block0 += nblk[-1]
-        ntap = len(pd.taps) * len(ph.taps) * len(pw.taps)
-        if ntap:
+        if pd.taps and ph.taps and pw.taps:
             # Packed layout of a phase: [g][ob][c][td][th][tw][o in block].
             g = np.arange(G).reshape(-1, 1, 1, 1, 1, 1, 1)
             ob = np.arange(n_ob).reshape(1, -1, 1, 1, 1, 1, 1)
@@ -503,11 +516,48 @@ def _fused_tables(params, cfg_key):
     return np.asarray(meta, np.int64), idx, block0, interleave
 
 
+def _pack_weights(params, cfg, nblocks):
+    """Whether the fused kernel reads a per-call packed copy of the weights.
+
+    Unpacked, a block reads its phase's taps straight from PyTorch's layout,
+    4 bytes at a time and a few per 32-byte sector; packed, one extra launch
+    first copies them into each phase's contiguous block order, which blocks
+    then stage 16 bytes at a time.  Packing pays where weights are re-read
+    by many blocks: everywhere but layers with few weights per tap
+    (``Cig x`` block channels ``<= 16``), where the extra launch and
+    allocation cost more than the scattered reads (H100, 2026-11-26: sweep_k3
+    0.052 ms unpacked vs 0.059 packed, imaging_c1_k5s2 0.335 vs 0.340;
+    same_k3s1 0.506 vs 0.485, seed_example 1.73 vs 1.61, grouped_g4 tied).
+    """
+    if _PACK is not None:
+        return _PACK
+    return params.in_channels_per_group * cfg["bo"] > 16
+
+
+_PACK = None  # force packing on (True) or off (False); None: _pack_weights' rule
+
+
+# Fields of the kernel's FusedArgs struct, in order (all int32).
+_FUSED_FIELDS = ("nphase", "interleave", "has_bias", "vec", "packed", "G", "Cig", "Cog", "n_ob",
+                 "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "isd", "ish", "isw",
+                 "TWT", "TH", "TD", "OG", "CC", "TDC", "P", "PP", "CP", "BUF", "KD", "KH", "KW")
+
+
+def _struct(fields, values):
+    """A C struct of int32 ``fields`` passed by value: a NumPy structured
+    array of one element, which CuPy hands to the kernel as its bytes."""
+    arr = np.zeros(1, np.dtype([(f, np.int32) for f in fields]))
+    for f in fields:
+        arr[f] = values[f]
+    return arr
+
+
 class _FusedPlan:
     """Everything one fused call needs that depends only on the geometry,
-    dtype and device: kernels, device tables, launch shape, scalar arguments."""
+    dtype and device: kernels, device tables, launch shape, the scalar
+    argument struct (one per bias/alignment case)."""
 
-    def __init__(self, params, dtype_name):
+    def __init__(self, params, dtype_name, packed=None):
         cupy = _cupy()
         cfg = fused_config(params, dtype_name)
         cfg_key = tuple(sorted(cfg.items()))
@@ -517,13 +567,15 @@ class _FusedPlan:
         index_t = _index_type(math.prod(params.input_shape), math.prod(x_shape),
                               math.prod(params.batched_output_shape),
                               math.prod(params.weight_shape), idx.size)
-        ityp = np.int32 if index_t == "int" else np.int64
         ctype = _CTYPES[dtype_name]
         self.meta = cupy.asarray(meta)
-        self.idx = cupy.asarray(idx.astype(ityp))
-        self.n_idx = ityp(idx.size)
-        self.pack = _kernel(f"xconvt_pack<{ctype}, {index_t}>")
-        self.pack_grid = (max(1, min(-(-idx.size // 256), 65536)),)
+        self.packed = _pack_weights(params, cfg, nblocks) if packed is None else packed
+        if self.packed:
+            ityp = np.int32 if index_t == "int" else np.int64
+            self.idx = cupy.asarray(idx.astype(ityp))
+            self.n_idx = ityp(idx.size)
+            self.pack = _kernel(f"xconvt_pack<{ctype}, {index_t}>")
+            self.pack_grid = grid_1d(idx.size)
         self.kern = _kernel(f"xconvt_fused<{ctype}, {index_t}, {cfg['ro']}, {RW}, "
                             f"{cfg['twx']}>")
         if cfg["smem"] > _SMEM_DEFAULT:
@@ -531,19 +583,26 @@ class _FusedPlan:
         self.grid = (nblocks,)
         self.block = (cfg["threads"],)
         self.smem = cfg["smem"]
-        i32 = np.int32
-        self.head = (i32(meta.shape[0]), i32(interleave))
-        self.tail = (
-            i32(params.groups), i32(params.in_channels_per_group),
-            i32(params.out_channels_per_group), i32(cfg["n_ob"]),
-            *(i32(v) for v in geo.in_size), *(i32(v) for v in params.out_size),
-            *(i32(v) for v in geo.out_stride), *(i32(v) for v in geo.in_stride),
-            *(i32(cfg[k]) for k in ("twt", "th", "td", "og", "cc", "tdc", "p", "pp",
-                                    "cp", "buf")),
-        )
+        values = dict(
+            nphase=meta.shape[0], interleave=int(interleave), G=params.groups,
+            Cig=params.in_channels_per_group, Cog=params.out_channels_per_group,
+            n_ob=cfg["n_ob"], sd=geo.out_stride[0], sh=geo.out_stride[1],
+            sw=geo.out_stride[2], isd=geo.in_stride[0], ish=geo.in_stride[1],
+            isw=geo.in_stride[2], TWT=cfg["twt"], TH=cfg["th"], TD=cfg["td"],
+            OG=cfg["og"], CC=cfg["cc"], TDC=cfg["tdc"], P=cfg["p"], PP=cfg["pp"],
+            CP=cfg["cp"], BUF=cfg["buf"], packed=int(self.packed),
+            **dict(zip(("ID", "IH", "IW"), geo.in_size)),
+            **dict(zip(("OD", "OH", "OW"), params.out_size)),
+            **dict(zip(("KD", "KH", "KW"), params.kernel)))
+        # args[has_bias][vec]: 16-byte input staging needs an aligned input
+        # pointer, checked per call.
+        self.args = [[_struct(_FUSED_FIELDS, {**values, "has_bias": hb, "vec": v})
+                      for v in (0, 1)] for hb in (0, 1)]
         self.vec_ok = _vec_eligible(params, dtype_name)
         self.remap = None
         if geo.remap is not None:
+            ityp = np.int32 if index_t == "int" else np.int64
+            i32 = np.int32
             self.remap = _kernel(f"xconvt_remap<{ctype}, {index_t}>")
             self.remap_tab = cupy.asarray(np.asarray(sum(geo.remap, ()), np.int32))
             self.x_shape = x_shape
@@ -553,18 +612,17 @@ class _FusedPlan:
             self.remap_grid = grid_1d(n_x)
 
     def __call__(self, x, w, b, out):
-        cupy = _cupy()
         if self.remap is not None:
-            xr = cupy.empty(self.x_shape, dtype=x.dtype)
+            xr = _cupy().empty(self.x_shape, dtype=x.dtype)
             self.remap(self.remap_grid, (256,), (x, xr, self.remap_tab, *self.remap_args))
             x = xr
-        wpack = cupy.empty(int(self.n_idx), dtype=x.dtype)
-        if self.n_idx:
-            self.pack(self.pack_grid, (256,), (w, self.idx, wpack, self.n_idx))
-        self.kern(self.grid, self.block,
-                  (x, wpack, x if b is None else b, out, self.meta, *self.head,
-                   np.int32(b is not None), *self.tail,
-                   np.int32(self.vec_ok and x.data.ptr % 16 == 0)),
+        if self.packed:
+            wp = _cupy().empty(int(self.n_idx), dtype=x.dtype)
+            if self.n_idx:
+                self.pack(self.pack_grid, (256,), (w, self.idx, wp, self.n_idx))
+            w = wp
+        args = self.args[b is not None][self.vec_ok and x.data.ptr % 16 == 0]
+        self.kern(self.grid, self.block, (x, w, x if b is None else b, out, self.meta, args),
                   shared_mem=self.smem)
 
 
@@ -593,72 +651,129 @@ def _col2im_table(params):
     return np.asarray(rows, np.int32).ravel()
 
 
-@lru_cache(maxsize=None)
-def _device_col2im_table_getter():
-    cupy = _cupy()
-
-    @cupy.memoize(for_each_device=True)
-    def get(params):
-        return cupy.asarray(_col2im_table(params))
-
-    return get
+# Column-buffer chunk (within the memory budget).  With cuBLAS called
+# directly, larger chunks won: gan_k4s2 0.593 ms in 8 MiB chunks, 0.500 in
+# 16-64 MiB, 0.484 in one 128 MiB chunk (H100, 2026-11-26).  Through
+# cupy.matmul, whose host time per call left gaps, 16 MiB chunks had been best.
+_GEMM_CHUNK = 128 << 20
 
 
-# Column-buffer chunk that stays in the H100's 50 MB L2 until col2im reads it
-# back (gan_k4s2: 0.647 ms with one 134 MB buffer, 0.588 ms in 16 MiB chunks).
-_L2_CHUNK = 16 << 20
-
-
-def _gemm_chunks(params, itemsize):
-    """``(batch chunk, output-channel chunk)`` of the column buffer: whole
-    samples while they fit, else output channels of one sample (chunking the
-    output channels of the whole batch first measured slower on gan_k4s2)."""
+def _gemm_chunks(params, itemsize, budget):
+    """``(batch chunk, output-channel chunk)`` of the column buffer under
+    ``budget`` bytes: whole samples while they fit, else output channels of
+    one sample (chunking the output channels of the whole batch first
+    measured slower on gan_k4s2)."""
     N, G = params.batch, params.groups
     cog, K = params.out_channels_per_group, params.taps
     V = math.prod(params.in_size)
-    budget = max(1, min(get_memory_budget(), _L2_CHUNK))
+    budget = max(1, min(budget, _GEMM_CHUNK))
     per_o = G * K * V * itemsize  # one output channel of one sample
     per_sample = cog * per_o
     nn = max(1, min(N, budget // per_sample))
     return nn, (cog if per_sample <= budget else max(1, budget // per_o))
 
 
-def _gemm(params, x, w, b, out):
+# Fields of the kernel's Col2imArgs struct, in order (all int32).
+_COL2IM_FIELDS = ("has_bias", "G", "Cog", "ID", "IH", "IW", "OD", "OH", "OW",
+                  "KD", "KH", "KW", "ksd", "ksh", "ksw", "dgd", "dgh", "dgw")
+
+_BLAS = {"float32": ("sgemmStridedBatched", np.float32),
+         "float64": ("dgemmStridedBatched", np.float64)}
+
+
+class _GemmPlan:
+    """The GEMM variant's launch plan for one geometry, dtype and device.
+
+    Per chunk of batch elements and output channels and per group, one
+    strided-batched cuBLAS call (batched over the chunk's samples)::
+
+        cols[n, g, (o, tap), v] = sum_c w[g*Cig + c, o0 + o, tap] * x[n0 + n, g*Cig + c, v]
+
+    reads ``x`` and ``w`` where they lie (column-major, ``cols^T = x^T w``:
+    no transposed copies), then ``xconvt_col2im`` gathers the taps.  cuBLAS
+    is called through CuPy's bindings with precomputed arguments, a few
+    microseconds a call: ``cupy.matmul`` took 20-40 us of host time per chunk,
+    enough to leave the GPU idle between chunks.  float16 is computed in
+    float32 (``cols`` is float32).
+    """
+
+    def __init__(self, params, dtype_name, budget):
+        cupy = _cupy()
+        from cupy_backends.cuda.libs import cublas
+
+        self.cublas = cublas
+        G, cig, cog = params.groups, params.in_channels_per_group, params.out_channels_per_group
+        K, V = params.taps, math.prod(params.in_size)
+        gemm_dtype = "float64" if dtype_name == "float64" else "float32"
+        name, self.col_dtype = _BLAS[gemm_dtype]
+        self.gemm = getattr(cublas, name)
+        self.one = np.ones(1, self.col_dtype)
+        self.zero = np.zeros(1, self.col_dtype)
+        csz = np.dtype(self.col_dtype).itemsize
+        nn, no = _gemm_chunks(params, csz, budget)
+        self.cols_size = nn * G * no * K * V
+        index_t = _index_type(math.prod(params.input_shape),
+                              math.prod(params.batched_output_shape), self.cols_size)
+        self.kern = _kernel(f"xconvt_col2im<{_CTYPES[dtype_name]}, {_CTYPES[gemm_dtype]}, "
+                            f"{index_t}>")
+        self.tab = cupy.asarray(_col2im_table(params))
+        gs = [math.gcd(s, d) for s, d in zip(params.stride, params.dilation)]
+        values = dict(
+            G=G, Cog=cog, **dict(zip(("ID", "IH", "IW"), params.in_size)),
+            **dict(zip(("OD", "OH", "OW"), params.out_size)),
+            **dict(zip(("KD", "KH", "KW"), params.kernel)),
+            **dict(zip(("ksd", "ksh", "ksw"), (s // g for s, g in zip(params.stride, gs)))),
+            **dict(zip(("dgd", "dgh", "dgw"), (d // g for d, g in zip(params.dilation, gs)))))
+        self.args = [_struct(_COL2IM_FIELDS, {**values, "has_bias": hb}) for hb in (0, 1)]
+        OD, OH, OW = params.out_size
+        i32 = np.int32
+        cin = params.in_channels
+        # Per chunk: the GEMMs' (m, n, k) and element offsets/strides, then the
+        # col2im launch.
+        self.steps = []
+        for n0 in range(0, params.batch, nn):
+            nc = min(nn, params.batch - n0)
+            for o0 in range(0, cog, no):
+                oc = min(no, cog - o0)
+                gemms = [(V, oc * K, cig,
+                          (n0 * cin + g * cig) * V, V, cin * V,            # x
+                          g * cig * cog * K + o0 * K, cog * K,              # w
+                          g * oc * K * V, V, G * oc * K * V, nc)            # cols
+                         for g in range(G)]
+                nz = nc * G * oc
+                launch = ((-(-(OH * OW) // 128), min(OD, 65535), min(nz, 65535)),
+                          (i32(nz), i32(oc), i32(n0), i32(o0)))
+                self.steps.append((gemms, launch))
+
+    def __call__(self, x, w, b, out):
+        cupy, cublas = _cupy(), self.cublas
+        if x.dtype != self.col_dtype:  # float16: the GEMM in float32
+            x, w = x.astype(self.col_dtype), w.astype(self.col_dtype)
+        cols = cupy.empty(self.cols_size, self.col_dtype)
+        handle = cupy.cuda.device.get_cublas_handle()
+        cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+        isz = cols.itemsize
+        xp, wp, cp_ = x.data.ptr, w.data.ptr, cols.data.ptr
+        one, zero = self.one.ctypes.data, self.zero.ctypes.data
+        args = self.args[b is not None]
+        bias = out if b is None else b
+        for gemms, (grid, tail) in self.steps:
+            for m, n, k, xo, lda, sa, wo, ldb, co, ldc, sc, batch in gemms:
+                # column-major: cols^T (m x n) = x^T (m x k) @ (w^T)^T
+                self.gemm(handle, cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_T, m, n, k, one,
+                          xp + xo * isz, lda, sa, wp + wo * isz, ldb, 0, zero,
+                          cp_ + co * isz, ldc, sc, batch)
+            self.kern(grid, (128,), (cols, bias, out, self.tab, args, *tail))
+
+
+@lru_cache(maxsize=None)
+def _gemm_plan_getter():
     cupy = _cupy()
-    N, G = params.batch, params.groups
-    cig, cog = params.in_channels_per_group, params.out_channels_per_group
-    K = params.taps
-    V = math.prod(params.in_size)
-    OD, OH, OW = params.out_size
-    # (Cin, Cog, K) -> (G, Cog*K, Cig): rows o*K + tap.
-    wt = cupy.ascontiguousarray(w.reshape(G, cig, cog * K).transpose(0, 2, 1))
-    nn, no = _gemm_chunks(params, x.dtype.itemsize)
-    index_t = _index_type(x.size, out.size, G * no * K * nn * V)
-    kern = _kernel(f"xconvt_col2im<{_CTYPES[x.dtype.name]}, {index_t}>")
-    tab = _device_col2im_table_getter()(params)
-    ityp = np.int32 if index_t == "int" else np.int64
-    i32 = np.int32
-    gs = [math.gcd(s, d) for s, d in zip(params.stride, params.dilation)]
-    steps = [s // g for s, g in zip(params.stride, gs)]
-    dsteps = [d // g for d, g in zip(params.dilation, gs)]
-    nbw = -(-(OH * OW) // 128)
-    fixed = (*(i32(v) for v in params.in_size), *(i32(v) for v in params.out_size),
-             *(i32(v) for v in params.kernel), *(i32(v) for v in steps),
-             *(i32(v) for v in dsteps))
-    xr = x.reshape(N, G, cig, V)
-    for n0 in range(0, N, nn):
-        nc = min(nn, N - n0)
-        xg = xr[n0:n0 + nc].transpose(1, 2, 0, 3).reshape(G, cig, nc * V)
-        for o0 in range(0, cog, no):
-            oc = min(no, cog - o0)
-            # A fresh result each chunk: the pool hands back the block just
-            # freed, and matmul(..., out=) costs an extra copy (0.59 -> 0.68 ms).
-            cols = cupy.matmul(wt[:, o0 * K:(o0 + oc) * K, :], xg)
-            nz = nc * G * oc
-            kern((nbw, min(OD, 65535), min(nz, 65535)), (128,),
-                 (cols, b if b is not None else cols, out, tab, i32(b is not None),
-                  i32(nz), i32(G), i32(oc), i32(cog), i32(n0), i32(o0), *fixed,
-                  ityp(nc * V)))
+    return cupy.memoize(for_each_device=True)(_GemmPlan)
+
+
+def _gemm(params, x, w, b, out):
+    _gemm_plan_getter()(params, dtype_name(x.dtype), get_memory_budget())(x, w, b, out)
 
 
 # --------------------------------------------------------------------------- entry

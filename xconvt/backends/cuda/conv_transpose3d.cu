@@ -83,8 +83,26 @@ enum {
   M_COUNT_D, M_COUNT_H, M_COUNT_W,
   M_BASE_D, M_BASE_H, M_BASE_W,
   M_NT_D, M_NT_H, M_NT_W,
-  M_WOFF, M_WSHIFT, M_VEC,
+  M_WSHIFT, M_VEC, M_WOFF,
+  // Weight offset of the phase's first tap (kd, kh, kw in w's last three
+  // axes) and the offset between successive taps along D, H and W.
+  M_WTAP0, M_WSTEP_D, M_WSTEP_H, M_WSTEP_W,
   META
+};
+
+// Scalar arguments of the fused kernel, passed by value as one struct (one
+// kernel parameter instead of thirty keeps the host launch cost low).  The
+// host builds it as a NumPy structured scalar with these int32 fields in this
+// order (cuda.py, _FUSED_FIELDS).  packed: w is the per-call packed copy
+// (xconvt_pack) rather than PyTorch's layout.
+struct FusedArgs {
+  int nphase, interleave, has_bias, vec, packed;
+  int G, Cig, Cog, n_ob;
+  int ID, IH, IW, OD, OH, OW;
+  int sd, sh, sw, isd, ish, isw;
+  int TWT, TH, TD, OG, CC, TDC;
+  int P, PP, CP, BUF;
+  int KD, KH, KW;
 };
 
 }  // namespace xconvt
@@ -131,6 +149,11 @@ __device__ __forceinline__ void cp_async16_n(void* dst, const void* src, int nby
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
                "l"(src), "r"(nbytes));
 }
+// The same with the destination as a shared-space address (hoisted by callers).
+__device__ __forceinline__ void cp_async16_s(unsigned dst, const void* src, int nbytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(nbytes));
+}
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::);
 }
@@ -159,15 +182,16 @@ __device__ __forceinline__ void stage1(Acc* dst, const T* src, bool valid) {
 // Narrow tiles fit in 80 (RO <= 4) or 128 (RO = 8) registers.
 template <typename T, typename I, int RO, int RW, int TWX>
 __global__ void __launch_bounds__(256, (RO >= 12 ? XCONVT_WIDE_MINB : RO > 4 ? 2 : 3))
-xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
+xconvt_fused(const T* __restrict__ x, const T* __restrict__ w,
              const T* __restrict__ bias, T* __restrict__ out,
-             const long long* __restrict__ meta, int nphase, int interleave,
-             int has_bias, int G, int Cig, int Cog, int n_ob,
-             int ID, int IH, int IW, int OD, int OH, int OW,
-             int sd, int sh, int sw, int isd, int ish, int isw,
-             int TWT, int TH, int TD, int OG, int CC, int TDC,
-             int P, int PP, int CP, int BUF, int vec) {
+             const long long* __restrict__ meta, const xconvt::FusedArgs a) {
   using namespace xconvt;
+  const int nphase = a.nphase, interleave = a.interleave, has_bias = a.has_bias;
+  const int G = a.G, Cig = a.Cig, Cog = a.Cog, n_ob = a.n_ob;
+  const int ID = a.ID, IH = a.IH, IW = a.IW, OD = a.OD, OH = a.OH, OW = a.OW;
+  const int sd = a.sd, sh = a.sh, sw = a.sw, isd = a.isd, ish = a.ish, isw = a.isw;
+  const int TWT = a.TWT, TH = a.TH, TD = a.TD, OG = a.OG, CC = a.CC, TDC = a.TDC;
+  const int P = a.P, PP = a.PP, CP = a.CP, BUF = a.BUF, vec = a.vec;
   typedef typename acc_of<T>::type Acc;
   constexpr int VW = 16 / sizeof(Acc);
   constexpr int XL = ((RW + TWX - 1 + VW - 1) / VW) * VW;
@@ -178,30 +202,32 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
   // When every phase has the same number of blocks (interleave != 0) the
   // phase varies fastest, so sibling phases write the same output sectors
   // close together in time; otherwise phases follow each other.
-  long long b = blockIdx.x;
+  // 32-bit arithmetic: the grid has fewer than 2^31 blocks (64-bit
+  // divisions cost hundreds of instructions).
+  unsigned b = blockIdx.x;
   int lo = 0;
   if (interleave) {
-    lo = (int)(b % nphase);
-    b /= nphase;
+    lo = (int)(b % (unsigned)nphase);
+    b /= (unsigned)nphase;
   } else {
     int hi = nphase - 1;
     while (lo < hi) {
       const int mid = (lo + hi + 1) >> 1;
-      if (meta[mid * META + M_BLOCK0] <= b) lo = mid; else hi = mid - 1;
+      if (meta[mid * META + M_BLOCK0] <= (long long)b) lo = mid; else hi = mid - 1;
     }
-    b -= meta[lo * META + M_BLOCK0];
+    b -= (unsigned)meta[lo * META + M_BLOCK0];
   }
   const long long* m = meta + lo * META;
-  const int tiles_w = (int)m[M_TILES_W], tiles_h = (int)m[M_TILES_H];
-  const int tiles_d = (int)m[M_TILES_D];
-  const int ob = (int)(b % n_ob); b /= n_ob;
-  const long long ntile = (long long)tiles_w * tiles_h * tiles_d;
-  const long long tile = b % ntile;
+  const unsigned tiles_w = (unsigned)m[M_TILES_W], tiles_h = (unsigned)m[M_TILES_H];
+  const unsigned tiles_d = (unsigned)m[M_TILES_D];
+  const int ob = (int)(b % (unsigned)n_ob); b /= (unsigned)n_ob;
+  const unsigned ntile = tiles_w * tiles_h * tiles_d;
+  const unsigned tile = b % ntile;
   const int ng = (int)(b / ntile);
   const int g = ng % G, n = ng / G;
   const int tx = (int)(tile % tiles_w);
   const int ty = (int)((tile / tiles_w) % tiles_h);
-  const int tz = (int)(tile / ((long long)tiles_w * tiles_h));
+  const int tz = (int)(tile / (tiles_w * tiles_h));
 
   const int TW = TWT * RW;
   // The W tiles of a phase start wshift outputs early so that, with unit
@@ -239,13 +265,25 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
     // Weight rows are padded to whole vectors when a block has one channel.
     const int TwP = BO == 1 ? (Tw + VW - 1) / VW * VW : Tw;
     const int tap_sz = Th * TwP * BO;        // weights per (c, d tap)
-    // Packed weights of this phase: [g][ob][c][td][th][tw][BO].
-    const T* const wg = wp + m[M_WOFF] + ((I)g * n_ob + ob) * (I)Cig * Td * tap_sz;
+    // Weights are staged per channel as [td][th][tw][o in block] (tw padded
+    // to TwP, o to BO, zeros there).  Packed (a.packed): w already holds
+    // that layout per phase, [g][ob][c][td][th][tw][BO] from M_WOFF, copied
+    // 16 bytes at a time.  Otherwise w is in PyTorch's layout
+    // w[g*Cig + c][o][kd][kh][kw], read element by element; the strides of
+    // the staged digits there:
+    const int KT = a.KD * a.KH * a.KW;
+    const int obase = ob * BO;
+    const I w_c = a.packed ? (I)Td * tap_sz : (I)Cog * KT;   // input channel
+    const int w_td = a.packed ? tap_sz : (int)m[M_WSTEP_D];
+    const int w_th = (int)m[M_WSTEP_H], w_tw = (int)m[M_WSTEP_W];
+    const T* const wg = a.packed
+        ? w + m[M_WOFF] + ((I)g * n_ob + ob) * (I)Cig * Td * tap_sz
+        : w + ((I)g * Cig * Cog + obase) * KT + m[M_WTAP0];
     const int n_cs = (Cig + CC - 1) / CC;
     const int n_ts = (Td + TDC - 1) / TDC;
     const int nstage = n_cs * n_ts;
-    // Lanes of a warp cover wspan units of rpw rows at a time; a unit is one
-    // element, or with vec a 16-byte chunk of CW elements (aligned rows).
+    // A row is staged in units of one element, or with vec 16-byte chunks of
+    // CW elements (aligned rows).
     constexpr int CW = 16 / sizeof(T);
     const bool vecp = vec && m[M_VEC];   // aligned tiles in this phase
     // With vec, rows are staged from the 16-byte boundary at or before the
@@ -253,71 +291,119 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
     // (xsh != 0 only where the host did not shift the tile to align it).
     const int xsh = vecp ? (base_w & (CW - 1)) : 0;
     const int nunit = vecp ? (xsh + WWn + CW - 1) / CW : WWn;
-    const int lane = tid & 31, warp = tid >> 5, nwarps = (nthreads + 31) >> 5;
-    const int wspan = min(nunit, 32);
-    const int rpw = 32 / wspan;
-    const int sub = lane / wspan, l0 = lane % wspan;
     constexpr int WVE = 16 / sizeof(T);     // elements per 16-byte weight copy
+    // Staging layout: R rows of L lanes per sweep (see issue); this thread's
+    // first row and unit, and with vec the unit's first input column and
+    // element count (before the row's bounds).
+    const int L = min(nunit, 32), R = nthreads / L;   // rows over 32 units: whole warps
+    const int srow0 = tid < R * L ? tid / L : (1 << 30), su = tid % L;
+    const int su_gw = base_w - xsh + su * CW;
+    const int su_nv = su_gw >= 0 ? max(0, min(CW, IW - su_gw)) : 0;
 
     auto issue = [&](int s) {
       Acc* const xs = smem + (s & 1) * BUF;
       const int c0 = (s / n_ts) * CC, td0 = (s % n_ts) * TDC;
       const int cc = min(CC, Cig - c0), tdc = min(TDC, Td - td0);
       const int TDP = TD + tdc - 1;
+      // Rows (c, dd, hh) of nunit units each.  Threads are laid out as R rows
+      // of L lanes; the lane's unit u = su is fixed, so its W position and
+      // chunk size are computed once, and the row digits advance by R with
+      // carries (no division per row).  Rows of more than 32 units take one
+      // warp each, its lanes looping over the units.
       const int nrows = cc * TDP * HH;
-      if (sub < rpw) {
-        // Row r = (c * TDP + dd) * HH + hh, walked with counters (no division
-        // per row): rows advance by rstep = nwarps * rpw.
-        const int rstep = nwarps * rpw;
-        int r = warp * rpw + sub;
-        int hh = r % HH, dd = (r / HH) % TDP, c = r / (HH * TDP);
-        const int dh = rstep % HH, dq = rstep / HH;
-        const I row_stride_c = x_chan;
-        for (; r < nrows; r += rstep) {
-          const int gd = base_d + isd * (dd + td0);
-          const int gh = base_h + ish * hh;
-          const bool row_ok = (unsigned)gd < (unsigned)ID && (unsigned)gh < (unsigned)IH;
-          const T* src = xg + (I)(c0 + c) * row_stride_c + (I)gd * x_plane + (I)gh * IW + base_w;
-          Acc* dst = xs + c * CP + dd * PP + hh * P;
-          if constexpr (sizeof(T) == sizeof(Acc)) {
-            if (vecp) {
-              for (int u = l0; u < nunit; u += wspan) {
-                const int gw = base_w - xsh + u * CW;
-                const int nv = (row_ok && gw >= 0) ? max(0, min(CW, IW - gw)) : 0;
-                cp_async16_n(dst + u * CW, nv ? src - xsh + u * CW : x, nv * (int)sizeof(T));
-              }
-              goto next_row;
+      int hh = srow0 % HH, dd = (srow0 / HH) % TDP, c = srow0 / (HH * TDP);
+      const int ihh = R % HH, idd = (R / HH) % TDP, ic = R / (HH * TDP);
+      const unsigned xs_s = smem_addr(xs) + su * CW * (int)sizeof(Acc);
+      for (int r = srow0; r < nrows; r += R) {
+        const int gd = base_d + isd * (dd + td0);
+        const int gh = base_h + ish * hh;
+        const bool row_ok = (unsigned)gd < (unsigned)ID && (unsigned)gh < (unsigned)IH;
+        // One index, then one pointer addition (adding each term to the
+        // pointer would widen each to 64 bits).
+        const I off = (I)(c0 + c) * x_chan + (I)gd * x_plane + (I)gh * IW;
+        const T* const src = xg + off;
+        const int drow = c * CP + dd * PP + hh * P;
+        Acc* const dst = xs + drow;
+        bool done = false;
+        if constexpr (sizeof(T) == sizeof(Acc)) {
+          if (vecp) {
+            const int nv = row_ok ? su_nv : 0;
+            cp_async16_s(xs_s + drow * (int)sizeof(Acc), nv ? xg + (off + su_gw) : x,
+                         nv * (int)sizeof(T));
+            for (int u = su + L; u < nunit; u += L) {
+              const int gw = base_w - xsh + u * CW;
+              const int nvu = (row_ok && gw >= 0) ? max(0, min(CW, IW - gw)) : 0;
+              cp_async16_n(dst + u * CW, nvu ? src + gw : x, nvu * (int)sizeof(T));
             }
+            done = true;
           }
-          for (int ww = l0; ww < WWn; ww += wspan) {
-            const bool ok = row_ok && (unsigned)(base_w + isw * ww) < (unsigned)IW;
-            stage1<T, Acc>(dst + ww, ok ? src + isw * ww : x, ok);
-          }
-        next_row:
-          hh += dh;
-          dd += dq;
-          if (hh >= HH) { hh -= HH; ++dd; }
-          while (dd >= TDP) { dd -= TDP; ++c; }
         }
+        if (!done) {
+          for (int u = su; u < nunit; u += L) {
+            const int gw = base_w + isw * u;
+            const bool ok = row_ok && (unsigned)gw < (unsigned)IW;
+            stage1<T, Acc>(dst + u, ok ? src + gw : x, ok);
+          }
+        }
+        hh += ihh;
+        int carry = hh >= HH; if (carry) hh -= HH;
+        dd += idd + carry;
+        carry = dd >= TDP; if (carry) dd -= TDP;
+        c += ic + carry;
       }
-      // Weights: cc segments of tdc * tap_sz contiguous elements.
+      // Weights: element e = (((c*tdc + td)*Th + th)*TwP + tw)*BO + o of the
+      // stage goes to ws[c*TDC*tap_sz + (e - c*tdc*tap_sz)].  Its digits are
+      // advanced by those of nthreads with carries (no division per element).
       Acc* const ws = xs + CC * CP;
-      const int seg = tdc * tap_sz;
-      const T* wsrc = wg + ((I)c0 * Td + td0) * tap_sz;
-      if constexpr (sizeof(T) == sizeof(Acc)) {
-        if ((tap_sz % WVE) == 0) {
-          const int nv = seg / WVE;
-          for (int e = tid; e < cc * nv; e += nthreads) {
-            const int c = e / nv, v = e % nv;
-            cp_async<16>(ws + c * (TDC * tap_sz) + v * WVE,
-                         wsrc + (I)c * Td * tap_sz + v * WVE, true);
+      const T* const wsrc = wg + (I)c0 * w_c + (I)td0 * w_td;
+      if (a.packed) {
+        // cc segments of tdc * tap_sz contiguous elements
+        const int seg = tdc * tap_sz;
+        if constexpr (sizeof(T) == sizeof(Acc)) {
+          if ((tap_sz % WVE) == 0) {
+            const int nv = seg / WVE;
+            for (int e = tid; e < cc * nv; e += nthreads) {
+              const int c = e / nv, v = e % nv;
+              cp_async<16>(ws + c * (TDC * tap_sz) + v * WVE, wsrc + (I)c * w_c + v * WVE, true);
+            }
+            return;
           }
-          return;
         }
+        for (int e = tid; e < cc * seg; e += nthreads) {
+          const int c = e / seg, v = e % seg;
+          stage1<T, Acc>(ws + c * (TDC * tap_sz) + v, wsrc + (I)c * w_c + v, true);
+        }
+        return;
       }
-      for (int e = tid; e < cc * seg; e += nthreads) {
-        const int c = e / seg, v = e % seg;
-        stage1<T, Acc>(ws + c * (TDC * tap_sz) + v, wsrc + (I)c * Td * tap_sz + v, true);
+      {
+        int q = tid;
+        int o = q % BO; q /= BO;
+        int tw = q % TwP; q /= TwP;
+        int th = q % Th; q /= Th;
+        int td = q % tdc;
+        int c = q / tdc;
+        q = nthreads;
+        const int io = q % BO; q /= BO;
+        const int itw = q % TwP; q /= TwP;
+        const int ith = q % Th; q /= Th;
+        const int itd = q % tdc;
+        const int ic = q / tdc;
+        const int gap = (TDC - tdc) * tap_sz;
+        const int total = cc * tdc * tap_sz;
+        for (int e = tid; e < total; e += nthreads) {
+          const bool ok = tw < Tw && obase + o < Cog;
+          const T* src = wsrc + (I)c * w_c + (I)o * KT + td * w_td + th * w_th + tw * w_tw;
+          stage1<T, Acc>(ws + e + c * gap, ok ? src : w, ok);
+          o += io;
+          int carry = o >= BO; if (carry) o -= BO;
+          tw += itw + carry;
+          carry = tw >= TwP; if (carry) tw -= TwP;
+          th += ith + carry;
+          carry = th >= Th; if (carry) th -= Th;
+          td += itd + carry;
+          carry = td >= tdc; if (carry) td -= tdc;
+          c += ic + carry;
+        }
       }
     };
 
@@ -420,38 +506,52 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ wp,
   const I o_chan = (I)OD * OH * OW;
   const int lane_e = tid & 31, warp_e = tid >> 5, nwarps_e = (nthreads + 31) >> 5;
   const int wlim = min(TW, count_w - jw0), wlo = max(0, -jw0);
+  // Row digits (hl fastest, then dl, ogl) advance by nwarps_e with carries.
+  int hl = warp_e % TH, dl = (warp_e / TH) % TD, ogl = warp_e / (TH * TD);
+  const int ihl = nwarps_e % TH, idl = (nwarps_e / TH) % TD, iogl = nwarps_e / (TH * TD);
+  const int ostride = S * TW;                // between channels in the tile
   for (int row = warp_e; row < S; row += nwarps_e) {
-    const int hl = row % TH;
-    const int q = row / TH;
-    const int dl = q % TD, ogl = q / TD;
     const int jd = jd0 + dl, jh = jh0 + hl;
-    if (jd >= count_d || jh >= count_h) continue;
-    const int o0 = ob * BO + ogl * RO;
-    T* const orow = out + ((I)n * G + g) * (I)Cog * o_chan +
-                    ((I)(first_d + sd * jd) * OH + (first_h + sh * jh)) * OW +
-                    first_w + (I)sw * jw0;
-    T* dst = orow + (I)o0 * o_chan;
-    const Acc* src = otile + row * TW;
-    const int rmax = min(RO, Cog - o0);
-    if (TW <= 32) {
-      // One output per lane and channel: no inner loop (the common case).
-      const int jw = wlo + lane_e;
-      if (jw < wlim) {
-        T* const d = dst + (I)sw * jw;
-        const Acc* const sp = src + jw;
-        const T* const bp = bias + g * Cog + o0;
-#pragma unroll 4
-        for (int r = 0; r < rmax; ++r) {
+    if (jd < count_d && jh < count_h) {
+      const int o0 = ob * BO + ogl * RO;
+      T* dst = out + ((I)n * G + g) * (I)Cog * o_chan + (I)o0 * o_chan +
+               ((I)(first_d + sd * jd) * OH + (first_h + sh * jh)) * OW +
+               first_w + (I)sw * jw0;
+      const Acc* src = otile + row * TW;
+      const T* const bp = bias + g * Cog + o0;
+      const int rmax = min(RO, Cog - o0);
+      if (TW <= 32) {
+        // One output per lane and channel: no inner loop (the common case).
+        const int jw = wlo + lane_e;
+        if (jw < wlim) {
+          dst += (I)sw * jw;
+          src += jw;
+          if (rmax == RO) {
+#pragma unroll
+            for (int r = 0; r < RO; ++r, dst += o_chan, src += ostride) {
+              const Acc bv = has_bias ? to_acc(bp[r]) : Acc(0);
+              *dst = from_acc<T>(*src + bv);
+            }
+          } else {
+            for (int r = 0; r < rmax; ++r, dst += o_chan, src += ostride) {
+              const Acc bv = has_bias ? to_acc(bp[r]) : Acc(0);
+              *dst = from_acc<T>(*src + bv);
+            }
+          }
+        }
+      } else {
+        for (int r = 0; r < rmax; ++r, dst += o_chan, src += ostride) {
           const Acc bv = has_bias ? to_acc(bp[r]) : Acc(0);
-          d[(I)r * o_chan] = from_acc<T>(sp[r * S * TW] + bv);
+          for (int jw = wlo + lane_e; jw < wlim; jw += 32)
+            dst[(I)sw * jw] = from_acc<T>(src[jw] + bv);
         }
       }
-      continue;
     }
-    for (int r = 0; r < rmax; ++r, dst += o_chan, src += S * TW) {
-      const Acc bv = has_bias ? to_acc(bias[g * Cog + o0 + r]) : Acc(0);
-      for (int jw = wlo + lane_e; jw < wlim; jw += 32) dst[(I)sw * jw] = from_acc<T>(src[jw] + bv);
-    }
+    hl += ihl;
+    int carry = hl >= TH; if (carry) hl -= TH;
+    dl += idl + carry;
+    carry = dl >= TD; if (carry) dl -= TD;
+    ogl += iogl + carry;
   }
 }
 
@@ -470,32 +570,39 @@ __global__ void xconvt_pack(const T* __restrict__ src, const I* __restrict__ idx
 }
 
 // ---------------------------------------------------------------------------
-// col2im in gather form for the GEMM path.  cols has shape
-// (G, Cg * KD*KH*KW, NC * ID*IH*IW) for output channels o0..o0+Cg of each
-// group and batch elements n0..n0+NC: cols[g, o*K + tap, n*V + v] =
-// sum_c W[g*Cig + c, o0 + o, tap] * x[n0 + n, g*Cig + c, v].  One thread per
-// output element sums the taps that reach it (no atomics) and adds the bias.
-// tab holds, per axis and output index, the first tap k0 that reaches it, the
-// matching input index i0 and the number of taps: the taps are k0 + t*ks with
-// inputs i0 - t*dg (ks = s/gcd(s,d), dg = d/gcd(s,d)), so no division is
-// needed per tap.  Grid: x = blocks of 128 over the OH x OW plane, y = OD,
-// z = (n, g, o).
+// col2im in gather form for the GEMM path.  C is the column type (float for
+// __half and float, double for double).  cols holds, for batch elements
+// n0 + n (n < NZ / (G * Cg)) and output channels o0 + o (o < Cg) of each
+// group, cols[((n*G + g)*Cg + o)*K + tap][v] = sum_c W[g*Cig + c, o0 + o, tap]
+// * x[n0 + n, g*Cig + c, v] (K = KD*KH*KW taps, v < V = ID*IH*IW).  One thread
+// per output element sums the taps that reach it (no atomics) and adds the
+// bias.  tab holds, per axis and output index, the first tap k0 that reaches
+// it, the matching input index i0 and the number of taps: the taps are
+// k0 + t*ks with inputs i0 - t*dg (ks = s/gcd(s,d), dg = d/gcd(s,d)), so no
+// division is needed per tap.  Grid: x = blocks of 128 over the OH x OW
+// plane, y = OD, z = (n, g, o).
 // ---------------------------------------------------------------------------
-template <typename T, typename I>
+namespace xconvt {
+struct Col2imArgs {
+  int has_bias, G, Cog;
+  int ID, IH, IW, OD, OH, OW;
+  int KD, KH, KW, ksd, ksh, ksw, dgd, dgh, dgw;
+};
+}  // namespace xconvt
+
+template <typename T, typename C, typename I>
 __global__ void __launch_bounds__(128)
-xconvt_col2im(const T* __restrict__ cols, const T* __restrict__ bias,
-              T* __restrict__ out, const int* __restrict__ tab, int has_bias,
-              int NZ, int G, int Cg, int Cog, int n0, int o0,
-              int ID, int IH, int IW, int OD, int OH, int OW,
-              int KD, int KH, int KW, int ksd, int ksh, int ksw,
-              int dgd, int dgh, int dgw, I ncol) {
+xconvt_col2im(const C* __restrict__ cols, const T* __restrict__ bias,
+              T* __restrict__ out, const int* __restrict__ tab,
+              const xconvt::Col2imArgs a, int NZ, int Cg, int n0, int o0) {
   using namespace xconvt;
-  typedef typename acc_of<T>::type Acc;
+  const int OD = a.OD, OH = a.OH, OW = a.OW, IH = a.IH, IW = a.IW;
+  const int KH = a.KH, KW = a.KW, G = a.G;
   const int hw = blockIdx.x * blockDim.x + threadIdx.x;
   if (hw >= OH * OW) return;
   const int oh = hw / OW, ow = hw % OW;
-  const I V = (I)ID * IH * IW;
-  const I K = (I)KD * KH * KW;
+  const I V = (I)a.ID * IH * IW;
+  const I K = (I)a.KD * KH * KW;
   const int* const th_ = tab + 3 * (OD + oh);
   const int* const tw_ = tab + 3 * (OD + OH + ow);
   const int kh0 = th_[0], ih0 = th_[1], nh = th_[2];
@@ -506,18 +613,18 @@ xconvt_col2im(const T* __restrict__ cols, const T* __restrict__ bias,
       const int o = z % Cg;
       const int q = z / Cg;
       const int g = q % G, n = q / G;
-      const T* const cg = cols + ((I)g * Cg + o) * K * ncol + (I)n * V;
-      Acc acc = has_bias ? to_acc(bias[g * Cog + o0 + o]) : Acc(0);
+      const C* const cg = cols + (I)z * K * V;
+      C acc = a.has_bias ? (C)to_acc(bias[g * a.Cog + o0 + o]) : C(0);
       for (int td = 0; td < nd; ++td) {
-        const int kd = kd0 + td * ksd, id = id0 - td * dgd;
+        const int kd = kd0 + td * a.ksd, id = id0 - td * a.dgd;
         for (int th = 0; th < nh; ++th) {
-          const int kh = kh0 + th * ksh, ih = ih0 - th * dgh;
-          const T* const crow = cg + ((I)kd * KH + kh) * KW * ncol + ((I)id * IH + ih) * IW;
+          const int kh = kh0 + th * a.ksh, ih = ih0 - th * a.dgh;
+          const C* const crow = cg + ((I)kd * KH + kh) * KW * V + ((I)id * IH + ih) * IW;
           for (int tw = 0; tw < nw; ++tw)
-            acc += to_acc(crow[(I)(kw0 + tw * ksw) * ncol + (iw0 - tw * dgw)]);
+            acc += crow[(I)(kw0 + tw * a.ksw) * V + (iw0 - tw * a.dgw)];
         }
       }
-      out[((((I)(n0 + n) * G + g) * Cog + o0 + o) * OD + od) * (I)OH * OW +
+      out[((((I)(n0 + n) * G + g) * a.Cog + o0 + o) * OD + od) * (I)OH * OW +
           (I)oh * OW + ow] = from_acc<T>(acc);
     }
   }
