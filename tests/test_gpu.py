@@ -392,3 +392,25 @@ def test_direct_variants(variant, budget, cfg, seed):
         out = cuda_backend.direct(params, xd, wd, bd, variant=variant)
     stream.synchronize()
     _check(out, cfg.reference(x, w, b), "float64", xd)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@given(cfg=configs(batches=(1, 2)), seed=seeds)
+def test_fused_weight_layouts(packed, dtype, cfg, seed):
+    """The fused kernel reading a packed weight copy and reading the weights
+    in place (chosen per geometry by ``cuda._pack_weights``) agree with the
+    reference."""
+    from xconvt._params import ConvParams
+    from xconvt.backends import cuda as cuda_backend
+
+    x, w, b = cfg.arrays(seed, dtype)
+    xd, wd, bd = _dev(x, w, b)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
+                                    **cfg.kwargs)
+    out = cupy.empty(params.batched_output_shape, dtype)
+    cuda_backend._FusedPlan(params, dtype, packed=packed)(
+        xd if xd.ndim == 5 else xd[None], wd, bd, out)
+    ref = cfg.reference(x.astype(np.float64), w.astype(np.float64),
+                        None if b is None else b.astype(np.float64))
+    _check(out, ref if ref.ndim == 5 else ref[None], dtype, xd)

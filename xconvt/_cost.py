@@ -84,6 +84,7 @@ import math
 import time
 
 from ._config import get_memory_budget
+from ._params import dtype_name
 
 __all__ = ["CALIBRATION", "CONSTANTS", "calibrate", "choose", "estimate", "measure"]
 
@@ -286,11 +287,7 @@ def _cupy_fft_constant():
 
 
 def _dtype_name(dtype):
-    if isinstance(dtype, str):
-        return dtype
-    from ._params import dtype_name
-
-    return dtype_name(dtype)
+    return dtype if isinstance(dtype, str) else dtype_name(dtype)
 
 
 def estimate(kind, params, dtype, budget=None):

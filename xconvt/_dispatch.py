@@ -16,11 +16,20 @@ SUPPORTED_DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
 AUTO_NAMES = ("auto", "measure")
 
 
+_KINDS = {np.ndarray: "numpy"}
+"""Exact array types seen before -> kind (``cupy.ndarray`` is added on first use)."""
+
+
 def _kind_of(name, a):
     """``"numpy"`` or ``"cupy"`` for a supported array, else ``TypeError``."""
+    kind = _KINDS.get(type(a))
+    if kind is not None:
+        return kind
     if isinstance(a, np.ndarray) and is_numpy_array(a):
         return "numpy"
     if is_cupy_array(a):
+        if type(a).__name__ == "ndarray":
+            _KINDS[type(a)] = "cupy"
         return "cupy"
     msg = (
         f"{name} must be a numpy.ndarray or a cupy.ndarray, got {type(a).__module__}."

@@ -155,6 +155,17 @@ class ConvParams:
     unbatched: bool = False
     has_bias: bool = False
 
+    def __hash__(self):
+        # Computed once: every cached plan and choice is keyed on the
+        # parameters, and hashing a dozen fields costs about a microsecond.
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.batch, self.in_channels, self.out_channels, self.groups,
+                      self.in_size, self.kernel, self.stride, self.padding,
+                      self.output_padding, self.dilation, self.unbatched, self.has_bias))
+            object.__setattr__(self, "_hash", h)
+        return h
+
     # ------------------------------------------------------------------ build
     @classmethod
     def from_shapes(

@@ -13,30 +13,35 @@ launch on the current stream and never synchronize the host.
     (``xconvt_remap``, :func:`kernel_geometry`) so their rows stay
     contiguous.  A block computes a tile of one phase for a block of output
     channels; tile extents along H and D come from :func:`_tile_hd`.  Input
-    slab and weights (packed per phase by ``xconvt_pack``) are staged in
-    shared memory in stages of input channels and depth taps,
-    double-buffered with ``cp.async`` (16-byte copies, see
-    :func:`_w_alignment`); each thread accumulates ``RO`` output channels x 4
+    slab and weights are staged in shared memory in stages of input channels
+    and depth taps, double-buffered with ``cp.async`` (16-byte copies, see
+    :func:`_w_alignment`); the weights are either read in place from
+    PyTorch's layout or first packed per phase by ``xconvt_pack``
+    (:func:`_pack_weights`); each thread accumulates ``RO`` output channels x 4
     consecutive outputs along W in registers and reuses a register row of
     inputs across the W taps; the outputs leave through shared memory so each
     warp writes whole rows.  :func:`fused_config` sizes tiles and stages from
     the register and shared-memory budget of an SM (H100 figures).
 
 ``gemm``
-    ``cols = W^T @ X`` per group with ``cupy.matmul`` (cuBLAS, true float32:
-    CuPy does not use TF32 unless ``CUPY_TF32=1``), then ``xconvt_col2im``
-    gathers the kernel blocks into the output and adds the bias, with per-axis
-    tap tables instead of divisions.  The column buffer is chunked over batch
-    and output channels into pieces that stay in L2 (``_L2_CHUNK``) and under
-    :func:`xconvt.get_memory_budget`.
+    ``cols = W^T @ X`` per group and chunk with cuBLAS's strided-batched GEMM
+    through CuPy's bindings (true float32: the legacy SGEMM does not use TF32
+    unless CuPy's handle is switched to it), reading ``x`` and ``w`` in place,
+    then ``xconvt_col2im`` gathers the kernel blocks into the output and adds
+    the bias, with per-axis tap tables instead of divisions
+    (:class:`_GemmPlan`).  The column buffer is chunked over batch and output
+    channels (``_GEMM_CHUNK``, within :func:`xconvt.get_memory_budget`).
 
 :func:`choose_variant` picks between them (rule and measurements in its
 docstring).  Index arithmetic is 32-bit when every array's element count fits
 in an ``int`` and 64-bit otherwise; kernel names carry the specialization
 (dtype, index type, ``RO``, ``RW``, W-tap block).  Kernels are compiled once
 per device and specialization (``cupy.memoize(for_each_device=True)``), and
-each geometry's launch plan (tables on the device, scalar arguments) is cached
-the same way, so a call costs two launches and a few microseconds of Python.
+each geometry's launch plan (tables on the device, the scalar arguments as one
+struct passed by value) is cached the same way, so a call costs one or two
+launches and a few microseconds of Python: every microsecond of host time
+before the first launch leaves the GPU idle, and CuPy spends about 0.3 us per
+launch argument (36 scalar arguments took 15 us to launch, 6 take 5 us).
 float16 accumulates in float32; complex inputs run as four real convolutions.
 """
 
@@ -110,6 +115,11 @@ def _index_type(*sizes):
 
 
 # --------------------------------------------------------------------------- choice
+@lru_cache(maxsize=1024)
+def _variant(params):
+    return choose_variant(params, None)
+
+
 def choose_variant(params, dtype):
     """``"gemm"`` or ``"fused"`` for one call.
 
@@ -117,9 +127,10 @@ def choose_variant(params, dtype):
     cuBLAS to run near its float32 peak and every phase of the fused kernel
     has several taps: strided layers (stride > 1 on every axis, at least 8
     taps per stride phase) with at least 128 input and 64 output channels per
-    group (``gan_k4s2``: 0.65 ms against 0.70 ms fused on the H100).  Everything else runs the fused kernel, U-Net
-    upsampling included (``unet_k2s2``: 0.50 ms fused, 0.66 ms GEMM).
-    Measured on an H100, 2026-11-25 (bench/results).
+    group (``gan_k4s2``: 0.49 ms against 0.57 ms fused on an H100,
+    2026-11-26).  Everything else runs the fused kernel, U-Net upsampling
+    included (``unet_k2s2``: 0.45 ms fused, 0.51 ms GEMM; ``vnet_k3s2`` 0.40
+    fused, 0.50 GEMM).
     """
     taps_per_phase = params.taps / math.prod(params.stride)
     if (min(params.stride) > 1 and taps_per_phase >= 8
@@ -516,24 +527,30 @@ def _fused_tables(params, cfg_key):
     return np.asarray(meta, np.int64), idx, block0, interleave
 
 
-def _pack_weights(params, cfg, nblocks):
+def _pack_weights(params, cfg, meta):
     """Whether the fused kernel reads a per-call packed copy of the weights.
 
     Unpacked, a block reads its phase's taps straight from PyTorch's layout,
     4 bytes at a time and a few per 32-byte sector; packed, one extra launch
     first copies them into each phase's contiguous block order, which blocks
-    then stage 16 bytes at a time.  Packing pays where weights are re-read
-    by many blocks: everywhere but layers with few weights per tap
-    (``Cig x`` block channels ``<= 16``), where the extra launch and
-    allocation cost more than the scattered reads (H100, 2026-11-26: sweep_k3
-    0.052 ms unpacked vs 0.059 packed, imaging_c1_k5s2 0.335 vs 0.340;
-    same_k3s1 0.506 vs 0.485, seed_example 1.73 vs 1.61, grouped_g4 tied).
+    then stage 16 bytes at a time.  Packing pays once the blocks stage more
+    than ~1M weight elements in all (H100, 2026-11-26, ms unpacked/packed:
+    sweep_k3 0.15M elements 0.050/0.057, imaging_c1_k5s2 0.45M 0.300/0.304,
+    sweep_k5 0.51M 0.084/0.092; sweep_k7 1.4M and grouped_g4 1.8M tied;
+    depthwise_k7 2.8M 0.429/0.408, same_k3s1 14M 0.464/0.444, seed_example
+    85M 1.63/1.46).
     """
     if _PACK is not None:
         return _PACK
-    return params.in_channels_per_group * cfg["bo"] > 16
+    staged = 0
+    for row in meta:  # blocks of the phase x weights each stages
+        tiles = int(row[1] * row[2] * row[3]) * cfg["n_ob"] * params.batch * params.groups
+        taps = int(row[13] * row[14]) * _padded_tw(int(row[15]), cfg["bo"], cfg["vw"])
+        staged += tiles * params.in_channels_per_group * taps * cfg["bo"]
+    return staged > _PACK_MIN_STAGED
 
 
+_PACK_MIN_STAGED = 1 << 20
 _PACK = None  # force packing on (True) or off (False); None: _pack_weights' rule
 
 
@@ -569,7 +586,7 @@ class _FusedPlan:
                               math.prod(params.weight_shape), idx.size)
         ctype = _CTYPES[dtype_name]
         self.meta = cupy.asarray(meta)
-        self.packed = _pack_weights(params, cfg, nblocks) if packed is None else packed
+        self.packed = _pack_weights(params, cfg, meta) if packed is None else packed
         if self.packed:
             ityp = np.int32 if index_t == "int" else np.int64
             self.idx = cupy.asarray(idx.astype(ityp))
@@ -793,7 +810,7 @@ def direct(params, x, w, b, variant=None):
             b = cupy.ascontiguousarray(b)
         out = cupy.empty(params.batched_output_shape, dtype=x.dtype)
         if variant is None:
-            variant = choose_variant(params, x.dtype)
+            variant = _variant(params)
         if variant == "gemm":
             _gemm(params, x, w, b, out)
         elif variant == "fused":
