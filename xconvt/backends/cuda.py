@@ -540,8 +540,6 @@ def _pack_weights(params, cfg, meta):
     depthwise_k7 2.8M 0.429/0.408, same_k3s1 14M 0.464/0.444, seed_example
     85M 1.63/1.46).
     """
-    if _PACK is not None:
-        return _PACK
     staged = 0
     for row in meta:  # blocks of the phase x weights each stages
         tiles = int(row[1] * row[2] * row[3]) * cfg["n_ob"] * params.batch * params.groups
@@ -551,7 +549,6 @@ def _pack_weights(params, cfg, meta):
 
 
 _PACK_MIN_STAGED = 1 << 20
-_PACK = None  # force packing on (True) or off (False); None: _pack_weights' rule
 
 
 # Fields of the kernel's FusedArgs struct, in order (all int32).

@@ -115,7 +115,7 @@ struct FusedArgs {
 // RO channels x RW consecutive outputs along W, accumulated in registers.
 // The reduction runs in stages over chunks of CC input channels and TDC
 // depth taps.  A stage stages the input slab (CC x TDP x HH x WW, zero-filled
-// at the borders) and the packed weights (CC x TDC x Th x Tw x OG*RO) in
+// at the borders) and the weights (CC x TDC x Th x Tw x OG*RO, from a packed copy or w) in
 // shared memory, double-buffered: cp.async copies of stage s+1 fly while
 // stage s is computed (float and double; __half converts through registers).
 // Per (channel, d tap, h tap) every thread loads a register row of
@@ -526,12 +526,14 @@ xconvt_fused(const T* __restrict__ x, const T* __restrict__ w,
         if (jw < wlim) {
           dst += (I)sw * jw;
           src += jw;
-          if (rmax == RO) {
+          if (rmax == RO && !has_bias) {
 #pragma unroll
-            for (int r = 0; r < RO; ++r, dst += o_chan, src += ostride) {
-              const Acc bv = has_bias ? to_acc(bp[r]) : Acc(0);
-              *dst = from_acc<T>(*src + bv);
-            }
+            for (int r = 0; r < RO; ++r, dst += o_chan, src += ostride)
+              *dst = from_acc<T>(*src);
+          } else if (rmax == RO) {
+#pragma unroll
+            for (int r = 0; r < RO; ++r, dst += o_chan, src += ostride)
+              *dst = from_acc<T>(*src + to_acc(bp[r]));
           } else {
             for (int r = 0; r < rmax; ++r, dst += o_chan, src += ostride) {
               const Acc bv = has_bias ? to_acc(bp[r]) : Acc(0);
