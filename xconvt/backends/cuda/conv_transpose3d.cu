@@ -115,9 +115,10 @@ struct FusedArgs {
 // RO channels x RW consecutive outputs along W, accumulated in registers.
 // The reduction runs in stages over chunks of CC input channels and TDC
 // depth taps.  A stage stages the input slab (CC x TDP x HH x WW, zero-filled
-// at the borders) and the weights (CC x TDC x Th x Tw x OG*RO, from a packed copy or w) in
-// shared memory, double-buffered: cp.async copies of stage s+1 fly while
-// stage s is computed (float and double; __half converts through registers).
+// at the borders) and the weights (CC x TDC x Th x Tw x OG*RO, from a packed
+// copy or from w) in shared memory, double-buffered: cp.async copies of stage
+// s+1 fly while stage s is computed (float and double; __half converts
+// through registers).
 // Per (channel, d tap, h tap) every thread loads a register row of
 // RW + TWX - 1 inputs with 16-byte loads and reuses it across the W taps; TWX
 // is the compile-time W-tap block (a wider kernel loops over blocks).  Taps
