@@ -56,3 +56,21 @@ def test_kernels_compile(tmp_path, arch):
            "-cubin", "-o", str(tmp_path / "out.cubin"), str(unit)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.mark.parametrize("struct, fields", [("FusedArgs", "_FUSED_FIELDS"),
+                                            ("Col2imArgs", "_COL2IM_FIELDS")])
+def test_argument_structs_match_the_host(struct, fields):
+    """The host packs each kernel's scalar arguments as int32 fields in a fixed
+    order; the C struct must list the same fields in the same order."""
+    import re
+
+    text = SOURCE.read_text()
+    body = re.search(r"struct " + struct + r" \{(.*?)\};", text, re.S).group(1)
+    names = []
+    for decl in body.split(";"):
+        decl = decl.strip()
+        if decl:
+            assert decl.startswith("int "), decl
+            names += [n.strip() for n in decl[4:].split(",")]
+    assert tuple(names) == getattr(cuda_backend, fields)
