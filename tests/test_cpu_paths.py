@@ -3,8 +3,9 @@
 ``xconvt.backends.cpu`` picks one formulation per call (channel GEMM on three
 column grids, Toeplitz-W with several block sizes) and, for the channel GEMM,
 plane-major operands (depth taps folded into one GEMM per output plane) or
-channel-major ones (one GEMM per depth tap, accumulated).  The property tests
-only reach the picked one; here each is forced in turn.
+channel-major ones (one GEMM per H/W unit with every depth tap's weights
+stacked, the taps then summed).  The property tests only reach the picked one;
+here each is forced in turn.
 """
 
 from __future__ import annotations

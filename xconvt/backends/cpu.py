@@ -5,9 +5,8 @@ stride phase sums ``x[base + j + u*step] * w[taps[u]]`` (see
 :mod:`xconvt._params`), so a stride-``s`` transposed convolution is ``s^3``
 stride-1 correlations of the un-stuffed, zero-padded input with sub-kernels,
 with no multiply-by-zero work.  Each is made BLAS-bound by folding channels
-and some taps into one GEMM operand; the depth taps are a short loop of
-GEMMs whose operand is a slice of that buffer (a range of its columns or
-rows, which BLAS takes without a copy), accumulated in a preallocated buffer.
+and some taps into one GEMM operand, of which the depth taps take slices (a
+range of its columns or rows, which BLAS takes without a copy).
 Two formulations share the phase driver and the workspace plan; a cost model
 picks one per call.
 
@@ -15,12 +14,17 @@ Channel GEMM (many channels)
     Per ``(D, H, W)`` phase with ``Td, Th, Tw`` taps, a partial im2col
     ``P[g, (c, uh, uw), (dd, jh, jw)]`` holds the ``Th*Tw`` shifted H/W
     windows of the padded input (one strided copy, shared by the depth
-    phases; ``dd`` covers the chunk plus the depth taps' reach), and::
+    phases; ``dd`` covers the chunk plus the depth taps' reach).  One GEMM
+    per ``(H, W)`` unit stacks the weight blocks of every depth phase and tap,
+    ``Cog`` rows each, and runs over every plane::
 
-        acc[g] = sum_ud  Wp[ud, g] (Cog, Cig*Th*Tw)  @  P[g][:, planes jd + ud*step_d]
+        Y[g] = Wst[g] (sum(Td)*Cog, Cig*Th*Tw)  @  P[g]
 
-    is written, with the bias, into the strided phase view of the output.
-    Groups are the batch dimension of the matmul.  The per-plane column grid
+    (taller than one block per tap, which OpenBLAS runs faster: same_k3s1
+    7.2 -> 6.0 ms on two cores), and each phase's output plane ``jd`` sums
+    its taps' windows, ``Y[g][block (pd, ud), planes jd + ud*step_d]``, in
+    place in ``Y``; that is written, with the bias, into the strided phase
+    view of the output.  Groups are the batch dimension of the matmul.  The per-plane column grid
     is the exact ``(Oh, Ow)``, whole padded rows ``(Oh, Wp)`` or whole padded
     planes ``(Hp, Wp)``: padded grids compute a few junk columns (never
     written) but copy longer runs, and for a phase with one H and one W tap
@@ -467,10 +471,7 @@ class _ChannelGemm:
         # im2col elements per input channel and slab plane
         self.p_per = sum(len(ph.taps) * len(pw.taps) * hc * wc for (ph, pw), (hc, wc), view
                          in zip(self.units, self.grids, self.views) if not view)
-        # accumulator elements per group and depth row: one per unit (written out
-        # together) and a scratch one for the depth taps
-        sizes = [geo.Cog * hc * wc for hc, wc in self.grids]
-        self.acc_per = sum(sizes) + max(sizes, default=0)
+        sizes = [geo.Cog * hc * wc for hc, wc in self.grids]  # one output row per unit
         # Plane-major operands fold the depth taps into one GEMM per output plane
         # (no accumulation passes, deeper products, and output planes written in
         # place when H and W have stride 1), at the price of many small BLAS
@@ -487,8 +488,9 @@ class _ChannelGemm:
             plane_major = not threaded
         self.plane_major = plane_major
         if self.plane_major:
-            # accumulators only for units not written in place, scratch only for
-            # depth taps that cannot be folded
+            # accumulator elements per group and output row: for units not
+            # written in place, and scratch only for depth taps that cannot be
+            # folded
             kept = [s for s, (u, g) in zip(sizes, zip(self.units, self.grids))
                     if not self._direct(*u, *g)]
             self.acc_per = sum(kept) + (max(sizes, default=0)
@@ -496,11 +498,19 @@ class _ChannelGemm:
         # BLAS runs small GEMMs on the calling thread: chunks are then processed
         # by several Python threads (NumPy releases the GIL in matmul and copies)
         self.workers = 1 if threaded or not self.plane_major else _cpu_count()
+        # Channel-major: per unit, one GEMM stacks the weight blocks of every
+        # (D phase, depth tap), Cog rows each, and runs over every plane of the
+        # chunk; its products are the accumulators (_chunk_stacked).
+        self.m_tot = geo.Cog * sum(len(pd.taps) for pd in geo.pds)
+        if not self.plane_major:  # product elements per group and input plane
+            self.acc_per = self.m_tot * sum(hc * wc for hc, wc in self.grids)
 
     def acc_rows(self, nc, gc, dc, itemsize):
-        """Depth rows of accumulators to allocate: one block of them if plane-major."""
+        """Depth rows (planes) of accumulators to allocate: every plane of the
+        chunk for the stacked channel-major products, one block of output
+        rows if plane-major."""
         if not self.plane_major:
-            return dc
+            return dc + self.geo.span
         per = nc * gc * self.acc_per * itemsize
         return min(dc, max(1, _BLOCK_BYTES // per)) if per else 0
 
@@ -520,7 +530,10 @@ class _ChannelGemm:
         t = _write_ns(geo, geo.out_size[2] / geo.stride[2])
         for (ph, pw), (hc, wc), view in zip(self.units, self.grids, self.views):
             k = geo.Cig * len(ph.taps) * len(pw.taps)
-            for pd in geo.pds:
+            if not self.plane_major:  # one stacked GEMM over every plane
+                flops = 2 * reps * self.m_tot * k * planes * hc * wc
+                t += _gemm_ns(flops, self.m_tot, k)
+            for pd in geo.pds if self.plane_major else ():
                 flops = 2 * reps * geo.Cog * k * pd.count * hc * wc * len(pd.taps)
                 t += _gemm_ns(flops, geo.Cog, k)
             if not view:
@@ -541,6 +554,12 @@ class _ChannelGemm:
                 # are folded into the GEMM's inner dimension (plane-major operand)
                 self.wts[pd, ph, pw] = np.ascontiguousarray(
                     t.transpose(0, 2, 3, 1, 4, 5).reshape(geo.G, geo.Cog, -1))
+        if not self.plane_major:
+            # (G, rows (pd, ud, o), Cig*Th*Tw) per unit for the stacked GEMM
+            self.wst = {(ph, pw): np.ascontiguousarray(np.concatenate(
+                [self.wts[pd, ph, pw].reshape(geo.G, geo.Cog, len(pd.taps), -1)
+                 .transpose(0, 2, 1, 3).reshape(geo.G, len(pd.taps) * geo.Cog, -1)
+                 for pd in geo.pds], axis=1)) for ph, pw in self.units}
 
     def _direct(self, ph, pw, hc, wc):
         """Whether the GEMM of unit ``(ph, pw)`` can write output planes in place."""
@@ -585,7 +604,9 @@ class _ChannelGemm:
                 self._block(ck, pd, j, min(rb, jc - j), cols, direct, 0)
 
     def _chunk_stacked(self, ck):
-        """Channel-major operands: one GEMM per depth tap over all rows of the chunk."""
+        """Channel-major operands: per (H, W) unit one GEMM of the stacked weight
+        blocks of every (D phase, depth tap) with every plane of the chunk; each
+        phase then sums its taps' windows of that product in place."""
         geo = self.geo
         Cig, Cog = geo.Cig, geo.Cog
         sd, sh, sw = geo.stride
@@ -606,27 +627,34 @@ class _ChannelGemm:
             np.copyto(P, as_strided(src, shape=P.shape, writeable=False, strides=(
                 st[0], st[1], st[2], ph.step * st[4], pw.step * st[5], st[3], st[4], st[5])))
             cols.append(P.reshape(nn, gg, Cig * Th * Tw, -1))
+        # One GEMM per unit: every (D phase, depth tap) weight block times every
+        # plane of the chunk, kept for all phases (the accumulator buffer).
+        prods, pos = [], 0
+        for (ph, pw), Pm in zip(self.units, cols):
+            Y = ck.acc_buf[pos:pos + nn * gg * self.m_tot * Pm.shape[3]].reshape(
+                nn, gg, self.m_tot, Pm.shape[3])
+            pos += Y.size
+            np.matmul(self.wst[ph, pw][ck.g0:ck.g1], Pm, out=Y)
+            prods.append(Y)
         OH, OW = geo.out_size[1:]
+        m0 = 0
         for pd in geo.pds:
+            Td = len(pd.taps)
+            rows0, m0 = m0, m0 + Td * Cog
             jc = min(ck.j1, pd.count) - ck.j0
             if jc <= 0:
                 continue
-            accs, pos = [], 0
-            for (ph, pw), (hc, wc), Pm in zip(self.units, self.grids, cols):
+            accs = []
+            for (hc, wc), Y in zip(self.grids, prods):
                 A = hc * wc
-                R = Pm.shape[2]
-                acc = ck.acc_buf[pos:pos + nn * gg * Cog * jc * A].reshape(nn, gg, Cog, jc * A)
-                pos += acc.size
-                tmp = ck.acc_buf[pos:pos + acc.size].reshape(acc.shape)
-                wt = self.wts[pd, ph, pw][ck.g0:ck.g1]
-                for ud in range(len(pd.taps)):
-                    r0 = (pd.base + ck.j0 + ud * pd.step - ck.lo) * A
-                    wu = wt[..., ud * R:(ud + 1) * R]
-                    if ud == 0:
-                        np.matmul(wu, Pm[..., r0:r0 + jc * A], out=acc)
-                    else:
-                        np.matmul(wu, Pm[..., r0:r0 + jc * A], out=tmp)
-                        acc += tmp
+                # output plane j of the phase: tap ud's block at plane j + base + ud*step;
+                # the taps are summed into tap 0's window, in place
+                win = [Y[:, :, rows0 + ud * Cog:rows0 + (ud + 1) * Cog, r0:r0 + jc * A]
+                       for ud in range(Td)
+                       for r0 in ((pd.base + ck.j0 + ud * pd.step - ck.lo) * A,)]
+                acc = win[0]
+                for other in win[1:]:
+                    acc += other
                 if ck.bias is not None:
                     acc += ck.bias[..., 0, 0]
                 accs.append(acc.reshape(nn, gg, Cog, jc, hc, wc))
