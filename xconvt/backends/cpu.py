@@ -229,7 +229,7 @@ def direct(params, x, w, b):
             _scatter(params, x, w, b, out)
         else:
             geo, form = _formulation(params, out.itemsize)
-            if form.covers_w_gaps and not _all_finite(x, dtype):
+            if form.covers_w_gaps and not all_finite(np, x):
                 form = _ChannelGemm(geo, "exact")
             _phase_split(geo, x, w, b, out, form)
         return out if out.dtype == x.dtype else out.astype(x.dtype)
@@ -272,13 +272,17 @@ def _workspaces(count, size, dtype):
     return arrays
 
 
-def _cpu_count():
-    """CPUs this process may run on, at most ``_MAX_WORKERS``."""
+def available_cpus():
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(_MAX_WORKERS, n))
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _cpu_count():
+    """CPUs for worker threads: :func:`available_cpus`, at most ``_MAX_WORKERS``."""
+    return min(_MAX_WORKERS, available_cpus())
 
 
 def _pool():
@@ -315,9 +319,12 @@ def _workspace_limit(target=None):
     return min(get_memory_budget(), _CHUNK_BYTES if target is None else target)
 
 
-def _all_finite(x, dtype):
-    """Whether ``x`` holds no inf or NaN (a finite sum implies it; one fast pass)."""
-    return bool(np.isfinite(np.sum(x, dtype=dtype)))
+def all_finite(xp, a):
+    """Whether ``a`` holds no inf or NaN, in one pass: a finite sum implies it
+    (an overflowing sum only sends finite data down an exact slow path).  float16
+    sums in float32.  On CuPy this reads one flag back to the host."""
+    wide = xp.float32 if a.dtype == xp.float16 else a.dtype
+    return bool(xp.all(xp.isfinite(xp.sum(a, dtype=wide))))
 
 
 # ------------------------------------------------------------- pure upsample
@@ -530,12 +537,13 @@ class _ChannelGemm:
         t = _write_ns(geo, geo.out_size[2] / geo.stride[2])
         for (ph, pw), (hc, wc), view in zip(self.units, self.grids, self.views):
             k = geo.Cig * len(ph.taps) * len(pw.taps)
-            if not self.plane_major:  # one stacked GEMM over every plane
+            if self.plane_major:
+                for pd in geo.pds:
+                    flops = 2 * reps * geo.Cog * k * pd.count * hc * wc * len(pd.taps)
+                    t += _gemm_ns(flops, geo.Cog, k)
+            else:  # one stacked GEMM over every plane
                 flops = 2 * reps * self.m_tot * k * planes * hc * wc
                 t += _gemm_ns(flops, self.m_tot, k)
-            for pd in geo.pds if self.plane_major else ():
-                flops = 2 * reps * geo.Cog * k * pd.count * hc * wc * len(pd.taps)
-                t += _gemm_ns(flops, geo.Cog, k)
             if not view:
                 run = {"exact": wc, "rows": hc * wc, "flat": planes * hc * wc}[self.grid]
                 t += _copy_ns(reps * k * planes * hc * wc, run)

@@ -80,7 +80,6 @@ float16 is computed in float32 and rounded once at the end.
 from __future__ import annotations
 
 import math
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -91,15 +90,9 @@ from array_api_compat import array_namespace, is_cupy_array
 
 from .._config import get_memory_budget
 from .._params import dtype_name
+from .cpu import all_finite, available_cpus
 
 __all__ = ["Plan", "fft", "make_plan", "use_matmul"]
-
-
-def _cpu_workers():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 # --------------------------------------------------------------------- sizes
@@ -366,7 +359,7 @@ class _Lib:
             import scipy.fft as sfft
 
             self.kind, self.mod = "numpy", numpy
-            self.fft, self.kw = sfft, {"workers": _cpu_workers()}
+            self.fft, self.kw = sfft, {"workers": available_cpus()}
 
     def forward(self, a, plan, axes):
         """Spectrum over ``axes`` (D, H, W) of ``a``, zero-extended to the plan."""
@@ -809,21 +802,13 @@ def _run(params, x, w, b):
         # the one synchronization waits on work already queued instead of
         # leaving the GPU idle while the host issues every transform.
         out = _Call(params, x, w, b).run()
-        if not (_all_finite(xp, x) and _all_finite(xp, w)):
+        if not (all_finite(xp, x) and all_finite(xp, w)):
             out = _non_finite(params, x, w, b)
-    elif _all_finite(xp, x) and _all_finite(xp, w):
+    elif all_finite(xp, x) and all_finite(xp, w):
         out = _Call(params, x, w, b).run()
     else:
         out = _non_finite(params, x, w, b)
     return out if out.dtype == x.dtype else xp.astype(out, x.dtype)
-
-
-def _all_finite(xp, a):
-    """One pass: a finite sum implies finite entries (an overflowing sum only
-    sends a finite input down the exact slow path).  On CuPy this reads one
-    flag back, the path's only host synchronization."""
-    wide = xp.float32 if a.dtype == xp.float16 else a.dtype
-    return bool(xp.all(xp.isfinite(xp.sum(a, dtype=wide))))
 
 
 def _non_finite(params, x, w, b):
