@@ -429,15 +429,32 @@ class _Geometry:
         self.span = max((pd.base + (len(pd.taps) - 1) * pd.step for pd in self.pds),
                         default=0) - self.lo
         H = self.in_size[1]
+        # input planes the depth phases read (the rest of the slab is padding)
+        self.in_planes = max(0, min(params.in_size[0], self.lo + self.rows + self.span)
+                             - max(self.lo, 0))
         self.plo_h = max((ph.pad_lo for ph in self.phs), default=0)
         self.Hp = self.plo_h + H + max((ph.pad_hi(H) for ph in self.phs), default=0)
+        self._packs = {}
 
-    def padded_weight(self, w):
-        """``w`` as ``(G, Cig, Cog, kD, kH, kW + 1)``, the extra W tap being zero."""
-        kd, kh, kw = self.kernel
-        wz = np.zeros((self.G, self.Cig, self.Cog, kd, kh, kw + 1), w.dtype)
-        wz[..., :-1] = w.reshape(self.G, self.Cig, self.Cog, kd, kh, kw)
-        return wz
+    def packed_weights(self, w, key, pack):
+        """``pack(wz)`` for ``wz`` the weight as ``(G, Cig, Cog, kD, kH, kW + 1)``,
+        the extra W tap being zero, by one gather per call.
+
+        ``pack`` slices and transposes ``wz`` into a dict of arrays; it is run
+        once per geometry and ``key`` on an array of indices, whose results are
+        cached (rearranging the weight step by step cost 0.2 ms a call on
+        seed_small, 10% of the call).
+        """
+        idx = self._packs.get(key)
+        if idx is None:
+            kd, kh, kw = self.kernel
+            wz = np.full((self.G, self.Cig, self.Cog, kd, kh, kw + 1), w.size, np.intp)
+            wz[..., :-1] = np.arange(w.size).reshape(self.G, self.Cig, self.Cog, kd, kh, kw)
+            idx = self._packs[key] = pack(wz)
+        flat = np.empty(w.size + 1, w.dtype)
+        flat[:-1] = w.reshape(-1)
+        flat[-1] = 0
+        return {k: flat[i] for k, i in idx.items()}
 
 
 def _gemm_ns(flops, s, k):
@@ -541,33 +558,36 @@ class _ChannelGemm:
                 for pd in geo.pds:
                     flops = 2 * reps * geo.Cog * k * pd.count * hc * wc * len(pd.taps)
                     t += _gemm_ns(flops, geo.Cog, k)
-            else:  # one stacked GEMM over every plane
-                flops = 2 * reps * self.m_tot * k * planes * hc * wc
+            else:  # one stacked GEMM over every input plane
+                flops = 2 * reps * self.m_tot * k * geo.in_planes * hc * wc
                 t += _gemm_ns(flops, self.m_tot, k)
             if not view:
-                run = {"exact": wc, "rows": hc * wc, "flat": planes * hc * wc}[self.grid]
-                t += _copy_ns(reps * k * planes * hc * wc, run)
+                copied = planes if self.plane_major else geo.in_planes
+                run = {"exact": wc, "rows": hc * wc, "flat": copied * hc * wc}[self.grid]
+                t += _copy_ns(reps * k * copied * hc * wc, run)
         # worker threads share all of the work (threaded BLAS only the GEMMs of
         # the other formulations, which the single-thread estimates ignore)
         return t / (1 + _WORKER_GAIN * (self.workers - 1))
 
     def setup(self, w):
+        self.wts = self.geo.packed_weights(w, ("channel", self.plane_major), self._pack)
+
+    def _pack(self, wz):
         geo = self.geo
-        wz = geo.padded_weight(w)
-        self.wts = {}
+        wts = {}
         for pd in geo.pds:
             for ph, pw in self.units:
                 t = wz[:, :, :, list(pd.taps)][:, :, :, :, list(ph.taps)][..., list(pw.taps)]
                 # (G, Cig, Cog, Td, Th, Tw) -> (G, Cog, Td*Cig*Th*Tw): the depth taps
                 # are folded into the GEMM's inner dimension (plane-major operand)
-                self.wts[pd, ph, pw] = np.ascontiguousarray(
-                    t.transpose(0, 2, 3, 1, 4, 5).reshape(geo.G, geo.Cog, -1))
-        if not self.plane_major:
-            # (G, rows (pd, ud, o), Cig*Th*Tw) per unit for the stacked GEMM
-            self.wst = {(ph, pw): np.ascontiguousarray(np.concatenate(
-                [self.wts[pd, ph, pw].reshape(geo.G, geo.Cog, len(pd.taps), -1)
-                 .transpose(0, 2, 1, 3).reshape(geo.G, len(pd.taps) * geo.Cog, -1)
-                 for pd in geo.pds], axis=1)) for ph, pw in self.units}
+                wts[pd, ph, pw] = t.transpose(0, 2, 3, 1, 4, 5).reshape(geo.G, geo.Cog, -1)
+        if self.plane_major:
+            return wts
+        # (G, rows (pd, ud, o), Cig*Th*Tw) per unit for the stacked GEMM
+        return {(ph, pw): np.concatenate(
+            [wts[pd, ph, pw].reshape(geo.G, geo.Cog, len(pd.taps), -1)
+             .transpose(0, 2, 1, 3).reshape(geo.G, len(pd.taps) * geo.Cog, -1)
+             for pd in geo.pds], axis=1) for ph, pw in self.units}
 
     def _direct(self, ph, pw, hc, wc):
         """Whether the GEMM of unit ``(ph, pw)`` can write output planes in place."""
@@ -619,30 +639,40 @@ class _ChannelGemm:
         Cig, Cog = geo.Cig, geo.Cog
         sd, sh, sw = geo.stride
         nn, gg, Sd = ck.nn, ck.gg, ck.Sd
+        # only slab planes [v0, v1) hold input; the others are zero padding, whose
+        # products are zero: they are neither copied nor multiplied (seed_small:
+        # 6 of 8 planes, a quarter of its GEMM)
+        v0, v1 = ck.v0, ck.v1
+        Sv = v1 - v0
         st = ck.slab.strides  # (nn, gg, Cig, Sd, Hp, Wp), channels outermost in memory
         cols = []
         pos = 0
         for (ph, pw), (hc, wc), view in zip(self.units, self.grids, self.views):
             Th, Tw = len(ph.taps), len(pw.taps)
-            src = ck.slab[..., geo.plo_h + ph.base:, self.plo_w + pw.base:]
+            src = ck.slab[:, :, :, v0:, geo.plo_h + ph.base:, self.plo_w + pw.base:]
             if view:
-                cols.append(as_strided(src, shape=(nn, gg, Cig, Sd * hc * wc), writeable=False,
+                cols.append(as_strided(src, shape=(nn, gg, Cig, Sv * hc * wc), writeable=False,
                                        strides=(st[0], st[1], st[2], st[5])))
                 continue
-            size = nn * gg * Cig * Th * Tw * Sd * hc * wc
-            P = ck.p_buf[pos:pos + size].reshape(nn, gg, Cig, Th, Tw, Sd, hc, wc)
+            size = nn * gg * Cig * Th * Tw * Sv * hc * wc
+            P = ck.p_buf[pos:pos + size].reshape(nn, gg, Cig, Th, Tw, Sv, hc, wc)
             pos += size
             np.copyto(P, as_strided(src, shape=P.shape, writeable=False, strides=(
                 st[0], st[1], st[2], ph.step * st[4], pw.step * st[5], st[3], st[4], st[5])))
             cols.append(P.reshape(nn, gg, Cig * Th * Tw, -1))
         # One GEMM per unit: every (D phase, depth tap) weight block times every
-        # plane of the chunk, kept for all phases (the accumulator buffer).
+        # input plane of the chunk, kept for all phases (the accumulator buffer);
+        # the padding planes' products are zero.
         prods, pos = [], 0
-        for (ph, pw), Pm in zip(self.units, cols):
-            Y = ck.acc_buf[pos:pos + nn * gg * self.m_tot * Pm.shape[3]].reshape(
-                nn, gg, self.m_tot, Pm.shape[3])
+        for (ph, pw), (hc, wc), Pm in zip(self.units, self.grids, cols):
+            A = hc * wc
+            Y = ck.acc_buf[pos:pos + nn * gg * self.m_tot * Sd * A].reshape(
+                nn, gg, self.m_tot, Sd * A)
             pos += Y.size
-            np.matmul(self.wst[ph, pw][ck.g0:ck.g1], Pm, out=Y)
+            if Sv > 0:
+                np.matmul(self.wts[ph, pw][ck.g0:ck.g1], Pm, out=Y[..., v0 * A:v1 * A])
+            Y[..., :v0 * A] = 0
+            Y[..., v1 * A:] = 0
             prods.append(Y)
         OH, OW = geo.out_size[1:]
         m0 = 0
@@ -774,18 +804,21 @@ class _ToeplitzW:
         return t
 
     def setup(self, w):
+        self.wts = self.geo.packed_weights(w, ("toeplitz", self.m), self._pack)
+
+    def _pack(self, wz):
         geo = self.geo
         K, s, pad, d = geo.kernel[2], geo.stride[2], geo.padding[2], geo.dilation[2]
         r = np.arange(self.Bw)[None, :] + pad - (self.ilo + np.arange(self.width)[:, None]) * s
         kidx = np.where((r >= 0) & (r % d == 0) & (r < K * d), r // d, K)  # K: the zero tap
-        wz = geo.padded_weight(w)
-        self.wts = {}
+        wts = {}
         for pd in geo.pds:
             for ph in geo.phs:
                 t = wz[:, :, :, list(pd.taps)][:, :, :, :, list(ph.taps)][..., kidx]
                 # (G, Cig, Cog, Td, Th, width, Bw) -> (Td, G, Cig*Th*width, Cog*Bw)
-                self.wts[pd, ph] = np.ascontiguousarray(t.transpose(3, 0, 1, 4, 5, 2, 6).reshape(
-                    len(pd.taps), geo.G, geo.Cig * len(ph.taps) * self.width, -1))
+                wts[pd, ph] = t.transpose(3, 0, 1, 4, 5, 2, 6).reshape(
+                    len(pd.taps), geo.G, geo.Cig * len(ph.taps) * self.width, -1)
+        return wts
 
     def chunk(self, ck):
         geo = self.geo
@@ -972,6 +1005,7 @@ def _phase_split(geo, x, w, b, out, form):
         inner = ck.slab[..., plo_h:plo_h + H, plo_w:plo_w + W]
         ck.lo = lo = geo.lo + j0
         a0, a1 = min(max(lo, 0), D), max(min(lo + Sd, D), 0)
+        ck.v0, ck.v1 = a0 - lo, max(a1, a0) - lo  # slab planes that hold input
         if a1 > a0:
             np.copyto(inner[:, :, :, a0 - lo:a1 - lo],
                       x[n0:n1, g0 * Cig:g1 * Cig, a0:a1].reshape(ck.nn, ck.gg, Cig, a1 - a0, H, W))
