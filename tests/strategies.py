@@ -88,15 +88,18 @@ def _as_arg(draw, value):
 
 
 @st.composite
-def configs(draw, max_spatial=5, max_kernel=4, batches=(None, 0, 1, 2), bias=None):
-    """Random *valid* configurations (those with an output size < 1 are rejected)."""
+def configs(draw, max_spatial=5, max_kernel=4, batches=(None, 0, 1, 2), bias=None,
+            kernel=None, max_channels=3):
+    """Random *valid* configurations (those with an output size < 1 are rejected);
+    ``kernel`` fixes the kernel size, ``max_channels`` bounds the channels per group."""
     groups = draw(st.integers(1, 3))
-    cin_g = draw(st.integers(1, 3))
-    cout_g = draw(st.integers(1, 3))
+    cin_g = draw(st.integers(1, max_channels))
+    cout_g = draw(st.integers(1, max_channels))
     batch = draw(st.sampled_from(batches))
     in_size = draw(triples(*[st.integers(1, max_spatial)] * 3))
-    kernel = draw(st.one_of(
-        st.just((1, 1, 1)), triples(*[st.integers(1, max_kernel)] * 3)))
+    if kernel is None:
+        kernel = draw(st.one_of(
+            st.just((1, 1, 1)), triples(*[st.integers(1, max_kernel)] * 3)))
     stride = draw(triples(*[st.integers(1, 3)] * 3))
     dilation = draw(triples(*[st.integers(1, 3)] * 3))
     padding = draw(triples(*[st.integers(0, 3)] * 3))

@@ -394,6 +394,35 @@ def test_direct_variants(variant, budget, cfg, seed):
     _check(out, cfg.reference(x, w, b), "float64", xd)
 
 
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@given(cfg=configs(batches=(1, 2, 3), kernel=(1, 1, 1), max_channels=16), seed=seeds)
+def test_pointwise_variant(dtype, cfg, seed):
+    """The pointwise kernel (1x1x1 kernels: any stride, padding, output
+    padding, dilation and groups; output-channel chunks of 1 to 8) against the
+    reference."""
+    from xconvt._params import ConvParams
+    from xconvt.backends import cuda as cuda_backend
+
+    x, w, b = cfg.arrays(seed, dtype)
+    xd, wd, bd = _dev(x, w, b)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
+                                    **cfg.kwargs)
+    out = cuda_backend.direct(params, xd, wd, bd, variant="pointwise")
+    ref = cfg.reference(x.astype(np.float64), w.astype(np.float64),
+                        None if b is None else b.astype(np.float64))
+    _check(out, ref, dtype, xd)
+
+
+def test_pointwise_variant_rejects_other_kernels():
+    from xconvt._params import ConvParams
+    from xconvt.backends import cuda as cuda_backend
+
+    x, w = cupy.ones((1, 2, 3, 3, 3), cupy.float32), cupy.ones((2, 2, 1, 1, 2), cupy.float32)
+    params = ConvParams.from_shapes(x.shape, w.shape, None)
+    with pytest.raises(ValueError, match="variant="):
+        cuda_backend.direct(params, x, w, None, variant="pointwise")
+
+
 @pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("dtype", GPU_DTYPES)
 @given(cfg=configs(batches=(1, 2)), seed=seeds)

@@ -38,6 +38,8 @@ def _instances():
             names.append(f"xconvt_fft_pad_w<{ctype}, {index_t}>")
             names.append(f"xconvt_fft_crop<{ctype}, {index_t}>")
             names.append(f"xconvt_remap<{ctype}, {index_t}>")
+            for co in (1, 2, 4, 8):
+                names.append(f"xconvt_pointwise<{ctype}, {index_t}, {co}>")
     for real in ("float", "double"):
         for index_t in ("int", "long long"):
             for ob in (1, 4):
@@ -59,7 +61,8 @@ def test_kernels_compile(tmp_path, arch):
 
 
 @pytest.mark.parametrize("struct, fields", [("FusedArgs", "_FUSED_FIELDS"),
-                                            ("Col2imArgs", "_COL2IM_FIELDS")])
+                                            ("Col2imArgs", "_COL2IM_FIELDS"),
+                                            ("PointwiseArgs", "_POINTWISE_FIELDS")])
 def test_argument_structs_match_the_host(struct, fields):
     """The host packs each kernel's scalar arguments as int32 fields in a fixed
     order; the C struct must list the same fields in the same order."""

@@ -41,7 +41,8 @@ each geometry's launch plan (tables on the device, the scalar arguments as one
 struct passed by value) is cached the same way, so a call costs one or two
 launches and a few microseconds of Python: every microsecond of host time
 before the first launch leaves the GPU idle, and CuPy spends about 0.3 us per
-launch argument (36 scalar arguments took 15 us to launch, 6 take 5 us).
+launch argument (36 scalar arguments took 15 us to launch, 6 take 5 us), a
+struct passed as a NumPy structured scalar about as much as one (:func:`_struct`).
 float16 accumulates in float32; complex inputs run as four real convolutions.
 """
 
@@ -132,6 +133,8 @@ def choose_variant(params, dtype):
     included (``unet_k2s2``: 0.45 ms fused, 0.51 ms GEMM; ``vnet_k3s2`` 0.40
     fused, 0.50 GEMM).
     """
+    if _pointwise_eligible(params):
+        return "pointwise"
     taps_per_phase = params.taps / math.prod(params.stride)
     if (min(params.stride) > 1 and taps_per_phase >= 8
             and params.in_channels_per_group >= 128
@@ -558,12 +561,16 @@ _FUSED_FIELDS = ("nphase", "interleave", "has_bias", "vec", "packed", "G", "Cig"
 
 
 def _struct(fields, values):
-    """A C struct of int32 ``fields`` passed by value: a NumPy structured
-    array of one element, which CuPy hands to the kernel as its bytes."""
+    """A C struct of int32 ``fields`` passed by value: the NumPy structured
+    scalar (``numpy.void``) of a one-element structured array, which CuPy
+    hands to the kernel as its bytes.  The scalar, not the array: CuPy 14
+    took 5.7 us of host time to launch a kernel with a 17-field struct
+    scalar, 16.1 us with the one-element array and 10.1 us with 17 separate
+    ``int32`` arguments (H100 machine, 2026-11-26)."""
     arr = np.zeros(1, np.dtype([(f, np.int32) for f in fields]))
     for f in fields:
         arr[f] = values[f]
-    return arr
+    return arr[0]
 
 
 class _FusedPlan:
@@ -791,6 +798,56 @@ def _gemm(params, x, w, b, out):
 
 
 # --------------------------------------------------------------------------- entry
+# --------------------------------------------------------------------------- pointwise
+# Fields of the kernel's PointwiseArgs struct, in order (all int32).
+_POINTWISE_FIELDS = ("has_bias", "G", "Cig", "Cog", "n_oc", "ID", "IH", "IW",
+                     "OD", "OH", "OW", "sd", "sh", "sw", "pd", "ph", "pw")
+
+# Largest Cig * Cog (per group) that goes to the pointwise kernel; beyond it
+# the channel contraction is a GEMM worth the fused kernel's staging.
+_POINTWISE_MAX_MACS = 256
+
+
+def _pointwise_eligible(params):
+    return (params.kernel == (1, 1, 1)
+            and params.in_channels_per_group * params.out_channels_per_group
+            <= _POINTWISE_MAX_MACS
+            and math.prod(params.out_size) <= _INT32_MAX - 256)
+
+
+class _PointwisePlan:
+    """Launch plan of ``xconvt_pointwise`` (1x1x1 kernels, few channels): one
+    thread per output position, group and chunk of up to 8 output channels."""
+
+    def __init__(self, params, dtype_name):
+        cog = params.out_channels_per_group
+        co = next(c for c in (1, 2, 4, 8) if c >= min(cog, 8))
+        n_oc = -(-cog // co)
+        nz = params.batch * params.groups * n_oc
+        index_t = _index_type(math.prod(params.input_shape),
+                              math.prod(params.batched_output_shape))
+        self.kern = _kernel(f"xconvt_pointwise<{_CTYPES[dtype_name]}, {index_t}, {co}>")
+        self.grid = (-(-math.prod(params.out_size) // 256), min(nz, 65535))
+        self.nz = np.int32(nz)
+        values = dict(
+            G=params.groups, Cig=params.in_channels_per_group, Cog=cog, n_oc=n_oc,
+            **dict(zip(("ID", "IH", "IW"), params.in_size)),
+            **dict(zip(("OD", "OH", "OW"), params.out_size)),
+            **dict(zip(("sd", "sh", "sw"), params.stride)),
+            **dict(zip(("pd", "ph", "pw"), params.padding)))
+        self.args = [_struct(_POINTWISE_FIELDS, {**values, "has_bias": hb}) for hb in (0, 1)]
+
+    def __call__(self, x, w, b, out):
+        self.kern(self.grid, (256,),
+                  (x, w, x if b is None else b, out, self.args[b is not None], self.nz))
+
+
+@lru_cache(maxsize=None)
+def _pointwise_plan_getter():
+    cupy = _cupy()
+    return cupy.memoize(for_each_device=True)(_PointwisePlan)
+
+
 def direct(params, x, w, b, variant=None):
     """Direct transposed convolution on CuPy arrays (see the module docstring).
 
@@ -812,8 +869,12 @@ def direct(params, x, w, b, variant=None):
             _gemm(params, x, w, b, out)
         elif variant == "fused":
             _fused(params, x, w, b, out)
+        elif variant == "pointwise" and _pointwise_eligible(params):
+            _pointwise_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
         else:
-            msg = f"variant must be 'fused', 'gemm' or None, got variant={variant!r}"
+            msg = ("variant must be 'fused', 'gemm', 'pointwise' (1x1x1 kernels with "
+                   f"at most {_POINTWISE_MAX_MACS} channel pairs per group) or None, "
+                   f"got variant={variant!r}")
             raise ValueError(msg)
         return out
 
