@@ -1,6 +1,6 @@
 """The direct GPU path: CuPy RawModule kernels in gather form, and cuBLAS + col2im.
 
-Two algorithms sit behind ``algorithm="direct"`` on CuPy arrays; both compute
+Three variants sit behind ``algorithm="direct"`` on CuPy arrays; all compute
 every output element in one thread with no atomics (bit-for-bit repeatable),
 launch on the current stream and never synchronize the host.
 
@@ -31,6 +31,12 @@ launch on the current stream and never synchronize the host.
     the bias, with per-axis tap tables instead of divisions
     (:class:`_GemmPlan`).  The column buffer is chunked over batch and output
     channels (``_GEMM_CHUNK``, within :func:`xconvt.get_memory_budget`).
+
+``pointwise``
+    1x1x1 kernels with few channels per group (``_POINTWISE_MAX_MACS``) are
+    memory-bound: ``xconvt_pointwise`` gives each thread one output position
+    of one group, reads its input channels once and writes up to 8 output
+    channels, with no staging (positions no input reaches get the bias).
 
 :func:`choose_variant` picks between them (rule and measurements in its
 docstring).  Index arithmetic is 32-bit when every array's element count fits
@@ -122,7 +128,10 @@ def _variant(params):
 
 
 def choose_variant(params, dtype):
-    """``"gemm"`` or ``"fused"`` for one call.
+    """``"pointwise"``, ``"gemm"`` or ``"fused"`` for one call.
+
+    Pointwise layers with few channels (:func:`_pointwise_eligible`) take the
+    pointwise kernel.
 
     GEMM + col2im wins only where the channel contraction is wide enough for
     cuBLAS to run near its float32 peak and every phase of the fused kernel
@@ -804,10 +813,15 @@ _POINTWISE_FIELDS = ("has_bias", "G", "Cig", "Cog", "n_oc", "ID", "IH", "IW",
                      "OD", "OH", "OW", "sd", "sh", "sw", "pd", "ph", "pw")
 
 # Largest Cig * Cog (per group) that goes to the pointwise kernel; beyond it
-# the channel contraction is a GEMM worth the fused kernel's staging.
-_POINTWISE_MAX_MACS = 256
+# the channel contraction is worth the fused kernel's staging.  H100,
+# 2026-11-26, 64^3 volumes, kernel call with host time: 4 -> 4 channels 18.8 us
+# pointwise, 19.8 fused; 8 -> 8 20.9 / 22.3; 16 -> 8 (batch 4, 32^3) 19.7 /
+# 21.1; 32 -> 32 in 8 groups 45.7 / 55.0; 4 -> 4 at 128^3 45.8 / 53.2; but
+# 16 -> 16 33.6 / 30.7.
+_POINTWISE_MAX_MACS = 128
 
 
+@lru_cache(maxsize=1024)
 def _pointwise_eligible(params):
     return (params.kernel == (1, 1, 1)
             and params.in_channels_per_group * params.out_channels_per_group
@@ -851,8 +865,8 @@ def _pointwise_plan_getter():
 def direct(params, x, w, b, variant=None):
     """Direct transposed convolution on CuPy arrays (see the module docstring).
 
-    ``variant`` forces ``"fused"`` or ``"gemm"``; ``None`` uses
-    :func:`choose_variant`.
+    ``variant`` forces ``"fused"``, ``"gemm"`` or ``"pointwise"`` (1x1x1
+    kernels with few channels only); ``None`` uses :func:`choose_variant`.
     """
     cupy = _cupy()
     with x.device:
