@@ -48,3 +48,20 @@ def test_forced_formulation(form, dtype, cfg, seed):
                                     **cfg.kwargs)
     out = _run(params, x, w, b, form)
     assert_close(out, cfg.reference(x, w, b), dtype)
+
+
+@pytest.mark.parametrize("form", [("gemm", "exact", False), ("gemm", "rows", True),
+                                  ("toeplitz", 2, None)],
+                         ids=lambda f: "-".join(map(str, f)))
+@settings(deadline=None, max_examples=25)
+@given(cfg=configs(batches=(1, 2)), seed=seeds)
+def test_weights_packed_without_cached_indices(form, cfg, seed):
+    """Weights above ``_PACK_INDEX_MAX`` elements are rearranged directly
+    instead of by the cached gather; both give the same operands."""
+    x, w, b = cfg.arrays(seed, np.float64)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
+                                    **cfg.kwargs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cpu, "_PACK_INDEX_MAX", 0)
+        out = _run(params, x, w, b, form)
+    assert_close(out, cfg.reference(x, w, b), np.float64)

@@ -199,6 +199,9 @@ _CHUNKS_PER_WORKER = 4
 _MAX_WORKERS = 8
 """Most threads that share the small GEMMs and copies of a chunk."""
 
+_PACK_INDEX_MAX = 1 << 20
+"""Largest weight (elements) whose packing indices are cached per geometry."""
+
 
 def direct(params, x, w, b):
     """Transposed convolution of ``x`` by ``w`` plus ``b`` (see the module docstring).
@@ -443,13 +446,20 @@ class _Geometry:
         ``pack`` slices and transposes ``wz`` into a dict of arrays; it is run
         once per geometry and ``key`` on an array of indices, whose results are
         cached (rearranging the weight step by step cost 0.2 ms a call on
-        seed_small, 10% of the call).
+        seed_small, 10% of the call).  Weights of more than ``_PACK_INDEX_MAX``
+        elements, whose convolutions take far longer, are rearranged directly
+        rather than keep megabytes of indices.
         """
+        kd, kh, kw = self.kernel
+        shape = (self.G, self.Cig, self.Cog, kd, kh, kw + 1)
+        if w.size > _PACK_INDEX_MAX:
+            wz = np.zeros(shape, w.dtype)
+            wz[..., :-1] = w.reshape(shape[:-1] + (kw,))
+            return {k: np.ascontiguousarray(v) for k, v in pack(wz).items()}
         idx = self._packs.get(key)
         if idx is None:
-            kd, kh, kw = self.kernel
-            wz = np.full((self.G, self.Cig, self.Cog, kd, kh, kw + 1), w.size, np.intp)
-            wz[..., :-1] = np.arange(w.size).reshape(self.G, self.Cig, self.Cog, kd, kh, kw)
+            wz = np.full(shape, w.size, np.int32)
+            wz[..., :-1] = np.arange(w.size, dtype=np.int32).reshape(shape[:-1] + (kw,))
             idx = self._packs[key] = pack(wz)
         flat = np.empty(w.size + 1, w.dtype)
         flat[:-1] = w.reshape(-1)
