@@ -89,9 +89,10 @@ def _as_arg(draw, value):
 
 @st.composite
 def configs(draw, max_spatial=5, max_kernel=4, batches=(None, 0, 1, 2), bias=None,
-            kernel=None, max_channels=3):
+            kernel=None, max_channels=3, max_dilation=3):
     """Random *valid* configurations (those with an output size < 1 are rejected);
-    ``kernel`` fixes the kernel size, ``max_channels`` bounds the channels per group."""
+    ``kernel`` fixes the kernel size; ``max_channels`` and ``max_dilation`` bound
+    the channels per group and the dilation."""
     groups = draw(st.integers(1, 3))
     cin_g = draw(st.integers(1, max_channels))
     cout_g = draw(st.integers(1, max_channels))
@@ -101,7 +102,7 @@ def configs(draw, max_spatial=5, max_kernel=4, batches=(None, 0, 1, 2), bias=Non
         kernel = draw(st.one_of(
             st.just((1, 1, 1)), triples(*[st.integers(1, max_kernel)] * 3)))
     stride = draw(triples(*[st.integers(1, 3)] * 3))
-    dilation = draw(triples(*[st.integers(1, 3)] * 3))
+    dilation = draw(triples(*[st.integers(1, max_dilation)] * 3))
     padding = draw(triples(*[st.integers(0, 3)] * 3))
     output_padding = tuple(
         draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))

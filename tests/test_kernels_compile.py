@@ -40,6 +40,8 @@ def _instances():
             names.append(f"xconvt_remap<{ctype}, {index_t}>")
             for co in (1, 2, 4, 8):
                 names.append(f"xconvt_pointwise<{ctype}, {index_t}, {co}>")
+            for co, rg, tw in ((1, 1, 2), (2, 2, 4), (4, 4, 8)):
+                names.append(f"xconvt_gather<{ctype}, {index_t}, {co}, {rg}, {tw}>")
     for real in ("float", "double"):
         for index_t in ("int", "long long"):
             for ob in (1, 4):
@@ -62,7 +64,8 @@ def test_kernels_compile(tmp_path, arch):
 
 @pytest.mark.parametrize("struct, fields", [("FusedArgs", "_FUSED_FIELDS"),
                                             ("Col2imArgs", "_COL2IM_FIELDS"),
-                                            ("PointwiseArgs", "_POINTWISE_FIELDS")])
+                                            ("PointwiseArgs", "_POINTWISE_FIELDS"),
+                                            ("GatherArgs", "_GATHER_FIELDS")])
 def test_argument_structs_match_the_host(struct, fields):
     """The host packs each kernel's scalar arguments as int32 fields in a fixed
     order; the C struct must list the same fields in the same order."""

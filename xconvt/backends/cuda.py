@@ -862,6 +862,81 @@ def _pointwise_plan_getter():
     return cupy.memoize(for_each_device=True)(_PointwisePlan)
 
 
+# --------------------------------------------------------------------------- gather
+# Fields of the kernel's GatherArgs struct, in order (all int32).
+_GATHER_FIELDS = ("has_bias", "G", "Cig", "Cog", "n_oc", "E", "ID", "IH", "IW",
+                  "OD", "OH", "OW", "KD", "KH", "KW", "sd", "sh", "sw")
+_GATHER_TW = (2, 4, 8)  # W taps per phase the kernel is compiled for
+
+
+def _gather_eligible(params):
+    pws = params.axis_phases[2]
+    return (params.dilation == (1, 1, 1)
+            and max((len(pw.taps) for pw in pws), default=0) <= _GATHER_TW[-1]
+            and params.out_size[1] * params.out_size[2] <= _INT32_MAX - 128)
+
+
+@lru_cache(maxsize=256)
+def _gather_table(params, rg):
+    """``xconvt_gather``'s table (see the kernel), its number of entries per
+    output row and the kernel's W-tap bound."""
+    sw = params.stride[2]
+    entries, taps = [], []
+    for pw in params.axis_phases[2]:
+        if pw.count == 0:
+            continue
+        off = len(taps)
+        taps.extend(pw.taps)
+        for j0 in range(0, pw.count, rg):
+            entries.append((pw.first + sw * j0, min(rg, pw.count - j0), pw.base + j0,
+                            len(pw.taps), off))
+    OD, OH = params.out_size[:2]
+    tab = np.concatenate([_col2im_table(params)[:3 * (OD + OH)],
+                          np.asarray(entries, np.int32).ravel(),
+                          np.asarray(taps, np.int32)]).astype(np.int32)
+    tw = next(t for t in _GATHER_TW if t >= max((e[3] for e in entries), default=0))
+    return tab, len(entries), tw
+
+
+class _GatherPlan:
+    """Launch plan of ``xconvt_gather``: ``rg`` outputs of a W phase and ``co``
+    output channels per thread, no staging (few channels, no dilation)."""
+
+    def __init__(self, params, dtype_name, rg=1, co=None):
+        cupy = _cupy()
+        cog = params.out_channels_per_group
+        if co is None:
+            co = next(c for c in (1, 2, 4) if c >= min(cog, 4))
+        n_oc = -(-cog // co)
+        nz = params.batch * params.groups * n_oc
+        tab, E, tw = _gather_table(params, rg)
+        self.tab = cupy.asarray(tab)
+        OD, OH = params.out_size[:2]
+        index_t = _index_type(math.prod(params.input_shape),
+                              math.prod(params.batched_output_shape),
+                              math.prod(params.weight_shape))
+        self.kern = _kernel(f"xconvt_gather<{_CTYPES[dtype_name]}, {index_t}, {co}, {rg}, {tw}>")
+        self.grid = (-(-OH * E // 128), min(OD, 65535), min(nz, 65535))
+        self.nz = np.int32(nz)
+        values = dict(
+            G=params.groups, Cig=params.in_channels_per_group, Cog=cog, n_oc=n_oc, E=E,
+            **dict(zip(("ID", "IH", "IW"), params.in_size)),
+            **dict(zip(("OD", "OH", "OW"), params.out_size)),
+            **dict(zip(("KD", "KH", "KW"), params.kernel)),
+            **dict(zip(("sd", "sh", "sw"), params.stride)))
+        self.args = [_struct(_GATHER_FIELDS, {**values, "has_bias": hb}) for hb in (0, 1)]
+
+    def __call__(self, x, w, b, out):
+        self.kern(self.grid, (128,),
+                  (x, w, x if b is None else b, out, self.tab, self.args[b is not None], self.nz))
+
+
+@lru_cache(maxsize=None)
+def _gather_plan_getter():
+    cupy = _cupy()
+    return cupy.memoize(for_each_device=True)(_GatherPlan)
+
+
 def direct(params, x, w, b, variant=None):
     """Direct transposed convolution on CuPy arrays (see the module docstring).
 
@@ -885,6 +960,8 @@ def direct(params, x, w, b, variant=None):
             _fused(params, x, w, b, out)
         elif variant == "pointwise" and _pointwise_eligible(params):
             _pointwise_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
+        elif variant == "gather" and _gather_eligible(params):
+            _gather_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
         else:
             msg = ("variant must be 'fused', 'gemm', 'pointwise' (1x1x1 kernels with "
                    f"at most {_POINTWISE_MAX_MACS} channel pairs per group) or None, "
