@@ -413,7 +413,27 @@ def test_pointwise_variant(dtype, cfg, seed):
     _check(out, ref, dtype, xd)
 
 
-def test_pointwise_variant_rejects_other_kernels():
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@pytest.mark.parametrize("rg", [1, 4])
+@given(cfg=configs(batches=(1, 2, 3), max_dilation=1, max_channels=5), seed=seeds)
+def test_gather_variant(rg, dtype, cfg, seed):
+    """The gather kernel (no dilation; any stride, padding, groups, W taps up to
+    8 per phase; 1 or 4 outputs per thread) against the reference."""
+    from xconvt._params import ConvParams
+    from xconvt.backends import cuda as cuda_backend
+
+    x, w, b = cfg.arrays(seed, dtype)
+    xd, wd, bd = _dev(x, w, b)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
+                                    **cfg.kwargs)
+    out = cupy.empty(params.batched_output_shape, dtype)
+    cuda_backend._GatherPlan(params, dtype, rg=rg)(xd, wd, bd, out)
+    ref = cfg.reference(x.astype(np.float64), w.astype(np.float64),
+                        None if b is None else b.astype(np.float64))
+    _check(out, ref, dtype, xd)
+
+
+def test_variants_reject_geometries_they_do_not_cover():
     from xconvt._params import ConvParams
     from xconvt.backends import cuda as cuda_backend
 
@@ -421,6 +441,9 @@ def test_pointwise_variant_rejects_other_kernels():
     params = ConvParams.from_shapes(x.shape, w.shape, None)
     with pytest.raises(ValueError, match="variant="):
         cuda_backend.direct(params, x, w, None, variant="pointwise")
+    dilated = ConvParams.from_shapes(x.shape, w.shape, None, dilation=2)
+    with pytest.raises(ValueError, match="variant="):
+        cuda_backend.direct(dilated, x, w, None, variant="gather")
 
 
 @pytest.mark.parametrize("packed", [True, False])

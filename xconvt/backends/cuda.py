@@ -1,6 +1,6 @@
 """The direct GPU path: CuPy RawModule kernels in gather form, and cuBLAS + col2im.
 
-Three variants sit behind ``algorithm="direct"`` on CuPy arrays; all compute
+Four variants sit behind ``algorithm="direct"`` on CuPy arrays; all compute
 every output element in one thread with no atomics (bit-for-bit repeatable),
 launch on the current stream and never synchronize the host.
 
@@ -37,6 +37,14 @@ launch on the current stream and never synchronize the host.
     memory-bound: ``xconvt_pointwise`` gives each thread one output position
     of one group, reads its input channels once and writes up to 8 output
     channels, with no staging (positions no input reaches get the bias).
+
+``gather``
+    Layers with few channels and few multiply-adds per output (single-channel
+    volumes, small depthwise kernels; no dilation) skip the staging:
+    ``xconvt_gather`` gives each thread 4 outputs of one W stride phase for up
+    to 4 output channels, reads each input row once into a register window
+    shared by the W taps, and reads the weights in place through the cache
+    (:func:`_gather_preferred`).
 
 :func:`choose_variant` picks between them (rule and measurements in its
 docstring).  Index arithmetic is 32-bit when every array's element count fits
@@ -128,10 +136,11 @@ def _variant(params):
 
 
 def choose_variant(params, dtype):
-    """``"pointwise"``, ``"gemm"`` or ``"fused"`` for one call.
+    """``"pointwise"``, ``"gather"``, ``"gemm"`` or ``"fused"`` for one call.
 
     Pointwise layers with few channels (:func:`_pointwise_eligible`) take the
-    pointwise kernel.
+    pointwise kernel, layers with few channels and few taps per output the
+    gather kernel (:func:`_gather_preferred`).
 
     GEMM + col2im wins only where the channel contraction is wide enough for
     cuBLAS to run near its float32 peak and every phase of the fused kernel
@@ -144,6 +153,8 @@ def choose_variant(params, dtype):
     """
     if _pointwise_eligible(params):
         return "pointwise"
+    if _gather_preferred(params):
+        return "gather"
     taps_per_phase = params.taps / math.prod(params.stride)
     if (min(params.stride) > 1 and taps_per_phase >= 8
             and params.in_channels_per_group >= 128
@@ -869,11 +880,30 @@ _GATHER_FIELDS = ("has_bias", "G", "Cig", "Cog", "n_oc", "E", "ID", "IH", "IW",
 _GATHER_TW = (2, 4, 8)  # W taps per phase the kernel is compiled for
 
 
+_GATHER_RG = 4  # outputs per thread along W
+
+
+@lru_cache(maxsize=1024)
 def _gather_eligible(params):
     pws = params.axis_phases[2]
     return (params.dilation == (1, 1, 1)
             and max((len(pw.taps) for pw in pws), default=0) <= _GATHER_TW[-1]
             and params.out_size[1] * params.out_size[2] <= _INT32_MAX - 128)
+
+
+def _gather_preferred(params):
+    """Few channels and few multiply-adds per output: the gather kernel beats
+    the fused one's staging.  H100, 2026-11-26, kernel calls (ms, fused ->
+    gather with 4 outputs a thread): imaging_c1_k5s2 (1 -> 1 channel, 15.6
+    taps per output) 0.281 -> 0.156; 2 -> 2, k3 s2, 128^3 0.259 -> 0.182;
+    4 -> 4, k3 s2, 2 x 64^3 0.107 -> 0.086; depthwise k3, 64^3 0.150 -> 0.101;
+    2 -> 2 in 4 groups, k4 s2 0.166 -> 0.091.  It loses with many taps or
+    channels: depthwise k7 (343 taps) 0.40 -> 0.71, sweep_k3 (4 -> 4, 27 taps)
+    0.031 -> 0.042, grouped_g4 (16 -> 16) 0.24 -> 0.63."""
+    taps_per_output = params.taps / math.prod(params.stride)
+    return (params.out_channels_per_group <= 4
+            and params.in_channels_per_group * taps_per_output <= 32
+            and _gather_eligible(params))
 
 
 @lru_cache(maxsize=256)
@@ -902,7 +932,7 @@ class _GatherPlan:
     """Launch plan of ``xconvt_gather``: ``rg`` outputs of a W phase and ``co``
     output channels per thread, no staging (few channels, no dilation)."""
 
-    def __init__(self, params, dtype_name, rg=1, co=None):
+    def __init__(self, params, dtype_name, rg=_GATHER_RG, co=None):
         cupy = _cupy()
         cog = params.out_channels_per_group
         if co is None:
@@ -940,8 +970,9 @@ def _gather_plan_getter():
 def direct(params, x, w, b, variant=None):
     """Direct transposed convolution on CuPy arrays (see the module docstring).
 
-    ``variant`` forces ``"fused"``, ``"gemm"`` or ``"pointwise"`` (1x1x1
-    kernels with few channels only); ``None`` uses :func:`choose_variant`.
+    ``variant`` forces ``"fused"``, ``"gemm"``, ``"pointwise"`` (1x1x1
+    kernels with few channels only) or ``"gather"`` (no dilation, at most 8 W
+    taps per stride phase); ``None`` uses :func:`choose_variant`.
     """
     cupy = _cupy()
     with x.device:
@@ -964,7 +995,8 @@ def direct(params, x, w, b, variant=None):
             _gather_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
         else:
             msg = ("variant must be 'fused', 'gemm', 'pointwise' (1x1x1 kernels with "
-                   f"at most {_POINTWISE_MAX_MACS} channel pairs per group) or None, "
+                   f"at most {_POINTWISE_MAX_MACS} channel pairs per group), 'gather' (no "
+                   "dilation, at most 8 W taps per stride phase) or None, "
                    f"got variant={variant!r}")
             raise ValueError(msg)
         return out
