@@ -40,7 +40,7 @@ def _instances():
             names.append(f"xconvt_remap<{ctype}, {index_t}>")
             for co in (1, 2, 4, 8):
                 names.append(f"xconvt_pointwise<{ctype}, {index_t}, {co}>")
-            for co, rg, tw in ((1, 1, 2), (2, 2, 4), (4, 4, 8)):
+            for co, rg, tw in ((1, 1, 2), (2, 8, 4), (4, 4, 8)):
                 names.append(f"xconvt_gather<{ctype}, {index_t}, {co}, {rg}, {tw}>")
     for real in ("float", "double"):
         for index_t in ("int", "long long"):
