@@ -817,7 +817,6 @@ def _gemm(params, x, w, b, out):
     _gemm_plan_getter()(params, dtype_name(x.dtype), get_memory_budget())(x, w, b, out)
 
 
-# --------------------------------------------------------------------------- entry
 # --------------------------------------------------------------------------- pointwise
 # Fields of the kernel's PointwiseArgs struct, in order (all int32).
 _POINTWISE_FIELDS = ("has_bias", "G", "Cig", "Cog", "n_oc", "ID", "IH", "IW",
@@ -878,8 +877,6 @@ def _pointwise_plan_getter():
 _GATHER_FIELDS = ("has_bias", "G", "Cig", "Cog", "n_oc", "E", "ID", "IH", "IW",
                   "OD", "OH", "OW", "KD", "KH", "KW", "sd", "sh", "sw")
 _GATHER_TW = (2, 4, 8)  # W taps per phase the kernel is compiled for
-
-
 
 
 @lru_cache(maxsize=1024)
@@ -973,6 +970,7 @@ def _gather_plan_getter():
     return cupy.memoize(for_each_device=True)(_GatherPlan)
 
 
+# --------------------------------------------------------------------------- entry
 def direct(params, x, w, b, variant=None):
     """Direct transposed convolution on CuPy arrays (see the module docstring).
 
