@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from .cases import CASES, case_arrays
@@ -428,6 +428,25 @@ def test_gather_variant(rg, dtype, cfg, seed):
                                     **cfg.kwargs)
     out = cupy.empty(params.batched_output_shape, dtype)
     cuda_backend._GatherPlan(params, dtype, rg=rg)(xd, wd, bd, out)
+    ref = cfg.reference(x.astype(np.float64), w.astype(np.float64),
+                        None if b is None else b.astype(np.float64))
+    _check(out, ref, dtype, xd)
+
+
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@given(cfg=configs(batches=(1, 2, 3), max_dilation=1, max_channels=9), seed=seeds)
+def test_tile_variant(dtype, cfg, seed):
+    """The tile kernel (no dilation, up to 4 W taps per phase, 4 or 8 output
+    channels per thread) against the reference."""
+    from xconvt._params import ConvParams
+    from xconvt.backends import cuda as cuda_backend
+
+    x, w, b = cfg.arrays(seed, dtype)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
+                                    **cfg.kwargs)
+    assume(cuda_backend.tile_config(params, 8 if dtype == "float64" else 4) is not None)
+    xd, wd, bd = _dev(x, w, b)
+    out = cuda_backend.direct(params, xd, wd, bd, variant="tile")
     ref = cfg.reference(x.astype(np.float64), w.astype(np.float64),
                         None if b is None else b.astype(np.float64))
     _check(out, ref, dtype, xd)

@@ -42,6 +42,8 @@ def _instances():
                 names.append(f"xconvt_pointwise<{ctype}, {index_t}, {co}>")
             for co, rg, tw in ((1, 1, 2), (2, 8, 4), (4, 4, 8)):
                 names.append(f"xconvt_gather<{ctype}, {index_t}, {co}, {rg}, {tw}>")
+            for ro, twm in ((4, 1), (4, 4), (8, 2)):
+                names.append(f"xconvt_tile<{ctype}, {index_t}, {ro}, {twm}>")
     for real in ("float", "double"):
         for index_t in ("int", "long long"):
             for ob in (1, 4):
@@ -65,7 +67,8 @@ def test_kernels_compile(tmp_path, arch):
 @pytest.mark.parametrize("struct, fields", [("FusedArgs", "_FUSED_FIELDS"),
                                             ("Col2imArgs", "_COL2IM_FIELDS"),
                                             ("PointwiseArgs", "_POINTWISE_FIELDS"),
-                                            ("GatherArgs", "_GATHER_FIELDS")])
+                                            ("GatherArgs", "_GATHER_FIELDS"),
+                                            ("TileArgs", "_TILE_FIELDS")])
 def test_argument_structs_match_the_host(struct, fields):
     """The host packs each kernel's scalar arguments as int32 fields in a fixed
     order; the C struct must list the same fields in the same order."""

@@ -970,6 +970,131 @@ def _gather_plan_getter():
     return cupy.memoize(for_each_device=True)(_GatherPlan)
 
 
+# --------------------------------------------------------------------------- tile
+# Fields of the kernel's TileArgs struct, in order (all int32).
+_TILE_FIELDS = ("has_bias", "G", "Cig", "Cog", "CogP", "n_og", "nph",
+                "ID", "IH", "IW", "OD", "OH", "OW", "KH", "KW", "K",
+                "sd", "sh", "sw", "TD", "TH", "TW", "XD", "XH", "XW",
+                "ntd", "nth", "ntw", "lod", "loh", "low")
+_TILE_THREADS = 256
+_TILE_SMEM = 100 * 1024  # two blocks per SM
+_TILE_TWM = (1, 2, 4)    # W taps per phase the kernel is compiled for
+
+
+class TileConfig(NamedTuple):
+    ro: int
+    n_og: int
+    twm: int
+    tile: tuple     # (TD, TH, TW) in phase coordinates
+    slab: tuple     # (XD, XH, XW)
+    lo: tuple       # smallest phase base per axis
+    ntiles: tuple   # tiles per axis
+    smem: int
+    ptab: np.ndarray
+
+
+@lru_cache(maxsize=1024)
+def tile_config(params, itemsize):
+    """The tile kernel's configuration, or None where it does not apply (dilation,
+    too many channels or W taps, shared memory).  ``itemsize`` is the
+    accumulator's."""
+    if params.dilation != (1, 1, 1):
+        return None
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    ro = 8 if cog > 4 else 4
+    n_og = -(-cog // ro)
+    if n_og not in (1, 2, 4):
+        return None
+    axes = [[ph for ph in ax if ph.count] for ax in params.axis_phases]
+    lo, span, counts = [], [], []
+    for ax in axes:
+        lo.append(min(ph.base for ph in ax))
+        span.append(max(ph.base + max(len(ph.taps), 1) - 1 for ph in ax) - lo[-1])
+        counts.append(max(ph.count for ph in ax))
+    nt_w = max(len(ph.taps) for ph in axes[2])
+    if nt_w > _TILE_TWM[-1]:
+        return None
+    twm = next(t for t in _TILE_TWM if t >= nt_w)
+    per_og = _TILE_THREADS // n_og
+    lanes = 1  # threads along W, 4 outputs each: a power of 2 up to 8
+    while lanes < 8 and 4 * lanes < counts[2]:
+        lanes *= 2
+    tw, rows = 4 * lanes, per_og // lanes
+    best = None
+    for td in (d for d in range(1, rows + 1) if rows % d == 0):
+        th = rows // td
+        slab = (td + span[0], th + span[1], tw + span[2])
+        tiles = tuple(-(-c // t) for c, t in zip(counts, (td, th, tw)))
+        # staged elements per computed output position, and positions wasted
+        # past the phases' ends
+        staged = math.prod(slab) * cig + cig * params.taps * ro * n_og
+        work = math.prod(tiles) * td * th * tw
+        cost = math.prod(tiles) * staged / 8 + work
+        if best is None or cost < best[0]:
+            best = (cost, (td, th, tw), slab, tiles)
+    _, tile, slab, tiles = best
+    smem = (cig * params.taps * ro * n_og + cig * math.prod(slab)) * itemsize
+    if smem > _TILE_SMEM:
+        return None
+    fields, taps = [], []
+    for pd in axes[0]:
+        for ph in axes[1]:
+            for pw in axes[2]:
+                row = [pd.first, ph.first, pw.first, pd.count, ph.count, pw.count,
+                       pd.base - lo[0], ph.base - lo[1], pw.base - lo[2],
+                       len(pd.taps), len(ph.taps), len(pw.taps)]
+                for a in (pd, ph, pw):
+                    row.append(len(taps))
+                    taps.extend(a.taps)
+                fields.append(row)
+    ptab = np.asarray(sum(fields, []) + taps, np.int32)
+    return TileConfig(ro, n_og, twm, tile, slab, tuple(lo), tiles, smem, ptab)
+
+
+class _TilePlan:
+    """Launch plan of ``xconvt_tile`` (:func:`tile_config`)."""
+
+    def __init__(self, params, dtype_name):
+        cupy = _cupy()
+        acc = 8 if dtype_name == "float64" else 4
+        cfg = tile_config(params, acc)
+        self.ptab = cupy.asarray(cfg.ptab)
+        index_t = _index_type(math.prod(params.input_shape),
+                              math.prod(params.batched_output_shape),
+                              math.prod(params.weight_shape))
+        self.kern = _kernel(f"xconvt_tile<{_CTYPES[dtype_name]}, {index_t}, {cfg.ro}, "
+                            f"{cfg.twm}>")
+        if cfg.smem > _SMEM_DEFAULT:
+            self.kern.max_dynamic_shared_size_bytes = cfg.smem
+        self.smem = cfg.smem
+        self.grid = (params.batch * params.groups * math.prod(cfg.ntiles),)
+        values = dict(
+            G=params.groups, Cig=params.in_channels_per_group,
+            Cog=params.out_channels_per_group, CogP=cfg.ro * cfg.n_og, n_og=cfg.n_og,
+            K=params.taps, KH=params.kernel[1], KW=params.kernel[2],
+            **dict(zip(("ID", "IH", "IW"), params.in_size)),
+            **dict(zip(("OD", "OH", "OW"), params.out_size)),
+            **dict(zip(("sd", "sh", "sw"), params.stride)),
+            **dict(zip(("TD", "TH", "TW"), cfg.tile)),
+            **dict(zip(("XD", "XH", "XW"), cfg.slab)),
+            **dict(zip(("ntd", "nth", "ntw"), cfg.ntiles)),
+            **dict(zip(("lod", "loh", "low"), cfg.lo)))
+        values["nph"] = math.prod(len([ph for ph in ax if ph.count])
+                                  for ax in params.axis_phases)
+        self.args = [_struct(_TILE_FIELDS, {**values, "has_bias": hb}) for hb in (0, 1)]
+
+    def __call__(self, x, w, b, out):
+        self.kern(self.grid, (_TILE_THREADS,),
+                  (x, w, x if b is None else b, out, self.ptab, self.args[b is not None]),
+                  shared_mem=self.smem)
+
+
+@lru_cache(maxsize=None)
+def _tile_plan_getter():
+    cupy = _cupy()
+    return cupy.memoize(for_each_device=True)(_TilePlan)
+
+
 # --------------------------------------------------------------------------- entry
 def direct(params, x, w, b, variant=None):
     """Direct transposed convolution on CuPy arrays (see the module docstring).
@@ -997,6 +1122,8 @@ def direct(params, x, w, b, variant=None):
             _pointwise_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
         elif variant == "gather" and _gather_eligible(params):
             _gather_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
+        elif variant == "tile" and tile_config(params, 8 if x.dtype == np.float64 else 4):
+            _tile_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
         else:
             msg = ("variant must be 'fused', 'gemm', 'pointwise' (1x1x1 kernels with "
                    f"at most {_POINTWISE_MAX_MACS} channel pairs per group), 'gather' (no "
