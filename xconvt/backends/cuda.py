@@ -975,7 +975,7 @@ def _gather_plan_getter():
 _TILE_FIELDS = ("has_bias", "G", "Cig", "Cog", "CogP", "n_og", "nph",
                 "ID", "IH", "IW", "OD", "OH", "OW", "KH", "KW", "K",
                 "sd", "sh", "sw", "TD", "TH", "TW", "XD", "XH", "XW",
-                "ntd", "nth", "ntw", "lod", "loh", "low")
+                "ntd", "nth", "ntw", "lod", "loh", "low", "nptab")
 _TILE_THREADS = 256
 _TILE_SMEM = 100 * 1024  # two blocks per SM
 _TILE_TWM = (1, 2, 4)    # W taps per phase the kernel is compiled for
@@ -1033,9 +1033,6 @@ def tile_config(params, itemsize):
         if best is None or cost < best[0]:
             best = (cost, (td, th, tw), slab, tiles)
     _, tile, slab, tiles = best
-    smem = (cig * params.taps * ro * n_og + cig * math.prod(slab)) * itemsize
-    if smem > _TILE_SMEM:
-        return None
     fields, taps = [], []
     for pd in axes[0]:
         for ph in axes[1]:
@@ -1048,6 +1045,10 @@ def tile_config(params, itemsize):
                     taps.extend(a.taps)
                 fields.append(row)
     ptab = np.asarray(sum(fields, []) + taps, np.int32)
+    # weights, input box, then the phase table
+    smem = (cig * params.taps * ro * n_og + cig * math.prod(slab)) * itemsize + 4 * ptab.size
+    if smem > _TILE_SMEM:
+        return None
     return TileConfig(ro, n_og, twm, tile, slab, tuple(lo), tiles, smem, ptab)
 
 
@@ -1078,7 +1079,7 @@ class _TilePlan:
             **dict(zip(("TD", "TH", "TW"), cfg.tile)),
             **dict(zip(("XD", "XH", "XW"), cfg.slab)),
             **dict(zip(("ntd", "nth", "ntw"), cfg.ntiles)),
-            **dict(zip(("lod", "loh", "low"), cfg.lo)))
+            **dict(zip(("lod", "loh", "low"), cfg.lo)), nptab=cfg.ptab.size)
         values["nph"] = math.prod(len([ph for ph in ax if ph.count])
                                   for ax in params.axis_phases)
         self.args = [_struct(_TILE_FIELDS, {**values, "has_bias": hb}) for hb in (0, 1)]

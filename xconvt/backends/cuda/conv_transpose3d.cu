@@ -813,7 +813,7 @@ struct TileArgs {
   int has_bias, G, Cig, Cog, CogP, n_og, nph;
   int ID, IH, IW, OD, OH, OW, KH, KW, K;
   int sd, sh, sw, TD, TH, TW, XD, XH, XW;
-  int ntd, nth, ntw, lod, loh, low;
+  int ntd, nth, ntw, lod, loh, low, nptab;
 };
 enum { P_FIRST = 0, P_COUNT = 3, P_OFF = 6, P_NT = 9, P_TAPS = 12, P_FIELDS = 15 };
 }  // namespace xconvt
@@ -835,26 +835,60 @@ xconvt_tile(const T* __restrict__ x, const T* __restrict__ w,
   const int g = b % a.G, n = b / a.G;
   const int jd0 = td_ * a.TD, jh0 = th_ * a.TH, jw0 = tw_ * a.TW;
 
-  const int n_w = a.Cig * a.K * a.CogP;
-  for (int i = threadIdx.x; i < n_w; i += blockDim.x) {
-    const int o = i % a.CogP, r = i / a.CogP;
-    const int k = r % a.K, c = r / a.K;
-    ws[i] = o < a.Cog ? to_acc(w[((I)(g * a.Cig + c) * a.Cog + o) * a.K + k]) : Acc(0);
+  // Staging: the group's weights in their global order (coalesced reads), then
+  // the input box with W fastest; SB loads are issued before their stores so
+  // their latencies overlap.
+  constexpr int SB = 8;
+  const int CK = a.Cog * a.K;
+  const int n_w = a.Cig * CK;
+  const T* const wg = w + (I)g * n_w;
+  for (int i0 = threadIdx.x; i0 < n_w; i0 += SB * blockDim.x) {
+    Acc v[SB];
+#pragma unroll
+    for (int u = 0; u < SB; ++u) {
+      const int i = i0 + u * blockDim.x;
+      v[u] = i < n_w ? to_acc(wg[i]) : Acc(0);
+    }
+#pragma unroll
+    for (int u = 0; u < SB; ++u) {
+      const int i = i0 + u * blockDim.x;
+      if (i < n_w) {
+        const int c = i / CK, r = i - c * CK;
+        const int o = r / a.K, k = r - o * a.K;
+        ws[(c * a.K + k) * a.CogP + o] = v[u];
+      }
+    }
+  }
+  for (int i = threadIdx.x; i < a.Cig * a.K * (a.CogP - a.Cog); i += blockDim.x) {
+    const int pad = a.CogP - a.Cog;
+    ws[(i / pad) * a.CogP + a.Cog + i % pad] = Acc(0);
   }
   const I IV = (I)a.ID * a.IH * a.IW;
   const T* const xg = x + ((I)n * a.G + g) * a.Cig * IV;
   const int XV = a.XD * a.XH * a.XW;
   const int n_x = a.Cig * XV;
-  for (int i = threadIdx.x; i < n_x; i += blockDim.x) {
-    int r = i;
-    const int xw = r % a.XW; r /= a.XW;
-    const int xh = r % a.XH; r /= a.XH;
-    const int xd = r % a.XD, c = r / a.XD;
-    const int id = a.lod + jd0 + xd, ih = a.loh + jh0 + xh, iw = a.low + jw0 + xw;
-    xs[i] = id >= 0 && id < a.ID && ih >= 0 && ih < a.IH && iw >= 0 && iw < a.IW
-                ? to_acc(xg[c * IV + ((I)id * a.IH + ih) * a.IW + iw])
-                : Acc(0);
+  for (int i0 = threadIdx.x; i0 < n_x; i0 += SB * blockDim.x) {
+    Acc v[SB];
+#pragma unroll
+    for (int u = 0; u < SB; ++u) {
+      int r = i0 + u * blockDim.x;
+      const bool in = r < n_x;
+      const int xw = r % a.XW; r /= a.XW;
+      const int xh = r % a.XH; r /= a.XH;
+      const int xd = r % a.XD, c = r / a.XD;
+      const int id = a.lod + jd0 + xd, ih = a.loh + jh0 + xh, iw = a.low + jw0 + xw;
+      v[u] = in && id >= 0 && id < a.ID && ih >= 0 && ih < a.IH && iw >= 0 && iw < a.IW
+                 ? to_acc(xg[c * IV + ((I)id * a.IH + ih) * a.IW + iw])
+                 : Acc(0);
+    }
+#pragma unroll
+    for (int u = 0; u < SB; ++u) {
+      const int i = i0 + u * blockDim.x;
+      if (i < n_x) xs[i] = v[u];
+    }
   }
+  int* const ps = reinterpret_cast<int*>(xs + n_x);  // the phase table
+  for (int i = threadIdx.x; i < a.nptab; i += blockDim.x) ps[i] = ptab[i];
   __syncthreads();
 
   const int per_og = blockDim.x / a.n_og;
@@ -866,9 +900,9 @@ xconvt_tile(const T* __restrict__ x, const T* __restrict__ w,
   if (o0 >= a.Cog || ld >= a.TD) return;
   const I OV = (I)a.OD * a.OH * a.OW;
   T* const og_out = out + (((I)n * a.G + g) * a.Cog + o0) * OV;
-  const int* const taps = ptab + P_FIELDS * a.nph;
+  const int* const taps = ps + P_FIELDS * a.nph;
   for (int p = 0; p < a.nph; ++p) {
-    const int* const pt = ptab + P_FIELDS * p;
+    const int* const pt = ps + P_FIELDS * p;
     const int jd = jd0 + ld, jh = jh0 + lh, jw = jw0 + 4 * lg;
     if (jd >= pt[P_COUNT] || jh >= pt[P_COUNT + 1] || jw >= pt[P_COUNT + 2]) continue;
     const int nd = pt[P_NT], nh = pt[P_NT + 1], nw = pt[P_NT + 2];
