@@ -166,8 +166,10 @@ def _replay_tile(params, x, w):
             x6[n, g][np.ix_(range(cig), *[s[k] for s, k in zip(src, ok)])]
         for p in range(nph):
             first, count, off, nt, toff = pt[p, 0:3], pt[p, 3:6], pt[p, 6:9], pt[p, 9:12], pt[p, 12:15]
-            for ld, lh, lg in np.ndindex(TD, TH, TW // 4):
-                j = (j0[0] + ld, j0[1] + lh, j0[2] + 4 * lg)
+            LG = TW // 4
+            for ld, lh, lg in np.ndindex(TD, TH, LG):
+                # the thread's W outputs are j = jw + LG*r
+                j = (j0[0] + ld, j0[1] + lh, j0[2] + lg)
                 if j[0] >= count[0] or j[1] >= count[1] or j[2] >= count[2]:
                     continue
                 acc = np.zeros((cog, 4))
@@ -177,11 +179,12 @@ def _replay_tile(params, x, w):
                         for uw in range(nt[2]):
                             k = (taps[toff[0] + ud] * KH + taps[toff[1] + uh]) * KW \
                                 + taps[toff[2] + uw]
-                            xv = row[:, 4 * lg + off[2] + uw:4 * lg + off[2] + uw + 4]
+                            xv = row[:, lg + off[2] + uw + LG * np.arange(4)]
                             acc += wk[g, :, :, k].T @ xv
-                for r in range(min(4, count[2] - j[2])):
-                    o = [f + s * jj for f, s, jj in zip(first, params.stride, j)]
-                    out[n, g, :, o[0], o[1], o[2] + params.stride[2] * r] = acc[:, r]
+                for r in range(4):
+                    if j[2] + LG * r < count[2]:
+                        o = [f + s * jj for f, s, jj in zip(first, params.stride, j)]
+                        out[n, g, :, o[0], o[1], o[2] + params.stride[2] * LG * r] = acc[:, r]
     return out.reshape((N, G * cog) + params.out_size)
 
 

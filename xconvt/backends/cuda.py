@@ -1023,7 +1023,10 @@ def tile_config(params, itemsize):
     best = None
     for td in (d for d in range(1, rows + 1) if rows % d == 0):
         th = rows // td
-        slab = (td + span[0], th + span[1], tw + span[2])
+        # rows of the box padded so that a warp's rows (32/lanes of them) start
+        # in distinct banks: width = lanes (mod 32)
+        xw = tw + span[2] + (lanes - tw - span[2]) % 32
+        slab = (td + span[0], th + span[1], xw)
         tiles = tuple(-(-c // t) for c, t in zip(counts, (td, th, tw)))
         # staged elements per computed output position, and positions wasted
         # past the phases' ends

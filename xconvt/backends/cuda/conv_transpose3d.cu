@@ -903,7 +903,9 @@ xconvt_tile(const T* __restrict__ x, const T* __restrict__ w,
   const int* const taps = ps + P_FIELDS * a.nph;
   for (int p = 0; p < a.nph; ++p) {
     const int* const pt = ps + P_FIELDS * p;
-    const int jd = jd0 + ld, jh = jh0 + lh, jw = jw0 + 4 * lg;
+    // the thread's outputs along W are j = jw + LG*r (r < 4): a warp's stores
+    // of one r then cover consecutive j
+    const int jd = jd0 + ld, jh = jh0 + lh, jw = jw0 + lg;
     if (jd >= pt[P_COUNT] || jh >= pt[P_COUNT + 1] || jw >= pt[P_COUNT + 2]) continue;
     const int nd = pt[P_NT], nh = pt[P_NT + 1], nw = pt[P_NT + 2];
     const int* const tapd = taps + pt[P_TAPS];
@@ -917,7 +919,7 @@ xconvt_tile(const T* __restrict__ x, const T* __restrict__ w,
       for (int r = 0; r < 4; ++r) acc[o][r] = b0;
     }
     const Acc* const xb = xs + ((ld + pt[P_OFF]) * a.XH + lh + pt[P_OFF + 1]) * a.XW +
-                          4 * lg + pt[P_OFF + 2];
+                          lg + pt[P_OFF + 2];
     for (int c = 0; c < a.Cig; ++c) {
       const Acc* const xc = xb + c * XV;
       const Acc* const wc = ws + c * a.K * a.CogP + o0;
@@ -926,19 +928,18 @@ xconvt_tile(const T* __restrict__ x, const T* __restrict__ w,
         for (int uh = 0; uh < nh; ++uh) {
           const int kh = taph[uh];
           const Acc* const xr = xc + (ud * a.XH + uh) * a.XW;
-          Acc xv[4 + TWM - 1];
-#pragma unroll
-          for (int i = 0; i < 4 + TWM - 1; ++i) xv[i] = i < 3 + nw ? xr[i] : Acc(0);
           const Acc* const wk = wc + (kd * a.KH + kh) * a.KW * a.CogP;
 #pragma unroll
           for (int uw = 0; uw < TWM; ++uw) {
             if (uw < nw) {
-              Acc wv[RO];
+              Acc wv[RO], xv[4];
               load_w<RO>(wk + tapw[uw] * a.CogP, wv);
+#pragma unroll
+              for (int r = 0; r < 4; ++r) xv[r] = xr[LG * r + uw];
 #pragma unroll
               for (int o = 0; o < RO; ++o)
 #pragma unroll
-                for (int r = 0; r < 4; ++r) acc[o][r] += xv[r + uw] * wv[o];
+                for (int r = 0; r < 4; ++r) acc[o][r] += xv[r] * wv[o];
             }
           }
         }
@@ -946,13 +947,13 @@ xconvt_tile(const T* __restrict__ x, const T* __restrict__ w,
     }
     const int od = pt[P_FIRST] + a.sd * jd, oh = pt[P_FIRST + 1] + a.sh * jh;
     T* const orow = og_out + ((I)od * a.OH + oh) * a.OW + pt[P_FIRST + 2] + a.sw * jw;
-    const int nv = min(4, pt[P_COUNT + 2] - jw);
 #pragma unroll
     for (int o = 0; o < RO; ++o) {
       if (o0 + o < a.Cog) {
 #pragma unroll
         for (int r = 0; r < 4; ++r)
-          if (r < nv) orow[(I)o * OV + r * a.sw] = from_acc<T>(acc[o][r]);
+          if (jw + LG * r < pt[P_COUNT + 2])
+            orow[(I)o * OV + LG * r * a.sw] = from_acc<T>(acc[o][r]);
       }
     }
   }
