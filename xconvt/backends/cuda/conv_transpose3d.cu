@@ -920,27 +920,25 @@ xconvt_tile(const T* __restrict__ x, const T* __restrict__ w,
     }
     const Acc* const xb = xs + ((ld + pt[P_OFF]) * a.XH + lh + pt[P_OFF + 1]) * a.XW +
                           lg + pt[P_OFF + 2];
-    for (int c = 0; c < a.Cig; ++c) {
-      const Acc* const xc = xb + c * XV;
-      const Acc* const wc = ws + c * a.K * a.CogP + o0;
-      for (int ud = 0; ud < nd; ++ud) {
-        const int kd = tapd[ud];
-        for (int uh = 0; uh < nh; ++uh) {
-          const int kh = taph[uh];
-          const Acc* const xr = xc + (ud * a.XH + uh) * a.XW;
-          const Acc* const wk = wc + (kd * a.KH + kh) * a.KW * a.CogP;
+    // taps outermost (their offsets are uniform), input channels innermost:
+    // the channel loop has no dependent index loads and unrolls
+    const int WC = a.K * a.CogP;
+    for (int ud = 0; ud < nd; ++ud) {
+      for (int uh = 0; uh < nh; ++uh) {
+        const int krow = (tapd[ud] * a.KH + taph[uh]) * a.KW;
+        for (int uw = 0; uw < nw; ++uw) {
+          const Acc* xc = xb + (ud * a.XH + uh) * a.XW + uw;
+          const Acc* wc = ws + (krow + tapw[uw]) * a.CogP + o0;
+#pragma unroll 4
+          for (int c = 0; c < a.Cig; ++c, xc += XV, wc += WC) {
+            Acc wv[RO], xv[4];
+            load_w<RO>(wc, wv);
 #pragma unroll
-          for (int uw = 0; uw < TWM; ++uw) {
-            if (uw < nw) {
-              Acc wv[RO], xv[4];
-              load_w<RO>(wk + tapw[uw] * a.CogP, wv);
+            for (int r = 0; r < 4; ++r) xv[r] = xc[LG * r];
 #pragma unroll
-              for (int r = 0; r < 4; ++r) xv[r] = xr[LG * r + uw];
+            for (int o = 0; o < RO; ++o)
 #pragma unroll
-              for (int o = 0; o < RO; ++o)
-#pragma unroll
-                for (int r = 0; r < 4; ++r) acc[o][r] += xv[r] * wv[o];
-            }
+              for (int r = 0; r < 4; ++r) acc[o][r] += xv[r] * wv[o];
           }
         }
       }
