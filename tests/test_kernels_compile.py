@@ -42,8 +42,8 @@ def _instances():
                 names.append(f"xconvt_pointwise<{ctype}, {index_t}, {co}>")
             for co, rg, tw in ((1, 1, 2), (2, 8, 4), (4, 4, 8)):
                 names.append(f"xconvt_gather<{ctype}, {index_t}, {co}, {rg}, {tw}>")
-            for ro, twm in ((4, 1), (4, 4), (8, 2)):
-                names.append(f"xconvt_tile<{ctype}, {index_t}, {ro}, {twm}>")
+            for ro in (4, 8):
+                names.append(f"xconvt_tile<{ctype}, {index_t}, {ro}>")
     for real in ("float", "double"):
         for index_t in ("int", "long long"):
             for ob in (1, 4):

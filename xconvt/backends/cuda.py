@@ -1,6 +1,6 @@
 """The direct GPU path: CuPy RawModule kernels in gather form, and cuBLAS + col2im.
 
-Four variants sit behind ``algorithm="direct"`` on CuPy arrays; all compute
+Five variants sit behind ``algorithm="direct"`` on CuPy arrays; all compute
 every output element in one thread with no atomics (bit-for-bit repeatable),
 launch on the current stream and never synchronize the host.
 
@@ -37,6 +37,16 @@ launch on the current stream and never synchronize the host.
     memory-bound: ``xconvt_pointwise`` gives each thread one output position
     of one group, reads its input channels once and writes up to 8 output
     channels, with no staging (positions no input reaches get the bias).
+
+``tile``
+    Strided layers with few channels per group (``grouped_g4``): a block
+    stages once, in shared memory, the input box that one tile of phase
+    coordinates reads in every stride phase, with all the input channels and
+    weights of its group (``xconvt_tile``, :func:`tile_config`), then computes
+    the phases in turn, taps outermost and input channels innermost, each
+    thread holding 4 or 8 output channels x 4 outputs along W (interleaved
+    across lanes, so that a warp's stores are contiguous runs).  The fused
+    kernel stages per phase and per channel stage instead.
 
 ``gather``
     Layers with few channels and few multiply-adds per output (single-channel
@@ -136,11 +146,13 @@ def _variant(params):
 
 
 def choose_variant(params, dtype):
-    """``"pointwise"``, ``"gather"``, ``"gemm"`` or ``"fused"`` for one call.
+    """``"pointwise"``, ``"gather"``, ``"tile"``, ``"gemm"`` or ``"fused"`` for one call.
 
     Pointwise layers with few channels (:func:`_pointwise_eligible`) take the
     pointwise kernel, layers with few channels and few taps per output the
-    gather kernel (:func:`_gather_preferred`).
+    gather kernel (:func:`_gather_preferred`), strided layers whose group's
+    channels and weights fit a block's shared memory the tile kernel
+    (:func:`_tile_preferred`).
 
     GEMM + col2im wins only where the channel contraction is wide enough for
     cuBLAS to run near its float32 peak and every phase of the fused kernel
@@ -155,6 +167,8 @@ def choose_variant(params, dtype):
         return "pointwise"
     if _gather_preferred(params):
         return "gather"
+    if _tile_preferred(params):
+        return "tile"
     taps_per_phase = params.taps / math.prod(params.stride)
     if (min(params.stride) > 1 and taps_per_phase >= 8
             and params.in_channels_per_group >= 128
@@ -978,13 +992,11 @@ _TILE_FIELDS = ("has_bias", "G", "Cig", "Cog", "CogP", "n_og", "nph",
                 "ntd", "nth", "ntw", "lod", "loh", "low", "nptab")
 _TILE_THREADS = 256
 _TILE_SMEM = 100 * 1024  # two blocks per SM
-_TILE_TWM = (1, 2, 4)    # W taps per phase the kernel is compiled for
 
 
 class TileConfig(NamedTuple):
     ro: int
     n_og: int
-    twm: int
     tile: tuple     # (TD, TH, TW) in phase coordinates
     slab: tuple     # (XD, XH, XW)
     lo: tuple       # smallest phase base per axis
@@ -995,9 +1007,14 @@ class TileConfig(NamedTuple):
 
 @lru_cache(maxsize=1024)
 def tile_config(params, itemsize):
-    """The tile kernel's configuration, or None where it does not apply (dilation,
-    too many channels or W taps, shared memory).  ``itemsize`` is the
-    accumulator's."""
+    """The tile kernel's configuration, or None where it does not apply
+    (dilation; more than 32 output channels per group; the group's weights and
+    input box beyond ``_TILE_SMEM``).  ``itemsize`` is the accumulator's.
+
+    256 threads: ``n_og`` groups of ``ro`` output channels, each spread over
+    the tile's rows (``TD x TH``) and ``TW / 4`` lanes along W; the W extent
+    covers the longest phase up to 32, and ``TD x TH`` is the split of the
+    remaining threads that stages the fewest elements per output."""
     if params.dilation != (1, 1, 1):
         return None
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
@@ -1011,10 +1028,6 @@ def tile_config(params, itemsize):
         lo.append(min(ph.base for ph in ax))
         span.append(max(ph.base + max(len(ph.taps), 1) - 1 for ph in ax) - lo[-1])
         counts.append(max(ph.count for ph in ax))
-    nt_w = max(len(ph.taps) for ph in axes[2])
-    if nt_w > _TILE_TWM[-1]:
-        return None
-    twm = next(t for t in _TILE_TWM if t >= nt_w)
     per_og = _TILE_THREADS // n_og
     lanes = 1  # threads along W, 4 outputs each: a power of 2 up to 8
     while lanes < 8 and 4 * lanes < counts[2]:
@@ -1052,7 +1065,18 @@ def tile_config(params, itemsize):
     smem = (cig * params.taps * ro * n_og + cig * math.prod(slab)) * itemsize + 4 * ptab.size
     if smem > _TILE_SMEM:
         return None
-    return TileConfig(ro, n_og, twm, tile, slab, tuple(lo), tiles, smem, ptab)
+    return TileConfig(ro, n_og, tile, slab, tuple(lo), tiles, smem, ptab)
+
+
+def _tile_preferred(params):
+    """Strided on every axis with at least two taps per phase, and the tile
+    kernel applies (:func:`tile_config`).  H100, 2026-11-26, kernel calls (ms,
+    fused -> tile): grouped_g4 (16 -> 16 channels per group, k3 s2) 0.233 ->
+    0.209; 8 -> 8, k3 s2, 64^3 0.117 -> 0.107; 4 -> 4 in 8 groups, k3 s2
+    0.100 -> 0.088.  Not with one tap per phase (16 -> 16, k2 s2: 0.158 ->
+    0.178) or stride 1 (sweep_k3: 0.031 either way)."""
+    return (min(params.stride) > 1 and params.taps >= 2 * math.prod(params.stride)
+            and tile_config(params, 4) is not None)
 
 
 class _TilePlan:
@@ -1066,8 +1090,7 @@ class _TilePlan:
         index_t = _index_type(math.prod(params.input_shape),
                               math.prod(params.batched_output_shape),
                               math.prod(params.weight_shape))
-        self.kern = _kernel(f"xconvt_tile<{_CTYPES[dtype_name]}, {index_t}, {cfg.ro}, "
-                            f"{cfg.twm}>")
+        self.kern = _kernel(f"xconvt_tile<{_CTYPES[dtype_name]}, {index_t}, {cfg.ro}>")
         if cfg.smem > _SMEM_DEFAULT:
             self.kern.max_dynamic_shared_size_bytes = cfg.smem
         self.smem = cfg.smem
@@ -1104,8 +1127,9 @@ def direct(params, x, w, b, variant=None):
     """Direct transposed convolution on CuPy arrays (see the module docstring).
 
     ``variant`` forces ``"fused"``, ``"gemm"``, ``"pointwise"`` (1x1x1
-    kernels with few channels only) or ``"gather"`` (no dilation, at most 8 W
-    taps per stride phase); ``None`` uses :func:`choose_variant`.
+    kernels with few channels only), ``"gather"`` (no dilation, at most 8 W
+    taps per stride phase) or ``"tile"`` (:func:`tile_config`); ``None`` uses
+    :func:`choose_variant`.
     """
     cupy = _cupy()
     with x.device:
@@ -1131,8 +1155,9 @@ def direct(params, x, w, b, variant=None):
         else:
             msg = ("variant must be 'fused', 'gemm', 'pointwise' (1x1x1 kernels with "
                    f"at most {_POINTWISE_MAX_MACS} channel pairs per group), 'gather' (no "
-                   "dilation, at most 8 W taps per stride phase) or None, "
-                   f"got variant={variant!r}")
+                   "dilation, at most 8 W taps per stride phase), 'tile' (no dilation, "
+                   "a group's channels and weights within a block's shared memory) or "
+                   f"None, got variant={variant!r}")
             raise ValueError(msg)
         return out
 

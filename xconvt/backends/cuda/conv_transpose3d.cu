@@ -818,7 +818,7 @@ struct TileArgs {
 enum { P_FIRST = 0, P_COUNT = 3, P_OFF = 6, P_NT = 9, P_TAPS = 12, P_FIELDS = 15 };
 }  // namespace xconvt
 
-template <typename T, typename I, int RO, int TWM>
+template <typename T, typename I, int RO>
 __global__ void __launch_bounds__(256, 2)
 xconvt_tile(const T* __restrict__ x, const T* __restrict__ w,
             const T* __restrict__ bias, T* __restrict__ out,
