@@ -135,6 +135,15 @@ def _kernel(name):
     return _memoized_kernel_getter()(name, WIDE_MINB)
 
 
+def _allow_smem(kern, smem):
+    """Let ``kern`` launch with ``smem`` bytes of dynamic shared memory.  The
+    limit is an attribute of the (shared, memoized) kernel, so it is only ever
+    raised: lowering it for one geometry would make the launches of a plan
+    made earlier with more fail."""
+    if smem > _SMEM_DEFAULT and smem > kern.max_dynamic_shared_size_bytes:
+        kern.max_dynamic_shared_size_bytes = smem
+
+
 def _index_type(*sizes):
     return "int" if max(sizes) <= _INT32_MAX else "long long"
 
@@ -633,8 +642,7 @@ class _FusedPlan:
             self.pack_grid = grid_1d(idx.size)
         self.kern = _kernel(f"xconvt_fused<{ctype}, {index_t}, {cfg['ro']}, {RW}, "
                             f"{cfg['twx']}>")
-        if cfg["smem"] > _SMEM_DEFAULT:
-            self.kern.max_dynamic_shared_size_bytes = cfg["smem"]
+        _allow_smem(self.kern, cfg["smem"])
         self.grid = (nblocks,)
         self.block = (cfg["threads"],)
         self.smem = cfg["smem"]
@@ -1091,8 +1099,7 @@ class _TilePlan:
                               math.prod(params.batched_output_shape),
                               math.prod(params.weight_shape))
         self.kern = _kernel(f"xconvt_tile<{_CTYPES[dtype_name]}, {index_t}, {cfg.ro}>")
-        if cfg.smem > _SMEM_DEFAULT:
-            self.kern.max_dynamic_shared_size_bytes = cfg.smem
+        _allow_smem(self.kern, cfg.smem)
         self.smem = cfg.smem
         self.grid = (params.batch * params.groups * math.prod(cfg.ntiles),)
         values = dict(
