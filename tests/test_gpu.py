@@ -452,6 +452,28 @@ def test_tile_variant(dtype, cfg, seed):
     _check(out, ref, dtype, xd)
 
 
+def test_shared_memory_limit_is_only_raised():
+    """Two tile plans of one kernel needing different shared memory (92 KB,
+    then 69 KB): the first still launches after the second was made."""
+    from xconvt._params import ConvParams
+    from xconvt.backends import cuda as cuda_backend
+
+    rng = np.random.default_rng(0)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    cases = []
+    for cin in (16, 12):
+        x = rng.standard_normal((1, cin, 2, 4, 32)).astype(np.float32)
+        w = rng.standard_normal((cin, cin, 3, 3, 3)).astype(np.float32)
+        params = ConvParams.from_shapes(x.shape, w.shape, None, **kw)
+        assert cuda_backend.tile_config(params, 4).smem > 48 * 1024
+        cases.append((params, x, w, cuda_backend._TilePlan(params, "float32")))
+    for params, x, w, plan in cases:
+        out = cupy.empty(params.batched_output_shape, np.float32)
+        plan(*_dev(x, w), None, out)
+        _check(out, conv_transpose3d_ref(x.astype(np.float64), w.astype(np.float64), None,
+                                         **kw), "float32", out)
+
+
 def test_variants_reject_geometries_they_do_not_cover():
     from xconvt._params import ConvParams
     from xconvt.backends import cuda as cuda_backend
@@ -463,6 +485,8 @@ def test_variants_reject_geometries_they_do_not_cover():
     dilated = ConvParams.from_shapes(x.shape, w.shape, None, dilation=2)
     with pytest.raises(ValueError, match="variant="):
         cuda_backend.direct(dilated, x, w, None, variant="gather")
+    with pytest.raises(ValueError, match="variant="):
+        cuda_backend.direct(dilated, x, w, None, variant="tile")
 
 
 @pytest.mark.parametrize("packed", [True, False])
