@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -199,5 +200,22 @@ def test_tile_config_replays_to_reference(cfg, seed):
     kw = cfg.kwargs
     params = ConvParams.from_shapes(x.shape, w.shape, None, **kw)
     assume(tile_config(params, 8) is not None)
+    np.testing.assert_allclose(_replay_tile(params, x, w),
+                               conv_transpose3d_ref(x, w, None, **kw), rtol=1e-10, atol=1e-10)
+
+
+TILE_WIDE = [  # 2 and 4 groups of output channels per block, partial groups, odd strides
+    ((2, 4, 3, 5, 9), (4, 32, 3, 3, 3), dict(stride=2, padding=1)),
+    ((1, 6, 4, 3, 6), (6, 13, 4, 3, 2),
+     dict(stride=(2, 3, 2), padding=(1, 0, 1), output_padding=(1, 2, 0), groups=2)),
+    ((1, 3, 5, 4, 40), (3, 5, 3, 4, 3), dict(stride=(3, 2, 2), padding=(2, 1, 0))),
+]
+
+
+@pytest.mark.parametrize("xs, ws, kw", TILE_WIDE)
+def test_tile_config_replays_wide(xs, ws, kw):
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    params = ConvParams.from_shapes(xs, ws, None, **kw)
     np.testing.assert_allclose(_replay_tile(params, x, w),
                                conv_transpose3d_ref(x, w, None, **kw), rtol=1e-10, atol=1e-10)

@@ -452,6 +452,26 @@ def test_tile_variant(dtype, cfg, seed):
     _check(out, ref, dtype, xd)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", range(3))
+def test_tile_variant_wide(case, dtype):
+    """The tile kernel with 2 and 4 groups of output channels per block,
+    partial channel groups and unequal strides."""
+    from xconvt._params import ConvParams
+    from xconvt.backends import cuda as cuda_backend
+
+    from .test_cuda_geometry import TILE_WIDE
+
+    xs, ws, kw = TILE_WIDE[case]
+    rng = np.random.default_rng(case)
+    x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[1] * kw.get("groups", 1)).astype(dtype)
+    params = ConvParams.from_shapes(xs, ws, b.shape, **kw)
+    out = cuda_backend.direct(params, *_dev(x, w, b), variant="tile")
+    _check(out, conv_transpose3d_ref(x.astype(np.float64), w.astype(np.float64),
+                                     b.astype(np.float64), **kw), dtype, out)
+
+
 def test_shared_memory_limit_is_only_raised():
     """Two tile plans of one kernel needing different shared memory (92 KB,
     then 69 KB): the first still launches after the second was made."""
