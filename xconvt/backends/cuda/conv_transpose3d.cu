@@ -804,7 +804,9 @@ xconvt_gather(const T* __restrict__ x, const T* __restrict__ w,
 // it computes the phases one after another from shared memory.  Phase p's
 // output first + s*j reads input base_p + j + u along each axis, so its slab
 // offset is base_p - lo (lo: the smallest base of the axis).  A thread owns
-// RO output channels x 4 consecutive j along W.  ptab holds per phase: first,
+// RO output channels x 4 values of j along W, TW/4 apart, so that the lanes
+// of a warp store consecutive j; the taps are looped outermost and the input
+// channels innermost.  ptab holds per phase: first,
 // count, slab offset and number of taps for D, H and W, then the offsets of
 // its D, H and W taps in the taps list that follows the phases.
 // ---------------------------------------------------------------------------
