@@ -1016,8 +1016,8 @@ class TileConfig(NamedTuple):
 @lru_cache(maxsize=1024)
 def tile_config(params, itemsize):
     """The tile kernel's configuration, or None where it does not apply
-    (dilation; more than 32 output channels per group; a W extent of the input
-    box beyond 64; the group's weights and input box beyond ``_TILE_SMEM``).  ``itemsize`` is the accumulator's.
+    (dilation; more than 32 output channels per group; the group's weights and
+    input box beyond ``_TILE_SMEM``).  ``itemsize`` is the accumulator's.
 
     256 threads: ``n_og`` groups of ``ro`` output channels, each spread over
     the tile's rows (``TD x TH``) and ``TW / 4`` lanes along W; the W extent
@@ -1057,8 +1057,6 @@ def tile_config(params, itemsize):
         if best is None or cost < best[0]:
             best = (cost, (td, th, tw), slab, tiles)
     _, tile, slab, tiles = best
-    if slab[2] > 64:  # the kernel stages a row of the box with two loads per lane
-        return None
     fields, taps = [], []
     for pd in axes[0]:
         for ph in axes[1]:

@@ -837,49 +837,56 @@ xconvt_tile(const T* __restrict__ x, const T* __restrict__ w,
   const int g = b % a.G, n = b / a.G;
   const int jd0 = td_ * a.TD, jh0 = th_ * a.TH, jw0 = tw_ * a.TW;
 
-  // Staging, a warp per row so that indices are decomposed once per row: the
-  // weights of one (input, output channel) pair are a contiguous run of K
-  // taps; the input box has rows of XW along W.  Four loads are issued before
-  // their stores so their latencies overlap.
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarp = blockDim.x >> 5;
-  const T* const wg = w + (I)g * a.Cig * a.Cog * a.K;
-  for (int row = warp; row < a.Cig * a.CogP; row += nwarp) {
-    const int c = row / a.CogP, o = row - c * a.CogP;
-    Acc* const dst = ws + c * a.K * a.CogP + o;
-    const T* const src = wg + ((I)c * a.Cog + o) * a.K;
-    for (int k = lane; k < a.K; k += 32)
-      dst[k * a.CogP] = o < a.Cog ? to_acc(src[k]) : Acc(0);
+  // Staging: the group's weights in their global order (coalesced reads), then
+  // the input box with W fastest; SB loads are issued before their stores so
+  // their latencies overlap.
+  constexpr int SB = 8;
+  const int CK = a.Cog * a.K;
+  const int n_w = a.Cig * CK;
+  const T* const wg = w + (I)g * n_w;
+  for (int i0 = threadIdx.x; i0 < n_w; i0 += SB * blockDim.x) {
+    Acc v[SB];
+#pragma unroll
+    for (int u = 0; u < SB; ++u) {
+      const int i = i0 + u * blockDim.x;
+      v[u] = i < n_w ? to_acc(wg[i]) : Acc(0);
+    }
+#pragma unroll
+    for (int u = 0; u < SB; ++u) {
+      const int i = i0 + u * blockDim.x;
+      if (i < n_w) {
+        const int c = i / CK, r = i - c * CK;
+        const int o = r / a.K, k = r - o * a.K;
+        ws[(c * a.K + k) * a.CogP + o] = v[u];
+      }
+    }
+  }
+  for (int i = threadIdx.x; i < a.Cig * a.K * (a.CogP - a.Cog); i += blockDim.x) {
+    const int pad = a.CogP - a.Cog;
+    ws[(i / pad) * a.CogP + a.Cog + i % pad] = Acc(0);
   }
   const I IV = (I)a.ID * a.IH * a.IW;
   const T* const xg = x + ((I)n * a.G + g) * a.Cig * IV;
   const int XV = a.XD * a.XH * a.XW;
   const int n_x = a.Cig * XV;
-  const int nrow = a.Cig * a.XD * a.XH;
-  for (int row0 = warp; row0 < nrow; row0 += 4 * nwarp) {
-    Acc v[4][2];
+  for (int i0 = threadIdx.x; i0 < n_x; i0 += SB * blockDim.x) {
+    Acc v[SB];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int row = row0 + u * nwarp;
-      int r = row;
+    for (int u = 0; u < SB; ++u) {
+      int r = i0 + u * blockDim.x;
+      const bool in = r < n_x;
+      const int xw = r % a.XW; r /= a.XW;
       const int xh = r % a.XH; r /= a.XH;
       const int xd = r % a.XD, c = r / a.XD;
-      const int id = a.lod + jd0 + xd, ih = a.loh + jh0 + xh;
-      const bool rin = row < nrow && id >= 0 && id < a.ID && ih >= 0 && ih < a.IH;
-      const T* const src = xg + c * IV + ((I)id * a.IH + ih) * a.IW;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int iw = a.low + jw0 + lane + 32 * h;
-        v[u][h] = rin && lane + 32 * h < a.XW && iw >= 0 && iw < a.IW ? to_acc(src[iw]) : Acc(0);
-      }
+      const int id = a.lod + jd0 + xd, ih = a.loh + jh0 + xh, iw = a.low + jw0 + xw;
+      v[u] = in && id >= 0 && id < a.ID && ih >= 0 && ih < a.IH && iw >= 0 && iw < a.IW
+                 ? to_acc(xg[c * IV + ((I)id * a.IH + ih) * a.IW + iw])
+                 : Acc(0);
     }
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int row = row0 + u * nwarp;
-      if (row < nrow) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-          if (lane + 32 * h < a.XW) xs[row * a.XW + lane + 32 * h] = v[u][h];
-      }
+    for (int u = 0; u < SB; ++u) {
+      const int i = i0 + u * blockDim.x;
+      if (i < n_x) xs[i] = v[u];
     }
   }
   int* const ps = reinterpret_cast<int*>(xs + n_x);  // the phase table
