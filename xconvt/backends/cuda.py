@@ -1077,14 +1077,15 @@ def tile_config(params, itemsize):
 
 
 def _tile_preferred(params):
-    """Strided on every axis with 2 to 8 taps per phase (the measured range),
-    and the tile kernel applies (:func:`tile_config`).  H100, 2026-11-26, kernel calls (ms,
+    """Strided on every axis with 2 to 4 taps per phase (where it was measured
+    to win), and the tile kernel applies (:func:`tile_config`).  H100, 2026-11-26, kernel calls (ms,
     fused -> tile): grouped_g4 (16 -> 16 channels per group, k3 s2) 0.233 ->
     0.209; 8 -> 8, k3 s2, 64^3 0.117 -> 0.107; 4 -> 4 in 8 groups, k3 s2
     0.100 -> 0.088.  Not with one tap per phase (16 -> 16, k2 s2: 0.158 ->
-    0.178) or stride 1 (sweep_k3: 0.031 either way)."""
+    0.178), 8 (12 -> 12, k4 s2, with 128-thread blocks: 0.139 -> 0.229) or
+    stride 1 (sweep_k3: 0.031 either way)."""
     per_phase = params.taps / math.prod(params.stride)
-    return (min(params.stride) > 1 and 2 <= per_phase <= 8
+    return (min(params.stride) > 1 and 2 <= per_phase <= 4
             and tile_config(params, 4) is not None)
 
 
