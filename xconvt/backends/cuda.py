@@ -616,6 +616,20 @@ def _struct(fields, values):
     return arr[0]
 
 
+def _layer_fields(params):
+    """The struct fields every kernel but the fused one names the same way:
+    groups, channels per group, sizes, kernel, stride and padding (``_struct``
+    takes the fields its kernel lists)."""
+    return dict(
+        G=params.groups, Cig=params.in_channels_per_group,
+        Cog=params.out_channels_per_group,
+        **dict(zip(("ID", "IH", "IW"), params.in_size)),
+        **dict(zip(("OD", "OH", "OW"), params.out_size)),
+        **dict(zip(("KD", "KH", "KW"), params.kernel)),
+        **dict(zip(("sd", "sh", "sw"), params.stride)),
+        **dict(zip(("pd", "ph", "pw"), params.padding)))
+
+
 class _FusedPlan:
     """Everything one fused call needs that depends only on the geometry,
     dtype and device: kernels, device tables, launch shape, the scalar
@@ -782,9 +796,7 @@ class _GemmPlan:
         self.tab = cupy.asarray(_col2im_table(params))
         gs = [math.gcd(s, d) for s, d in zip(params.stride, params.dilation)]
         values = dict(
-            G=G, Cog=cog, **dict(zip(("ID", "IH", "IW"), params.in_size)),
-            **dict(zip(("OD", "OH", "OW"), params.out_size)),
-            **dict(zip(("KD", "KH", "KW"), params.kernel)),
+            _layer_fields(params),
             **dict(zip(("ksd", "ksh", "ksw"), (s // g for s, g in zip(params.stride, gs)))),
             **dict(zip(("dgd", "dgh", "dgw"), (d // g for d, g in zip(params.dilation, gs)))))
         self.args = [_struct(_COL2IM_FIELDS, {**values, "has_bias": hb}) for hb in (0, 1)]
@@ -875,12 +887,7 @@ class _PointwisePlan:
         self.kern = _kernel(f"xconvt_pointwise<{_CTYPES[dtype_name]}, {index_t}, {co}>")
         self.grid = (-(-math.prod(params.out_size) // 256), min(nz, 65535))
         self.nz = np.int32(nz)
-        values = dict(
-            G=params.groups, Cig=params.in_channels_per_group, Cog=cog, n_oc=n_oc,
-            **dict(zip(("ID", "IH", "IW"), params.in_size)),
-            **dict(zip(("OD", "OH", "OW"), params.out_size)),
-            **dict(zip(("sd", "sh", "sw"), params.stride)),
-            **dict(zip(("pd", "ph", "pw"), params.padding)))
+        values = dict(_layer_fields(params), n_oc=n_oc)
         self.args = [_struct(_POINTWISE_FIELDS, {**values, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):
@@ -973,12 +980,7 @@ class _GatherPlan:
         self.kern = _kernel(f"xconvt_gather<{_CTYPES[dtype_name]}, {index_t}, {co}, {rg}, {tw}>")
         self.grid = (-(-OH * E // 128), min(OD, 65535), min(nz, 65535))
         self.nz = np.int32(nz)
-        values = dict(
-            G=params.groups, Cig=params.in_channels_per_group, Cog=cog, n_oc=n_oc, E=E,
-            **dict(zip(("ID", "IH", "IW"), params.in_size)),
-            **dict(zip(("OD", "OH", "OW"), params.out_size)),
-            **dict(zip(("KD", "KH", "KW"), params.kernel)),
-            **dict(zip(("sd", "sh", "sw"), params.stride)))
+        values = dict(_layer_fields(params), n_oc=n_oc, E=E)
         self.args = [_struct(_GATHER_FIELDS, {**values, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):
@@ -1005,6 +1007,7 @@ _TILE_SMEM = 100 * 1024  # two blocks per SM
 class TileConfig(NamedTuple):
     ro: int
     n_og: int
+    nph: int        # stride phases with outputs
     tile: tuple     # (TD, TH, TW) in phase coordinates
     slab: tuple     # (XD, XH, XW)
     lo: tuple       # smallest phase base per axis
@@ -1073,7 +1076,7 @@ def tile_config(params, itemsize):
     smem = (cig * params.taps * ro * n_og + cig * math.prod(slab)) * itemsize + 4 * ptab.size
     if smem > _TILE_SMEM:
         return None
-    return TileConfig(ro, n_og, tile, slab, tuple(lo), tiles, smem, ptab)
+    return TileConfig(ro, n_og, len(fields), tile, slab, tuple(lo), tiles, smem, ptab)
 
 
 def _tile_preferred(params):
@@ -1105,18 +1108,12 @@ class _TilePlan:
         self.smem = cfg.smem
         self.grid = (params.batch * params.groups * math.prod(cfg.ntiles),)
         values = dict(
-            G=params.groups, Cig=params.in_channels_per_group,
-            Cog=params.out_channels_per_group, CogP=cfg.ro * cfg.n_og, n_og=cfg.n_og,
-            K=params.taps, KH=params.kernel[1], KW=params.kernel[2],
-            **dict(zip(("ID", "IH", "IW"), params.in_size)),
-            **dict(zip(("OD", "OH", "OW"), params.out_size)),
-            **dict(zip(("sd", "sh", "sw"), params.stride)),
+            _layer_fields(params), CogP=cfg.ro * cfg.n_og, n_og=cfg.n_og, K=params.taps,
+            nph=cfg.nph, nptab=cfg.ptab.size,
             **dict(zip(("TD", "TH", "TW"), cfg.tile)),
             **dict(zip(("XD", "XH", "XW"), cfg.slab)),
             **dict(zip(("ntd", "nth", "ntw"), cfg.ntiles)),
-            **dict(zip(("lod", "loh", "low"), cfg.lo)), nptab=cfg.ptab.size)
-        values["nph"] = math.prod(len([ph for ph in ax if ph.count])
-                                  for ax in params.axis_phases)
+            **dict(zip(("lod", "loh", "low"), cfg.lo)))
         self.args = [_struct(_TILE_FIELDS, {**values, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):
