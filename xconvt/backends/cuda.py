@@ -66,7 +66,7 @@ struct passed by value) is cached the same way, so a call costs one or two
 launches and a few microseconds of Python: every microsecond of host time
 before the first launch leaves the GPU idle, and CuPy spends about 0.3 us per
 launch argument (36 scalar arguments took 15 us to launch, 6 take 5 us), a
-struct passed as a NumPy structured scalar about as much as one (:func:`_struct`).
+struct passed as a NumPy structured scalar about as much as three (:func:`_struct`).
 float16 accumulates in float32; complex inputs run as four real convolutions.
 """
 
