@@ -219,3 +219,25 @@ def test_tile_config_replays_wide(xs, ws, kw):
     params = ConvParams.from_shapes(xs, ws, None, **kw)
     np.testing.assert_allclose(_replay_tile(params, x, w),
                                conv_transpose3d_ref(x, w, None, **kw), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@settings(max_examples=60, deadline=None)
+@given(cfg=configs(batches=(1, 2), max_channels=16))
+def test_chosen_variant_applies_to_the_dtype(dtype, cfg):
+    """The variant chosen for a call can run it in that dtype."""
+    from xconvt.backends.cuda import _VARIANTS, choose_variant
+
+    params = ConvParams.from_shapes(cfg.input_shape, cfg.weight_shape, None, **cfg.kwargs)
+    assert _VARIANTS[choose_variant(params, dtype)][0](params, dtype)
+
+
+def test_tile_variant_depends_on_the_dtype():
+    """float64 doubles the tile kernel's shared memory: grouped_g4 (16 -> 16
+    channels per group, k3 s2) takes it in float32 but not in float64."""
+    from xconvt.backends.cuda import choose_variant
+
+    params = ConvParams.from_shapes((2, 64, 32, 32, 32), (64, 16, 3, 3, 3), None, stride=2,
+                                    padding=1, output_padding=1, groups=4)
+    assert choose_variant(params, "float32") == "tile"
+    assert choose_variant(params, "float64") == "fused"

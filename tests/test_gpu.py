@@ -472,6 +472,19 @@ def test_tile_variant_wide(case, dtype):
                                      b.astype(np.float64), **kw), dtype, out)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_direct_chooses_a_variant_for_the_dtype(dtype):
+    """16 -> 16 channels, k3 s2: the tile kernel in float32; in float64 its
+    shared memory would not fit, so the call must take another variant."""
+    rng = np.random.default_rng(0)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    x = rng.standard_normal((1, 16, 2, 4, 32)).astype(dtype)
+    w = rng.standard_normal((16, 16, 3, 3, 3)).astype(dtype)
+    out = xconvt.conv_transpose3d(*_dev(x, w), **kw, algorithm="direct")
+    _check(out, conv_transpose3d_ref(x.astype(np.float64), w.astype(np.float64), None, **kw),
+           dtype, out)
+
+
 def test_shared_memory_limit_is_only_raised():
     """Two tile plans of one kernel needing different shared memory (92 KB,
     then 69 KB): the first still launches after the second was made."""

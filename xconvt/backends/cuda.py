@@ -150,12 +150,13 @@ def _index_type(*sizes):
 
 # --------------------------------------------------------------------------- choice
 @lru_cache(maxsize=1024)
-def _variant(params):
-    return choose_variant(params, None)
+def _variant(params, name):
+    return choose_variant(params, name)
 
 
 def choose_variant(params, dtype):
-    """``"pointwise"``, ``"gather"``, ``"tile"``, ``"gemm"`` or ``"fused"`` for one call.
+    """``"pointwise"``, ``"gather"``, ``"tile"``, ``"gemm"`` or ``"fused"`` for
+    one call on ``dtype`` (a dtype or its name; None means float32).
 
     Pointwise layers with few channels (:func:`_pointwise_eligible`) take the
     pointwise kernel, layers with few channels and few taps per output the
@@ -172,11 +173,12 @@ def choose_variant(params, dtype):
     included (``unet_k2s2``: 0.45 ms fused, 0.51 ms GEMM; ``vnet_k3s2`` 0.40
     fused, 0.50 GEMM).
     """
+    name = "float32" if dtype is None else dtype_name(np.dtype(dtype))
     if _pointwise_eligible(params):
         return "pointwise"
     if _gather_preferred(params):
         return "gather"
-    if _tile_preferred(params):
+    if _tile_preferred(params, name):
         return "tile"
     taps_per_phase = params.taps / math.prod(params.stride)
     if (min(params.stride) > 1 and taps_per_phase >= 8
@@ -709,10 +711,6 @@ def _fused_plan_getter():
     return cupy.memoize(for_each_device=True)(_FusedPlan)
 
 
-def _fused(params, x, w, b, out):
-    _fused_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
-
-
 # --------------------------------------------------------------------------- gemm
 @lru_cache(maxsize=1024)
 def _col2im_table(params):
@@ -845,10 +843,6 @@ class _GemmPlan:
 def _gemm_plan_getter():
     cupy = _cupy()
     return cupy.memoize(for_each_device=True)(_GemmPlan)
-
-
-def _gemm(params, x, w, b, out):
-    _gemm_plan_getter()(params, dtype_name(x.dtype), get_memory_budget())(x, w, b, out)
 
 
 # --------------------------------------------------------------------------- pointwise
@@ -1079,7 +1073,11 @@ def tile_config(params, itemsize):
     return TileConfig(ro, n_og, len(fields), tile, slab, tuple(lo), tiles, smem, ptab)
 
 
-def _tile_preferred(params):
+def _tile_applies(params, name):
+    return tile_config(params, 8 if name == "float64" else 4) is not None
+
+
+def _tile_preferred(params, name):
     """Strided on every axis with 2 to 4 taps per phase (where it was measured
     to win), and the tile kernel applies (:func:`tile_config`).  H100, 2026-11-26, kernel calls (ms,
     fused -> tile): grouped_g4 (16 -> 16 channels per group, k3 s2) 0.233 ->
@@ -1088,8 +1086,7 @@ def _tile_preferred(params):
     0.178), 8 (12 -> 12, k4 s2, with 128-thread blocks: 0.139 -> 0.229) or
     stride 1 (sweep_k3: 0.031 either way)."""
     per_phase = params.taps / math.prod(params.stride)
-    return (min(params.stride) > 1 and 2 <= per_phase <= 4
-            and tile_config(params, 4) is not None)
+    return min(params.stride) > 1 and 2 <= per_phase <= 4 and _tile_applies(params, name)
 
 
 class _TilePlan:
@@ -1129,6 +1126,20 @@ def _tile_plan_getter():
 
 
 # --------------------------------------------------------------------------- entry
+# variant -> (whether it applies to (params, dtype name), its launch plan)
+_VARIANTS = {
+    "fused": (lambda params, name: True,
+              lambda params, name: _fused_plan_getter()(params, name)),
+    "gemm": (lambda params, name: True,
+             lambda params, name: _gemm_plan_getter()(params, name, get_memory_budget())),
+    "pointwise": (lambda params, name: _pointwise_eligible(params),
+                  lambda params, name: _pointwise_plan_getter()(params, name)),
+    "gather": (lambda params, name: _gather_eligible(params),
+               lambda params, name: _gather_plan_getter()(params, name)),
+    "tile": (_tile_applies, lambda params, name: _tile_plan_getter()(params, name)),
+}
+
+
 def direct(params, x, w, b, variant=None):
     """Direct transposed convolution on CuPy arrays (see the module docstring).
 
@@ -1146,25 +1157,17 @@ def direct(params, x, w, b, variant=None):
         if b is not None:
             b = cupy.ascontiguousarray(b)
         out = cupy.empty(params.batched_output_shape, dtype=x.dtype)
+        name = dtype_name(x.dtype)
         if variant is None:
-            variant = _variant(params)
-        if variant == "gemm":
-            _gemm(params, x, w, b, out)
-        elif variant == "fused":
-            _fused(params, x, w, b, out)
-        elif variant == "pointwise" and _pointwise_eligible(params):
-            _pointwise_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
-        elif variant == "gather" and _gather_eligible(params):
-            _gather_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
-        elif variant == "tile" and tile_config(params, 8 if x.dtype == np.float64 else 4):
-            _tile_plan_getter()(params, dtype_name(x.dtype))(x, w, b, out)
-        else:
+            variant = _variant(params, name)
+        elif variant not in _VARIANTS or not _VARIANTS[variant][0](params, name):
             msg = ("variant must be 'fused', 'gemm', 'pointwise' (1x1x1 kernels with "
                    f"at most {_POINTWISE_MAX_MACS} channel pairs per group), 'gather' (no "
                    "dilation, at most 8 W taps per stride phase), 'tile' (no dilation, "
                    "a group's channels and weights within a block's shared memory) or "
                    f"None, got variant={variant!r}")
             raise ValueError(msg)
+        _VARIANTS[variant][1](params, name)(x, w, b, out)
         return out
 
 
