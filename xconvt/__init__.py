@@ -5,12 +5,16 @@ Public API
 conv_transpose3d   the functional form (NumPy on the CPU, CuPy on the GPU)
 output_shape       the result's shape, validated, without computing anything
 ConvTranspose3d    a layer holding weight and bias, initialized like PyTorch's
+explain            how a call would be computed: candidates, estimates, reasons
 get_memory_budget, set_memory_budget, memory_budget
-                   the workspace budget every backend chunks to
+                   the workspace budget every plan is sized to
+get_float32_precision, set_float32_precision, float32_precision
+                   "float32" (exact float32 arithmetic) or "tf32" (TF32 tensor cores)
 """
 
-from ._config import get_memory_budget, memory_budget, set_memory_budget
-from ._dispatch import conv_transpose3d, output_shape
+from ._config import (float32_precision, get_float32_precision, get_memory_budget, memory_budget,
+                      set_float32_precision, set_memory_budget)
+from ._dispatch import conv_transpose3d, explain, output_shape
 from ._layer import ConvTranspose3d
 
 __version__ = "0.1.0"
@@ -18,8 +22,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvTranspose3d",
     "conv_transpose3d",
+    "explain",
+    "float32_precision",
+    "get_float32_precision",
     "get_memory_budget",
     "memory_budget",
     "output_shape",
+    "set_float32_precision",
     "set_memory_budget",
 ]

@@ -1,4 +1,5 @@
-"""Process-wide settings: the workspace memory budget shared by every backend."""
+"""Process-wide settings (per thread and context, in contextvars): the workspace
+memory budget every plan is sized to, and the float32 precision."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import contextvars
 
 from ._params import check_int
 
-__all__ = ["get_memory_budget", "memory_budget", "set_memory_budget"]
+__all__ = ["float32_precision", "get_float32_precision", "get_memory_budget", "memory_budget",
+           "set_float32_precision", "set_memory_budget"]
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 
@@ -56,3 +58,58 @@ def memory_budget(nbytes):
         yield
     finally:
         _budget.reset(token)
+
+
+PRECISIONS = ("float32", "tf32")
+DEFAULT_FLOAT32_PRECISION = "float32"
+
+_precision = contextvars.ContextVar("xconvt_float32_precision",
+                                    default=DEFAULT_FLOAT32_PRECISION)
+
+
+def check_precision(precision):
+    """``precision`` if it is one of :data:`PRECISIONS`, else ``ValueError``/``TypeError``."""
+    if not isinstance(precision, str):
+        msg = (f"precision must be one of {', '.join(map(repr, PRECISIONS))} or None, "
+               f"got {precision!r} of type {type(precision).__name__}")
+        raise TypeError(msg)
+    if precision not in PRECISIONS:
+        msg = (f"precision must be one of {', '.join(map(repr, PRECISIONS))} or None, "
+               f"got precision={precision!r}")
+        raise ValueError(msg)
+    return precision
+
+
+def get_float32_precision():
+    """How float32 and complex64 calls may compute: ``"float32"`` (the
+    default: as accurate as float32 arithmetic) or ``"tf32"`` (TF32 tensor
+    cores allowed, PyTorch's default for convolutions on the GPU).  A plan
+    that is at least as accurate may always run: with no TF32 plan for a
+    problem, ``"tf32"`` runs the float32 plans.  Other dtypes ignore it."""
+    return _precision.get()
+
+
+def set_float32_precision(precision):
+    """Set the float32 precision for this thread/context (see
+    :func:`get_float32_precision`).  Returns the previous value."""
+    old = _precision.get()
+    _precision.set(check_precision(precision))
+    return old
+
+
+@contextlib.contextmanager
+def float32_precision(precision):
+    """Context manager that sets the float32 precision for the enclosed block.
+
+    Examples
+    --------
+    >>> import xconvt
+    >>> with xconvt.float32_precision("tf32"):
+    ...     xconvt.get_float32_precision()
+    'tf32'
+    """
+    token = _precision.set(check_precision(precision))
+    try:
+        yield
+    finally:
+        _precision.reset(token)

@@ -1,4 +1,6 @@
-"""The public functional API: find the array library, validate, pick and run a backend."""
+"""The public functional API: find the array library, validate once, take the
+plan chosen for the problem (:mod:`xconvt._select`), run it, return the
+caller's array type."""
 
 from __future__ import annotations
 
@@ -7,13 +9,15 @@ import functools
 import numpy as np
 from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
 
-from . import _cost, backends
+from . import _select, backends
+from ._config import check_precision, get_float32_precision, get_memory_budget
 from ._params import ConvParams, dtype_name
 
-__all__ = ["conv_transpose3d", "output_shape"]
+__all__ = ["conv_transpose3d", "explain", "output_shape"]
 
 SUPPORTED_DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
-AUTO_NAMES = ("auto", "measure")
+AUTO_NAMES = _select.AUTO_NAMES
+PRECISE_DTYPES = ("float32", "complex64")  # dtypes the float32 precision applies to
 
 
 _KINDS = {np.ndarray: "numpy"}
@@ -134,8 +138,16 @@ def _algorithm_names(kind):
     return AUTO_NAMES + tuple(backends.algorithms(kind))
 
 
+def _precision(precision, dtype):
+    """The float32 precision of a call of ``dtype`` (``"float32"`` for dtypes
+    it does not apply to)."""
+    precision = get_float32_precision() if precision is None else check_precision(precision)
+    return precision if dtype_name(dtype) in PRECISE_DTYPES else "float32"
+
+
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                     groups=1, dilation=1, *, output_size=None, algorithm="auto"):
+                     groups=1, dilation=1, *, output_size=None, algorithm="auto",
+                     precision=None):
     r"""3-D transposed convolution with PyTorch's semantics, on NumPy or CuPy arrays.
 
     Parameters
@@ -156,8 +168,15 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         ``torch.nn.ConvTranspose3d.forward(x, output_size)`` does, overriding
         the ``output_padding`` argument.
     algorithm : {"auto", "measure", "direct", "fft"}
-        ``"auto"`` chooses by a cost model; ``"measure"`` times the candidates
-        once per configuration and caches the winner; others force a backend.
+        ``"auto"`` runs the applicable plan with the lowest estimate (see
+        :func:`explain`); ``"measure"`` times the applicable plans once per
+        problem and keeps the fastest; ``"direct"``/``"fft"`` choose among
+        that algorithm's plans only (``ValueError`` naming each plan's
+        reason where none applies).
+    precision : {None, "float32", "tf32"}
+        For float32 and complex64 inputs: ``"float32"`` computes as
+        accurately as float32 arithmetic, ``"tf32"`` allows TF32 tensor
+        cores; None takes :func:`xconvt.get_float32_precision`.
 
     Returns
     -------
@@ -181,6 +200,8 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     """
     kind = _check_arrays(input, weight, bias)
     _check_algorithm(kind, algorithm)
+    if precision is not None:
+        check_precision(precision)
     params = _params(
         input.shape, weight.shape, None if bias is None else bias.shape,
         stride, padding, output_padding, groups, dilation, output_size,
@@ -198,11 +219,10 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         else:
             out = xp.zeros(params.batched_output_shape, dtype=dtype)
     else:
-        if algorithm == "auto":
-            algorithm = _cost.choose(kind, params, dtype)
-        elif algorithm == "measure":
-            algorithm = _cost.measure(kind, params, x, weight, bias)
-        out = backends.get(kind, algorithm)(params, x, weight, bias)
+        plan = _select.plan_for("conv_transpose3d", kind, params, dtype_name(dtype),
+                                _precision(precision, dtype), get_memory_budget(), algorithm,
+                                (x, weight, bias))
+        out = plan(x, weight, bias)
     return out[0] if params.unbatched else out
 
 
@@ -220,3 +240,81 @@ def output_shape(input_shape, weight_shape, stride=1, padding=0, output_padding=
     return ConvParams.from_shapes(
         input_shape, weight_shape, None, stride, padding, output_padding, groups, dilation
     ).output_shape
+
+
+def explain(input_shape, weight_shape, bias=False, stride=1, padding=0, output_padding=0,
+            groups=1, dilation=1, *, output_size=None, dtype="float32", device="cpu",
+            algorithm="auto", precision=None, memory_budget=None):
+    """How :func:`conv_transpose3d` would compute a call, and why.
+
+    Asks every planner of the device's array library for a plan and returns
+    the candidates with their estimates, the planners that do not apply with
+    their reasons, and the choice of ``algorithm``; nothing is computed or
+    allocated, and no GPU is needed for a preset device.
+
+    Parameters
+    ----------
+    input_shape, weight_shape : tuple of int
+        As the arrays' shapes (PyTorch's layouts); validated like the call.
+    bias : bool
+        Whether the call has a bias.
+    stride, padding, output_padding, groups, dilation, output_size
+        As for :func:`conv_transpose3d`.
+    dtype : str or dtype
+        The arrays' dtype.
+    device : str or Device
+        ``"cpu"`` (NumPy), ``"cuda"`` / ``"cuda:N"`` (CuPy, limits read from
+        that device), or a preset's limits without a GPU: ``"h100"``,
+        ``"h200"``, ``"a100"``, ``"l4"``.
+    algorithm : {"auto", "direct", "fft"}
+        The choice to explain.
+    precision : {None, "float32", "tf32"}
+        As for :func:`conv_transpose3d`.
+    memory_budget : int, optional
+        Workspace bytes (default :func:`xconvt.get_memory_budget`).
+
+    Returns
+    -------
+    Explanation
+        ``.candidates`` (plans, cheapest first: ``name``, ``algorithm``,
+        ``estimate`` in seconds, ``workspace`` in bytes, ``detail``),
+        ``.rejected`` (``(planner, algorithm, reason)``), ``.choice``;
+        ``print()`` shows a table.
+
+    Examples
+    --------
+    >>> import xconvt
+    >>> e = xconvt.explain((1, 64, 16, 16, 16), (64, 64, 21, 21, 21), padding=10,
+    ...                    device="h100")
+    >>> e.choice.algorithm
+    'fft'
+    >>> [why for name, _, why in e.rejected if name == "cuda.fused"]  # doctest: +ELLIPSIS
+    ['a block needs ... bytes of shared memory ...']
+    """
+    from ._config import _check_budget
+    from ._params import dtype_name as _name
+    from ._plan import Problem
+
+    if not isinstance(bias, bool):
+        msg = f"bias must be True or False (whether the call has a bias), got {bias!r}"
+        raise TypeError(msg)
+    if algorithm not in ("auto", "direct", "fft"):
+        msg = f"algorithm must be 'auto', 'direct' or 'fft', got algorithm={algorithm!r}"
+        raise ValueError(msg)
+    dev = _select.resolve_device(device)
+    try:
+        name = _name(np.dtype(dtype)) if dtype != "bfloat16" else "bfloat16"
+    except TypeError:
+        msg = f"dtype must be a dtype or its name, got dtype={dtype!r}"
+        raise TypeError(msg) from None
+    if name not in SUPPORTED_DTYPES:
+        msg = f"dtype {name} is not supported; use one of {', '.join(SUPPORTED_DTYPES)}"
+        raise TypeError(msg)
+    params = ConvParams.from_shapes(
+        input_shape, weight_shape, (int(weight_shape[1]) * groups,) if bias else None,
+        stride, padding, output_padding, groups, dilation, output_size)
+    budget = get_memory_budget() if memory_budget is None else _check_budget(memory_budget)
+    prec = get_float32_precision() if precision is None else check_precision(precision)
+    problem = Problem("conv_transpose3d", params, name, dev,
+                      prec if name in PRECISE_DTYPES else "float32", budget)
+    return _select.explain_problem(problem, algorithm)
