@@ -43,13 +43,17 @@ def _error_text(e):
 
 
 def auto_choice(kind, params, dtype, method):
-    """What ``auto`` would run, from xconvt's cost model (None if unknown)."""
+    """The plan ``auto`` runs (``xconvt.explain``'s choice; None if unknown)."""
     if method != "auto":
         return None
     try:
-        from xconvt import _cost
+        import xconvt
 
-        return str(_cost.choose(kind, params, np.dtype(dtype)))
+        e = xconvt.explain(params.input_shape, params.weight_shape, params.has_bias,
+                           params.stride, params.padding, params.output_padding,
+                           params.groups, params.dilation, dtype=np.dtype(dtype).name,
+                           device="cpu" if kind == "numpy" else "cuda")
+        return e.choice.name
     except Exception:
         return None
 

@@ -91,3 +91,20 @@ def random_array(rng, shape, dtype):
     else:
         a = rng.standard_normal(shape)
     return a.astype(dtype)
+
+
+def run_planner(name, params, x, w, b=None, op="conv_transpose3d", precision="float32"):
+    """Run the plan of planner ``name`` (e.g. ``"cuda.tile"``, ``"cpu.toeplitz_w"``)
+    on native arrays; ``ValueError`` where it does not apply."""
+    from xconvt import _select
+
+    problem = _select.problem_for(op, params, x, precision)
+    return _select.named_plan(name, problem)(x, w, b)
+
+
+def planner_names(kind="numpy", algorithm=None):
+    """Names of the planners registered for ``kind`` (optionally of one algorithm)."""
+    import xconvt.backends
+
+    return tuple(p.name for p in xconvt.backends.planners(kind)
+                 if algorithm is None or p.algorithm == algorithm)

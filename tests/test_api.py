@@ -37,14 +37,20 @@ def test_expected_api_present():
     assert isinstance(xconvt.__version__, str)
 
 
-def test_registry_lists_numpy_algorithms():
+def test_registry_lists_planners():
     import xconvt.backends as backends
 
-    assert "numpy" in backends.kinds()
-    algos = backends.algorithms("numpy")
-    assert {"direct", "fft"} <= set(algos)
-    for name in algos:
-        assert callable(backends.get("numpy", name))
+    assert set(backends.kinds()) == {"numpy", "cupy"}
+    for kind in backends.kinds():
+        assert {"direct", "fft"} <= set(backends.algorithms(kind))
+        names = [p.name for p in backends.planners(kind)]
+        assert len(names) == len(set(names))
+    # the planner modules import without CuPy
+    import importlib
+
+    for kind in backends.kinds():
+        for p in backends.planners(kind):
+            assert callable(importlib.import_module(p.module).plan)
 
 
 def _python(code):
@@ -147,6 +153,7 @@ def test_memory_budget_is_per_thread():
 
 @pytest.mark.parametrize("module", [
     "xconvt", "xconvt._dispatch", "xconvt._layer", "xconvt._config", "xconvt._params",
+    "xconvt._select",
 ])
 def test_docstring_examples(module):
     mod = importlib.import_module(module)

@@ -1,6 +1,6 @@
 """The fused GPU kernel's iteration space, checked on the CPU.
 
-:func:`xconvt.backends.cuda.kernel_geometry` turns a layer into stride phases
+:func:`xconvt.backends.cuda.geometry.kernel_geometry` turns a layer into stride phases
 that read consecutive rows of a (possibly rearranged) input.  Here those
 phases, and the rearrangement ``xconvt_remap`` applies, are replayed in NumPy
 and compared with the float64 reference, so the geometry is tested where no
@@ -17,7 +17,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from xconvt._params import ConvParams
-from xconvt.backends.cuda import _fused_tables, fused_config, kernel_geometry
+from xconvt.backends.cuda.fused import META_FIELDS, _fused_tables, fused_config
+from xconvt.backends.cuda.geometry import kernel_geometry
 
 from .reference import conv_transpose3d_ref
 from .strategies import configs, seeds
@@ -39,12 +40,14 @@ def _replay(params, x, w):
     # first tap and per-axis tap offsets (meta columns M_WTAP0..M_WSTEP_W).
     w4 = w.reshape(g, cig, cog, -1)
     cfg = fused_config(params, "float64")
-    meta = _fused_tables(params, tuple(sorted(cfg.items())))[0]
+    meta = _fused_tables(params, cfg)[0]
     assert len(meta) == len(geo.phases)
     out = np.zeros((n, g, cog) + params.out_size)
     seen = np.zeros(params.out_size, bool)
     for tri, row in zip(geo.phases, meta):
-        tap0, steps = row[-4], row[-3:]
+        col = dict(zip(META_FIELDS, row))
+        tap0 = col["wtap0"]
+        steps = np.array([col["wstep_d"], col["wstep_h"], col["wstep_w"]])
         counts = [ph.count for ph in tri]
         osl = tuple(slice(ph.first, ph.first + s * (ph.count - 1) + 1, s)
                     for ph, s in zip(tri, geo.out_stride))
@@ -93,7 +96,7 @@ def test_dilation_is_remapped_to_unit_input_stride():
 
 def _replay_gather(params, x, w, rg):
     """The gather kernel's loops (``xconvt_gather``) in NumPy, from its table."""
-    from xconvt.backends.cuda import _gather_table
+    from xconvt.backends.cuda.gather import _gather_table
 
     tab, E, _ = _gather_table(params, rg)
     N, G = params.batch, params.groups
@@ -141,7 +144,7 @@ def test_gather_tables_replay_to_reference(cfg, seed, rg):
 
 def _replay_tile(params, x, w):
     """The tile kernel's loops (``xconvt_tile``) in NumPy, from its configuration."""
-    from xconvt.backends.cuda import _TILE_THREADS, tile_config
+    from xconvt.backends.cuda.tile import _TILE_THREADS, tile_config
 
     cfg = tile_config(params, 8)
     N, G = params.batch, params.groups
@@ -194,7 +197,7 @@ def _replay_tile(params, x, w):
        seed=seeds)
 def test_tile_config_replays_to_reference(cfg, seed):
     """Every output is written once by the tile kernel's blocks and phases."""
-    from xconvt.backends.cuda import tile_config
+    from xconvt.backends.cuda.tile import tile_config
 
     x, w, _ = cfg.arrays(seed, "float64")
     kw = cfg.kwargs
@@ -221,23 +224,40 @@ def test_tile_config_replays_wide(xs, ws, kw):
                                conv_transpose3d_ref(x, w, None, **kw), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
-@settings(max_examples=60, deadline=None)
-@given(cfg=configs(batches=(1, 2), max_channels=16))
-def test_chosen_variant_applies_to_the_dtype(dtype, cfg):
-    """The variant chosen for a call can run it in that dtype."""
-    from xconvt.backends.cuda import _VARIANTS, choose_variant
+def _choice(params, dtype, device="h100"):
+    from xconvt import _select
+    from xconvt._plan import DEVICE_PRESETS, Problem
 
-    params = ConvParams.from_shapes(cfg.input_shape, cfg.weight_shape, None, **cfg.kwargs)
-    assert _VARIANTS[choose_variant(params, dtype)][0](params, dtype)
+    return _select.choose(Problem("conv_transpose3d", params, dtype, DEVICE_PRESETS[device]),
+                          "direct")
 
 
 def test_tile_variant_depends_on_the_dtype():
     """float64 doubles the tile kernel's shared memory: grouped_g4 (16 -> 16
     channels per group, k3 s2) takes it in float32 but not in float64."""
-    from xconvt.backends.cuda import choose_variant
-
     params = ConvParams.from_shapes((2, 64, 32, 32, 32), (64, 16, 3, 3, 3), None, stride=2,
                                     padding=1, output_padding=1, groups=4)
-    assert choose_variant(params, "float32") == "tile"
-    assert choose_variant(params, "float64") == "fused"
+    assert _choice(params, "float32").name == "cuda.tile"
+    assert _choice(params, "float64").name == "cuda.fused"
+
+
+SUITE_VARIANTS = {
+    # the direct variant of each GPU suite case (bench/cases.py), as measured
+    # fastest (bench/NOTES.md): the planners' estimates must keep choosing it
+    "seed_example": "cuda.fused", "unet_k2s2": "cuda.fused", "unet_k2s2_big": "cuda.fused",
+    "vnet_k3s2": "cuda.fused", "gan_k4s2": "cuda.gemm", "same_k3s1": "cuda.fused",
+    "dilated_k3d2": "cuda.fused", "grouped_g4": "cuda.tile", "depthwise_k7": "cuda.fused",
+    "imaging_c1_k5s2": "cuda.gather",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUITE_VARIANTS))
+def test_suite_cases_keep_their_measured_variant(name):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.cases import GPU_SUITE
+
+    case = next(c for c in GPU_SUITE if c.name == name)
+    assert _choice(case.params(), "float32").name == SUITE_VARIANTS[name]

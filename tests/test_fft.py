@@ -174,7 +174,11 @@ def test_both_contraction_layouts(cfg, seed, chan_last, budget, dtype):
     x = data(rng, cfg["x_shape"], dtype)
     w = data(rng, cfg["w_shape"], dtype)
     b = data(rng, (cfg["cout"],), dtype) if cfg["bias"] else None
-    with mock.patch.object(fftmod, "use_matmul", lambda kind, cw, co: chan_last), \
+    from xconvt import _select
+    from xconvt.backends.fft import chunked
+
+    with mock.patch.object(chunked, "use_matmul", lambda kind, cw, co: chan_last), \
+            mock.patch.object(_select, "_PLANS", {}), \
             xconvt.memory_budget(budget or xconvt.get_memory_budget()):
         params = ConvParams.from_shapes(x.shape, w.shape, None, **cfg["kw"])
         assert make_plan(params, "numpy", x.dtype).chan_last == chan_last
@@ -443,7 +447,7 @@ def test_cpu_one_channel_256_cubed_with_31_kernel():
 
 def test_cuda_fast_lengths_without_cupy():
     """The 7-smooth sizes used to plan ``kind="cupy"`` where CuPy is absent."""
-    from xconvt.backends.fft import _smooth7_len
+    from xconvt.backends.fft.sizes import smooth7_len as _smooth7_len
 
     def smooth(n):
         for p in (2, 3, 5, 7):

@@ -14,7 +14,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from .cases import CASES, case_arrays
-from .helpers import algorithms, assert_close, cuda_device_count, tolerance
+from .helpers import algorithms, assert_close, cuda_device_count, run_planner, tolerance
 from .reference import conv_transpose3d_ref
 from .strategies import configs, seeds
 
@@ -381,7 +381,6 @@ def test_direct_variants(variant, budget, cfg, seed):
     """Both direct variants, on a non-default stream, the GEMM one also in
     many column chunks."""
     from xconvt._params import ConvParams
-    from xconvt.backends import cuda as cuda_backend
 
     x, w, b = cfg.arrays(seed, "float64")
     xd, wd, bd = _dev(x, w, b)
@@ -389,7 +388,7 @@ def test_direct_variants(variant, budget, cfg, seed):
                                     **cfg.kwargs)
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream, xconvt.memory_budget(budget or xconvt.get_memory_budget()):
-        out = cuda_backend.direct(params, xd, wd, bd, variant=variant)
+        out = run_planner("cuda." + variant, params, xd, wd, bd)
     stream.synchronize()
     _check(out, cfg.reference(x, w, b), "float64", xd)
 
@@ -401,13 +400,12 @@ def test_pointwise_variant(dtype, cfg, seed):
     padding, dilation and groups; output-channel chunks of 1 to 8) against the
     reference."""
     from xconvt._params import ConvParams
-    from xconvt.backends import cuda as cuda_backend
 
     x, w, b = cfg.arrays(seed, dtype)
     xd, wd, bd = _dev(x, w, b)
     params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
                                     **cfg.kwargs)
-    out = cuda_backend.direct(params, xd, wd, bd, variant="pointwise")
+    out = run_planner("cuda.pointwise", params, xd, wd, bd)
     ref = cfg.reference(x.astype(np.float64), w.astype(np.float64),
                         None if b is None else b.astype(np.float64))
     _check(out, ref, dtype, xd)
@@ -420,14 +418,15 @@ def test_gather_variant(rg, dtype, cfg, seed):
     """The gather kernel (no dilation; any stride, padding, groups, W taps up to
     8 per phase; 1, 4 or 8 outputs per thread) against the reference."""
     from xconvt._params import ConvParams
-    from xconvt.backends import cuda as cuda_backend
 
     x, w, b = cfg.arrays(seed, dtype)
     xd, wd, bd = _dev(x, w, b)
     params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
                                     **cfg.kwargs)
     out = cupy.empty(params.batched_output_shape, dtype)
-    cuda_backend._GatherPlan(params, dtype, rg=rg)(xd, wd, bd, out)
+    from xconvt.backends.cuda.gather import _Launcher as Gather
+
+    Gather(params, dtype, rg=rg)(xd, wd, bd, out)
     ref = cfg.reference(x.astype(np.float64), w.astype(np.float64),
                         None if b is None else b.astype(np.float64))
     _check(out, ref, dtype, xd)
@@ -439,14 +438,15 @@ def test_tile_variant(dtype, cfg, seed):
     """The tile kernel (no dilation, up to 4 W taps per phase, 4 or 8 output
     channels per thread) against the reference."""
     from xconvt._params import ConvParams
-    from xconvt.backends import cuda as cuda_backend
+
+    from xconvt.backends.cuda.tile import tile_config
 
     x, w, b = cfg.arrays(seed, dtype)
     params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
                                     **cfg.kwargs)
-    assume(cuda_backend.tile_config(params, 8 if dtype == "float64" else 4) is not None)
+    assume(tile_config(params, 8 if dtype == "float64" else 4) is not None)
     xd, wd, bd = _dev(x, w, b)
-    out = cuda_backend.direct(params, xd, wd, bd, variant="tile")
+    out = run_planner("cuda.tile", params, xd, wd, bd)
     ref = cfg.reference(x.astype(np.float64), w.astype(np.float64),
                         None if b is None else b.astype(np.float64))
     _check(out, ref, dtype, xd)
@@ -458,7 +458,6 @@ def test_tile_variant_wide(case, dtype):
     """The tile kernel with 2 and 4 groups of output channels per block,
     partial channel groups and unequal strides."""
     from xconvt._params import ConvParams
-    from xconvt.backends import cuda as cuda_backend
 
     from .test_cuda_geometry import TILE_WIDE
 
@@ -467,7 +466,7 @@ def test_tile_variant_wide(case, dtype):
     x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[1] * kw.get("groups", 1)).astype(dtype)
     params = ConvParams.from_shapes(xs, ws, b.shape, **kw)
-    out = cuda_backend.direct(params, *_dev(x, w, b), variant="tile")
+    out = run_planner("cuda.tile", params, *_dev(x, w, b))
     _check(out, conv_transpose3d_ref(x.astype(np.float64), w.astype(np.float64),
                                      b.astype(np.float64), **kw), dtype, out)
 
@@ -489,7 +488,8 @@ def test_shared_memory_limit_is_only_raised():
     """Two tile plans of one kernel needing different shared memory (92 KB,
     then 69 KB): the first still launches after the second was made."""
     from xconvt._params import ConvParams
-    from xconvt.backends import cuda as cuda_backend
+    from xconvt.backends.cuda.tile import _Launcher as TileLauncher
+    from xconvt.backends.cuda.tile import tile_config
 
     rng = np.random.default_rng(0)
     kw = dict(stride=2, padding=1, output_padding=1)
@@ -498,8 +498,8 @@ def test_shared_memory_limit_is_only_raised():
         x = rng.standard_normal((1, cin, 2, 4, 32)).astype(np.float32)
         w = rng.standard_normal((cin, cin, 3, 3, 3)).astype(np.float32)
         params = ConvParams.from_shapes(x.shape, w.shape, None, **kw)
-        assert cuda_backend.tile_config(params, 4).smem > 48 * 1024
-        cases.append((params, x, w, cuda_backend._TilePlan(params, "float32")))
+        assert tile_config(params, 4).smem > 48 * 1024
+        cases.append((params, x, w, TileLauncher(params, "float32")))
     for params, x, w, plan in cases:
         out = cupy.empty(params.batched_output_shape, np.float32)
         plan(*_dev(x, w), None, out)
@@ -509,17 +509,16 @@ def test_shared_memory_limit_is_only_raised():
 
 def test_variants_reject_geometries_they_do_not_cover():
     from xconvt._params import ConvParams
-    from xconvt.backends import cuda as cuda_backend
 
     x, w = cupy.ones((1, 2, 3, 3, 3), cupy.float32), cupy.ones((2, 2, 1, 1, 2), cupy.float32)
     params = ConvParams.from_shapes(x.shape, w.shape, None)
-    with pytest.raises(ValueError, match="variant="):
-        cuda_backend.direct(params, x, w, None, variant="pointwise")
+    with pytest.raises(ValueError, match="cuda.pointwise does not apply: needs a 1x1x1"):
+        run_planner("cuda.pointwise", params, x, w, None)
     dilated = ConvParams.from_shapes(x.shape, w.shape, None, dilation=2)
-    with pytest.raises(ValueError, match="variant="):
-        cuda_backend.direct(dilated, x, w, None, variant="gather")
-    with pytest.raises(ValueError, match="variant="):
-        cuda_backend.direct(dilated, x, w, None, variant="tile")
+    with pytest.raises(ValueError, match="cuda.gather does not apply: no dilation"):
+        run_planner("cuda.gather", dilated, x, w, None)
+    with pytest.raises(ValueError, match="cuda.tile does not apply: no dilation"):
+        run_planner("cuda.tile", dilated, x, w, None)
 
 
 @pytest.mark.parametrize("packed", [True, False])
@@ -527,18 +526,42 @@ def test_variants_reject_geometries_they_do_not_cover():
 @given(cfg=configs(batches=(1, 2)), seed=seeds)
 def test_fused_weight_layouts(packed, dtype, cfg, seed):
     """The fused kernel reading a packed weight copy and reading the weights
-    in place (chosen per geometry by ``cuda._pack_weights``) agree with the
+    in place (chosen per geometry by ``fused._pack_weights``) agree with the
     reference."""
     from xconvt._params import ConvParams
-    from xconvt.backends import cuda as cuda_backend
 
     x, w, b = cfg.arrays(seed, dtype)
     xd, wd, bd = _dev(x, w, b)
     params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
                                     **cfg.kwargs)
+    from xconvt.backends.cuda.fused import _Launcher as Fused
+    from xconvt.backends.cuda.fused import fused_config
+    from xconvt._plan import cuda_device
+
     out = cupy.empty(params.batched_output_shape, dtype)
-    cuda_backend._FusedPlan(params, dtype, packed=packed)(
+    work = "float64" if dtype == "float64" else "float32"
+    Fused(params, dtype, fused_config(params, work, cuda_device()), packed=packed)(
         xd if xd.ndim == 5 else xd[None], wd, bd, out)
     ref = cfg.reference(x.astype(np.float64), w.astype(np.float64),
                         None if b is None else b.astype(np.float64))
     _check(out, ref if ref.ndim == 5 else ref[None], dtype, xd)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "measure"])
+@pytest.mark.parametrize(("cin", "k"), [(64, 21), (32, 27)])
+def test_large_kernels_run_where_the_fused_kernel_does_not_fit(algorithm, cin, k):
+    """Issue 10's calls: the fused kernel's blocks would need more shared
+    memory than the device gives, so auto and measure must pick a plan that
+    runs (the FFT) instead of raising."""
+    from xconvt._params import ConvParams
+    from xconvt._plan import cuda_device
+    from xconvt.backends.cuda.fused import fused_config
+
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((1, cin, 6, 6, 6)).astype(np.float32)
+    w = (rng.standard_normal((cin, cin, k, k, k)) / np.sqrt(cin * k**3)).astype(np.float32)
+    params = ConvParams.from_shapes(x.shape, w.shape, None, padding=k // 2)
+    assert fused_config(params, "float32", cuda_device()).smem > cuda_device().smem_per_block
+    out = xconvt.conv_transpose3d(*_dev(x, w), padding=k // 2, algorithm=algorithm)
+    ref = conv_transpose3d_ref(x.astype(np.float64), w.astype(np.float64), None, padding=k // 2)
+    _check(out, ref, "float32", out)

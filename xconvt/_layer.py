@@ -76,6 +76,9 @@ class ConvTranspose3d:
         prod(kernel_size))``, as PyTorch's ``reset_parameters`` does.
     algorithm : str
         Passed to :func:`xconvt.conv_transpose3d` (default ``"auto"``).
+    precision : str or None
+        Passed to :func:`xconvt.conv_transpose3d` (default None: the process
+        setting, :func:`xconvt.get_float32_precision`).
 
     Examples
     --------
@@ -124,6 +127,7 @@ class ConvTranspose3d:
         self.padding_mode = padding_mode
         self.transposed = True
         self.algorithm = "auto"
+        self.precision = None
         self._device = _parse_device(device)
         self._dtype = _parse_dtype(dtype)
         shape = (in_channels, out_channels // groups) + self.kernel_size
@@ -171,7 +175,7 @@ class ConvTranspose3d:
         return conv_transpose3d(
             input, self.weight, self.bias, self.stride, self.padding,
             self.output_padding, self.groups, self.dilation,
-            output_size=output_size, algorithm=self.algorithm,
+            output_size=output_size, algorithm=self.algorithm, precision=self.precision,
         )
 
     __call__ = forward

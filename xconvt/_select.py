@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from . import backends
 from ._plan import DEVICE_PRESETS, Device, Problem, cpu_device
 
-__all__ = ["Explanation", "candidates", "choose", "explain_problem", "plan_for"]
+__all__ = ["Explanation", "candidates", "choose", "explain_problem", "named_plan", "plan_for",
+           "problem_for"]
 
 AUTO_NAMES = ("auto", "measure")
 
@@ -38,6 +39,39 @@ def candidates(problem, algorithm=None):
         else:
             ok.append((entry, result))
     return ok, rejected
+
+
+def named_plan(name, problem):
+    """The plan of the planner called ``name`` (``"cuda.tile"``, ...), or
+    ``ValueError`` with its reason where it does not apply (tests and
+    benchmarks force variants with it)."""
+    entries = backends.planners(problem.device.array_kind)
+    for entry in entries:
+        if entry.name == name:
+            result = entry(problem)
+            if isinstance(result, str):
+                msg = f"{name} does not apply: {result}"
+                raise ValueError(msg)
+            return result
+    msg = (f"no planner {name!r} for {problem.device.array_kind} arrays; there are "
+           f"{', '.join(e.name for e in entries)}")
+    raise ValueError(msg)
+
+
+def problem_for(op, params, array, precision="float32", budget=None):
+    """The :class:`Problem` of ``op`` on ``params`` with operands like ``array``
+    (a NumPy or CuPy array: its dtype and device)."""
+    from ._config import get_memory_budget
+    from ._params import dtype_name
+
+    if type(array).__module__.startswith("cupy"):
+        from ._plan import cuda_device
+
+        device = cuda_device(array.device.id)
+    else:
+        device = cpu_device()
+    return Problem(op, params, dtype_name(array.dtype), device, precision,
+                   get_memory_budget() if budget is None else budget)
 
 
 def _no_plan(problem, algorithm, rejected):

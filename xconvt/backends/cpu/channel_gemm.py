@@ -303,4 +303,6 @@ def plan(problem):
     """The cheapest channel-GEMM grid (``exact``, ``rows`` or ``flat``)."""
     if problem.op != "conv_transpose3d":
         return f"computes conv_transpose3d only, not {problem.op}"
+    if problem.params.is_pure_upsample:
+        return "kernel == stride is the upsample plan's (one GEMM, no im2col, no tap sums)"
     return PhasePlan.best(problem, "cpu.channel_gemm", ChannelGemm, GRIDS)

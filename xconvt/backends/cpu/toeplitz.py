@@ -130,6 +130,8 @@ def plan(problem):
     of ``m * s_w`` columns) whose banded weights fit the memory budget."""
     if problem.op != "conv_transpose3d":
         return f"computes conv_transpose3d only, not {problem.op}"
+    if problem.params.is_pure_upsample:
+        return "kernel == stride is the upsample plan's (one GEMM, no im2col, no tap sums)"
     p = problem.params
     geo = PhasePlan.geometry(p)
     if not geo.pds or not geo.phs:

@@ -12,9 +12,16 @@ import math
 import numpy as np
 
 from ..._plan import FunctionPlan
-from .common import UPSAMPLE_CHUNK_BYTES, copy_ns, gemm_ns, run, workspace_limit
+from .common import UPSAMPLE_CHUNK_BYTES, gemm_ns, run, workspace_limit
 
 __all__ = ["plan"]
+
+#: The estimate's two parts, measured on the 2-core CPU machine (unet_k2s2,
+#: 2026-12-02): its one wide GEMM ran at 0.45 of :func:`.common.gemm_ns`'s
+#: single-thread price (8.3 ms, two BLAS threads), and the block reshuffle cost
+#: 1.2 ns per output element (10 ms for 8.4M outputs).
+GEMM_SHARE = 0.45
+RESHUFFLE_NS = 1.2
 
 
 # ------------------------------------------------------------- pure upsample
@@ -64,13 +71,11 @@ def plan(problem):
         return f"computes conv_transpose3d only, not {problem.op}"
     if not p.is_pure_upsample:
         return "needs kernel == stride and no padding, dilation or output padding"
-    taps = p.taps
     out = p.batch * p.out_channels * math.prod(p.out_size)
     wide = 2.0 if problem.real_dtype == "float64" else 1.0
     cplx = 4.0 if problem.is_complex else 1.0
-    ns = (wide * cplx * gemm_ns(p.flops, p.out_channels_per_group * taps,
-                                p.in_channels_per_group)
-          + wide * copy_ns(out, p.kernel[2]))
+    gemm = gemm_ns(p.flops, p.out_channels_per_group * p.taps, p.in_channels_per_group)
+    ns = wide * (cplx * GEMM_SHARE * gemm + RESHUFFLE_NS * out)
     return FunctionPlan("cpu.upsample", "direct", ns * 1e-9,
                         lambda x, w, b: run(p, x, w, b, lambda *a: upsample(p, *a)),
                         workspace=min(problem.budget, UPSAMPLE_CHUNK_BYTES),

@@ -83,8 +83,6 @@ float16 is computed in float32 and rounded once at the end.
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict
 from .chunked import Plan, make_plan, use_matmul
 from .one_pass import OnePassPlan, one_pass_plan
 

@@ -8,13 +8,12 @@ import math
 from dataclasses import dataclass
 from itertools import product
 
-import numpy as np
 from array_api_compat import array_namespace, is_cupy_array
 
 from ..._config import get_memory_budget
 from ..._plan import Plan as _PlanBase
 from ..cpu.common import all_finite, available_cpus
-from .sizes import active_phases, axis_term, fast_len_fn, single_tile_len
+from .sizes import active_phases, fast_len_fn, single_tile_len
 
 __all__ = ["Call", "Plan", "chunks", "make_plan", "tile_jobs", "use_matmul"]
 

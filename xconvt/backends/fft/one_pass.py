@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._config import get_memory_budget
-from ..._params import dtype_name
 from ..._plan import Plan
 from .sizes import axis_term, fast_len_fn, single_tile_len
 
