@@ -13,6 +13,16 @@ __all__ = ["float32_precision", "get_float32_precision", "get_memory_budget", "m
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 
+
+@contextlib.contextmanager
+def _scoped(var, value):
+    """``var`` set to ``value`` for the enclosed block (restored on exit)."""
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
 _budget = contextvars.ContextVar("xconvt_memory_budget", default=DEFAULT_MEMORY_BUDGET)
 
 
@@ -53,11 +63,8 @@ def memory_budget(nbytes):
     ...     xconvt.get_memory_budget()
     16777216
     """
-    token = _budget.set(_check_budget(nbytes))
-    try:
+    with _scoped(_budget, _check_budget(nbytes)):
         yield
-    finally:
-        _budget.reset(token)
 
 
 PRECISIONS = ("float32", "tf32")
@@ -108,8 +115,5 @@ def float32_precision(precision):
     ...     xconvt.get_float32_precision()
     'tf32'
     """
-    token = _precision.set(check_precision(precision))
-    try:
+    with _scoped(_precision, check_precision(precision)):
         yield
-    finally:
-        _precision.reset(token)
