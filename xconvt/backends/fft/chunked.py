@@ -78,8 +78,8 @@ def _workspace(spec_elems, csize, nb, gc, ci, cw, co):
 def make_plan(params, kind, dtype, budget=None):
     """Choose FFT sizes, tiles and chunks for ``params`` under ``budget`` bytes.
 
-    Pure Python (no arrays): the cost model in :mod:`xconvt._cost` prices
-    exactly the plan that :func:`fft` then runs.  Pieces shrink (halving) in
+    Pure Python (no arrays): :func:`estimate` prices exactly the plan that
+    :class:`Call` then runs.  Pieces shrink (halving) in
     order of what they cost: output-channel, group and batch chunks and the
     weight chunk of the contraction cost nothing but loop overhead; then
     spatial tiles no smaller than the sub-kernel (overlap-add overhead at most

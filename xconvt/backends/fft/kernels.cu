@@ -2,7 +2,7 @@
 #include "common.cuh"
 
 // ---------------------------------------------------------------------------
-// Helpers of the FFT path on CuPy (xconvt/backends/fft.py, _CupyFFT): every
+// Helpers of the FFT path on CuPy (xconvt/backends/fft/one_pass.py): every
 // stride phase in one pass, so a call is five launches and three cuFFT plans
 // whatever the number of phases or channels.  R is the real work type (float
 // for __half and float, double for double); spectra are interleaved (re, im)

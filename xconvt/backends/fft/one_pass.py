@@ -24,7 +24,7 @@ class OnePassPlan:
 
     ``fft_shape`` is the single-tile transform size (alias-free for the kept
     rows of every phase, as in :func:`make_plan`).  Tables, as the kernels in
-    ``cuda/conv_transpose3d.cu`` read them (``xconvt_fft_*``):
+    ``kernels.cu`` read them (``xconvt_fft_*``):
 
     ``wtab``  per axis, one row of ``F`` entries per active axis phase: the
               kernel tap at that position of the dilated sub-kernel, or -1;

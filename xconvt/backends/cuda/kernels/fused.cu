@@ -3,7 +3,7 @@
 
 namespace xconvt {
 
-// Per-phase metadata, META int64 values per phase (written by cuda.py).
+// Per-phase metadata, META int64 values per phase (written by fused.py).
 enum {
   M_BLOCK0 = 0, M_TILES_W, M_TILES_H, M_TILES_D,
   M_FIRST_D, M_FIRST_H, M_FIRST_W,
@@ -20,7 +20,7 @@ enum {
 // Scalar arguments of the fused kernel, passed by value as one struct (one
 // kernel parameter instead of thirty keeps the host launch cost low).  The
 // host builds it as a NumPy structured scalar with these int32 fields in this
-// order (cuda.py, _FUSED_FIELDS).  packed: w is the per-call packed copy
+// order (fused.py, _FUSED_FIELDS).  packed: w is the per-call packed copy
 // (xconvt_pack) rather than PyTorch's layout.
 struct FusedArgs {
   int nphase, interleave, has_bias, vec, packed;

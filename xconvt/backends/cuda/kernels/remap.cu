@@ -5,7 +5,7 @@
 // remap: xr[b, td, th, tw] = x[b, tab[td], tab[RD + th], tab[RD + RH + tw]], 0
 // where an entry is -1 (b = n * Cin + c; x contiguous).  Rearranges a
 // dilated layer's input into per-residue blocks so that every sub-phase of
-// the fused kernel reads consecutive rows (xconvt/backends/cuda.py,
+// the fused kernel reads consecutive rows (xconvt/backends/cuda/geometry.py,
 // kernel_geometry).
 // ---------------------------------------------------------------------------
 template <typename T, typename I>
