@@ -1,0 +1,526 @@
+"""The array-library boundary: the caller's arrays in, the same library's arrays out.
+
+The backends compute on NumPy arrays (CPU) and CuPy arrays (CUDA).  The public
+functions accept any array library that array-api-compat knows and hand the
+backends *views of the caller's memory* in those two types, then return the result
+in the caller's library, on the caller's device, with the caller's dtype.
+
+Design
+------
+Fast path
+    :data:`NATIVE` maps the exact types ``numpy.ndarray`` and ``cupy.ndarray`` (the
+    latter added on first sight) to their kind.  The public functions test
+    ``type(x) in NATIVE`` before anything else, so NumPy and CuPy calls pay one
+    dict lookup per operand; every other array goes through :func:`call`.
+
+Finding the library
+    :func:`_library` classifies an operand with array-api-compat's ``is_*_array``
+    helpers (never by hand-written type checks) and caches the answer per exact
+    type, so a library costs a dict lookup after its first call.  ``input``,
+    ``weight`` and ``bias`` must come from one library (``TypeError`` naming both)
+    and one device (``ValueError`` naming both).  Nothing is ever moved between
+    host and device.
+
+Dtypes
+    :func:`check_dtype` is the one place that decides which dtypes cross the
+    boundary; it runs *before* any DLPack export (CuPy's ``from_dlpack`` raises
+    ``NotImplementedError`` on bfloat16).  bfloat16 is refused there with a
+    ``TypeError`` until the tensor-core kernels accept it: relax
+    :data:`NOT_YET` then.
+
+Per library
+    ========================  =====================================  ==============================
+    caller's array            handed to the backend (zero-copy)      result (zero-copy)
+    ========================  =====================================  ==============================
+    PyTorch CPU               ``Tensor.numpy()``                     ``torch.from_numpy``
+    PyTorch CUDA              CuPy array over ``data_ptr()``         ``torch.from_dlpack`` (or
+                              (``UnownedMemory`` owned by the        ``__cuda_array_interface__``,
+                              tensor)                                :data:`TORCH_OUTPUT`)
+    JAX CPU                   ``numpy.from_dlpack`` (read-only)      DLPack import (XLA's CPU client
+                                                                     shares 64-byte aligned memory
+                                                                     and copies anything else)
+    JAX GPU (eager)           ``cupy.from_dlpack``                   ``jax.dlpack.from_dlpack``
+    JAX traced (``jit``)      :mod:`xconvt.jax` (``buffer_callback``, XLA's buffers and stream)
+    other (array-api-compat)  ``numpy``/``cupy.from_dlpack``         ``xp.from_dlpack``
+    ========================  =====================================  ==============================
+
+    PyTorch tensors with the conjugate or negative bit set are resolved first (a
+    copy, as any PyTorch kernel would do); tensors that require grad are read
+    through ``detach()``: the result carries no autograd history.
+
+Streams (CUDA)
+    Nothing here synchronizes the host.
+
+    * PyTorch: the whole call (input views, kernels, workspace and output
+      allocation from CuPy's pool, the export of the result) runs on PyTorch's
+      current stream of the tensors' device, entered as a CuPy stream made with
+      ``cupy.cuda.Stream.from_external`` and cached per raw stream handle.  Work
+      PyTorch queued on that stream (the producer of ``input``) is therefore
+      ordered before ours and the caller's next kernels after it, exactly as for a
+      PyTorch operator; a tensor produced on another stream needs the caller's
+      ``wait_stream``, as it would for PyTorch itself.  The result is exported with
+      CuPy's current stream equal to PyTorch's, so the DLPack handshake records no
+      event.
+    * JAX eager: the call runs on CuPy's current stream.  ``cupy.from_dlpack``
+      passes that stream to JAX's ``__dlpack__``, and JAX makes it wait (on the
+      device) for the input's definition event; ``jax.dlpack.from_dlpack`` passes
+      JAX's stream to CuPy's ``__dlpack__``, and CuPy makes it wait for an event
+      recorded on its current stream.  The inputs are kept alive as long as the
+      result (its memory owner holds them), so JAX cannot reuse their memory
+      while the kernels may still read it.
+    * DLPack orders the consumer only against the *producer's current stream* at
+      the time of the export: work the producer queued on another stream is not
+      waited for.  Data written on a side stream must be ordered by the caller
+      (PyTorch: call inside ``with torch.cuda.stream(s)``, or ``wait_stream``).
+    * JAX under ``jit``: XLA hands the callback its stream (``ctx.stream``) and the
+      buffers ordered on it; see :mod:`xconvt.jax`.
+
+Adding a library means one :class:`_Library` subclass: ``native`` (zero-copy
+view), ``wrap`` (zero-copy result), ``device`` (a comparable device) and, where
+the library has its own stream, ``context``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+from array_api_compat import (
+    array_namespace,
+    is_cupy_array,
+    is_jax_array,
+    is_numpy_array,
+    is_torch_array,
+)
+
+__all__ = ["NATIVE", "NOT_YET", "call", "check_dtype", "follow", "placement"]
+
+NATIVE = {np.ndarray: "numpy"}
+"""Exact array types the backends run on -> ``"numpy"``/``"cupy"`` (CuPy's added on first use)."""
+
+NOT_YET = {
+    "bfloat16": "bfloat16 is not supported yet (the tensor-core kernels add it); "
+                "cast to float16 or float32",
+}
+"""Dtypes refused at the boundary with the reason; remove an entry to accept it."""
+
+TORCH_OUTPUT = "dlpack"
+"""How a CuPy result becomes a CUDA tensor: ``"dlpack"`` (``torch.from_dlpack``) or
+``"cai"`` (``torch.as_tensor`` over ``__cuda_array_interface__``); both are zero-copy
+and stream-safe here (CuPy's current stream is PyTorch's), ``bench overhead`` times
+both."""
+
+_SUPPORTED = None
+
+
+def check_dtype(arg, name):
+    """Raise ``TypeError`` unless dtype ``name`` (a string) may cross the boundary."""
+    global _SUPPORTED
+    if _SUPPORTED is None:
+        from ._dispatch import SUPPORTED_DTYPES
+
+        _SUPPORTED = frozenset(SUPPORTED_DTYPES)
+    if name in _SUPPORTED:
+        return
+    if name in NOT_YET:
+        msg = f"{arg} dtype {name}: {NOT_YET[name]}"
+    else:
+        msg = (f"{arg} dtype {name} is not supported; use one of "
+               f"{', '.join(sorted(_SUPPORTED))}")
+    raise TypeError(msg)
+
+
+# --------------------------------------------------------------------------- libraries
+class _Library:
+    """How one array library crosses the boundary (see the module docstring)."""
+
+    name = "?"
+
+    def dtype_name(self, a):
+        dt = a.dtype
+        return getattr(dt, "name", None) or str(dt)
+
+    def device(self, a):
+        """A comparable, printable device of ``a``."""
+        raise NotImplementedError
+
+    def native(self, a):
+        """A NumPy or CuPy view of ``a`` (zero-copy)."""
+        raise NotImplementedError
+
+    def wrap(self, out, like, native=()):
+        """``out`` (NumPy/CuPy, C-contiguous) as this library's array (zero-copy);
+        ``native`` are the operands' views the backend read."""
+        raise NotImplementedError
+
+    def context(self, like):
+        """Context manager around the backend call (streams, devices)."""
+        return contextlib.nullcontext()
+
+    def call(self, fn, operands, args, kwargs):
+        like = operands[0]
+        with self.context(like):
+            native = [None if a is None else self.native(a) for a in operands]
+            out = fn(*native, *args, **kwargs)
+            return self.wrap(out, like, native)
+
+
+class _Native(_Library):
+    """NumPy and CuPy themselves: nothing to convert."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def device(self, a):
+        return "cpu" if self.name == "numpy" else f"cuda:{a.device.id}"
+
+    def native(self, a):
+        """``a`` itself, or a base-class view of a subclass (``numpy.memmap`` ...)."""
+        if type(a) in NATIVE:
+            return a
+        return a.view(np.ndarray if self.name == "numpy" else array_namespace(a).ndarray)
+
+    def wrap(self, out, like, native=()):
+        return out
+
+
+# ----------------------------------------------------------------------------- CuPy helpers
+_STREAMS = {}
+
+
+class _StreamRef:
+    """A raw ``cudaStream_t`` exposing the CUDA stream protocol for CuPy."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __cuda_stream__(self):
+        return (0, self.ptr)
+
+
+def cupy_stream(ptr, device_id):
+    """The CuPy stream over raw handle ``ptr`` of device ``device_id`` (cached)."""
+    s = _STREAMS.get((device_id, ptr))
+    if s is None:
+        import cupy
+
+        with cupy.cuda.Device(device_id):
+            s = _STREAMS[device_id, ptr] = cupy.cuda.Stream.from_external(_StreamRef(ptr))
+    return s
+
+
+@contextlib.contextmanager
+def on_stream(ptr, device_id):
+    """Make raw stream ``ptr`` of device ``device_id`` CuPy's current one."""
+    import cupy
+
+    stream = cupy_stream(ptr, device_id)
+    if cupy.cuda.runtime.getDevice() == device_id:
+        with stream:
+            yield
+    else:
+        with cupy.cuda.Device(device_id), stream:
+            yield
+
+
+def cupy_view(ptr, shape, dtype, strides, owner, device_id):
+    """A CuPy array over device memory at ``ptr`` that keeps ``owner`` alive.
+
+    ``strides`` are in bytes (``None``: C-contiguous); all must be >= 0.
+    """
+    import cupy
+
+    itemsize = dtype.itemsize
+    if strides is None:
+        span = itemsize
+        for n in shape:
+            span *= n
+    elif 0 in shape:
+        span = 0
+    else:
+        span = itemsize + sum((n - 1) * s for n, s in zip(shape, strides))
+    if span == 0:
+        return cupy.ndarray(shape, dtype)
+    mem = cupy.cuda.UnownedMemory(ptr, span, owner, device_id)
+    return cupy.ndarray(shape, dtype, cupy.cuda.MemoryPointer(mem, 0), strides)
+
+
+def _keeping(out, *alive):
+    """``out`` (CuPy) as a view whose memory owner also holds ``alive``."""
+    return cupy_view(out.data.ptr, out.shape, out.dtype, None, (out, alive), out.device.id)
+
+
+# ----------------------------------------------------------------------------------- PyTorch
+class _Torch(_Library):
+    name = "torch"
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+        self.names = {}
+        self.raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+    def dtype_name(self, t):
+        dt = t.dtype
+        name = self.names.get(dt)
+        if name is None:
+            name = self.names[dt] = str(dt).rpartition(".")[2]
+        return name
+
+    def device(self, t):
+        return t.device
+
+    def _plain(self, t):
+        """``t`` without autograd, conjugate or negative bits (a copy only for the bits)."""
+        if t.requires_grad:
+            t = t.detach()
+        if t.is_conj() or t.is_neg():
+            t = t.resolve_conj().resolve_neg()
+        return t
+
+    def native(self, t):
+        if not t.is_cuda:
+            try:
+                return t.numpy()
+            except RuntimeError:  # grad, conjugate or negative bit
+                return self._plain(t).numpy()
+        t = self._plain(t)
+        dtype = np.dtype(self.dtype_name(t))
+        isz = dtype.itemsize
+        return cupy_view(t.data_ptr(), tuple(t.shape), dtype,
+                         tuple(s * isz for s in t.stride()), t, t.get_device())
+
+    def context(self, like):
+        if not like.is_cuda:
+            return contextlib.nullcontext()
+        dev = like.get_device()
+        if self.raw_stream is not None:
+            ptr = self.raw_stream(dev)
+        else:
+            ptr = self.torch.cuda.current_stream(dev).cuda_stream
+        return on_stream(ptr, dev)
+
+    def wrap(self, out, like, native=()):
+        if type(out) is np.ndarray:
+            return self.torch.from_numpy(out)
+        if TORCH_OUTPUT == "cai":
+            return self.torch.as_tensor(out, device=like.device)
+        return self.torch.from_dlpack(out)
+
+
+# --------------------------------------------------------------------------------------- JAX
+class _Jax(_Library):
+    name = "jax"
+
+    def __init__(self):
+        import jax
+
+        self.jax = jax
+        self.tracer = jax.core.Tracer
+        try:  # XLA's own DLPack import: ~7 us against ~55 us for jax.dlpack.from_dlpack
+            from jax._src.lib import _jax
+
+            self.import_buffer = _jax.dlpack_managed_tensor_to_buffer
+        except ImportError:  # pragma: no cover - other jaxlib layouts
+            self.import_buffer = None
+
+    def device(self, a):
+        return a.device
+
+    def native(self, a):
+        if a.device.platform == "cpu":
+            return np.from_dlpack(a)
+        import cupy
+
+        return cupy.from_dlpack(a)
+
+    def wrap(self, out, like, native=()):
+        if type(out) is not np.ndarray:  # GPU: JAX's stream waits for CuPy's (DLPack)
+            return self.jax.dlpack.from_dlpack(_keeping(out, *native))
+        if self.import_buffer is not None:
+            try:
+                return self.import_buffer(out.__dlpack__(), like.device, None, None, 1)
+            except TypeError:  # another signature: use the public function from now on
+                self.import_buffer = None
+        return self.jax.dlpack.from_dlpack(out)
+
+    def call(self, fn, operands, args, kwargs):
+        if any(isinstance(a, self.tracer) for a in operands):
+            from . import jax as xjax
+
+            return xjax.traced(fn.__name__)(*operands, *args, **kwargs)
+        return super().call(fn, operands, args, kwargs)
+
+
+# ---------------------------------------------------------------------------- other libraries
+class _DLPack(_Library):
+    """Any other array-API library whose arrays export DLPack."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def device(self, a):
+        from array_api_compat import device
+
+        return device(a)
+
+    def native(self, a):
+        if not hasattr(a, "__dlpack__"):
+            msg = (f"{self.name} arrays are not supported: they do not export DLPack "
+                   "(convert to NumPy, CuPy, PyTorch or JAX first)")
+            raise TypeError(msg)
+        if a.__dlpack_device__()[0] == 1:  # kDLCPU
+            return np.from_dlpack(a)
+        import cupy
+
+        return cupy.from_dlpack(a)
+
+    def wrap(self, out, like, native=()):
+        return array_namespace(like).from_dlpack(out)
+
+
+_BY_TYPE = {}
+_BY_NAME = {}
+
+
+def _named(cls, name):
+    lib = _BY_NAME.get(name)
+    if lib is None:
+        lib = _BY_NAME[name] = cls() if name in ("torch", "jax") else cls(name)
+    return lib
+
+
+def _library(arg, a):
+    """The :class:`_Library` of operand ``arg`` (cached per exact type)."""
+    lib = _BY_TYPE.get(type(a))
+    if lib is not None:
+        return lib
+    if is_numpy_array(a) and isinstance(a, np.ndarray):
+        lib = _named(_Native, "numpy")
+    elif is_cupy_array(a):
+        lib = _named(_Native, "cupy")
+        if type(a).__name__ == "ndarray":
+            NATIVE[type(a)] = "cupy"
+    elif is_torch_array(a):
+        lib = _named(_Torch, "torch")
+    elif is_jax_array(a):
+        lib = _named(_Jax, "jax")
+    else:
+        try:
+            xp = array_namespace(a)
+        except TypeError:
+            msg = (f"{arg} must be an array (NumPy, CuPy, PyTorch, JAX or another "
+                   f"array-API library), got {type(a).__module__}.{type(a).__qualname__}")
+            raise TypeError(msg) from None
+        name = xp.__name__.removeprefix("array_api_compat.").split(".")[0]
+        lib = _named(_DLPack, name)
+    _BY_TYPE[type(a)] = lib
+    return lib
+
+
+def _check_one(lib, operands):
+    """One library and one device for every operand; dtypes the boundary accepts."""
+    names = ("input", "weight", "bias")
+    for arg, a in zip(names[1:], operands[1:]):
+        if a is None:
+            continue
+        other = _library(arg, a)
+        if other is not lib:
+            msg = (f"input is a {lib.name} array but {arg} is a {other.name} array; "
+                   "pass input, weight and bias from one array library")
+            raise TypeError(msg)
+    if isinstance(lib, _Native):
+        return
+    for arg, a in zip(names, operands):
+        if a is not None:
+            check_dtype(arg, lib.dtype_name(a))
+    if isinstance(lib, _Jax) and any(isinstance(a, lib.tracer) for a in operands):
+        return
+    dev = lib.device(operands[0])
+    for arg, a in zip(names[1:], operands[1:]):
+        if a is not None and lib.device(a) != dev:
+            msg = (f"input is on {dev} but {arg} is on {lib.device(a)}; input, weight "
+                   "and bias must be on one device (xconvt never moves data between "
+                   "devices)")
+            raise ValueError(msg)
+
+
+def call(fn, input, weight, bias, *args, **kwargs):
+    """``fn(input, weight, bias, *args, **kwargs)`` on native views; the result in
+    ``input``'s library, device and dtype.
+
+    ``fn`` is a public function taking NumPy/CuPy operands first (it is called
+    again with native arrays, which take its fast path); traced JAX operands go
+    to the function of the same name in :mod:`xconvt.jax`.
+    """
+    operands = (input, weight, bias)
+    lib = _library("input", input)
+    _check_one(lib, operands)
+    return lib.call(fn, operands, args, kwargs)
+
+
+# ----------------------------------------------------------------------------------- layers
+def follow(input, weight, bias):
+    """``weight`` and ``bias`` (a layer's parameters) in ``input``'s library, zero-copy.
+
+    Parameters stored as NumPy/CuPy, PyTorch or JAX arrays are viewed in the
+    input's library when they live on the input's device; otherwise ``ValueError``
+    (nothing is transferred).  Traced JAX inputs get the parameters as constants.
+    """
+    lib = _library("input", input)
+    plib = _library("weight", weight)
+    if lib is plib:
+        return weight, bias
+    traced = isinstance(lib, _Jax) and isinstance(input, lib.tracer)
+    if not traced and _where(weight) != _where(input):
+        msg = (f"the layer's parameters are {plib.name} arrays on {plib.device(weight)} "
+               f"but input is a {lib.name} array on {lib.device(input)}; create the "
+               "layer with a matching device= (xconvt never moves data between devices)")
+        raise ValueError(msg)
+    pw = plib.native(weight)
+    pb = None if bias is None else plib.native(bias)
+    if traced:
+        jax = lib.jax
+        conv = jax.numpy.asarray if _where(weight)[0] == 1 else jax.dlpack.from_dlpack
+        return conv(pw), None if pb is None else conv(pb)
+    if isinstance(lib, _Native):
+        return pw, pb
+    return lib.wrap(pw, input), None if pb is None else lib.wrap(pb, input)
+
+
+def _where(a):
+    """``(DLPack device type, index)``: ``(1, 0)`` for host memory, ``(2, i)`` for GPU i."""
+    return tuple(a.__dlpack_device__())
+
+
+class _Placement:
+    """Where a layer keeps its parameters when ``device`` is a library's device object."""
+
+    def __init__(self, lib, device):
+        self.lib, self.device = lib, device
+
+    def __repr__(self):
+        return f"{self.lib.name}:{self.device}"
+
+    def from_host(self, host):
+        """A copy of NumPy array ``host`` in the library, on the device."""
+        if isinstance(self.lib, _Torch):
+            return self.lib.torch.from_numpy(np.array(host, copy=True)).to(self.device)
+        return self.lib.jax.device_put(host, self.device)
+
+
+def placement(device):
+    """A :class:`_Placement` for a ``torch.device`` or a JAX ``Device``, else None."""
+    mod = type(device).__module__
+    if mod.startswith("torch"):
+        lib = _named(_Torch, "torch")
+        if isinstance(device, lib.torch.device):
+            return _Placement(lib, device)
+    elif mod.startswith(("jax", "jaxlib")):
+        lib = _named(_Jax, "jax")
+        if isinstance(device, lib.jax.Device):
+            return _Placement(lib, device)
+    return None
