@@ -83,6 +83,7 @@ the library has its own stream, ``context``.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 from array_api_compat import (
@@ -93,7 +94,8 @@ from array_api_compat import (
     is_torch_array,
 )
 
-__all__ = ["NATIVE", "NOT_YET", "call", "check_dtype", "follow", "placement"]
+__all__ = ["NATIVE", "NOT_YET", "Placement", "call", "check_dtype", "follow", "host_copy",
+           "placement"]
 
 NATIVE = {np.ndarray: "numpy"}
 """Exact array types the backends run on -> ``"numpy"``/``"cupy"`` (CuPy's added on first use)."""
@@ -305,7 +307,11 @@ class _Torch(_Library):
 
     def wrap(self, out, like, native=()):
         if type(out) is np.ndarray:
-            return self.torch.from_numpy(out)
+            if out.flags.writeable:
+                return self.torch.from_numpy(out)
+            with warnings.catch_warnings():  # a read-only view of a layer's parameters
+                warnings.simplefilter("ignore", UserWarning)
+                return self.torch.from_numpy(out)
         if TORCH_OUTPUT == "cai":
             return self.torch.as_tensor(out, device=like.device)
         return self.torch.from_dlpack(out)
@@ -412,8 +418,9 @@ def _library(arg, a):
         try:
             xp = array_namespace(a)
         except TypeError:
-            msg = (f"{arg} must be an array (NumPy, CuPy, PyTorch, JAX or another "
-                   f"array-API library), got {type(a).__module__}.{type(a).__qualname__}")
+            msg = (f"{arg} must be a numpy.ndarray, a cupy.ndarray or another array-API "
+                   f"library's array (PyTorch, JAX ...), got "
+                   f"{type(a).__module__}.{type(a).__qualname__}")
             raise TypeError(msg) from None
         name = xp.__name__.removeprefix("array_api_compat.").split(".")[0]
         lib = _named(_DLPack, name)
@@ -491,12 +498,22 @@ def follow(input, weight, bias):
     return lib.wrap(pw, input), None if pb is None else lib.wrap(pb, input)
 
 
+def host_copy(a, align=64):
+    """A C-contiguous copy of NumPy array ``a`` whose data is ``align``-byte aligned
+    (XLA's CPU client shares only such memory, and copies anything else)."""
+    buf = np.empty(a.nbytes + align, np.uint8)
+    off = -buf.ctypes.data % align
+    out = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def _where(a):
     """``(DLPack device type, index)``: ``(1, 0)`` for host memory, ``(2, i)`` for GPU i."""
     return tuple(a.__dlpack_device__())
 
 
-class _Placement:
+class Placement:
     """Where a layer keeps its parameters when ``device`` is a library's device object."""
 
     def __init__(self, lib, device):
@@ -513,14 +530,14 @@ class _Placement:
 
 
 def placement(device):
-    """A :class:`_Placement` for a ``torch.device`` or a JAX ``Device``, else None."""
+    """A :class:`Placement` for a ``torch.device`` or a JAX ``Device``, else None."""
     mod = type(device).__module__
     if mod.startswith("torch"):
         lib = _named(_Torch, "torch")
         if isinstance(device, lib.torch.device):
-            return _Placement(lib, device)
+            return Placement(lib, device)
     elif mod.startswith(("jax", "jaxlib")):
         lib = _named(_Jax, "jax")
         if isinstance(device, lib.jax.Device):
-            return _Placement(lib, device)
+            return Placement(lib, device)
     return None
