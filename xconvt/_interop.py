@@ -509,8 +509,12 @@ def host_copy(a, align=64):
 
 
 def _where(a):
-    """``(DLPack device type, index)``: ``(1, 0)`` for host memory, ``(2, i)`` for GPU i."""
-    return tuple(a.__dlpack_device__())
+    """``(DLPack device type, index)``: ``(1, 0)`` for host memory, ``(2, i)`` for GPU i;
+    ``(None, repr(a.device))`` for devices DLPack does not know (PyTorch's meta ...)."""
+    try:
+        return tuple(a.__dlpack_device__())
+    except Exception:  # noqa: BLE001 - BufferError, RuntimeError: whatever the library says
+        return (None, repr(getattr(a, "device", None)))
 
 
 class Placement:
