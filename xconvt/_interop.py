@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 
 import numpy as np
 from array_api_compat import (
@@ -155,16 +156,28 @@ class _Library:
         ``native`` are the operands' views the backend read."""
         raise NotImplementedError
 
-    def context(self, like):
-        """Context manager around the backend call (streams, devices)."""
-        return contextlib.nullcontext()
+    def check(self, operands):
+        """Dtypes the boundary accepts (:func:`check_dtype`) and one device."""
+        names = ("input", "weight", "bias")
+        for arg, a in zip(names, operands):
+            if a is not None:
+                check_dtype(arg, self.dtype_name(a))
+        dev = self.device(operands[0])
+        for arg, a in zip(names[1:], operands[1:]):
+            if a is not None and self.device(a) != dev:
+                msg = (f"input is on {dev} but {arg} is on {self.device(a)}; input, "
+                       "weight and bias must be on one device (xconvt never moves data "
+                       "between devices)")
+                raise ValueError(msg)
 
     def call(self, fn, operands, args, kwargs):
+        """``fn`` on native views of ``operands``; the result in this library."""
         like = operands[0]
-        with self.context(like):
-            native = [None if a is None else self.native(a) for a in operands]
-            out = fn(*native, *args, **kwargs)
-            return self.wrap(out, like, native)
+        native = [None if a is None else self.native(a) for a in operands]
+        if type(native[0]) is np.ndarray:
+            return self.wrap(fn(*native, *args, **kwargs), like, native)
+        with on_device(native[0].device.id):
+            return self.wrap(fn(*native, *args, **kwargs), like, native)
 
 
 class _Native(_Library):
@@ -213,18 +226,27 @@ def cupy_stream(ptr, device_id):
     return s
 
 
-@contextlib.contextmanager
-def on_stream(ptr, device_id):
-    """Make raw stream ``ptr`` of device ``device_id`` CuPy's current one."""
+def on_device(device_id):
+    """A context manager making GPU ``device_id`` CuPy's current device."""
     import cupy
 
-    stream = cupy_stream(ptr, device_id)
     if cupy.cuda.runtime.getDevice() == device_id:
-        with stream:
-            yield
-    else:
-        with cupy.cuda.Device(device_id), stream:
-            yield
+        return contextlib.nullcontext()
+    return cupy.cuda.Device(device_id)
+
+
+def on_stream(ptr, device_id):
+    """A context manager making raw stream ``ptr`` of GPU ``device_id`` CuPy's
+    current stream (and the device current); the stream is cached per handle."""
+    stream = _STREAMS.get((device_id, ptr)) or cupy_stream(ptr, device_id)
+    import cupy
+
+    if cupy.cuda.runtime.getDevice() == device_id:
+        return stream
+    stack = contextlib.ExitStack()
+    stack.enter_context(cupy.cuda.Device(device_id))
+    stack.enter_context(stream)
+    return stack
 
 
 def cupy_view(ptr, shape, dtype, strides, owner, device_id):
@@ -264,6 +286,27 @@ class _Torch(_Library):
         self.torch = torch
         self.names = {}
         self.raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+        self.accepted = None
+        self.views = {}
+
+    def check(self, operands):
+        x, w, b = operands
+        ok = self.accepted
+        if ok is None:
+            ok = set()
+            for name in ("float16", "float32", "float64", "complex64", "complex128",
+                         "bfloat16"):
+                try:
+                    check_dtype("input", name)
+                except TypeError:
+                    continue
+                ok.add(getattr(self.torch, name))
+            ok = self.accepted = frozenset(ok)
+        if x.dtype in ok and w.dtype in ok and (b is None or b.dtype in ok):
+            dev = x.device
+            if w.device == dev and (b is None or b.device == dev):
+                return
+        super().check(operands)  # raises with the reason
 
     def dtype_name(self, t):
         dt = t.dtype
@@ -295,15 +338,46 @@ class _Torch(_Library):
         return cupy_view(t.data_ptr(), tuple(t.shape), dtype,
                          tuple(s * isz for s in t.stride()), t, t.get_device())
 
-    def context(self, like):
+    def call(self, fn, operands, args, kwargs):
+        like = operands[0]
         if not like.is_cuda:
-            return contextlib.nullcontext()
+            native = [None if a is None else self.native(a) for a in operands]
+            return self.wrap(fn(*native, *args, **kwargs), like)
         dev = like.get_device()
         if self.raw_stream is not None:
             ptr = self.raw_stream(dev)
-        else:
+        else:  # pragma: no cover - PyTorch without the raw accessor
             ptr = self.torch.cuda.current_stream(dev).cuda_stream
-        return on_stream(ptr, dev)
+        x, w, b = operands
+        with on_stream(ptr, dev):  # the views, the kernels and the export all on it
+            out = fn(self.native(x), self.parameter(w), None if b is None else
+                     self.parameter(b), *args, **kwargs)
+            return self.wrap(out, like)
+
+    def parameter(self, t):
+        """:meth:`native` of a CUDA tensor, cached per tensor (a layer's weight and
+        bias come back every call; building a CuPy view costs microseconds).
+
+        The cached view does not keep ``t`` alive (the call's operands do); it
+        is used only while ``t`` lives and still has the same data pointer,
+        shape and strides, and dropped when ``t`` dies.
+        """
+        key = id(t)
+        e = self.views.get(key)
+        if (e is not None and e[0]() is t and e[1] == t.data_ptr() and e[2] == t.shape
+                and e[3] == t.stride()):
+            return e[4]
+        if t.requires_grad or t.is_conj() or t.is_neg():
+            return self.native(t)
+        if len(self.views) > 256:
+            self.views.clear()
+        views = self.views
+        ref = weakref.ref(t, lambda _, key=key: views.pop(key, None))
+        dtype = np.dtype(self.dtype_name(t))
+        view = cupy_view(t.data_ptr(), tuple(t.shape), dtype,
+                         tuple(s * dtype.itemsize for s in t.stride()), ref, t.get_device())
+        views[key] = (ref, t.data_ptr(), t.shape, t.stride(), view)
+        return view
 
     def wrap(self, out, like, native=()):
         if type(out) is np.ndarray:
@@ -352,6 +426,11 @@ class _Jax(_Library):
             except TypeError:  # another signature: use the public function from now on
                 self.import_buffer = None
         return self.jax.dlpack.from_dlpack(out)
+
+    def check(self, operands):
+        if any(isinstance(a, self.tracer) for a in operands):
+            return  # xconvt.jax checks dtypes; traced arrays have no device yet
+        super().check(operands)
 
     def call(self, fn, operands, args, kwargs):
         if any(isinstance(a, self.tracer) for a in operands):
@@ -430,29 +509,16 @@ def _library(arg, a):
 
 def _check_one(lib, operands):
     """One library and one device for every operand; dtypes the boundary accepts."""
-    names = ("input", "weight", "bias")
-    for arg, a in zip(names[1:], operands[1:]):
+    for arg, a in zip(("weight", "bias"), operands[1:]):
         if a is None:
             continue
-        other = _library(arg, a)
+        other = _BY_TYPE.get(type(a)) or _library(arg, a)
         if other is not lib:
             msg = (f"input is a {lib.name} array but {arg} is a {other.name} array; "
                    "pass input, weight and bias from one array library")
             raise TypeError(msg)
-    if isinstance(lib, _Native):
-        return
-    for arg, a in zip(names, operands):
-        if a is not None:
-            check_dtype(arg, lib.dtype_name(a))
-    if isinstance(lib, _Jax) and any(isinstance(a, lib.tracer) for a in operands):
-        return
-    dev = lib.device(operands[0])
-    for arg, a in zip(names[1:], operands[1:]):
-        if a is not None and lib.device(a) != dev:
-            msg = (f"input is on {dev} but {arg} is on {lib.device(a)}; input, weight "
-                   "and bias must be on one device (xconvt never moves data between "
-                   "devices)")
-            raise ValueError(msg)
+    if not isinstance(lib, _Native):
+        lib.check(operands)
 
 
 def call(fn, input, weight, bias, *args, **kwargs):
