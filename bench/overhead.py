@@ -9,6 +9,10 @@ called many times through every path that applies on the device:
   through DLPack and through ``__cuda_array_interface__``) and on a side stream, JAX
   GPU arrays (eager), JAX under ``jit``; and, for reference, the handshakes alone
   (``cupy.from_dlpack`` of a tensor against the pointer wrap xconvt uses).
+* ``(boundary) ...`` rows: the library's conversions alone, around a stub that
+  returns a ready native result (no kernel, no allocation).  The difference of a
+  whole call to the anchor can exceed it: a tiny CPU call also pays for the caches
+  the extra Python objects evict.
 
 Each call is timed alone with ``time.perf_counter`` (the host time: on the GPU the
 kernels are only queued; the device is synchronized between blocks of calls,
@@ -47,6 +51,18 @@ def _try_import(name):
         return None
 
 
+def _boundary(table, name, native_result, operands, sync):
+    """Add ``(boundary) name``: the conversions alone, around a stub that returns
+    ``native_result`` (no kernel, no allocation)."""
+    from xconvt import _interop
+
+    def stub(*args, **kwargs):
+        return native_result
+
+    stub.__name__ = "conv_transpose3d"
+    table[f"(boundary) {name}"] = (lambda: _interop.call(stub, *operands, **KW), None, sync)
+
+
 def paths(device):
     """``{name: (call, to_host, sync)}`` for the paths available on ``device``."""
     import xconvt
@@ -54,6 +70,7 @@ def paths(device):
     conv = xconvt.conv_transpose3d
     x, w, b = _problem()
     out = {}
+    boundary = {}
     torch, jax = _try_import("torch"), _try_import("jax")
     if jax is not None:
         import jax.numpy as jnp  # noqa: F401 - jax.numpy must be loaded for jax.jit
@@ -63,13 +80,15 @@ def paths(device):
         if torch is not None:
             tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
             out["torch cpu"] = (lambda: conv(tx, tw, tb, **KW), lambda t: t.numpy(), nosync)
+            _boundary(boundary, "torch cpu", conv(x, w, b, **KW), (tx, tw, tb), nosync)
         if jax is not None:
             cpu = jax.devices("cpu")[0]
             jx, jw, jb = (jax.device_put(a, cpu) for a in (x, w, b))
             out["jax cpu"] = (lambda: conv(jx, jw, jb, **KW), np.asarray, nosync)
             f = jax.jit(lambda x, w, b: conv(x, w, b, **KW))
             out["jax cpu jit"] = (lambda: f(jx, jw, jb), np.asarray, nosync)
-        return out
+            _boundary(boundary, "jax cpu", conv(x, w, b, **KW), (jx, jw, jb), nosync)
+        return {**out, **boundary}
 
     import cupy
 
@@ -100,6 +119,7 @@ def paths(device):
                 return conv(tx, tw, tb, **KW)
 
         out["torch cuda side stream"] = (on_side, host, csync)
+        _boundary(boundary, "torch cuda", conv(cx, cw, cb, **KW), (tx, tw, tb), csync)
         lib = _interop._library("input", tx)
         out["(handshake) cupy.from_dlpack(t)"] = (lambda: cupy.from_dlpack(tx), None, csync)
         out["(handshake) xconvt wrap(t)"] = (lambda: lib.native(tx), None, csync)
@@ -117,7 +137,8 @@ def paths(device):
             out["jax gpu"] = (lambda: conv(jx, jw, jb, **KW), np.asarray, csync)
             f = jax.jit(lambda x, w, b: conv(x, w, b, **KW))
             out["jax gpu jit"] = (lambda: f(jx, jw, jb), np.asarray, csync)
-    return out
+            _boundary(boundary, "jax gpu", conv(cx, cw, cb, **KW), (jx, jw, jb), csync)
+    return {**out, **boundary}
 
 
 def measure(table, calls, rounds, block=50):
