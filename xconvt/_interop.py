@@ -401,12 +401,15 @@ class _Jax(_Library):
         import jax
 
         self.jax = jax
-        self.tracer = jax.core.Tracer
+        tracer = getattr(jax.core, "Tracer", None)
+        if tracer is None:  # pragma: no cover - JAX versions without jax.core.Tracer
+            from jax._src.core import Tracer as tracer
+        self.tracer = tracer
         try:  # XLA's own DLPack import: ~7 us against ~55 us for jax.dlpack.from_dlpack
             from jax._src.lib import _jax
 
             self.import_buffer = _jax.dlpack_managed_tensor_to_buffer
-        except ImportError:  # pragma: no cover - other jaxlib layouts
+        except (ImportError, AttributeError):  # pragma: no cover - other jaxlib layouts
             self.import_buffer = None
 
     def device(self, a):
