@@ -369,7 +369,7 @@ class _Torch(_Library):
         if (e is not None and e[0]() is t and e[1] == t.data_ptr() and e[2] == t.shape
                 and e[3] == t.stride()):
             return e[4]
-        if t.requires_grad or t.is_conj() or t.is_neg():
+        if t.is_conj() or t.is_neg():
             return self.native(t)
         if len(self.views) > 256:
             self.views.clear()
@@ -388,6 +388,8 @@ class _Torch(_Library):
             with warnings.catch_warnings():  # a read-only view of a layer's parameters
                 warnings.simplefilter("ignore", UserWarning)
                 return self.torch.from_numpy(out)
+        if out.size == 0:  # no memory to share (and CuPy cannot export a null pointer)
+            return self.torch.empty(out.shape, dtype=like.dtype, device=like.device)
         if TORCH_OUTPUT == "cai":
             return self.torch.as_tensor(out, device=like.device)
         return self.torch.from_dlpack(out)
@@ -426,6 +428,8 @@ class _Jax(_Library):
 
     def wrap(self, out, like, native=()):
         if type(out) is not np.ndarray:  # GPU: JAX's stream waits for CuPy's (DLPack)
+            if out.size == 0:  # no memory to share
+                return self.jax.numpy.zeros(out.shape, out.dtype, device=like.device)
             return self.jax.dlpack.from_dlpack(_keeping(out, *native))
         if self.import_buffer is not None:
             try:
