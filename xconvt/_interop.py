@@ -297,6 +297,7 @@ class _Torch(_Library):
         self.raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
         self.accepted = None
         self.views = {}
+        self.np_dtypes = {}
 
     def check(self, operands):
         x, w, b = operands
@@ -335,10 +336,16 @@ class _Torch(_Library):
             except RuntimeError:  # grad, conjugate or negative bit
                 return self._plain(t).numpy()
         t = self._plain(t)
-        dtype = np.dtype(self.dtype_name(t))
+        return self._view(t, t)
+
+    def _view(self, t, owner):
+        """A CuPy array over CUDA tensor ``t``'s memory, kept alive by ``owner``."""
+        dtype = self.np_dtypes.get(t.dtype)
+        if dtype is None:
+            dtype = self.np_dtypes[t.dtype] = np.dtype(self.dtype_name(t))
         isz = dtype.itemsize
         return cupy_view(t.data_ptr(), tuple(t.shape), dtype,
-                         tuple(s * isz for s in t.stride()), t, t.get_device())
+                         tuple(s * isz for s in t.stride()), owner, t.get_device())
 
     def call(self, fn, operands, args, kwargs):
         like = operands[0]
@@ -375,9 +382,7 @@ class _Torch(_Library):
             self.views.clear()
         views = self.views
         ref = weakref.ref(t, lambda _, key=key: views.pop(key, None))
-        dtype = np.dtype(self.dtype_name(t))
-        view = cupy_view(t.data_ptr(), tuple(t.shape), dtype,
-                         tuple(s * dtype.itemsize for s in t.stride()), ref, t.get_device())
+        view = self._view(t, ref)
         views[key] = (ref, t.data_ptr(), t.shape, t.stride(), view)
         return view
 
