@@ -12,12 +12,15 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import xconvt
 from xconvt import _interop
 
 from .helpers import assert_close, random_array
 from .reference import conv_transpose3d_ref
+from .strategies import configs, seeds
 
 CONFIG = dict(stride=(2, 1, 2), padding=(1, 0, 1), output_padding=(1, 0, 0), groups=2,
               dilation=(1, 2, 1))
@@ -336,3 +339,31 @@ def test_layer_parameters_on_another_device_raise(torch, rng):
         m(x)
     with pytest.raises(ValueError, match="device must be"):
         xconvt.ConvTranspose3d(4, 6, 3, device=object())
+
+
+# ======================================================================= properties
+
+@settings(max_examples=25)
+@given(cfg=configs(), seed=seeds, lib=st.sampled_from(["torch", "jax", "jax.jit"]),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_random_configurations(cfg, seed, lib, dtype):
+    """Random valid configurations (unbatched and zero batch included) through
+    PyTorch CPU, JAX CPU eager and JAX under jit: the input's library out, equal
+    to the reference."""
+    x, w, b = cfg.arrays(seed, dtype)
+    ref = cfg.reference(x, w, b)
+    if lib == "torch":
+        torch = pytest.importorskip("torch")
+        out = xconvt.conv_transpose3d(*(None if a is None else torch.from_numpy(a)
+                                        for a in (x, w, b)), **cfg.kwargs)
+        assert type(out) is torch.Tensor
+        host = out.numpy()
+    else:
+        jax = pytest.importorskip("jax")
+        with jax.enable_x64(dtype == "float64"):
+            ops = [None if a is None else jax.numpy.asarray(a) for a in (x, w, b)]
+            f = lambda x, w, b: xconvt.conv_transpose3d(x, w, b, **cfg.kwargs)  # noqa: E731
+            out = (jax.jit(f) if lib == "jax.jit" else f)(*ops)
+            assert isinstance(out, jax.Array) and out.dtype == np.dtype(dtype)
+            host = np.asarray(out)
+    assert_close(host, ref, dtype)
