@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xconvt
+import xconvt.jax
 from xconvt import _interop
 
 from .helpers import assert_close, random_array

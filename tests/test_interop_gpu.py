@@ -25,6 +25,7 @@ if cuda_device_count() == 0:
     pytest.skip("needs CuPy and a CUDA device", allow_module_level=True)
 
 import xconvt  # noqa: E402
+import xconvt.jax  # noqa: E402
 from xconvt import _interop  # noqa: E402
 
 pytestmark = pytest.mark.gpu
