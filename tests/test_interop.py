@@ -136,6 +136,8 @@ def test_mixed_devices_raise(torch, rng):
     with pytest.raises(ValueError, match="bias is on meta"):
         xconvt.conv_transpose3d(torch.from_numpy(x), torch.from_numpy(w),
                                 torch.from_numpy(b).to("meta"))
+    with pytest.raises(TypeError, match="input is a torch tensor on meta"):
+        xconvt.conv_transpose3d(torch.from_numpy(x).to("meta"), torch.from_numpy(w).to("meta"))
 
 
 def test_unsupported_dtypes_raise_before_export(torch, rng):

@@ -350,6 +350,10 @@ class _Torch(_Library):
     def call(self, fn, operands, args, kwargs):
         like = operands[0]
         if not like.is_cuda:
+            if not like.is_cpu:
+                msg = (f"input is a torch tensor on {like.device}; xconvt computes on "
+                       "cpu and cuda tensors")
+                raise TypeError(msg)
             native = [None if a is None else self.native(a) for a in operands]
             return self.wrap(fn(*native, *args, **kwargs), like)
         dev = like.get_device()
