@@ -630,7 +630,12 @@ class Placement:
         """A copy of NumPy array ``host`` in the library, on the device."""
         if isinstance(self.lib, _Torch):
             return self.lib.torch.from_numpy(np.array(host, copy=True)).to(self.device)
-        return self.lib.jax.device_put(host, self.device)
+        out = self.lib.jax.device_put(host, self.device)
+        if out.dtype != host.dtype:
+            msg = (f"dtype={host.dtype.name} needs JAX's 64-bit mode "
+                   "(jax.config.update('jax_enable_x64', True)) for a layer on a JAX device")
+            raise TypeError(msg)
+        return out
 
 
 def placement(device):
