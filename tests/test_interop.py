@@ -370,3 +370,12 @@ def test_random_configurations(cfg, seed, lib, dtype):
             assert isinstance(out, jax.Array) and out.dtype == np.dtype(dtype)
             host = np.asarray(out)
     assert_close(host, ref, dtype)
+
+
+def test_layer_on_jax_device_needs_x64_for_float64(jax):
+    cpu = jax.devices("cpu")[0]
+    with jax.enable_x64(False), pytest.raises(TypeError, match="64-bit mode"):
+        xconvt.ConvTranspose3d(2, 2, 2, dtype="float64", device=cpu)
+    with jax.enable_x64(True):
+        m = xconvt.ConvTranspose3d(2, 2, 2, dtype="float64", device=cpu, rng=0)
+        assert m.weight.dtype == np.float64
