@@ -82,12 +82,7 @@ def paths(device):
             out["torch cpu"] = (lambda: conv(tx, tw, tb, **KW), lambda t: t.numpy(), nosync)
             _boundary(boundary, "torch cpu", conv(x, w, b, **KW), (tx, tw, tb), nosync)
         if jax is not None:
-            cpu = jax.devices("cpu")[0]
-            jx, jw, jb = (jax.device_put(a, cpu) for a in (x, w, b))
-            out["jax cpu"] = (lambda: conv(jx, jw, jb, **KW), np.asarray, nosync)
-            f = jax.jit(lambda x, w, b: conv(x, w, b, **KW))
-            out["jax cpu jit"] = (lambda: f(jx, jw, jb), np.asarray, nosync)
-            _boundary(boundary, "jax cpu", conv(x, w, b, **KW), (jx, jw, jb), nosync)
+            _jax_paths(out, boundary, jax.devices("cpu")[0], conv(x, w, b, **KW), nosync)
         return {**out, **boundary}
 
     import cupy
@@ -133,12 +128,23 @@ def paths(device):
         except RuntimeError:
             gpu = None
         if gpu is not None:
-            jx, jw, jb = (jax.device_put(a, gpu) for a in (x, w, b))
-            out["jax gpu"] = (lambda: conv(jx, jw, jb, **KW), np.asarray, csync)
-            f = jax.jit(lambda x, w, b: conv(x, w, b, **KW))
-            out["jax gpu jit"] = (lambda: f(jx, jw, jb), np.asarray, csync)
-            _boundary(boundary, "jax gpu", conv(cx, cw, cb, **KW), (jx, jw, jb), csync)
+            _jax_paths(out, boundary, gpu, conv(cx, cw, cb, **KW), csync)
     return {**out, **boundary}
+
+
+def _jax_paths(table, boundary, device, native_result, sync):
+    """JAX eager and ``jit`` rows, and the boundary row, for JAX ``device``."""
+    import jax
+
+    import xconvt
+
+    conv = xconvt.conv_transpose3d
+    jx, jw, jb = (jax.device_put(a, device) for a in _problem())
+    name = f"jax {'cpu' if device.platform == 'cpu' else 'gpu'}"
+    table[name] = (lambda: conv(jx, jw, jb, **KW), np.asarray, sync)
+    f = jax.jit(lambda x, w, b: conv(x, w, b, **KW))
+    table[f"{name} jit"] = (lambda: f(jx, jw, jb), np.asarray, sync)
+    _boundary(boundary, name, native_result, (jx, jw, jb), sync)
 
 
 def measure(table, calls, rounds, block=50):

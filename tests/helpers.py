@@ -91,3 +91,21 @@ def random_array(rng, shape, dtype):
     else:
         a = rng.standard_normal(shape)
     return a.astype(dtype)
+
+
+class Spy:
+    """A stand-in for :func:`xconvt.conv_transpose3d` that records the native
+    operands :mod:`xconvt._interop` hands it and the result it returns (for the
+    zero-copy checks: compare their data pointers with the caller's arrays)."""
+
+    __name__ = "conv_transpose3d"
+
+    def __init__(self):
+        self.seen = self.result = None
+
+    def __call__(self, x, w, b, *args, **kwargs):
+        import xconvt
+
+        self.seen = (x, w, b)
+        self.result = xconvt.conv_transpose3d(x, w, b, *args, **kwargs)
+        return self.result

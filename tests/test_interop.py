@@ -19,7 +19,7 @@ import xconvt
 import xconvt.jax
 from xconvt import _interop
 
-from .helpers import assert_close, random_array
+from .helpers import Spy, assert_close, random_array
 from .reference import conv_transpose3d_ref
 from .strategies import configs, seeds
 
@@ -36,20 +36,6 @@ def _problem(rng, dtype="float32", batch=2, bias=True):
 
 def _ref(x, w, b, **kw):
     return conv_transpose3d_ref(x, w, b, **{**CONFIG, **kw})
-
-
-class _Spy:
-    """A stand-in public function recording the native operands it is given."""
-
-    __name__ = "conv_transpose3d"
-
-    def __init__(self):
-        self.seen = self.result = None
-
-    def __call__(self, x, w, b, *args, **kwargs):
-        self.seen = (x, w, b)
-        self.result = xconvt.conv_transpose3d(x, w, b, *args, **kwargs)
-        return self.result
 
 
 # ============================================================================ PyTorch
@@ -71,7 +57,7 @@ def test_torch_cpu_same_type_and_reference(torch, rng, dtype):
 
 def test_torch_cpu_zero_copy(torch, rng):
     x, w, b = (torch.from_numpy(a) for a in _problem(rng))
-    spy = _Spy()
+    spy = Spy()
     out = _interop.call(spy, x, w, b, **CONFIG)
     for t, a in zip((x, w, b), spy.seen):
         assert type(a) is np.ndarray and a.ctypes.data == t.data_ptr()
@@ -87,7 +73,7 @@ def test_torch_cpu_strided_and_special_tensors(torch, rng):
     xs = big.permute(0, 2, 1, 3, 4)[..., :5]
     assert not xs.is_contiguous()
     wt = torch.from_numpy(np.ascontiguousarray(w.transpose(1, 0, 2, 3, 4))).transpose(0, 1)
-    spy = _Spy()
+    spy = Spy()
     out = _interop.call(spy, xs, wt, torch.from_numpy(b), **CONFIG)
     assert spy.seen[0].ctypes.data == xs.data_ptr()
     assert spy.seen[0].strides == tuple(s * 8 for s in xs.stride())
@@ -182,7 +168,7 @@ def test_jax_cpu_same_type_and_reference(jax, rng):
 def test_jax_cpu_zero_copy(jax, rng):
     jnp = jax.numpy
     x, w, b = (jnp.asarray(a) for a in _problem(rng))
-    spy = _Spy()
+    spy = Spy()
     out = _interop.call(spy, x, w, b, **CONFIG)
     for j, a in zip((x, w, b), spy.seen):
         assert type(a) is np.ndarray and a.ctypes.data == j.unsafe_buffer_pointer()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .helpers import assert_close, cuda_device_count, random_array
+from .helpers import Spy, assert_close, cuda_device_count, random_array
 from .reference import conv_transpose3d_ref
 
 cupy = pytest.importorskip("cupy", reason="needs CuPy and a CUDA device")
@@ -45,20 +45,6 @@ def _ref(x, w, b, **kw):
     return conv_transpose3d_ref(x, w, b, **{**CONFIG, **kw})
 
 
-class _Spy:
-    """A stand-in public function recording its native operands and result."""
-
-    __name__ = "conv_transpose3d"
-
-    def __init__(self):
-        self.seen = self.result = None
-
-    def __call__(self, x, w, b, *args, **kwargs):
-        self.seen = (x, w, b)
-        self.result = xconvt.conv_transpose3d(x, w, b, *args, **kwargs)
-        return self.result
-
-
 # ============================================================================ PyTorch
 @pytest.fixture
 def torch():
@@ -78,7 +64,7 @@ def test_torch_cuda_current_stream(torch, monkeypatch, how, dtype):
     monkeypatch.setattr(_interop, "TORCH_OUTPUT", how)
     x, w, b = _problem(dtype=dtype)
     tx, tw, tb = _cuda(torch, x, w, b)
-    spy = _Spy()
+    spy = Spy()
     out = _interop.call(spy, tx, tw, tb, **CONFIG)
     assert type(out) is torch.Tensor and out.is_cuda and out.device == tx.device
     assert str(out.dtype) == f"torch.{dtype}" and out.is_contiguous()
@@ -200,7 +186,7 @@ def _on_gpu(jax, *arrays):
 def test_jax_gpu_eager(jax):
     x, w, b = _problem()
     jx, jw, jb = _on_gpu(jax, x, w, b)
-    spy = _Spy()
+    spy = Spy()
     out = _interop.call(spy, jx, jw, jb, **CONFIG)
     assert isinstance(out, jax.Array) and out.device.platform == "gpu"
     for j, a in zip((jx, jw, jb), spy.seen):
