@@ -44,12 +44,12 @@ def _parser():
                     "(torch.nn.functional.conv_transpose3d) on the same inputs.",
     )
     p.add_argument("suite", nargs="?", default="quick",
-                   choices=("quick", "cpu", "gpu", "sweep"),
+                   choices=("quick", "cpu", "gpu", "sweep", "overhead"),
                    help="quick: tiny self-checking CPU cases (default); cpu: issue 2's "
                         "suite (NumPy); gpu: issue 3's suite (CuPy); sweep: time vs kernel "
-                        "size k")
+                        "size k; overhead: host time per call of each array library's path")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                   help="device of the sweep (default cpu)")
+                   help="device of the sweep and of overhead (default cpu)")
     p.add_argument("--algorithms", default=None,
                    help="comma-separated xconvt algorithms (default: every algorithm "
                         "registered for the array library, plus auto)")
@@ -169,6 +169,10 @@ def _apply_defaults(args, device_name):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    if args.suite == "overhead":
+        from .overhead import main as overhead
+
+        return overhead(args, argv)
     device_name = {"gpu": "gpu", "sweep": args.device}.get(args.suite, "cpu")
     try:
         cases = C.select(_suite_cases(args, device_name), args.cases)

@@ -9,7 +9,7 @@ import functools
 import numpy as np
 from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
 
-from . import _select, backends
+from . import _interop, _select, backends
 from ._config import check_precision, get_float32_precision, get_memory_budget
 from ._params import ConvParams, dtype_name
 
@@ -198,6 +198,12 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     >>> xconvt.conv_transpose3d(x, w, stride=2).shape
     (1, 4, 6, 6, 6)
     """
+    native = _interop.NATIVE
+    if type(input) not in native or type(weight) not in native or (
+            bias is not None and type(bias) not in native):
+        return _interop.call(conv_transpose3d, input, weight, bias, stride, padding,
+                             output_padding, groups, dilation, output_size=output_size,
+                             algorithm=algorithm, precision=precision)
     kind = _check_arrays(input, weight, bias)
     _check_algorithm(kind, algorithm)
     if precision is not None:

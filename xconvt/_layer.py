@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from . import _interop
 from ._dispatch import SUPPORTED_DTYPES, conv_transpose3d
 from ._params import as_triple, check_int
 
@@ -13,9 +14,13 @@ __all__ = ["ConvTranspose3d"]
 
 
 def _parse_device(device):
-    """``None``/``"cpu"`` -> ``None`` (NumPy); ``"cuda"``/``"cuda:N"`` -> N."""
+    """``None``/``"cpu"`` -> ``None`` (NumPy); ``"cuda"``/``"cuda:N"`` -> N; a
+    ``torch.device`` or JAX ``Device`` -> its placement."""
     if device is None:
         return None
+    where = _interop.placement(device)
+    if where is not None:
+        return where
     if isinstance(device, str):
         if device == "cpu":
             return None
@@ -25,7 +30,8 @@ def _parse_device(device):
             return int(device[5:])
     if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
         return device
-    msg = f"device must be None, 'cpu', 'cuda' or 'cuda:N', got device={device!r}"
+    msg = (f"device must be None, 'cpu', 'cuda', 'cuda:N', a torch.device or a JAX "
+           f"Device, got device={device!r}")
     raise ValueError(msg)
 
 
@@ -61,8 +67,16 @@ class ConvTranspose3d:
         Whether the layer adds a learnable bias.
     padding_mode : {"zeros"}
         The only mode PyTorch supports for transposed convolutions.
-    device : None, "cpu", "cuda" or "cuda:N"
-        ``None``/``"cpu"`` keeps NumPy arrays; ``"cuda[:N]"`` CuPy arrays on GPU N.
+    device : None, "cpu", "cuda", "cuda:N", torch.device or jax.Device
+        Where ``weight`` and ``bias`` live and in which library: ``None``/``"cpu"``
+        NumPy arrays; ``"cuda[:N]"`` CuPy arrays on GPU N; a ``torch.device``
+        (``torch.device("cuda", 0)``) PyTorch tensors on it; a JAX device
+        (``jax.devices("gpu")[0]``) JAX arrays on it.  Whatever their library,
+        the parameters follow the input's: called on arrays of another library
+        that live on the same device (a PyTorch CPU tensor for a NumPy layer, a
+        JAX GPU array for a CuPy layer ...), the layer passes zero-copy views of
+        its parameters and returns the input's library; parameters on another
+        device raise ``ValueError`` (nothing is transferred).
     dtype : dtype, optional
         float16, float32 (default), float64, complex64 or complex128.
     rng : numpy.random.Generator or int, optional
@@ -138,7 +152,9 @@ class ConvTranspose3d:
     # -------------------------------------------------------------- arrays
     @property
     def device(self):
-        """``"cpu"`` or ``"cuda:N"``."""
+        """``"cpu"``, ``"cuda:N"``, or the ``torch.device``/JAX device given."""
+        if isinstance(self._device, _interop.Placement):
+            return self._device.device
         return "cpu" if self._device is None else f"cuda:{self._device}"
 
     @property
@@ -148,7 +164,9 @@ class ConvTranspose3d:
     def _to_array(self, host):
         host = np.asarray(host, dtype=self._dtype)
         if self._device is None:
-            return np.array(host, copy=True)
+            return _interop.host_copy(host)  # aligned: JAX CPU arrays can share it
+        if isinstance(self._device, _interop.Placement):
+            return self._device.from_host(host)
         import cupy
 
         with cupy.cuda.Device(self._device):
@@ -171,9 +189,16 @@ class ConvTranspose3d:
 
     # -------------------------------------------------------------- forward
     def forward(self, input, output_size=None):
-        """Apply the layer; ``output_size`` picks ``output_padding`` like PyTorch."""
+        """Apply the layer; ``output_size`` picks ``output_padding`` like PyTorch.
+
+        ``input`` may be any library's array; the parameters follow its library
+        (see ``device``) and the result is in it.
+        """
+        weight, bias = self.weight, self.bias
+        if type(input) is not type(weight):
+            weight, bias = _interop.follow(input, weight, bias)
         return conv_transpose3d(
-            input, self.weight, self.bias, self.stride, self.padding,
+            input, weight, bias, self.stride, self.padding,
             self.output_padding, self.groups, self.dilation,
             output_size=output_size, algorithm=self.algorithm, precision=self.precision,
         )

@@ -1,0 +1,239 @@
+"""PyTorch CUDA tensors and JAX GPU arrays through the public API (marked ``gpu``).
+
+Every result is compared with the float64 reference; zero-copy is checked by
+device pointers.  The stream tests make the input's producer slow (a chain of
+large matmuls queued before the write of the input) and never synchronize the
+host before calling xconvt: a kernel on any stream not ordered after the
+producer reads the input's old contents (NaN) and fails the check.  A control
+runs the same sequence on an unordered stream and must see the NaN, which shows
+the test can fail.
+
+Run with ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` so that JAX leaves GPU memory to
+CuPy and PyTorch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .helpers import Spy, assert_close, cuda_device_count, random_array
+from .reference import conv_transpose3d_ref
+
+cupy = pytest.importorskip("cupy", reason="needs CuPy and a CUDA device")
+if cuda_device_count() == 0:
+    pytest.skip("needs CuPy and a CUDA device", allow_module_level=True)
+
+import xconvt  # noqa: E402
+import xconvt.jax  # noqa: E402
+from xconvt import _interop  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+CONFIG = dict(stride=(2, 1, 2), padding=(1, 0, 1), output_padding=(1, 0, 0), groups=2,
+              dilation=(1, 2, 1))
+X_SHAPE, W_SHAPE, B_SHAPE = (2, 4, 6, 8, 10), (4, 3, 3, 2, 3), (6,)
+
+
+def _problem(seed=0, dtype="float32", batch=2):
+    rng = np.random.default_rng(seed)
+    x = random_array(rng, (batch,) + X_SHAPE[1:], dtype)
+    return x, random_array(rng, W_SHAPE, dtype), random_array(rng, B_SHAPE, dtype)
+
+
+def _ref(x, w, b, **kw):
+    return conv_transpose3d_ref(x, w, b, **{**CONFIG, **kw})
+
+
+# ============================================================================ PyTorch
+@pytest.fixture
+def torch():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch without CUDA")
+    return torch
+
+
+def _cuda(torch, *arrays):
+    return [None if a is None else torch.from_numpy(a).cuda() for a in arrays]
+
+
+@pytest.mark.parametrize("how", ["dlpack", "cai"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "complex64"])
+def test_torch_cuda_current_stream(torch, monkeypatch, how, dtype):
+    monkeypatch.setattr(_interop, "TORCH_OUTPUT", how)
+    x, w, b = _problem(dtype=dtype)
+    tx, tw, tb = _cuda(torch, x, w, b)
+    spy = Spy()
+    out = _interop.call(spy, tx, tw, tb, **CONFIG)
+    assert type(out) is torch.Tensor and out.is_cuda and out.device == tx.device
+    assert str(out.dtype) == f"torch.{dtype}" and out.is_contiguous()
+    for t, a in zip((tx, tw, tb), spy.seen):
+        assert type(a) is cupy.ndarray and a.data.ptr == t.data_ptr()
+    assert out.data_ptr() == spy.result.data.ptr
+    assert_close(out.cpu().numpy(), _ref(x, w, b), dtype)
+    out = xconvt.conv_transpose3d(tx, tw, tb, **CONFIG)  # the public path
+    assert_close(out.cpu().numpy(), _ref(x, w, b), dtype)
+
+
+def test_torch_cuda_strided_unbatched_zero_batch(torch):
+    x, w, b = _problem(dtype="float64")
+    tx, tw, tb = _cuda(torch, x, w, b)
+    xs = tx.permute(0, 1, 2, 4, 3).contiguous().permute(0, 1, 2, 4, 3)  # strided view
+    assert not xs.is_contiguous()
+    out = xconvt.conv_transpose3d(xs, tw, tb, **CONFIG)
+    assert_close(out.cpu().numpy(), _ref(x, w, b), "float64")
+    out = xconvt.conv_transpose3d(tx[1], tw, tb, **CONFIG)
+    assert out.ndim == 4 and out.is_cuda
+    assert_close(out.cpu().numpy(), _ref(x[1:], w, b)[0], "float64")
+    out = xconvt.conv_transpose3d(tx[:0], tw, tb, **CONFIG)
+    assert out.is_cuda and out.shape == (0,) + _ref(x, w, b).shape[1:]
+
+
+def test_torch_cuda_mixed_devices_raise(torch):
+    x, w, b = _problem()
+    tx, tw, _ = _cuda(torch, x, w, None)
+    with pytest.raises(ValueError, match="input is on cuda:0 but weight is on cpu"):
+        xconvt.conv_transpose3d(tx, torch.from_numpy(w))
+    with pytest.raises(TypeError, match="bfloat16 is not supported yet"):
+        xconvt.conv_transpose3d(tx.bfloat16(), tw.bfloat16())
+
+
+def _slow_producer(torch, n=8192, rounds=6):
+    """Queue ~100 ms of matmuls on the current stream."""
+    a = torch.full((n, n), 1e-4, device="cuda")
+    for _ in range(rounds):
+        a = a @ a
+    return a
+
+
+def _stale_input(torch, x):
+    """A CUDA tensor holding NaN now, and a device copy of ``x`` to write into it later."""
+    stale = torch.full(x.shape, float("nan"), device="cuda")
+    good = torch.from_numpy(x).cuda()
+    torch.cuda.synchronize()
+    return stale, good
+
+
+def test_torch_cuda_side_stream(torch):
+    x, w, b = _problem()
+    ref = _ref(x, w, b)
+    tw, tb = _cuda(torch, w, b)
+    xconvt.conv_transpose3d(torch.from_numpy(x).cuda(), tw, tb, **CONFIG)  # compile first
+    stale, good = _stale_input(torch, x)
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        _slow_producer(torch)
+        stale.copy_(good)  # the input is written on s, after the matmuls
+        out = xconvt.conv_transpose3d(stale, tw, tb, **CONFIG)
+        done = out * 1.0  # consumed on s
+    s.synchronize()
+    assert_close(out.cpu().numpy(), ref, "float32")
+    assert_close(done.cpu().numpy(), ref, "float32")
+
+
+def test_torch_cuda_side_stream_control(torch):
+    """The same sequence with the kernels on CuPy's own stream races and sees NaN."""
+    x, w, b = _problem()
+    tw, tb = _cuda(torch, w, b)
+    cw, cb = cupy.asarray(w), cupy.asarray(b)
+    xconvt.conv_transpose3d(cupy.asarray(x), cw, cb, **CONFIG)  # compile first
+    stale, good = _stale_input(torch, x)
+    s = torch.cuda.Stream()  # PyTorch's pool streams do not wait for the legacy stream
+    with torch.cuda.stream(s):
+        _slow_producer(torch)
+        stale.copy_(good)
+        view = _interop.cupy_view(stale.data_ptr(), tuple(stale.shape), np.dtype("float32"),
+                                  None, stale, 0)
+        with cupy.cuda.Stream(non_blocking=True):
+            raced = xconvt.conv_transpose3d(view, cw, cb, **CONFIG).get()
+    s.synchronize()
+    assert np.isnan(raced).any(), "the stream test cannot detect a wrong stream"
+
+
+def test_torch_cuda_layer(torch):
+    x, _, _ = _problem()
+    m = xconvt.ConvTranspose3d(4, 6, (3, 2, 3), **CONFIG, device=torch.device("cuda"), rng=0)
+    assert m.weight.is_cuda
+    out = m(torch.from_numpy(x).cuda())
+    assert type(out) is torch.Tensor and out.is_cuda
+    ref = _ref(x, m.weight.cpu().numpy(), m.bias.cpu().numpy())
+    assert_close(out.cpu().numpy(), ref, "float32")
+    g = xconvt.ConvTranspose3d(4, 6, (3, 2, 3), **CONFIG, device="cuda", rng=0)
+    out = g(torch.from_numpy(x).cuda())  # CuPy parameters follow the tensor
+    assert type(out) is torch.Tensor
+    assert_close(out.cpu().numpy(), ref, "float32")
+    with pytest.raises(ValueError, match="parameters are cupy arrays"):
+        g(torch.from_numpy(x))
+
+
+# ================================================================================ JAX
+@pytest.fixture
+def jax():
+    jax = pytest.importorskip("jax")
+    try:
+        jax.devices("gpu")
+    except RuntimeError:
+        pytest.skip("JAX without a GPU backend")
+    return jax
+
+
+def _on_gpu(jax, *arrays):
+    dev = jax.devices("gpu")[0]
+    return [None if a is None else jax.device_put(a, dev) for a in arrays]
+
+
+def test_jax_gpu_eager(jax):
+    x, w, b = _problem()
+    jx, jw, jb = _on_gpu(jax, x, w, b)
+    spy = Spy()
+    out = _interop.call(spy, jx, jw, jb, **CONFIG)
+    assert isinstance(out, jax.Array) and out.device.platform == "gpu"
+    for j, a in zip((jx, jw, jb), spy.seen):
+        assert type(a) is cupy.ndarray and a.data.ptr == j.unsafe_buffer_pointer()
+    assert out.unsafe_buffer_pointer() == spy.result.data.ptr
+    assert_close(np.asarray(out), _ref(x, w, b), "float32")
+    out = xconvt.conv_transpose3d(jx[0], jw, jb, **CONFIG)
+    assert_close(np.asarray(out), _ref(x[:1], w, b)[0], "float32")
+
+
+def test_jax_gpu_eager_ordering(jax):
+    """The input comes from a slow JAX computation that is still running."""
+    jnp = jax.numpy
+    x, w, b = _problem()
+    jw, jb = _on_gpu(jax, w, b)
+    xconvt.conv_transpose3d(*_on_gpu(jax, x), jw, jb, **CONFIG)  # compile first
+
+    @jax.jit
+    def produce(x, a):
+        for _ in range(6):
+            a = a @ a
+        return x + 1e-30 * a[0, 0]  # x (a[0, 0] ~ 1e-4), available only after the matmuls
+
+    a = jnp.full((8192, 8192), 1e-4, jnp.float32, device=jax.devices("gpu")[0])
+    jx = produce(*_on_gpu(jax, x), a)
+    out = xconvt.conv_transpose3d(jx, jw, jb, **CONFIG)
+    assert_close(np.asarray(out + 0.0), _ref(x, w, b), "float32")
+
+
+def test_jax_gpu_jit_and_vmap(jax):
+    jnp = jax.numpy
+    x, w, b = _problem(batch=3)
+    ref = _ref(x, w, b)
+    jx, jw, jb = _on_gpu(jax, x, w, b)
+
+    @jax.jit
+    def f(x, w, b):
+        return 2.0 * xconvt.conv_transpose3d(x, w, b, **CONFIG) - 1.0
+
+    out = f(jx, jw, jb)
+    assert isinstance(out, jax.Array) and out.device.platform == "gpu"
+    assert_close(np.asarray(out), 2.0 * ref - 1.0, "float32")
+    g = jax.vmap(lambda xi: xconvt.conv_transpose3d(xi, jw, jb, **CONFIG))
+    assert_close(np.asarray(g(jx)), ref, "float32")
+    assert_close(np.asarray(jax.jit(g)(jx)), ref, "float32")
+    for algorithm in ("direct", "fft"):
+        h = jax.jit(lambda x, w: xconvt.jax.conv_transpose3d(x, w, None, **CONFIG,
+                                                             algorithm=algorithm))
+        assert_close(np.asarray(h(jx, jw)), _ref(x, w, None), "float32", what=algorithm)
+    assert jnp.isfinite(out).all()

@@ -1,0 +1,652 @@
+"""The array-library boundary: the caller's arrays in, the same library's arrays out.
+
+The backends compute on NumPy arrays (CPU) and CuPy arrays (CUDA).  The public
+functions accept any array library that array-api-compat knows and hand the
+backends *views of the caller's memory* in those two types, then return the result
+in the caller's library, on the caller's device, with the caller's dtype.
+
+Design
+------
+Fast path
+    :data:`NATIVE` maps the exact types ``numpy.ndarray`` and ``cupy.ndarray`` (the
+    latter added on first sight) to their kind.  The public functions test
+    ``type(x) in NATIVE`` before anything else, so NumPy and CuPy calls pay one
+    dict lookup per operand; every other array goes through :func:`call`.
+
+Finding the library
+    :func:`_library` classifies an operand with array-api-compat's ``is_*_array``
+    helpers (never by hand-written type checks) and caches the answer per exact
+    type, so a library costs a dict lookup after its first call.  ``input``,
+    ``weight`` and ``bias`` must come from one library (``TypeError`` naming both)
+    and one device (``ValueError`` naming both).  Nothing is ever moved between
+    host and device.
+
+Dtypes
+    :func:`check_dtype` is the one place that decides which dtypes cross the
+    boundary; it runs *before* any DLPack export (CuPy's ``from_dlpack`` raises
+    ``NotImplementedError`` on bfloat16).  bfloat16 is refused there with a
+    ``TypeError`` until the tensor-core kernels accept it: relax
+    :data:`NOT_YET` then.
+
+Per library
+    ========================  =====================================  ==============================
+    caller's array            handed to the backend (zero-copy)      result (zero-copy)
+    ========================  =====================================  ==============================
+    PyTorch CPU               ``Tensor.numpy()``                     ``torch.from_numpy``
+    PyTorch CUDA              CuPy array over ``data_ptr()``         ``torch.from_dlpack`` (or
+                              (``UnownedMemory`` owned by the        ``__cuda_array_interface__``,
+                              tensor; weight and bias views cached   :data:`TORCH_OUTPUT`)
+                              per tensor, see ``parameter``)
+    JAX CPU                   ``numpy.asarray`` (JAX's read-only     DLPack import (XLA's CPU client
+    (eager)                   view of its buffer)                    shares 64-byte aligned memory
+                                                                     and copies anything else)
+    JAX GPU (eager)           ``cupy.from_dlpack``                   ``jax.dlpack.from_dlpack``
+    JAX traced (``jit``)      :mod:`xconvt.jax` (``buffer_callback``, XLA's buffers and stream)
+    other (array-api-compat)  ``numpy``/``cupy.from_dlpack``         ``xp.from_dlpack``
+    ========================  =====================================  ==============================
+
+    PyTorch tensors with the conjugate or negative bit set are resolved first (a
+    copy, as any PyTorch kernel would do); tensors that require grad are read
+    through ``detach()``: the result carries no autograd history (gradients are
+    another issue's).  The pointer wrap costs a few microseconds where
+    ``cupy.from_dlpack`` of a tensor costs about 25; XLA's own DLPack import of a
+    CPU result about 7 where ``jax.dlpack.from_dlpack`` costs about 50.
+
+    No copy of ``input``, ``weight`` or ``bias`` is ever made (but for the
+    PyTorch bits above); the result is the backend's own array, shared.  Two
+    exceptions on the result side, until the backends write into a given output:
+    XLA's CPU client shares only 64-byte aligned memory and copies a NumPy result
+    that is not; and under ``jit`` the result is copied once into the buffer XLA
+    allocated.
+
+Streams (CUDA)
+    Nothing here synchronizes the host.
+
+    * PyTorch: the whole call (input views, kernels, workspace and output
+      allocation from CuPy's pool, the export of the result) runs on PyTorch's
+      current stream of the tensors' device, entered as a CuPy stream made with
+      ``cupy.cuda.Stream.from_external`` and cached per raw stream handle.  Work
+      PyTorch queued on that stream (the producer of ``input``) is therefore
+      ordered before ours and the caller's next kernels after it, exactly as for a
+      PyTorch operator; a tensor produced on another stream needs the caller's
+      ``wait_stream``, as it would for PyTorch itself.  The result is exported with
+      CuPy's current stream equal to PyTorch's, so the DLPack handshake records no
+      event.
+    * JAX eager: the call runs on CuPy's current stream.  ``cupy.from_dlpack``
+      passes that stream to JAX's ``__dlpack__``, and JAX makes it wait (on the
+      device) for the input's definition event; ``jax.dlpack.from_dlpack`` passes
+      JAX's stream to CuPy's ``__dlpack__``, and CuPy makes it wait for an event
+      recorded on its current stream.  The inputs are kept alive as long as the
+      result (its memory owner holds them), so JAX cannot reuse their memory
+      while the kernels may still read it.
+    * DLPack orders the consumer only against the *producer's current stream* at
+      the time of the export: work the producer queued on another stream is not
+      waited for.  Data written on a side stream must be ordered by the caller
+      (PyTorch: call inside ``with torch.cuda.stream(s)``, or ``wait_stream``).
+    * JAX under ``jit``: XLA hands the callback its stream (``ctx.stream``) and the
+      buffers ordered on it; see :mod:`xconvt.jax`.
+
+Adding a library means one :class:`_Library` subclass: ``native`` (zero-copy
+view), ``wrap`` (zero-copy result), ``device`` (a comparable device), ``check``
+where a faster test of dtypes and devices pays, and ``call`` where the library
+has its own stream.  Layers: :func:`follow` views a layer's parameters in the
+input's library, :func:`placement` keeps them in the library of a
+``torch.device``/JAX device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+import weakref
+
+import numpy as np
+from array_api_compat import (
+    array_namespace,
+    is_cupy_array,
+    is_jax_array,
+    is_numpy_array,
+    is_torch_array,
+)
+
+__all__ = ["NATIVE", "NOT_YET", "Placement", "call", "check_dtype", "follow", "host_copy",
+           "placement"]
+
+NATIVE = {np.ndarray: "numpy"}
+"""Exact array types the backends run on -> ``"numpy"``/``"cupy"`` (CuPy's added on first use)."""
+
+NOT_YET = {
+    "bfloat16": "bfloat16 is not supported yet (the tensor-core kernels add it); "
+                "cast to float16 or float32",
+}
+"""Dtypes refused at the boundary with the reason; remove an entry to accept it."""
+
+TORCH_OUTPUT = "dlpack"
+"""How a CuPy result becomes a CUDA tensor: ``"dlpack"`` (``torch.from_dlpack``) or
+``"cai"`` (``torch.as_tensor`` over ``__cuda_array_interface__``); both are zero-copy
+and stream-safe here (CuPy's current stream is PyTorch's), ``bench overhead`` times
+both."""
+
+_SUPPORTED = None
+
+
+def check_dtype(arg, name):
+    """Raise ``TypeError`` unless dtype ``name`` (a string) may cross the boundary."""
+    global _SUPPORTED
+    if _SUPPORTED is None:
+        from ._dispatch import SUPPORTED_DTYPES
+
+        _SUPPORTED = frozenset(SUPPORTED_DTYPES)
+    if name in _SUPPORTED:
+        return
+    if name in NOT_YET:
+        msg = f"{arg} dtype {name}: {NOT_YET[name]}"
+    else:
+        msg = (f"{arg} dtype {name} is not supported; use one of "
+               f"{', '.join(sorted(_SUPPORTED))}")
+    raise TypeError(msg)
+
+
+# --------------------------------------------------------------------------- libraries
+class _Library:
+    """How one array library crosses the boundary (see the module docstring)."""
+
+    name = "?"
+    names = None
+
+    def dtype_name(self, a):
+        """The name of ``a``'s dtype (cached per dtype object: ``numpy.dtype.name``
+        costs microseconds)."""
+        dt = a.dtype
+        names = self.names
+        if names is None:
+            names = self.names = {}
+        name = names.get(dt)
+        if name is None:
+            name = names[dt] = str(getattr(dt, "name", None) or dt).rpartition(".")[2]
+        return name
+
+    def device(self, a):
+        """A comparable, printable device of ``a``."""
+        raise NotImplementedError
+
+    def native(self, a):
+        """A NumPy or CuPy view of ``a`` (zero-copy)."""
+        raise NotImplementedError
+
+    def wrap(self, out, like, native=()):
+        """``out`` (NumPy/CuPy, C-contiguous) as this library's array (zero-copy);
+        ``native`` are the operands' views the backend read."""
+        raise NotImplementedError
+
+    def check(self, operands):
+        """Dtypes the boundary accepts (:func:`check_dtype`) and one device."""
+        names = ("input", "weight", "bias")
+        for arg, a in zip(names, operands):
+            if a is not None:
+                check_dtype(arg, self.dtype_name(a))
+        dev = self.device(operands[0])
+        for arg, a in zip(names[1:], operands[1:]):
+            if a is not None and self.device(a) != dev:
+                msg = (f"input is on {dev} but {arg} is on {self.device(a)}; input, "
+                       "weight and bias must be on one device (xconvt never moves data "
+                       "between devices)")
+                raise ValueError(msg)
+
+    def call(self, fn, operands, args, kwargs):
+        """``fn`` on native views of ``operands``; the result in this library."""
+        like = operands[0]
+        native = [None if a is None else self.native(a) for a in operands]
+        if type(native[0]) is np.ndarray:
+            return self.wrap(fn(*native, *args, **kwargs), like, native)
+        with on_device(native[0].device.id):
+            return self.wrap(fn(*native, *args, **kwargs), like, native)
+
+
+class _Native(_Library):
+    """NumPy and CuPy themselves: nothing to convert."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def device(self, a):
+        return "cpu" if self.name == "numpy" else f"cuda:{a.device.id}"
+
+    def native(self, a):
+        """``a`` itself, or a base-class view of a subclass (``numpy.memmap`` ...)."""
+        if type(a) in NATIVE:
+            return a
+        return a.view(np.ndarray if self.name == "numpy" else array_namespace(a).ndarray)
+
+    def wrap(self, out, like, native=()):
+        return out
+
+
+# ----------------------------------------------------------------------------- CuPy helpers
+_STREAMS = {}
+
+
+class _StreamRef:
+    """A raw ``cudaStream_t`` exposing the CUDA stream protocol for CuPy."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __cuda_stream__(self):
+        return (0, self.ptr)
+
+
+def cupy_stream(ptr, device_id):
+    """The CuPy stream over raw handle ``ptr`` of device ``device_id`` (cached)."""
+    s = _STREAMS.get((device_id, ptr))
+    if s is None:
+        import cupy
+
+        with cupy.cuda.Device(device_id):
+            s = _STREAMS[device_id, ptr] = cupy.cuda.Stream.from_external(_StreamRef(ptr))
+    return s
+
+
+def on_device(device_id):
+    """A context manager making GPU ``device_id`` CuPy's current device."""
+    import cupy
+
+    if cupy.cuda.runtime.getDevice() == device_id:
+        return contextlib.nullcontext()
+    return cupy.cuda.Device(device_id)
+
+
+def on_stream(ptr, device_id):
+    """A context manager making raw stream ``ptr`` of GPU ``device_id`` CuPy's
+    current stream (and the device current); the stream is cached per handle."""
+    stream = _STREAMS.get((device_id, ptr)) or cupy_stream(ptr, device_id)
+    import cupy
+
+    if cupy.cuda.runtime.getDevice() == device_id:
+        return stream
+    stack = contextlib.ExitStack()
+    stack.enter_context(cupy.cuda.Device(device_id))
+    stack.enter_context(stream)
+    return stack
+
+
+def cupy_view(ptr, shape, dtype, strides, owner, device_id):
+    """A CuPy array over device memory at ``ptr`` that keeps ``owner`` alive.
+
+    ``strides`` are in bytes (``None``: C-contiguous); all must be >= 0.
+    """
+    import cupy
+
+    itemsize = dtype.itemsize
+    if strides is None:
+        span = itemsize
+        for n in shape:
+            span *= n
+    elif 0 in shape:
+        span = 0
+    else:
+        span = itemsize + sum((n - 1) * s for n, s in zip(shape, strides))
+    if span == 0:
+        return cupy.ndarray(shape, dtype)
+    mem = cupy.cuda.UnownedMemory(ptr, span, owner, device_id)
+    return cupy.ndarray(shape, dtype, cupy.cuda.MemoryPointer(mem, 0), strides)
+
+
+def _keeping(out, *alive):
+    """``out`` (CuPy) as a view whose memory owner also holds ``alive``."""
+    return cupy_view(out.data.ptr, out.shape, out.dtype, out.strides, (out, alive),
+                     out.device.id)
+
+
+# ----------------------------------------------------------------------------------- PyTorch
+class _Torch(_Library):
+    name = "torch"
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+        self.raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+        self.accepted = None
+        self.views = {}
+        self.np_dtypes = {}
+
+    def check(self, operands):
+        x, w, b = operands
+        ok = self.accepted
+        if ok is None:
+            ok = set()
+            for name in ("float16", "float32", "float64", "complex64", "complex128",
+                         "bfloat16"):
+                try:
+                    check_dtype("input", name)
+                except TypeError:
+                    continue
+                ok.add(getattr(self.torch, name))
+            ok = self.accepted = frozenset(ok)
+        if x.dtype in ok and w.dtype in ok and (b is None or b.dtype in ok):
+            dev = x.device
+            if w.device == dev and (b is None or b.device == dev):
+                return
+        super().check(operands)  # raises with the reason
+
+    def device(self, t):
+        return t.device
+
+    def _plain(self, t):
+        """``t`` without autograd, conjugate or negative bits (a copy only for the bits)."""
+        if t.requires_grad:
+            t = t.detach()
+        if t.is_conj() or t.is_neg():
+            t = t.resolve_conj().resolve_neg()
+        return t
+
+    def native(self, t):
+        if not t.is_cuda:
+            try:
+                return t.numpy()
+            except RuntimeError:  # grad, conjugate or negative bit
+                return self._plain(t).numpy()
+        t = self._plain(t)
+        return self._view(t, t)
+
+    def _view(self, t, owner):
+        """A CuPy array over CUDA tensor ``t``'s memory, kept alive by ``owner``."""
+        dtype = self.np_dtypes.get(t.dtype)
+        if dtype is None:
+            dtype = self.np_dtypes[t.dtype] = np.dtype(self.dtype_name(t))
+        isz = dtype.itemsize
+        return cupy_view(t.data_ptr(), tuple(t.shape), dtype,
+                         tuple(s * isz for s in t.stride()), owner, t.get_device())
+
+    def call(self, fn, operands, args, kwargs):
+        like = operands[0]
+        if not like.is_cuda:
+            if not like.is_cpu:
+                msg = (f"input is a torch tensor on {like.device}; xconvt computes on "
+                       "cpu and cuda tensors")
+                raise TypeError(msg)
+            native = [None if a is None else self.native(a) for a in operands]
+            return self.wrap(fn(*native, *args, **kwargs), like)
+        dev = like.get_device()
+        if self.raw_stream is not None:
+            ptr = self.raw_stream(dev)
+        else:  # pragma: no cover - PyTorch without the raw accessor
+            ptr = self.torch.cuda.current_stream(dev).cuda_stream
+        x, w, b = operands
+        with on_stream(ptr, dev):  # the views, the kernels and the export all on it
+            out = fn(self.native(x), self.parameter(w), None if b is None else
+                     self.parameter(b), *args, **kwargs)
+            return self.wrap(out, like)
+
+    def parameter(self, t):
+        """:meth:`native` of a CUDA tensor, cached per tensor (a layer's weight and
+        bias come back every call; building a CuPy view costs microseconds).
+
+        The cached view does not keep ``t`` alive (the call's operands do); it
+        is used only while ``t`` lives and still has the same data pointer,
+        shape and strides, and dropped when ``t`` dies.
+        """
+        key = id(t)
+        e = self.views.get(key)
+        if (e is not None and e[0]() is t and e[1] == t.data_ptr() and e[2] == t.shape
+                and e[3] == t.stride()):
+            return e[4]
+        if t.is_conj() or t.is_neg():
+            return self.native(t)
+        if len(self.views) > 256:
+            self.views.clear()
+        views = self.views
+        ref = weakref.ref(t, lambda _, key=key: views.pop(key, None))
+        view = self._view(t, ref)
+        views[key] = (ref, t.data_ptr(), t.shape, t.stride(), view)
+        return view
+
+    def wrap(self, out, like, native=()):
+        if type(out) is np.ndarray:
+            if out.flags.writeable:
+                return self.torch.from_numpy(out)
+            with warnings.catch_warnings():  # a read-only view of a layer's parameters
+                warnings.simplefilter("ignore", UserWarning)
+                return self.torch.from_numpy(out)
+        if out.size == 0:  # no memory to share (and CuPy cannot export a null pointer)
+            return self.torch.empty(out.shape, dtype=like.dtype, device=like.device)
+        if TORCH_OUTPUT == "cai":
+            return self.torch.as_tensor(out, device=like.device)
+        return self.torch.from_dlpack(out)
+
+
+# --------------------------------------------------------------------------------------- JAX
+class _Jax(_Library):
+    name = "jax"
+
+    def __init__(self):
+        import jax
+
+        self.jax = jax
+        tracer = getattr(jax.core, "Tracer", None)
+        if tracer is None:  # pragma: no cover - JAX versions without jax.core.Tracer
+            from jax._src.core import Tracer as tracer
+        self.tracer = tracer
+        try:  # XLA's own DLPack import: ~7 us against ~55 us for jax.dlpack.from_dlpack
+            from jax._src.lib import _jax
+
+            self.import_buffer = _jax.dlpack_managed_tensor_to_buffer
+        except (ImportError, AttributeError):  # pragma: no cover - other jaxlib layouts
+            self.import_buffer = None
+
+    def device(self, a):
+        return a.device
+
+    def native(self, a):
+        if a.device.platform == "cpu":
+            # JAX's own read-only view of its CPU buffer, cached on the array (1 us;
+            # numpy.from_dlpack costs 4 us, and as much again to release).
+            return np.asarray(a)
+        import cupy
+
+        return cupy.from_dlpack(a)
+
+    def wrap(self, out, like, native=()):
+        if type(out) is not np.ndarray:  # GPU: JAX's stream waits for CuPy's (DLPack)
+            if out.size == 0:  # no memory to share
+                return self.jax.numpy.zeros(out.shape, out.dtype, device=like.device)
+            return self.jax.dlpack.from_dlpack(_keeping(out, *native))
+        if self.import_buffer is not None:
+            try:
+                return self.import_buffer(out.__dlpack__(), like.device, None, None, 1)
+            except TypeError:  # another signature: use the public function from now on
+                self.import_buffer = None
+        return self.jax.dlpack.from_dlpack(out)
+
+    def check(self, operands):
+        if any(isinstance(a, self.tracer) for a in operands):
+            return  # xconvt.jax checks dtypes; traced arrays have no device yet
+        super().check(operands)
+
+    def call(self, fn, operands, args, kwargs):
+        if any(isinstance(a, self.tracer) for a in operands):
+            from . import jax as xjax
+
+            return xjax.traced(fn.__name__)(*operands, *args, **kwargs)
+        return super().call(fn, operands, args, kwargs)
+
+
+# ---------------------------------------------------------------------------- other libraries
+class _DLPack(_Library):
+    """Any other array-API library whose arrays export DLPack."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def device(self, a):
+        from array_api_compat import device
+
+        return device(a)
+
+    def native(self, a):
+        if not hasattr(a, "__dlpack__"):
+            msg = (f"{self.name} arrays are not supported: they do not export DLPack "
+                   "(convert to NumPy, CuPy, PyTorch or JAX first)")
+            raise TypeError(msg)
+        if a.__dlpack_device__()[0] == 1:  # kDLCPU
+            return np.from_dlpack(a)
+        import cupy
+
+        return cupy.from_dlpack(a)
+
+    def wrap(self, out, like, native=()):
+        return array_namespace(like).from_dlpack(out)
+
+
+_BY_TYPE = {}
+_BY_NAME = {}
+
+
+def _named(cls, name):
+    lib = _BY_NAME.get(name)
+    if lib is None:
+        lib = _BY_NAME[name] = cls() if name in ("torch", "jax") else cls(name)
+    return lib
+
+
+def _library(arg, a):
+    """The :class:`_Library` of operand ``arg`` (cached per exact type)."""
+    lib = _BY_TYPE.get(type(a))
+    if lib is not None:
+        return lib
+    if is_numpy_array(a) and isinstance(a, np.ndarray):
+        lib = _named(_Native, "numpy")
+    elif is_cupy_array(a):
+        lib = _named(_Native, "cupy")
+        if type(a).__name__ == "ndarray":
+            NATIVE[type(a)] = "cupy"
+    elif is_torch_array(a):
+        lib = _named(_Torch, "torch")
+    elif is_jax_array(a):
+        lib = _named(_Jax, "jax")
+    else:
+        try:
+            xp = array_namespace(a)
+        except TypeError:
+            msg = (f"{arg} must be a numpy.ndarray, a cupy.ndarray or another array-API "
+                   f"library's array (PyTorch, JAX ...), got "
+                   f"{type(a).__module__}.{type(a).__qualname__}")
+            raise TypeError(msg) from None
+        name = xp.__name__.removeprefix("array_api_compat.").split(".")[0]
+        lib = _named(_DLPack, name)
+    _BY_TYPE[type(a)] = lib
+    return lib
+
+
+def _check_one(lib, operands):
+    """One library and one device for every operand; dtypes the boundary accepts."""
+    for arg, a in zip(("weight", "bias"), operands[1:]):
+        if a is None:
+            continue
+        other = _BY_TYPE.get(type(a)) or _library(arg, a)
+        if other is not lib:
+            msg = (f"input is a {lib.name} array but {arg} is a {other.name} array; "
+                   "pass input, weight and bias from one array library")
+            raise TypeError(msg)
+    if not isinstance(lib, _Native):
+        lib.check(operands)
+
+
+def call(fn, input, weight, bias, *args, **kwargs):
+    """``fn(input, weight, bias, *args, **kwargs)`` on native views; the result in
+    ``input``'s library, device and dtype.
+
+    ``fn`` is a public function taking NumPy/CuPy operands first (it is called
+    again with native arrays, which take its fast path); traced JAX operands go
+    to the function of the same name in :mod:`xconvt.jax`.
+    """
+    operands = (input, weight, bias)
+    lib = _library("input", input)
+    _check_one(lib, operands)
+    return lib.call(fn, operands, args, kwargs)
+
+
+# ----------------------------------------------------------------------------------- layers
+def follow(input, weight, bias):
+    """``weight`` and ``bias`` (a layer's parameters) in ``input``'s library, zero-copy.
+
+    Parameters stored as NumPy/CuPy, PyTorch or JAX arrays are viewed in the
+    input's library when they live on the input's device; otherwise ``ValueError``
+    (nothing is transferred).  Traced JAX inputs get the parameters as constants.
+    """
+    lib = _library("input", input)
+    plib = _library("weight", weight)
+    if lib is plib:
+        return weight, bias
+    traced = isinstance(lib, _Jax) and isinstance(input, lib.tracer)
+    if not traced and _where(weight) != _where(input):
+        msg = (f"the layer's parameters are {plib.name} arrays on {plib.device(weight)} "
+               f"but input is a {lib.name} array on {lib.device(input)}; create the "
+               "layer with a matching device= (xconvt never moves data between devices)")
+        raise ValueError(msg)
+    pw = plib.native(weight)
+    pb = None if bias is None else plib.native(bias)
+    if traced:
+        jax = lib.jax
+        conv = jax.numpy.asarray if _where(weight)[0] == 1 else jax.dlpack.from_dlpack
+        return conv(pw), None if pb is None else conv(pb)
+    if isinstance(lib, _Native):
+        return pw, pb
+    return lib.wrap(pw, input), None if pb is None else lib.wrap(pb, input)
+
+
+def host_copy(a, align=64):
+    """A C-contiguous copy of NumPy array ``a`` whose data is ``align``-byte aligned
+    (XLA's CPU client shares only such memory, and copies anything else)."""
+    buf = np.empty(a.nbytes + align, np.uint8)
+    off = -buf.ctypes.data % align
+    out = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def _where(a):
+    """``(DLPack device type, index)``: ``(1, 0)`` for host memory, ``(2, i)`` for GPU i;
+    ``(None, repr(a.device))`` for devices DLPack does not know (PyTorch's meta ...)."""
+    try:
+        return tuple(a.__dlpack_device__())
+    except Exception:  # noqa: BLE001 - BufferError, RuntimeError: whatever the library says
+        return (None, repr(getattr(a, "device", None)))
+
+
+class Placement:
+    """Where a layer keeps its parameters when ``device`` is a library's device object."""
+
+    def __init__(self, lib, device):
+        self.lib, self.device = lib, device
+
+    def __repr__(self):
+        return f"{self.lib.name}:{self.device}"
+
+    def from_host(self, host):
+        """A copy of NumPy array ``host`` in the library, on the device."""
+        if isinstance(self.lib, _Torch):
+            return self.lib.torch.from_numpy(np.array(host, copy=True)).to(self.device)
+        out = self.lib.jax.device_put(host, self.device)
+        if out.dtype != host.dtype:
+            msg = (f"dtype={host.dtype.name} needs JAX's 64-bit mode "
+                   "(jax.config.update('jax_enable_x64', True)) for a layer on a JAX device")
+            raise TypeError(msg)
+        return out
+
+
+def placement(device):
+    """A :class:`Placement` for a ``torch.device`` or a JAX ``Device``, else None."""
+    mod = type(device).__module__
+    if mod.startswith("torch"):
+        lib = _named(_Torch, "torch")
+        if isinstance(device, lib.torch.device):
+            return Placement(lib, device)
+    elif mod.startswith(("jax", "jaxlib")):
+        lib = _named(_Jax, "jax")
+        if isinstance(device, lib.jax.Device):
+            return Placement(lib, device)
+    return None
