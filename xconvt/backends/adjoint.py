@@ -1,0 +1,343 @@
+"""conv3d and the weight gradient by im2col and GEMM, for NumPy and CuPy.
+
+Both operations read the output-side volume ``y`` of the transposed
+convolution (``params``) at the same places: with ``ypad[m] = y[m - p]`` (zero
+outside ``[0, O)``), per spatial axis::
+
+    conv3d        x[c, i]    = sum_{o, k} w[c, o, k] * ypad[o, i*s + k*d]
+    weight_grad   dw[c, o, k] = sum_{n, i} x[n, c, i] * ypad[n, o, i*s + k*d]
+
+(channels within a group).  Per batch element, group and chunk of ``nI``
+input depth planes ``[i0, i0 + nI)``, a partial im2col holds the H and W taps
+with the depth axis split by stride phase::
+
+    P[r, (o, uh, uw), q, ih, iw] = ypad[o, (i0 + q)*s_d + r, ih*s_h + uh*d_h, iw*s_w + uw*d_w]
+
+so that depth tap ``kd`` (phase ``r = kd*d_d mod s_d``, offset
+``q0 = kd*d_d div s_d``) reads the plain 2-D block ``A_kd = P[r, :, q0:q0+nI]``,
+``(Cog*kH*kW, nI*Ih*Iw)`` with unit column stride: no copy per tap, and::
+
+    conv3d        X (Cig, nI*Ih*Iw)  = sum_kd W[kd] (Cig, Cog*kH*kW) @ A_kd
+    weight_grad   dW[kd] (Cig, Cog*kH*kW) += X (Cig, nI*Ih*Iw) @ A_kd^T
+
+one GEMM per depth tap, deep in the pixel dimension for the weight gradient.
+Sums run in a fixed order (batch, group, chunk, tap): the result does not
+depend on timing.  On NumPy the im2col is ``s_d*kH*kW`` strided slice copies
+(zeros where the window leaves ``y``); on CuPy one elementwise kernel writes it.
+Chunks are sized so that ``P`` and the accumulator stay within
+``min(get_memory_budget(), 16 MiB)`` on the CPU (cache locality) and the
+budget on the GPU; one depth plane of one group of one batch element is always
+processed.  float16 is computed in float32 and rounded once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from array_api_compat import is_cupy_array
+
+from .._gradplan import Plan
+
+__all__ = ["conv3d", "plan_conv3d", "plan_weight_grad", "weight_grad"]
+
+_CPU_CHUNK_BYTES = 16 * 2**20
+"""Soft workspace target of a CPU chunk (the memory budget is the hard limit)."""
+
+# Seconds per unit, fitted to float32 timings on the 2-core bench machine
+# (bench/NOTES.md, "conv3d and weight gradient"): GEMM FLOPs at two BLAS
+# threads, im2col elements copied, accumulator/output elements passed, calls.
+_CPU = {"flop": 1.0 / 60e9, "thin_flop": 1.0 / 12e9, "copy": 1.2e-9, "pass": 0.6e-9,
+        "call": 6e-6}
+# On the GPU (H100/H200 class): cuBLAS float32 FLOPs, bytes moved, launches.
+_GPU = {"flop": 1.0 / 25e12, "thin_flop": 1.0 / 4e12, "byte": 1.0 / 2.0e12, "call": 8e-6}
+
+
+class _Axes:
+    """Per-axis geometry of the im2col (see the module docstring)."""
+
+    def __init__(self, params):
+        self.params = params
+        self.I = params.in_size
+        self.O = params.out_size
+        self.K = params.kernel
+        self.s = params.stride
+        self.p = params.padding
+        self.d = params.dilation
+        self.G = params.groups
+        self.cig = params.in_channels_per_group
+        self.cog = params.out_channels_per_group
+        self.R = self.cog * self.K[1] * self.K[2]
+        self.hw = self.I[1] * self.I[2]
+        self.qmax = (self.K[0] - 1) * self.d[0] // self.s[0]
+
+    def p_elems(self, ni):
+        return self.s[0] * self.R * (ni + self.qmax) * self.hw
+
+    def chunk_planes(self, limit, itemsize):
+        """Depth planes per chunk so that P and the accumulator fit ``limit``."""
+        per = (self.s[0] * self.R + self.cig) * self.hw * itemsize
+        fixed = self.s[0] * self.R * self.qmax * self.hw * itemsize
+        return max(1, min(self.I[0], (limit - fixed) // per))
+
+    def gemm_flops(self):
+        """FLOPs of the GEMMs: every tap, including those on padding."""
+        p = self.params
+        return 2 * p.batch * p.in_channels * self.R * self.K[0] * math.prod(self.I)
+
+    def thin(self):
+        """Whether the GEMMs are matrix-vector-like (few rows)."""
+        return min(self.cig, self.R) < 8
+
+
+def _valid(n, s, off, size):
+    """``[lo, hi)`` of ``j < n`` with ``0 <= j*s + off < size``."""
+    lo = max(0, -(off // s)) if off < 0 else 0
+    hi = min(n, (size - 1 - off) // s + 1) if size - 1 - off >= 0 else 0
+    return lo, max(lo, hi)
+
+
+def _im2col_numpy(ax, y, P, i0, ni):
+    """Fill ``P`` (``(s_d, Cog, kH, kW, nq, Ih, Iw)``) from ``y`` (``(Cog, O...)``)."""
+    nq = ni + ax.qmax
+    Ih, Iw = ax.I[1], ax.I[2]
+    for r in range(ax.s[0]):
+        offd = i0 * ax.s[0] + r - ax.p[0]
+        q0, q1 = _valid(nq, ax.s[0], offd, ax.O[0])
+        for uh in range(ax.K[1]):
+            offh = uh * ax.d[1] - ax.p[1]
+            h0, h1 = _valid(Ih, ax.s[1], offh, ax.O[1])
+            for uw in range(ax.K[2]):
+                offw = uw * ax.d[2] - ax.p[2]
+                w0, w1 = _valid(Iw, ax.s[2], offw, ax.O[2])
+                t = P[r, :, uh, uw]
+                if q1 > q0 and h1 > h0 and w1 > w0:
+                    t[:, q0:q1, h0:h1, w0:w1] = y[
+                        :,
+                        q0 * ax.s[0] + offd:(q1 - 1) * ax.s[0] + offd + 1:ax.s[0],
+                        h0 * ax.s[1] + offh:(h1 - 1) * ax.s[1] + offh + 1:ax.s[1],
+                        w0 * ax.s[2] + offw:(w1 - 1) * ax.s[2] + offw + 1:ax.s[2],
+                    ]
+                else:
+                    q0 = q1 = 0
+                t[:, :q0] = 0
+                t[:, q1:] = 0
+                t[:, q0:q1, :h0] = 0
+                t[:, q0:q1, h1:] = 0
+                t[:, q0:q1, h0:h1, :w0] = 0
+                t[:, q0:q1, h0:h1, w1:] = 0
+
+
+_IM2COL_CUDA = r"""
+    // i indexes P (s_d, Cog, kH, kW, nq, Ih, Iw); y is one group (Cog, Od, Oh, Ow)
+    long long t = i;
+    int iw = t % Iw; t /= Iw;
+    int ih = t % Ih; t /= Ih;
+    int q = t % nq; t /= nq;
+    int uw = t % kW; t /= kW;
+    int uh = t % kH; t /= kH;
+    int o = t % Cog; t /= Cog;
+    int r = t;
+    long long md = (long long)(i0 + q) * sd + r - pd;
+    long long mh = (long long)ih * sh + uh * dh - ph;
+    long long mw = (long long)iw * sw + uw * dw - pw;
+    if (md < 0 || md >= Od || mh < 0 || mh >= Oh || mw < 0 || mw >= Ow) {
+        out = 0;
+    } else {
+        out = y[((o * (long long)Od + md) * Oh + mh) * Ow + mw];
+    }
+"""
+
+
+def _im2col_kernel():
+    import cupy
+
+    return cupy.ElementwiseKernel(
+        "raw T y, int32 Iw, int32 Ih, int32 nq, int32 kW, int32 kH, int32 Cog, "
+        "int32 i0, int32 sd, int32 sh, int32 sw, int32 dh, int32 dw, "
+        "int32 pd, int32 ph, int32 pw, int32 Od, int32 Oh, int32 Ow",
+        "T out", _IM2COL_CUDA, "xconvt_adjoint_im2col")
+
+
+_KERNELS = {}
+
+
+def _im2col_cupy(ax, y, P, i0, ni):
+    kern = _KERNELS.get("im2col")
+    if kern is None:
+        kern = _KERNELS["im2col"] = _im2col_kernel()
+    y = y if y.flags.c_contiguous else y.copy()
+    kern(y, ax.I[2], ax.I[1], ni + ax.qmax, ax.K[2], ax.K[1], ax.cog, i0,
+         ax.s[0], ax.s[1], ax.s[2], ax.d[1], ax.d[2], ax.p[0], ax.p[1], ax.p[2],
+         ax.O[0], ax.O[1], ax.O[2], P)
+
+
+def _work_dtype(xp, dtype):
+    return xp.dtype(xp.float32) if dtype == xp.float16 else dtype
+
+
+def _setup(params, a, limit):
+    """Library, work dtype, geometry, planes per chunk and im2col function."""
+    cupy = is_cupy_array(a)
+    if cupy:
+        import cupy as xp
+    else:
+        xp = np
+    dtype = _work_dtype(xp, a.dtype)
+    ax = _Axes(params)
+    if limit is None:
+        from .._config import get_memory_budget
+
+        limit = get_memory_budget() if cupy else min(get_memory_budget(), _CPU_CHUNK_BYTES)
+    ni = ax.chunk_planes(limit, xp.dtype(dtype).itemsize)
+    return xp, dtype, ax, ni, (_im2col_cupy if cupy else _im2col_numpy)
+
+
+def _depth_blocks(P, ax, ni, nic):
+    """Per depth tap, ``A_kd`` as a 2-D view ``(R, nic*Ih*Iw)`` of ``P``."""
+    nq = ni + ax.qmax
+    Pr = P.reshape(ax.s[0], ax.R, nq * ax.hw)
+    blocks = []
+    for kd in range(ax.K[0]):
+        r, q0 = (kd * ax.d[0]) % ax.s[0], (kd * ax.d[0]) // ax.s[0]
+        blocks.append(Pr[r, :, q0 * ax.hw:(q0 + nic) * ax.hw])
+    return blocks
+
+
+def _run_conv3d(params, y, w, b, limit=None):
+    xp, dtype, ax, ni, im2col = _setup(params, y, limit)
+    G, cig, cog = ax.G, ax.cig, ax.cog
+    y = xp.ascontiguousarray(y.astype(dtype, copy=False))
+    # W[g, kd] : (Cig, Cog*kH*kW)
+    wk = w.astype(dtype, copy=False).reshape((G, cig, cog) + ax.K)
+    wk = xp.ascontiguousarray(wk.transpose(0, 3, 1, 2, 4, 5)).reshape(G, ax.K[0], cig, ax.R)
+    N, Id = params.batch, ax.I[0]
+    x = xp.empty((N, G, cig, Id * ax.hw), dtype)
+    P = xp.empty((ax.s[0], cog, ax.K[1], ax.K[2], ni + ax.qmax, ax.I[1], ax.I[2]), dtype)
+    tmp = xp.empty((cig, ni * ax.hw), dtype) if ax.K[0] > 1 else None
+    for n in range(N):
+        for g in range(G):
+            yg = y[n, g * cog:(g + 1) * cog]
+            for i0 in range(0, Id, ni):
+                nic = min(ni, Id - i0)
+                im2col(ax, yg, P, i0, nic)
+                acc = x[n, g, :, i0 * ax.hw:(i0 + nic) * ax.hw]
+                blocks = _depth_blocks(P, ax, ni, nic)
+                xp.matmul(wk[g, 0], blocks[0], out=acc)
+                for kd in range(1, ax.K[0]):
+                    t = tmp[:, :nic * ax.hw]
+                    xp.matmul(wk[g, kd], blocks[kd], out=t)
+                    acc += t
+    x = x.reshape(params.input_shape)
+    if b is not None:
+        x += b.astype(dtype, copy=False).reshape(1, -1, 1, 1, 1)
+    return x
+
+
+def _run_weight_grad(params, x, gy, limit=None):
+    xp, dtype, ax, ni, im2col = _setup(params, x, limit)
+    G, cig, cog = ax.G, ax.cig, ax.cog
+    x = xp.ascontiguousarray(x.astype(dtype, copy=False))
+    gy = xp.ascontiguousarray(gy.astype(dtype, copy=False))
+    N, Id = params.batch, ax.I[0]
+    xr = x.reshape(N, G, cig, Id * ax.hw)
+    acc = xp.zeros((G, ax.K[0], cig, ax.R), dtype)
+    tmp = xp.empty((cig, ax.R), dtype)
+    P = xp.empty((ax.s[0], cog, ax.K[1], ax.K[2], ni + ax.qmax, ax.I[1], ax.I[2]), dtype)
+    for n in range(N):
+        for g in range(G):
+            yg = gy[n, g * cog:(g + 1) * cog]
+            for i0 in range(0, Id, ni):
+                nic = min(ni, Id - i0)
+                im2col(ax, yg, P, i0, nic)
+                xm = xr[n, g, :, i0 * ax.hw:(i0 + nic) * ax.hw]
+                for kd, a in enumerate(_depth_blocks(P, ax, ni, nic)):
+                    xp.matmul(xm, a.T, out=tmp)
+                    acc[g, kd] += tmp
+    dw = acc.reshape((G, ax.K[0], cig, cog) + ax.K[1:]).transpose(0, 2, 3, 1, 4, 5)
+    return xp.ascontiguousarray(dw).reshape(params.weight_shape)
+
+
+def conv3d(params, y, w, b=None, limit=None):
+    """conv3d (the adjoint of ``params``' transposed convolution) by GEMM.
+
+    Parameters
+    ----------
+    params : ConvParams
+        The transposed convolution (see :func:`xconvt._params.conv3d_params`).
+    y : ndarray, shape ``params.batched_output_shape``
+    w : ndarray, shape ``params.weight_shape``
+    b : ndarray, shape ``(params.in_channels,)``, or None
+    limit : int, optional
+        Workspace bytes per chunk (default: from the memory budget).
+
+    Returns
+    -------
+    ndarray, shape ``params.input_shape``, ``y``'s dtype and library.
+    """
+    out = _run_conv3d(params, y, w, b, limit)
+    return out if out.dtype == y.dtype else out.astype(y.dtype)
+
+
+def weight_grad(params, x, gy, limit=None):
+    """Weight gradient of ``params``' transposed convolution by GEMM.
+
+    Returns ``dw[c, o, k] = sum_{n, i} x[n, c, i] * gy[n, o, i*s - p + k*d]``
+    (channels within a group), shape ``params.weight_shape``, ``x``'s dtype.
+    """
+    out = _run_weight_grad(params, x, gy, limit)
+    return out if out.dtype == x.dtype else out.astype(x.dtype)
+
+
+# ---------------------------------------------------------------- planners
+def _estimate(problem, ax):
+    """Seconds: GEMM FLOPs, im2col copies, accumulator passes, calls."""
+    params = problem.params
+    wide = 2.0 if problem.dtype in ("float64", "complex128") else 1.0
+    cplx = 4.0 if problem.dtype.startswith("complex") else 1.0
+    itemsize = 8 if wide > 1 else 4
+    gpu = problem.device.kind == "cuda"
+    limit = problem.budget if gpu else min(problem.budget, _CPU_CHUNK_BYTES)
+    ni = ax.chunk_planes(limit, itemsize)
+    chunks = params.batch * ax.G * -(-ax.I[0] // ni)
+    copied = params.batch * ax.G * ax.p_elems(ni) * -(-ax.I[0] // ni)
+    passes = params.batch * params.in_channels * math.prod(ax.I) * ax.K[0]
+    if problem.op == "weight_grad":
+        passes = chunks * ax.K[0] * ax.cig * ax.R
+    c = _GPU if gpu else _CPU
+    rate = c["thin_flop"] if ax.thin() else c["flop"]
+    t = cplx * wide * ax.gemm_flops() * rate
+    if gpu:
+        t += wide * (copied + passes) * 4 * c["byte"] + chunks * (1 + ax.K[0]) * c["call"]
+    else:
+        t += wide * (copied * c["copy"] + passes * c["pass"])
+        t += chunks * (ax.s[0] * ax.K[1] * ax.K[2] + 2 * ax.K[0]) * c["call"]
+    workspace = (ax.p_elems(ni) + ax.cig * ni * ax.hw) * itemsize
+    return t, workspace
+
+
+def _planner(problem, op, fn):
+    if problem.op != op:
+        return f"computes {op}, not {problem.op}"
+    if problem.dtype in ("bfloat16",):
+        return "bfloat16 is not supported by the GEMM formulation"
+    ax = _Axes(problem.params)
+    t, workspace = _estimate(problem, ax)
+    name = ("cuda" if problem.device.kind == "cuda" else "cpu") + f".gemm_{op}"
+    budget = problem.budget
+
+    def run(*operands):
+        limit = budget if problem.device.kind == "cuda" else min(budget, _CPU_CHUNK_BYTES)
+        return fn(problem.params, *operands, limit=limit)
+
+    return Plan(name, "direct", t, workspace, run)
+
+
+def plan_conv3d(problem):
+    """Planner: conv3d by per-depth-tap GEMMs on a partial im2col."""
+    return _planner(problem, "conv3d", conv3d)
+
+
+def plan_weight_grad(problem):
+    """Planner: the weight gradient by per-depth-tap GEMMs on a partial im2col."""
+    return _planner(problem, "weight_grad", weight_grad)
