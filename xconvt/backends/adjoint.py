@@ -118,14 +118,19 @@ def _im2col_numpy(ax, y, P, i0, ni):
                         h0 * ax.s[1] + offh:(h1 - 1) * ax.s[1] + offh + 1:ax.s[1],
                         w0 * ax.s[2] + offw:(w1 - 1) * ax.s[2] + offw + 1:ax.s[2],
                     ]
+                    _zero_outside(t, q0, q1, h0, h1, w0, w1)
                 else:
-                    q0 = q1 = 0
-                t[:, :q0] = 0
-                t[:, q1:] = 0
-                t[:, q0:q1, :h0] = 0
-                t[:, q0:q1, h1:] = 0
-                t[:, q0:q1, h0:h1, :w0] = 0
-                t[:, q0:q1, h0:h1, w1:] = 0
+                    t[...] = 0
+
+
+def _zero_outside(t, q0, q1, h0, h1, w0, w1):
+    """Zero ``t[:, q, h, w]`` outside the box ``[q0, q1) x [h0, h1) x [w0, w1)``."""
+    t[:, :q0] = 0
+    t[:, q1:] = 0
+    t[:, q0:q1, :h0] = 0
+    t[:, q0:q1, h1:] = 0
+    t[:, q0:q1, h0:h1, :w0] = 0
+    t[:, q0:q1, h0:h1, w1:] = 0
 
 
 _IM2COL_CUDA = r"""
