@@ -452,3 +452,35 @@ def test_gpu_weight_grad_deterministic():
     b = grad.conv_transpose3d_weight(x, (16, 8, 3, 3, 3), gy, stride=2, padding=1,
                                      output_padding=1)
     assert bool((a == b).all())
+
+
+# -------------------------------------------------------------------- layer
+def test_layer_backward_matches_torch_autograd():
+    rng = np.random.default_rng(0)
+    layer = xconvt.ConvTranspose3d(4, 6, (3, 2, 3), stride=(2, 1, 2), padding=1, groups=2,
+                                   dilation=(1, 2, 1), dtype=np.float64, rng=0)
+    tl = torch.nn.ConvTranspose3d(4, 6, (3, 2, 3), stride=(2, 1, 2), padding=1, groups=2,
+                                  dilation=(1, 2, 1), dtype=torch.float64)
+    tl.load_state_dict({k: _t(v) for k, v in layer.state_dict().items()})
+    x = rng.standard_normal((2, 4, 4, 5, 3))
+    size = (8, 5, 6)          # output_size sets output_padding (1, 0, 1)
+    y = layer(x, output_size=size, keep_input=True)
+    tx = _t(x).requires_grad_(True)
+    ty = tl(tx, output_size=size)
+    gy = rng.standard_normal(y.shape)
+    ty.backward(_t(gy))
+    gx = layer.backward(gy)
+    assert_close(gx, tx.grad.numpy(), tol=1e-10, what="layer input grad")
+    assert_close(layer.weight_grad, tl.weight.grad.numpy(), tol=1e-10, what="weight_grad")
+    assert_close(layer.bias_grad, tl.bias.grad.numpy(), tol=1e-10, what="bias_grad")
+    # accumulation, as .grad does; zero_grad forgets
+    layer(x, output_size=size, keep_input=True)
+    assert layer.backward(gy, input_grad=False) is None
+    assert_close(layer.weight_grad, 2 * tl.weight.grad.numpy(), tol=1e-10)
+    layer.zero_grad()
+    assert layer.weight_grad is None and layer.bias_grad is None
+    with pytest.raises(RuntimeError, match="keep_input"):
+        layer.backward(gy)
+    layer.requires_grad = True
+    layer(x[0])            # unbatched input, kept by requires_grad
+    assert layer.backward(gy[0][:, :7, :, :5]).shape == x[0].shape
