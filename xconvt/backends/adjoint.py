@@ -36,6 +36,7 @@ import math
 
 import numpy as np
 from array_api_compat import is_cupy_array
+from numpy.lib.stride_tricks import as_strided
 
 from .._gradplan import Plan
 
@@ -43,6 +44,15 @@ __all__ = ["conv3d", "plan_conv3d", "plan_weight_grad", "weight_grad"]
 
 _CPU_CHUNK_BYTES = 16 * 2**20
 """Soft workspace target of a CPU chunk (the memory budget is the hard limit)."""
+
+_BLAS_ONE_THREAD_MNK = 2 * 65536 * 4
+"""``M*N*K`` below which OpenBLAS runs a GEMM on one thread (as in backends.cpu)."""
+
+_MIN_BLOCK = 32
+"""Fewest columns of a CPU GEMM block (wide layers then let BLAS thread it)."""
+
+_CHUNKS_PER_WORKER = 4
+"""Chunks per CPU worker thread to aim for, so that the load balances."""
 
 # Seconds per unit, fitted to float32 timings on the 2-core bench machine
 # (bench/NOTES.md, "conv3d and weight gradient"): GEMM FLOPs at two BLAS
@@ -181,21 +191,95 @@ def _work_dtype(xp, dtype):
     return xp.dtype(xp.float32) if dtype == xp.float16 else dtype
 
 
-def _setup(params, a, limit):
-    """Library, work dtype, geometry, planes per chunk and im2col function."""
-    cupy = is_cupy_array(a)
-    if cupy:
-        import cupy as xp
-    else:
-        xp = np
-    dtype = _work_dtype(xp, a.dtype)
-    ax = _Axes(params)
-    if limit is None:
-        from .._config import get_memory_budget
+class _Run:
+    """Library, work dtype, geometry, chunking, workers and column blocks of a call.
 
-        limit = get_memory_budget() if cupy else min(get_memory_budget(), _CPU_CHUNK_BYTES)
-    ni = ax.chunk_planes(limit, xp.dtype(dtype).itemsize)
-    return xp, dtype, ax, ni, (_im2col_cupy if cupy else _im2col_numpy)
+    On the CPU, ``workers`` threads (:func:`xconvt.backends.cpu.available_cpus`,
+    at most 8) take chunks as they finish, each with its own im2col buffer,
+    and every GEMM is cut into column blocks small enough (``M*N*K`` under
+    OpenBLAS's threading threshold) that BLAS runs it on the calling thread:
+    BLAS threads synchronize on every call, which on a busy machine costs up
+    to a scheduler time slice per call.  On the GPU one thread issues whole
+    GEMMs (cuBLAS).
+    """
+
+    def __init__(self, params, a, limit, op):
+        from . import cpu
+
+        self.gpu = is_cupy_array(a)
+        if self.gpu:
+            import cupy as xp
+        else:
+            xp = np
+        self.xp = xp
+        self.dtype = _work_dtype(xp, a.dtype)
+        self.ax = ax = _Axes(params)
+        if limit is None:
+            from .._config import get_memory_budget
+
+            limit = get_memory_budget() if self.gpu else min(get_memory_budget(),
+                                                              _CPU_CHUNK_BYTES)
+        self.workers = 1 if self.gpu else cpu._cpu_count()
+        itemsize = xp.dtype(self.dtype).itemsize
+        ni = ax.chunk_planes(max(1, limit // self.workers), itemsize)
+        outer = params.batch * ax.G
+        if self.workers > 1 and outer < _CHUNKS_PER_WORKER * self.workers:
+            # enough chunks to balance the workers, halos permitting
+            want = -(-_CHUNKS_PER_WORKER * self.workers // outer)
+            ni = min(ni, max(-(-ax.I[0] // want), 4 * ax.qmax, 1))
+        self.ni = ni
+        self.im2col = _im2col_cupy if self.gpu else _im2col_numpy
+        mk = ax.cig * ax.R
+        self.block = None if self.gpu else max(_MIN_BLOCK, (_BLAS_ONE_THREAD_MNK - 1) // mk)
+        self.chunks = -(-ax.I[0] // ni)
+        self.items = [(k, n, g, i0) for k, (n, g, i0) in enumerate(
+            (n, g, i0) for n in range(params.batch) for g in range(ax.G)
+            for i0 in range(0, ax.I[0], ni))]
+
+    def buffers(self):
+        ax, xp = self.ax, self.xp
+        return [xp.empty((ax.s[0], ax.cog, ax.K[1], ax.K[2], self.ni + ax.qmax) + ax.I[1:],
+                         self.dtype) for _ in range(self.workers)]
+
+    def each(self, fn):
+        """``fn(worker, item)`` for every chunk, on the workers."""
+        if self.workers == 1 or len(self.items) == 1:
+            for item in self.items:
+                fn(0, item)
+            return
+        from . import cpu
+
+        cpu._dynamic(min(self.workers, len(self.items)), self.items, fn)
+
+    def matmul(self, a, b, out):
+        """``out = a @ b``, in column blocks of ``b`` and ``out`` on the CPU."""
+        xp, blk = self.xp, self.block
+        n = b.shape[1]
+        if blk is None or n <= blk:
+            return xp.matmul(a, b, out=out)
+        full = n // blk
+        it = b.itemsize
+        b3 = as_strided(b, (full, b.shape[0], blk), (blk * it, b.strides[0], it))
+        o3 = as_strided(out, (full, out.shape[0], blk), (blk * it, out.strides[0], it))
+        xp.matmul(a, b3, out=o3)
+        if full * blk < n:
+            xp.matmul(a, b[:, full * blk:], out=out[:, full * blk:])
+        return out
+
+    def matmul_t(self, a, b):
+        """``a @ b.T`` summed over column blocks in a fixed order."""
+        xp, blk = self.xp, self.block
+        n = a.shape[1]
+        if blk is None or n <= blk:
+            return xp.matmul(a, b.T)
+        full = n // blk
+        it = a.itemsize
+        a3 = as_strided(a, (full, a.shape[0], blk), (blk * it, a.strides[0], it))
+        b3 = as_strided(b, (full, blk, b.shape[0]), (blk * it, it, b.strides[0]))
+        out = xp.matmul(a3, b3).sum(axis=0)
+        if full * blk < n:
+            out += xp.matmul(a[:, full * blk:], b[:, full * blk:].T)
+        return out
 
 
 def _depth_blocks(P, ax, ni, nic):
@@ -210,29 +294,33 @@ def _depth_blocks(P, ax, ni, nic):
 
 
 def _run_conv3d(params, y, w, b, limit=None):
-    xp, dtype, ax, ni, im2col = _setup(params, y, limit)
-    G, cig, cog = ax.G, ax.cig, ax.cog
+    run = _Run(params, y, limit, "conv3d")
+    xp, dtype, ax, ni = run.xp, run.dtype, run.ax, run.ni
+    G, cig, cog, hw = ax.G, ax.cig, ax.cog, ax.hw
     y = xp.ascontiguousarray(y.astype(dtype, copy=False))
     # W[g, kd] : (Cig, Cog*kH*kW)
     wk = w.astype(dtype, copy=False).reshape((G, cig, cog) + ax.K)
     wk = xp.ascontiguousarray(wk.transpose(0, 3, 1, 2, 4, 5)).reshape(G, ax.K[0], cig, ax.R)
     N, Id = params.batch, ax.I[0]
-    x = xp.empty((N, G, cig, Id * ax.hw), dtype)
-    P = xp.empty((ax.s[0], cog, ax.K[1], ax.K[2], ni + ax.qmax, ax.I[1], ax.I[2]), dtype)
-    tmp = xp.empty((cig, ni * ax.hw), dtype) if ax.K[0] > 1 else None
-    for n in range(N):
-        for g in range(G):
-            yg = y[n, g * cog:(g + 1) * cog]
-            for i0 in range(0, Id, ni):
-                nic = min(ni, Id - i0)
-                im2col(ax, yg, P, i0, nic)
-                acc = x[n, g, :, i0 * ax.hw:(i0 + nic) * ax.hw]
-                blocks = _depth_blocks(P, ax, ni, nic)
-                xp.matmul(wk[g, 0], blocks[0], out=acc)
-                for kd in range(1, ax.K[0]):
-                    t = tmp[:, :nic * ax.hw]
-                    xp.matmul(wk[g, kd], blocks[kd], out=t)
-                    acc += t
+    x = xp.empty((N, G, cig, Id * hw), dtype)
+    Ps = run.buffers()
+    tmps = [xp.empty((cig, ni * hw), dtype) if ax.K[0] > 1 else None
+            for _ in range(run.workers)]
+
+    def chunk(worker, item):
+        _, n, g, i0 = item
+        nic = min(ni, Id - i0)
+        P = Ps[worker]
+        run.im2col(ax, y[n, g * cog:(g + 1) * cog], P, i0, nic)
+        acc = x[n, g, :, i0 * hw:(i0 + nic) * hw]
+        blocks = _depth_blocks(P, ax, ni, nic)
+        run.matmul(wk[g, 0], blocks[0], acc)
+        for kd in range(1, ax.K[0]):
+            t = tmps[worker][:, :nic * hw]
+            run.matmul(wk[g, kd], blocks[kd], t)
+            acc += t
+
+    run.each(chunk)
     x = x.reshape(params.input_shape)
     if b is not None:
         x += b.astype(dtype, copy=False).reshape(1, -1, 1, 1, 1)
@@ -240,25 +328,28 @@ def _run_conv3d(params, y, w, b, limit=None):
 
 
 def _run_weight_grad(params, x, gy, limit=None):
-    xp, dtype, ax, ni, im2col = _setup(params, x, limit)
-    G, cig, cog = ax.G, ax.cig, ax.cog
+    run = _Run(params, x, limit, "weight_grad")
+    xp, dtype, ax, ni = run.xp, run.dtype, run.ax, run.ni
+    G, cig, cog, hw = ax.G, ax.cig, ax.cog, ax.hw
     x = xp.ascontiguousarray(x.astype(dtype, copy=False))
     gy = xp.ascontiguousarray(gy.astype(dtype, copy=False))
-    N, Id = params.batch, ax.I[0]
-    xr = x.reshape(N, G, cig, Id * ax.hw)
-    acc = xp.zeros((G, ax.K[0], cig, ax.R), dtype)
-    tmp = xp.empty((cig, ax.R), dtype)
-    P = xp.empty((ax.s[0], cog, ax.K[1], ax.K[2], ni + ax.qmax, ax.I[1], ax.I[2]), dtype)
-    for n in range(N):
-        for g in range(G):
-            yg = gy[n, g * cog:(g + 1) * cog]
-            for i0 in range(0, Id, ni):
-                nic = min(ni, Id - i0)
-                im2col(ax, yg, P, i0, nic)
-                xm = xr[n, g, :, i0 * ax.hw:(i0 + nic) * ax.hw]
-                for kd, a in enumerate(_depth_blocks(P, ax, ni, nic)):
-                    xp.matmul(xm, a.T, out=tmp)
-                    acc[g, kd] += tmp
+    Id = ax.I[0]
+    xr = x.reshape(params.batch, G, cig, Id * hw)
+    Ps = run.buffers()
+    # one partial sum per chunk, added in chunk order at the end (deterministic)
+    parts = xp.empty((len(run.items), ax.K[0], cig, ax.R), dtype)
+
+    def chunk(worker, item):
+        k, n, g, i0 = item
+        nic = min(ni, Id - i0)
+        P = Ps[worker]
+        run.im2col(ax, gy[n, g * cog:(g + 1) * cog], P, i0, nic)
+        xm = xr[n, g, :, i0 * hw:(i0 + nic) * hw]
+        for kd, a in enumerate(_depth_blocks(P, ax, ni, nic)):
+            parts[k, kd] = run.matmul_t(xm, a)
+
+    run.each(chunk)
+    acc = parts.reshape((params.batch, G, run.chunks, ax.K[0], cig, ax.R)).sum(axis=(0, 2))
     dw = acc.reshape((G, ax.K[0], cig, cog) + ax.K[1:]).transpose(0, 2, 3, 1, 4, 5)
     return xp.ascontiguousarray(dw).reshape(params.weight_shape)
 
