@@ -182,7 +182,8 @@ def _im2col_cupy(ax, y, P, i0, ni):
     if kern is None:
         kern = _KERNELS["im2col"] = _im2col_kernel()
     y = y if y.flags.c_contiguous else y.copy()
-    kern(y, ax.I[2], ax.I[1], ni + ax.qmax, ax.K[2], ax.K[1], ax.cog, i0,
+    # P's depth extent is the allocated one (the last chunk may be shorter)
+    kern(y, ax.I[2], ax.I[1], P.shape[4], ax.K[2], ax.K[1], ax.cog, i0,
          ax.s[0], ax.s[1], ax.s[2], ax.d[1], ax.d[2], ax.p[0], ax.p[1], ax.p[2],
          ax.O[0], ax.O[1], ax.O[2], P)
 
@@ -255,6 +256,11 @@ class _Run:
         """``out = a @ b``, in column blocks of ``b`` and ``out`` on the CPU."""
         xp, blk = self.xp, self.block
         n = b.shape[1]
+        if self.gpu:
+            if out.flags.c_contiguous:
+                return xp.matmul(a, b, out=out)
+            out[...] = xp.matmul(a, b)
+            return out
         if blk is None or n <= blk:
             return xp.matmul(a, b, out=out)
         full = n // blk

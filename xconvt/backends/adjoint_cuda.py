@@ -136,7 +136,11 @@ def plan_conv3d(problem):
     itemsize = 8 if problem.dtype in ("float64", "complex128") else 4
     wide = 2.0 if itemsize == 8 else 1.0
     cplx = 4.0 if problem.dtype.startswith("complex") else 1.0
-    t = wide * cplx * _cost._cupy_direct(tp, itemsize)
+    try:
+        t = wide * cplx * _cost._cupy_direct(tp, itemsize)
+    except Exception:  # noqa: BLE001 - a geometry the fused model does not cover
+        c = _cost.CONSTANTS["cupy"]["direct"]
+        t = wide * cplx * (c["call"] + tp.flops / c["rate_narrow"])
     # the space-to-depth copy of y (read + write) at the direct model's bandwidth
     if tp.in_size != params.out_size or tp.in_channels != params.out_channels:
         t += 2 * itemsize * math.prod(tp.input_shape) / _cost.CONSTANTS["cupy"]["direct"][
