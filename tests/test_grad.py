@@ -528,3 +528,21 @@ def test_cpu_column_blocks(monkeypatch):
     ref = conv_transpose3d_weight_ref(gx, y, w.shape[2:], kw["stride"], kw["padding"], 2,
                                       kw["dilation"])
     assert_close(dw, ref, "float64")
+
+
+@pytest.mark.parametrize("pairs", [0, 10**6])
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_fft_contraction_layouts(monkeypatch, pairs, dtype):
+    """Both channel contractions of the FFT path: batched matmul and broadcast."""
+    monkeypatch.setattr(adjoint_fft, "_FEW_CHANNEL_PAIRS", pairs)
+    rng = np.random.default_rng(2)
+    y = random_array(rng, (3, 6, 9, 8, 7), dtype)
+    w = random_array(rng, (4, 3, 3, 2, 3), dtype)
+    kw = dict(stride=(2, 1, 2), padding=(1, 0, 2), dilation=(1, 2, 1), groups=2)
+    params, _ = conv3d_params(y.shape, w.shape, None, **kw)
+    x = adjoint_fft.conv3d(params, y, w)
+    assert_close(x, conv3d_ref(y, w, None, **kw), dtype)
+    gx = random_array(rng, x.shape, dtype)
+    ref = conv_transpose3d_weight_ref(gx, y, w.shape[2:], kw["stride"], kw["padding"], 2,
+                                      kw["dilation"])
+    assert_close(adjoint_fft.weight_grad(params, gx, y), ref, dtype)

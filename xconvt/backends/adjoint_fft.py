@@ -140,9 +140,51 @@ def _inverse(sfft, kw, a, geo, real):
     return fn(a, s=geo.fft_shape, axes=(-3, -2, -1), **kw)
 
 
-def _chan_last(xp, a):
-    """``(n, g, c, *f) -> (*f, g, c, n)``."""
-    return xp.moveaxis(a, (0, 1, 2), (-1, -3, -2))
+_FEW_CHANNEL_PAIRS = 16
+"""Up to this many channel pairs per group, channels are contracted by broadcast
+multiply-adds on channels-first spectra; beyond, by a batched matmul per
+frequency on channels-last views (a matmul of tiny matrices per frequency
+costs more than the arithmetic)."""
+
+
+def _matmul_layout(cig, cog):
+    return cig * cog > _FEW_CHANNEL_PAIRS
+
+
+def _from_chan_last(xp, a, dest):
+    """``(*f, a0, a1, a2) -> `` the three trailing axes moved to ``dest``."""
+    return xp.moveaxis(a, (-3, -2, -1), dest)
+
+
+def _contract_conv3d(xp, kf, sf, acc):
+    """``acc[n, g, c, f] += sum_o kf[g, c, o, f] * sf[n, g, o, f]``.
+
+    Channels-first result for few channels, else channels-last ``(*f, g, c, n)``.
+    """
+    cig, cog = kf.shape[1], kf.shape[2]
+    if _matmul_layout(cig, cog):
+        k = xp.moveaxis(kf, (0, 1, 2), (-3, -2, -1))                  # (*f, g, c, o)
+        s = xp.moveaxis(sf, (0, 1, 2), (-1, -3, -2))                  # (*f, g, o, n)
+        prod = xp.matmul(k, s)
+        return prod if acc is None else acc.__iadd__(prod)
+    for o in range(cog):
+        term = kf[None, :, :, o] * sf[:, :, o:o + 1]
+        acc = term if acc is None else acc.__iadd__(term)
+    return acc
+
+
+def _contract_weight(xp, xf, sf):
+    """``out[g, c, o, f] = sum_n xf[n, g, c, f] * sf[n, g, o, f]`` (channels first)."""
+    cig, cog = xf.shape[2], sf.shape[2]
+    if _matmul_layout(cig, cog):
+        a = xp.moveaxis(xf, (0, 1, 2), (-1, -3, -2))                  # (*f, g, c, n)
+        b = xp.moveaxis(sf, (0, 1, 2), (-2, -3, -1))                  # (*f, g, n, o)
+        return _from_chan_last(xp, xp.matmul(a, b), (0, 1, 2))
+    out = None
+    for n in range(xf.shape[0]):
+        term = xf[n][:, :, None] * sf[n][:, None, :]
+        out = term if out is None else out.__iadd__(term)
+    return out
 
 
 def _budget_chunks(geo, params, itemsize, budget, op):
@@ -189,7 +231,7 @@ def _run_conv3d(params, y, w, b, budget):
         for ph in product(*geo.phases):
             seg = _segment(xp, geo, yc, ph, dtype)
             seg = seg.reshape((seg.shape[0], -1, cog) + geo.seg)
-            sf = _chan_last(xp, _forward(sfft, kw, seg, geo, real))   # (*f, g, o, n)
+            sf = _forward(sfft, kw, seg, geo, real)                    # (n, g, o, *f)
             ker = xp.zeros((gs.stop - gs.start, cig, cog) + geo.lmax, dtype)
             idx = [_tap_index(ph[a], geo.lmax[a], True) for a in range(3)]
             ks = [list(ph[a].ks) for a in range(3)]
@@ -197,10 +239,9 @@ def _run_conv3d(params, y, w, b, budget):
                 xp.asarray(idx[2])[None, None, :]] = w6[gs][
                 :, :, :, xp.asarray(ks[0])[:, None, None], xp.asarray(ks[1])[None, :, None],
                 xp.asarray(ks[2])[None, None, :]]
-            kf = xp.moveaxis(_forward(sfft, kw, ker, geo, real), (0, 1, 2), (-3, -2, -1))
-            prod_ = xp.matmul(kf, sf)                                  # (*f, g, c, n)
-            acc = prod_ if acc is None else acc.__iadd__(prod_)
-        acc = xp.moveaxis(acc, (-1, -3, -2), (0, 1, 2))                # (n, g, c, *f)
+            kf = _forward(sfft, kw, ker, geo, real)                    # (g, c, o, *f)
+            acc = _contract_conv3d(xp, kf, sf, acc)
+        acc = _from_chan_last(xp, acc, (1, 2, 0)) if _matmul_layout(cig, cog) else acc
         out = _inverse(sfft, kw, xp.ascontiguousarray(acc), geo, real)
         x[ns, gs] = out[(Ellipsis,) + crop]
     x = x.reshape(params.input_shape)
@@ -223,16 +264,14 @@ def _run_weight_grad(params, x, gy, budget):
     for n0, g0 in product(range(0, N, nb), range(0, G, gc)):
         ns, gs = slice(n0, min(N, n0 + nb)), slice(g0, min(G, g0 + gc))
         xc = x[ns].reshape((-1, G, cig) + I)[:, gs][..., ::-1, ::-1, ::-1]
-        xf = _chan_last(xp, _forward(sfft, kw, xp.ascontiguousarray(xc), geo, real))
-        xf = xp.swapaxes(xf, -1, -2)                                   # (*f, g, n, c)
+        xf = _forward(sfft, kw, xp.ascontiguousarray(xc), geo, real)  # (n, g, c, *f)
         yc = gy[ns].reshape((-1, G, cog) + params.out_size)[:, gs]
         yc = yc.reshape((-1, (gs.stop - gs.start) * cog) + params.out_size)
         for ph in product(*geo.phases):
             seg = _segment(xp, geo, yc, ph, dtype)
             seg = seg.reshape((seg.shape[0], -1, cog) + geo.seg)
-            sf = _chan_last(xp, _forward(sfft, kw, seg, geo, real))   # (*f, g, o, n)
-            cf = xp.matmul(sf, xf)                                     # (*f, g, o, c)
-            cf = xp.ascontiguousarray(xp.moveaxis(cf, (-3, -1, -2), (0, 1, 2)))
+            sf = _forward(sfft, kw, seg, geo, real)                    # (n, g, o, *f)
+            cf = xp.ascontiguousarray(_contract_weight(xp, xf, sf))   # (g, c, o, *f)
             z = _inverse(sfft, kw, cf, geo, real)                      # (g, c, o, *F)
             rows = [[I[a] - 1 + q for q in _tap_index(ph[a], 0, False)] for a in range(3)]
             ks = [list(ph[a].ks) for a in range(3)]
