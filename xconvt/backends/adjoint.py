@@ -48,6 +48,10 @@ _CPU_CHUNK_BYTES = 16 * 2**20
 _BLAS_ONE_THREAD_MNK = 2 * 65536 * 4
 """``M*N*K`` below which OpenBLAS runs a GEMM on one thread (as in backends.cpu)."""
 
+_BLAS_ONE_THREAD_GEMV = 2304 * 4
+"""``M*N`` below which OpenBLAS runs a matrix-vector product on one thread; a GEMM
+with one row is forwarded to it (``GEMM_GEMV_FORWARD``)."""
+
 _MIN_BLOCK = 32
 """Fewest columns of a CPU GEMM block (wide layers then let BLAS thread it)."""
 
@@ -231,7 +235,8 @@ class _Run:
         self.ni = ni
         self.im2col = _im2col_cupy if self.gpu else _im2col_numpy
         mk = ax.cig * ax.R
-        self.block = None if self.gpu else max(_MIN_BLOCK, (_BLAS_ONE_THREAD_MNK - 1) // mk)
+        one = _BLAS_ONE_THREAD_GEMV if ax.cig == 1 else _BLAS_ONE_THREAD_MNK
+        self.block = None if self.gpu else max(_MIN_BLOCK, (one - 1) // mk)
         self.chunks = -(-ax.I[0] // ni)
         self.items = [(k, n, g, i0) for k, (n, g, i0) in enumerate(
             (n, g, i0) for n in range(params.batch) for g in range(ax.G)
