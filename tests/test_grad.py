@@ -546,3 +546,18 @@ def test_fft_contraction_layouts(monkeypatch, pairs, dtype):
     ref = conv_transpose3d_weight_ref(gx, y, w.shape[2:], kw["stride"], kw["padding"], 2,
                                       kw["dilation"])
     assert_close(adjoint_fft.weight_grad(params, gx, y), ref, dtype)
+
+
+@pytest.mark.parametrize("limit", [1, 20000, 80000, 10**7])
+def test_gemm_group_and_depth_chunks(limit):
+    """Chunks of some groups (5 groups in chunks of 2) and some depth planes."""
+    rng = np.random.default_rng(0)
+    y, w = rng.standard_normal((2, 10, 9, 8, 7)), rng.standard_normal((15, 2, 5, 2, 3))
+    kw = dict(stride=(1, 1, 2), padding=(2, 0, 1), dilation=(1, 2, 1), groups=5)
+    params, _ = conv3d_params(y.shape, w.shape, None, **kw)
+    x = adjoint.conv3d(params, y, w, limit=limit)
+    assert_close(x, conv3d_ref(y, w, None, **kw), "float64")
+    gx = rng.standard_normal(x.shape)
+    ref = conv_transpose3d_weight_ref(gx, y, w.shape[2:], kw["stride"], kw["padding"], 5,
+                                      kw["dilation"])
+    assert_close(adjoint.weight_grad(params, gx, y, limit=limit), ref, "float64")

@@ -85,14 +85,24 @@ class _Axes:
         self.hw = self.I[1] * self.I[2]
         self.qmax = (self.K[0] - 1) * self.d[0] // self.s[0]
 
-    def p_elems(self, ni):
-        return self.s[0] * self.R * (ni + self.qmax) * self.hw
+    def p_elems(self, ni, gc):
+        """Elements of the im2col of ``ni`` depth planes of ``gc`` groups."""
+        return gc * self.s[0] * self.R * (ni + self.qmax) * self.hw
 
-    def chunk_planes(self, limit, itemsize):
-        """Depth planes per chunk so that P and the accumulator fit ``limit``."""
-        per = (self.s[0] * self.R + self.cig) * self.hw * itemsize
-        fixed = self.s[0] * self.R * self.qmax * self.hw * itemsize
+    def chunk_planes(self, limit, itemsize, gc):
+        """Depth planes per chunk of ``gc`` groups so that P and the accumulator fit."""
+        per = gc * (self.s[0] * self.R + self.cig) * self.hw * itemsize
+        fixed = gc * self.s[0] * self.R * self.qmax * self.hw * itemsize
         return max(1, min(self.I[0], (limit - fixed) // per))
+
+    def chunking(self, limit, itemsize):
+        """``(groups, planes)`` per chunk: every group where the chunk still
+        spans ``4*qmax`` planes (depth halos under 25%), else fewer groups."""
+        want = min(self.I[0], max(1, 4 * self.qmax))
+        gc = self.G
+        while gc > 1 and self.chunk_planes(limit, itemsize, gc) < want:
+            gc = -(-gc // 2)
+        return gc, self.chunk_planes(limit, itemsize, gc)
 
     def gemm_flops(self):
         """FLOPs of the GEMMs: every tap, including those on padding."""
@@ -112,7 +122,8 @@ def _valid(n, s, off, size):
 
 
 def _im2col_numpy(ax, y, P, i0, ni):
-    """Fill ``P`` (``(s_d, Cog, kH, kW, nq, Ih, Iw)``) from ``y`` (``(Cog, O...)``)."""
+    """Fill ``P`` (``(G, s_d, Cog, kH, kW, nq, Ih, Iw)``) from ``y`` (``(G*Cog, O...)``)."""
+    y = y.reshape((P.shape[0], ax.cog) + ax.O)
     nq = ni + ax.qmax
     Ih, Iw = ax.I[1], ax.I[2]
     for r in range(ax.s[0]):
@@ -124,10 +135,10 @@ def _im2col_numpy(ax, y, P, i0, ni):
             for uw in range(ax.K[2]):
                 offw = uw * ax.d[2] - ax.p[2]
                 w0, w1 = _valid(Iw, ax.s[2], offw, ax.O[2])
-                t = P[r, :, uh, uw]
+                t = P[:, r, :, uh, uw]
                 if q1 > q0 and h1 > h0 and w1 > w0:
-                    t[:, q0:q1, h0:h1, w0:w1] = y[
-                        :,
+                    t[..., q0:q1, h0:h1, w0:w1] = y[
+                        ..., 
                         q0 * ax.s[0] + offd:(q1 - 1) * ax.s[0] + offd + 1:ax.s[0],
                         h0 * ax.s[1] + offh:(h1 - 1) * ax.s[1] + offh + 1:ax.s[1],
                         w0 * ax.s[2] + offw:(w1 - 1) * ax.s[2] + offw + 1:ax.s[2],
@@ -138,17 +149,17 @@ def _im2col_numpy(ax, y, P, i0, ni):
 
 
 def _zero_outside(t, q0, q1, h0, h1, w0, w1):
-    """Zero ``t[:, q, h, w]`` outside the box ``[q0, q1) x [h0, h1) x [w0, w1)``."""
-    t[:, :q0] = 0
-    t[:, q1:] = 0
-    t[:, q0:q1, :h0] = 0
-    t[:, q0:q1, h1:] = 0
-    t[:, q0:q1, h0:h1, :w0] = 0
-    t[:, q0:q1, h0:h1, w1:] = 0
+    """Zero ``t[..., q, h, w]`` outside the box ``[q0, q1) x [h0, h1) x [w0, w1)``."""
+    t[..., :q0, :, :] = 0
+    t[..., q1:, :, :] = 0
+    t[..., q0:q1, :h0, :] = 0
+    t[..., q0:q1, h1:, :] = 0
+    t[..., q0:q1, h0:h1, :w0] = 0
+    t[..., q0:q1, h0:h1, w1:] = 0
 
 
 _IM2COL_CUDA = r"""
-    // i indexes P (s_d, Cog, kH, kW, nq, Ih, Iw); y is one group (Cog, Od, Oh, Ow)
+    // i indexes P (G, s_d, Cog, kH, kW, nq, Ih, Iw); y is (G*Cog, Od, Oh, Ow)
     long long t = i;
     int iw = t % Iw; t /= Iw;
     int ih = t % Ih; t /= Ih;
@@ -156,14 +167,15 @@ _IM2COL_CUDA = r"""
     int uw = t % kW; t /= kW;
     int uh = t % kH; t /= kH;
     int o = t % Cog; t /= Cog;
-    int r = t;
+    int r = t % sd; t /= sd;
+    long long c = t * Cog + o;
     long long md = (long long)(i0 + q) * sd + r - pd;
     long long mh = (long long)ih * sh + uh * dh - ph;
     long long mw = (long long)iw * sw + uw * dw - pw;
     if (md < 0 || md >= Od || mh < 0 || mh >= Oh || mw < 0 || mw >= Ow) {
         out = 0;
     } else {
-        out = y[((o * (long long)Od + md) * Oh + mh) * Ow + mw];
+        out = y[((c * Od + md) * Oh + mh) * Ow + mw];
     }
 """
 
@@ -199,16 +211,18 @@ def _work_dtype(xp, dtype):
 class _Run:
     """Library, work dtype, geometry, chunking, workers and column blocks of a call.
 
-    On the CPU, ``workers`` threads (:func:`xconvt.backends.cpu.available_cpus`,
-    at most 8) take chunks as they finish, each with its own im2col buffer,
-    and every GEMM is cut into column blocks small enough (``M*N*K`` under
-    OpenBLAS's threading threshold) that BLAS runs it on the calling thread:
-    BLAS threads synchronize on every call, which on a busy machine costs up
-    to a scheduler time slice per call.  On the GPU one thread issues whole
-    GEMMs (cuBLAS).
+    A chunk is one batch element and ``ni`` input depth planes, all groups at
+    once (the GEMMs are batched over groups).  On the CPU, ``workers`` threads
+    (:func:`xconvt.backends.cpu.available_cpus`, at most 8) take chunks as
+    they finish, each with its own im2col buffer, and every GEMM is cut into
+    column blocks small enough (``M*N*K``, or ``N*K`` for one-row GEMMs,
+    under OpenBLAS's threading thresholds) that BLAS runs it on the calling
+    thread: BLAS threads synchronize on every call, which on a busy machine
+    costs up to a scheduler time slice per call.  On the GPU one thread issues
+    whole batched GEMMs (cuBLAS).
     """
 
-    def __init__(self, params, a, limit, op):
+    def __init__(self, params, a, limit):
         from . import cpu
 
         self.gpu = is_cupy_array(a)
@@ -226,26 +240,25 @@ class _Run:
                                                               _CPU_CHUNK_BYTES)
         self.workers = 1 if self.gpu else cpu._cpu_count()
         itemsize = xp.dtype(self.dtype).itemsize
-        ni = ax.chunk_planes(max(1, limit // self.workers), itemsize)
-        outer = params.batch * ax.G
+        gc, ni = ax.chunking(max(1, limit // self.workers), itemsize)
+        outer = params.batch * -(-ax.G // gc)
         if self.workers > 1 and outer < _CHUNKS_PER_WORKER * self.workers:
             # enough chunks to balance the workers, halos permitting
             want = -(-_CHUNKS_PER_WORKER * self.workers // outer)
             ni = min(ni, max(-(-ax.I[0] // want), 4 * ax.qmax, 1))
-        self.ni = ni
-        self.im2col = _im2col_cupy if self.gpu else _im2col_numpy
-        mk = ax.cig * ax.R
-        one = _BLAS_ONE_THREAD_GEMV if ax.cig == 1 else _BLAS_ONE_THREAD_MNK
-        self.block = None if self.gpu else max(_MIN_BLOCK, (one - 1) // mk)
-        self.chunks = -(-ax.I[0] // ni)
-        self.items = [(k, n, g, i0) for k, (n, g, i0) in enumerate(
-            (n, g, i0) for n in range(params.batch) for g in range(ax.G)
+        self.gc, self.ni = gc, ni
+        self.items = [(k, n, g0, i0) for k, (n, g0, i0) in enumerate(
+            (n, g0, i0) for n in range(params.batch) for g0 in range(0, ax.G, gc)
             for i0 in range(0, ax.I[0], ni))]
+        self.im2col = _im2col_cupy if self.gpu else _im2col_numpy
+        one = _BLAS_ONE_THREAD_GEMV if ax.cig == 1 else _BLAS_ONE_THREAD_MNK
+        self.block = None if self.gpu else max(_MIN_BLOCK, (one - 1) // (ax.cig * ax.R))
 
     def buffers(self):
+        """One im2col buffer ``(gc, s_d, Cog, kH, kW, nq, Ih, Iw)`` per worker."""
         ax, xp = self.ax, self.xp
-        return [xp.empty((ax.s[0], ax.cog, ax.K[1], ax.K[2], self.ni + ax.qmax) + ax.I[1:],
-                         self.dtype) for _ in range(self.workers)]
+        shape = (self.gc, ax.s[0], ax.cog, ax.K[1], ax.K[2], self.ni + ax.qmax) + ax.I[1:]
+        return [xp.empty(shape, self.dtype) for _ in range(self.workers)]
 
     def each(self, fn):
         """``fn(worker, item)`` for every chunk, on the workers."""
@@ -257,78 +270,79 @@ class _Run:
 
         cpu._dynamic(min(self.workers, len(self.items)), self.items, fn)
 
+    def _blocks(self, a, rows):
+        """``a`` (``(G, rows, n)``) as ``(G, n // blk, rows, blk)`` column blocks."""
+        blk, it = self.block, a.itemsize
+        return as_strided(a, (a.shape[0], a.shape[2] // blk, rows, blk),
+                          (a.strides[0], blk * it, a.strides[1], it))
+
     def matmul(self, a, b, out):
-        """``out = a @ b``, in column blocks of ``b`` and ``out`` on the CPU."""
+        """``out[g] = a[g] @ b[g]`` (``(G, M, K) @ (G, K, n)``), in column blocks on the CPU."""
         xp, blk = self.xp, self.block
-        n = b.shape[1]
+        n = b.shape[2]
         if self.gpu:
             if out.flags.c_contiguous:
                 return xp.matmul(a, b, out=out)
             out[...] = xp.matmul(a, b)
             return out
-        if blk is None or n <= blk:
+        if n <= blk:
             return xp.matmul(a, b, out=out)
-        full = n // blk
-        it = b.itemsize
-        b3 = as_strided(b, (full, b.shape[0], blk), (blk * it, b.strides[0], it))
-        o3 = as_strided(out, (full, out.shape[0], blk), (blk * it, out.strides[0], it))
-        xp.matmul(a, b3, out=o3)
-        if full * blk < n:
-            xp.matmul(a, b[:, full * blk:], out=out[:, full * blk:])
+        full = n // blk * blk
+        xp.matmul(a[:, None], self._blocks(b, b.shape[1]), out=self._blocks(out, out.shape[1]))
+        if full < n:
+            xp.matmul(a, b[..., full:], out=out[..., full:])
         return out
 
     def matmul_t(self, a, b):
-        """``a @ b.T`` summed over column blocks in a fixed order."""
+        """``a[g] @ b[g].T`` (``(G, M, n)``, ``(G, R, n)``), column blocks summed in order."""
         xp, blk = self.xp, self.block
-        n = a.shape[1]
-        if blk is None or n <= blk:
-            return xp.matmul(a, b.T)
-        full = n // blk
-        it = a.itemsize
-        a3 = as_strided(a, (full, a.shape[0], blk), (blk * it, a.strides[0], it))
-        b3 = as_strided(b, (full, blk, b.shape[0]), (blk * it, it, b.strides[0]))
-        out = xp.matmul(a3, b3).sum(axis=0)
-        if full * blk < n:
-            out += xp.matmul(a[:, full * blk:], b[:, full * blk:].T)
+        n = a.shape[2]
+        if self.gpu or n <= blk:
+            return xp.matmul(a, xp.swapaxes(b, -1, -2))
+        full = n // blk * blk
+        out = xp.matmul(self._blocks(a, a.shape[1]),
+                        xp.swapaxes(self._blocks(b, b.shape[1]), -1, -2)).sum(axis=1)
+        if full < n:
+            out += xp.matmul(a[..., full:], xp.swapaxes(b[..., full:], -1, -2))
         return out
 
 
 def _depth_blocks(P, ax, ni, nic):
-    """Per depth tap, ``A_kd`` as a 2-D view ``(R, nic*Ih*Iw)`` of ``P``."""
+    """Per depth tap, ``A_kd`` as a view ``(gc, R, nic*Ih*Iw)`` of ``P``."""
     nq = ni + ax.qmax
-    Pr = P.reshape(ax.s[0], ax.R, nq * ax.hw)
+    Pr = P.reshape(P.shape[0], ax.s[0], ax.R, nq * ax.hw)
     blocks = []
     for kd in range(ax.K[0]):
         r, q0 = (kd * ax.d[0]) % ax.s[0], (kd * ax.d[0]) // ax.s[0]
-        blocks.append(Pr[r, :, q0 * ax.hw:(q0 + nic) * ax.hw])
+        blocks.append(Pr[:, r, :, q0 * ax.hw:(q0 + nic) * ax.hw])
     return blocks
 
 
 def _run_conv3d(params, y, w, b, limit=None):
-    run = _Run(params, y, limit, "conv3d")
+    run = _Run(params, y, limit)
     xp, dtype, ax, ni = run.xp, run.dtype, run.ax, run.ni
     G, cig, cog, hw = ax.G, ax.cig, ax.cog, ax.hw
     y = xp.ascontiguousarray(y.astype(dtype, copy=False))
-    # W[g, kd] : (Cig, Cog*kH*kW)
+    # W[kd, g] : (Cig, Cog*kH*kW)
     wk = w.astype(dtype, copy=False).reshape((G, cig, cog) + ax.K)
-    wk = xp.ascontiguousarray(wk.transpose(0, 3, 1, 2, 4, 5)).reshape(G, ax.K[0], cig, ax.R)
-    N, Id = params.batch, ax.I[0]
-    x = xp.empty((N, G, cig, Id * hw), dtype)
+    wk = xp.ascontiguousarray(wk.transpose(3, 0, 1, 2, 4, 5)).reshape(ax.K[0], G, cig, ax.R)
+    Id = ax.I[0]
+    x = xp.empty((params.batch, G, cig, Id * hw), dtype)
     Ps = run.buffers()
-    tmps = [xp.empty((cig, ni * hw), dtype) if ax.K[0] > 1 else None
+    tmps = [xp.empty((run.gc, cig, ni * hw), dtype) if ax.K[0] > 1 else None
             for _ in range(run.workers)]
 
     def chunk(worker, item):
-        _, n, g, i0 = item
-        nic = min(ni, Id - i0)
-        P = Ps[worker]
-        run.im2col(ax, y[n, g * cog:(g + 1) * cog], P, i0, nic)
-        acc = x[n, g, :, i0 * hw:(i0 + nic) * hw]
+        _, n, g0, i0 = item
+        nic, gs = min(ni, Id - i0), slice(g0, min(G, g0 + run.gc))
+        P = Ps[worker][:gs.stop - g0]
+        run.im2col(ax, y[n, g0 * cog:gs.stop * cog], P, i0, nic)
+        acc = x[n, gs, :, i0 * hw:(i0 + nic) * hw]
         blocks = _depth_blocks(P, ax, ni, nic)
-        run.matmul(wk[g, 0], blocks[0], acc)
+        run.matmul(wk[0, gs], blocks[0], acc)
         for kd in range(1, ax.K[0]):
-            t = tmps[worker][:, :nic * hw]
-            run.matmul(wk[g, kd], blocks[kd], t)
+            t = tmps[worker][:gs.stop - g0, :, :nic * hw]
+            run.matmul(wk[kd, gs], blocks[kd], t)
             acc += t
 
     run.each(chunk)
@@ -339,7 +353,7 @@ def _run_conv3d(params, y, w, b, limit=None):
 
 
 def _run_weight_grad(params, x, gy, limit=None):
-    run = _Run(params, x, limit, "weight_grad")
+    run = _Run(params, x, limit)
     xp, dtype, ax, ni = run.xp, run.dtype, run.ax, run.ni
     G, cig, cog, hw = ax.G, ax.cig, ax.cog, ax.hw
     x = xp.ascontiguousarray(x.astype(dtype, copy=False))
@@ -347,21 +361,22 @@ def _run_weight_grad(params, x, gy, limit=None):
     Id = ax.I[0]
     xr = x.reshape(params.batch, G, cig, Id * hw)
     Ps = run.buffers()
-    # one partial sum per chunk, added in chunk order at the end (deterministic)
-    parts = xp.empty((len(run.items), ax.K[0], cig, ax.R), dtype)
+    # one partial sum per batch element and depth chunk, added in chunk order
+    # at the end (deterministic)
+    parts = xp.empty((params.batch, -(-Id // ni), ax.K[0], G, cig, ax.R), dtype)
 
     def chunk(worker, item):
-        k, n, g, i0 = item
-        nic = min(ni, Id - i0)
-        P = Ps[worker]
-        run.im2col(ax, gy[n, g * cog:(g + 1) * cog], P, i0, nic)
-        xm = xr[n, g, :, i0 * hw:(i0 + nic) * hw]
+        _, n, g0, i0 = item
+        nic, gs = min(ni, Id - i0), slice(g0, min(G, g0 + run.gc))
+        P = Ps[worker][:gs.stop - g0]
+        run.im2col(ax, gy[n, g0 * cog:gs.stop * cog], P, i0, nic)
+        xm = xr[n, gs, :, i0 * hw:(i0 + nic) * hw]
         for kd, a in enumerate(_depth_blocks(P, ax, ni, nic)):
-            parts[k, kd] = run.matmul_t(xm, a)
+            parts[n, i0 // ni, kd, gs] = run.matmul_t(xm, a)
 
     run.each(chunk)
-    acc = parts.reshape((params.batch, G, run.chunks, ax.K[0], cig, ax.R)).sum(axis=(0, 2))
-    dw = acc.reshape((G, ax.K[0], cig, cog) + ax.K[1:]).transpose(0, 2, 3, 1, 4, 5)
+    acc = parts.sum(axis=(0, 1))                               # (kD, G, Cig, R)
+    dw = acc.reshape((ax.K[0], G, cig, cog) + ax.K[1:]).transpose(1, 2, 3, 0, 4, 5)
     return xp.ascontiguousarray(dw).reshape(params.weight_shape)
 
 
@@ -405,12 +420,12 @@ def _estimate(problem, ax):
     itemsize = 8 if wide > 1 else 4
     gpu = problem.device.kind == "cuda"
     limit = problem.budget if gpu else min(problem.budget, _CPU_CHUNK_BYTES)
-    ni = ax.chunk_planes(limit, itemsize)
-    chunks = params.batch * ax.G * -(-ax.I[0] // ni)
-    copied = params.batch * ax.G * ax.p_elems(ni) * -(-ax.I[0] // ni)
+    gc, ni = ax.chunking(limit, itemsize)
+    chunks = params.batch * -(-ax.G // gc) * -(-ax.I[0] // ni)
+    copied = chunks * ax.p_elems(ni, gc)
     passes = params.batch * params.in_channels * math.prod(ax.I) * ax.K[0]
     if problem.op == "weight_grad":
-        passes = chunks * ax.K[0] * ax.cig * ax.R
+        passes = chunks * ax.K[0] * ax.G * ax.cig * ax.R
     c = _GPU if gpu else _CPU
     rate = c["thin_flop"] if ax.thin() else c["flop"]
     t = cplx * wide * ax.gemm_flops() * rate
@@ -419,7 +434,7 @@ def _estimate(problem, ax):
     else:
         t += wide * (copied * c["copy"] + passes * c["pass"])
         t += chunks * (ax.s[0] * ax.K[1] * ax.K[2] + 2 * ax.K[0]) * c["call"]
-    workspace = (ax.p_elems(ni) + ax.cig * ni * ax.hw) * itemsize
+    workspace = (ax.p_elems(ni, gc) + gc * ax.cig * ni * ax.hw) * itemsize
     return t, workspace
 
 
