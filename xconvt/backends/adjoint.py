@@ -61,7 +61,7 @@ _CHUNKS_PER_WORKER = 4
 # Seconds per unit, fitted to float32 timings on the 2-core bench machine
 # (bench/NOTES.md, "conv3d and weight gradient"): GEMM FLOPs at two BLAS
 # threads, im2col elements copied, accumulator/output elements passed, calls.
-_CPU = {"flop": 1.0 / 60e9, "thin_flop": 1.0 / 12e9, "copy": 1.2e-9, "pass": 0.6e-9,
+_CPU = {"flop": 1.0 / 60e9, "thin_flop": 1.0 / 25e9, "copy": 0.7e-9, "pass": 0.6e-9,
         "call": 6e-6}
 # On the GPU (H100/H200 class): cuBLAS float32 FLOPs, bytes moved, launches.
 _GPU = {"flop": 1.0 / 25e12, "thin_flop": 1.0 / 4e12, "byte": 1.0 / 2.0e12, "call": 8e-6}

@@ -47,7 +47,7 @@ __all__ = ["conv3d", "plan_conv3d", "plan_weight_grad", "weight_grad"]
 
 # Seconds per unit on the 2-core bench machine (float32; bench/NOTES.md): one
 # element-log2 of transform work, one complex multiply-add, one call overhead.
-_CPU = {"fft": 1.0e-9, "mac": 1.5e-9, "call": 5e-5}
+_CPU = {"fft": 0.65e-9, "mac": 1.0e-9, "call": 3e-5}
 _GPU = {"fft": 4e-12, "mac": 2e-11, "call": 3e-5}
 
 
