@@ -168,6 +168,10 @@ def _apply_defaults(args, device_name):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["grad"]:  # forward and gradients: bench/grad.py
+        from .grad import main as grad_main
+
+        return grad_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.suite == "overhead":
         from .overhead import main as overhead

@@ -18,7 +18,8 @@ import itertools
 
 import numpy as np
 
-__all__ = ["conv_transpose3d_ref", "out_size_ref", "triple"]
+__all__ = ["conv3d_ref", "conv_transpose3d_ref", "conv_transpose3d_weight_ref", "out_size_ref",
+           "triple"]
 
 
 def triple(v):
@@ -96,3 +97,76 @@ def conv_transpose3d_ref(x, w, b=None, stride=1, padding=0, output_padding=0,
         res = res + b.astype(ct).reshape((1, -1, 1, 1, 1))
     res = np.ascontiguousarray(res)
     return res[0] if unbatched else res
+
+
+def conv3d_ref(y, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """3-D convolution in float64 (complex128) from the definition.
+
+    ``out[n, g*Cog + o, i] = sum_{c, k} w[g*Cog + o, c, k] * ypad[n, g*Cig + c, i*s + k*d]``
+    with ``ypad`` zero-padded by ``padding`` per side, or for ``"same"`` by
+    ``d*(k - 1) // 2`` on the left and the rest on the right; ``"valid"`` is 0.
+    ``y`` is ``(N, C_in, D, H, W)`` or unbatched; ``w`` is ``(C_out, C_in/g, k...)``.
+    """
+    y, w = np.asarray(y), np.asarray(w)
+    is_complex = np.iscomplexobj(y) or np.iscomplexobj(w) or (
+        b is not None and np.iscomplexobj(b))
+    ct = np.complex128 if is_complex else np.float64
+    unbatched = y.ndim == 4
+    if unbatched:
+        y = y[None]
+    s, d = triple(stride), triple(dilation)
+    kernel = w.shape[2:]
+    if isinstance(padding, str):
+        total = [dd * (k - 1) for dd, k in zip(d, kernel)] if padding == "same" else [0] * 3
+        lo = [t // 2 for t in total]
+        hi = [t - a for t, a in zip(total, lo)]
+    else:
+        lo = hi = list(triple(padding))
+    ypad = np.pad(y.astype(ct), [(0, 0), (0, 0)] + list(zip(lo, hi)))
+    n, cin = y.shape[:2]
+    cout, cig = w.shape[:2]
+    g = int(groups)
+    cog = cout // g
+    out = tuple((ypad.shape[2 + a] - d[a] * (kernel[a] - 1) - 1) // s[a] + 1 for a in range(3))
+    yg = ypad.reshape((n, g, cig) + ypad.shape[2:])
+    wg = w.astype(ct).reshape((g, cog, cig) + tuple(kernel))
+    res = np.zeros((n, g, cog) + out, dtype=ct)
+    for kd, kh, kw in itertools.product(*(range(k) for k in kernel)):
+        idx = tuple(slice(k * dd, k * dd + (o - 1) * ss + 1, ss)
+                    for k, dd, ss, o in zip((kd, kh, kw), d, s, out))
+        res += np.einsum("ngcdhw,goc->ngodhw", yg[(Ellipsis,) + idx], wg[..., kd, kh, kw])
+    res = res.reshape((n, cout) + out)
+    if b is not None:
+        res = res + np.asarray(b).astype(ct).reshape((1, -1, 1, 1, 1))
+    return res[0] if unbatched else res
+
+
+def conv_transpose3d_weight_ref(x, gy, kernel, stride=1, padding=0, groups=1, dilation=1):
+    """Weight gradient of ``conv_transpose3d`` in float64 (complex128).
+
+    ``dw[g*Cig + c, o, k] = sum_{n, i} x[n, g*Cig + c, i] * gy[n, g*Cog + o, i*s - p + k*d]``
+    with ``gy`` zero outside its extent.  ``x`` is ``(N, C_in, ...)`` or unbatched
+    and ``gy`` the output gradient of the matching shape.
+    """
+    x, gy = np.asarray(x), np.asarray(gy)
+    ct = np.complex128 if (np.iscomplexobj(x) or np.iscomplexobj(gy)) else np.float64
+    if x.ndim == 4:
+        x, gy = x[None], gy[None]
+    s, p, d = triple(stride), triple(padding), triple(dilation)
+    n, cin = x.shape[:2]
+    cout = gy.shape[1]
+    g = int(groups)
+    cig, cog = cin // g, cout // g
+    in_size, out = x.shape[2:], gy.shape[2:]
+    # gpad[j] = gy[j - p], covering j = i*s + k*d for every i, k
+    full = [(i - 1) * ss + dd * (k - 1) + 1 for i, k, ss, dd in zip(in_size, kernel, s, d)]
+    gpad = np.zeros((n, cout) + tuple(max(f, pp + o) for f, pp, o in zip(full, p, out)), ct)
+    gpad[(Ellipsis,) + tuple(slice(pp, pp + o) for pp, o in zip(p, out))] = gy
+    xg = x.astype(ct).reshape((n, g, cig) + tuple(in_size))
+    gg = gpad.reshape((n, g, cog) + gpad.shape[2:])
+    dw = np.zeros((g, cig, cog) + tuple(kernel), ct)
+    for kd, kh, kw in itertools.product(*(range(k) for k in kernel)):
+        idx = tuple(slice(k * dd, k * dd + (i - 1) * ss + 1, ss)
+                    for k, dd, ss, i in zip((kd, kh, kw), d, s, in_size))
+        dw[..., kd, kh, kw] = np.einsum("ngcdhw,ngodhw->gco", xg, gg[(Ellipsis,) + idx])
+    return dw.reshape((cin, cog) + tuple(kernel))

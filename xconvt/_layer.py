@@ -93,6 +93,20 @@ class ConvTranspose3d:
     precision : str or None
         Passed to :func:`xconvt.conv_transpose3d` (default None: the process
         setting, :func:`xconvt.get_float32_precision`).
+    requires_grad : bool
+        When True (default False), :meth:`forward` keeps its input for
+        :meth:`backward`.
+    weight_grad, bias_grad : ndarray or None
+        Gradients accumulated by :meth:`backward` (None until then, or after
+        :meth:`zero_grad`).
+
+    Notes
+    -----
+    Training without a framework: switch on ``requires_grad`` (or pass
+    ``keep_input=True`` to one forward call), run the forward, then
+    :meth:`backward` with the loss gradient; it fills ``weight_grad`` and
+    ``bias_grad`` and returns the input gradient.  With CuPy arrays
+    (``device="cuda"``) everything stays on the GPU.
 
     Examples
     --------
@@ -102,6 +116,22 @@ class ConvTranspose3d:
     >>> x = np.random.default_rng(1).standard_normal((2, 16, 4, 6, 8), np.float32)
     >>> m(x).shape
     (2, 33, 9, 2, 5)
+
+    A training loop (mean squared error, plain gradient descent):
+
+    >>> rng = np.random.default_rng(0)
+    >>> layer = xconvt.ConvTranspose3d(4, 2, 3, stride=2, padding=1, rng=0)
+    >>> layer.requires_grad = True
+    >>> x = rng.standard_normal((2, 4, 5, 5, 5), np.float32)
+    >>> target = np.zeros((2, 2, 9, 9, 9), np.float32)
+    >>> for step in range(3):
+    ...     y = layer(x)                                # keeps x
+    ...     layer.zero_grad()
+    ...     gx = layer.backward(2 * (y - target) / y.size)   # d mean((y - target)^2)
+    ...     layer.weight -= 0.1 * layer.weight_grad
+    ...     layer.bias -= 0.1 * layer.bias_grad
+    >>> gx.shape, layer.weight_grad.shape
+    ((2, 4, 5, 5, 5), (4, 2, 3, 3, 3))
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -142,6 +172,10 @@ class ConvTranspose3d:
         self.transposed = True
         self.algorithm = "auto"
         self.precision = None
+        self.requires_grad = False
+        self.weight_grad = None
+        self.bias_grad = None
+        self._saved = None
         self._device = _parse_device(device)
         self._dtype = _parse_dtype(dtype)
         shape = (in_channels, out_channels // groups) + self.kernel_size
@@ -188,22 +222,73 @@ class ConvTranspose3d:
             self.bias = self._to_array(self._uniform(rng, bound, (self.out_channels,)))
 
     # -------------------------------------------------------------- forward
-    def forward(self, input, output_size=None):
+    def forward(self, input, output_size=None, *, keep_input=None):
         """Apply the layer; ``output_size`` picks ``output_padding`` like PyTorch.
 
         ``input`` may be any library's array; the parameters follow its library
-        (see ``device``) and the result is in it.
+        (see ``device``) and the result is in it.  ``keep_input`` (default:
+        ``requires_grad``) keeps a reference to ``input`` for :meth:`backward`.
         """
         weight, bias = self.weight, self.bias
         if type(input) is not type(weight):
             weight, bias = _interop.follow(input, weight, bias)
-        return conv_transpose3d(
+        out = conv_transpose3d(
             input, weight, bias, self.stride, self.padding,
             self.output_padding, self.groups, self.dilation,
             output_size=output_size, algorithm=self.algorithm, precision=self.precision,
         )
+        if self.requires_grad if keep_input is None else keep_input:
+            # the output_padding this call used (output_size may have set it)
+            full = tuple((i - 1) * s - 2 * p + d * (k - 1) + 1 for i, s, p, d, k in zip(
+                input.shape[-3:], self.stride, self.padding, self.dilation,
+                self.kernel_size))
+            self._saved = (input, tuple(o - f for o, f in zip(out.shape[-3:], full)))
+        return out
 
     __call__ = forward
+
+    def backward(self, grad_output, *, input_grad=True):
+        """Gradients of the last forward that kept its input.
+
+        Adds the weight gradient to ``weight_grad`` and the bias gradient to
+        ``bias_grad`` (as PyTorch accumulates ``.grad``; see :meth:`zero_grad`),
+        then releases the kept input.
+
+        Parameters
+        ----------
+        grad_output : ndarray
+            Gradient of the loss with respect to that forward's result (its shape).
+        input_grad : bool
+            Whether to compute the input gradient (skip it for a first layer).
+
+        Returns
+        -------
+        ndarray or None
+            Gradient with respect to the input, or None with ``input_grad=False``.
+        """
+        from . import grad
+
+        if self._saved is None:
+            msg = ("backward needs a forward that kept its input: set "
+                   "layer.requires_grad = True or call layer(x, keep_input=True) first")
+            raise RuntimeError(msg)
+        input, output_padding = self._saved
+        kw = dict(stride=self.stride, padding=self.padding, output_padding=output_padding,
+                  groups=self.groups, dilation=self.dilation)
+        dw = grad.conv_transpose3d_weight(input, self.weight.shape, grad_output, **kw)
+        self.weight_grad = dw if self.weight_grad is None else self.weight_grad + dw
+        if self.bias is not None:
+            db = grad.bias_grad(grad_output)
+            self.bias_grad = db if self.bias_grad is None else self.bias_grad + db
+        gx = (grad.conv_transpose3d_input(input.shape, self.weight, grad_output, **kw)
+              if input_grad else None)
+        self._saved = None
+        return gx
+
+    def zero_grad(self):
+        """Forget accumulated gradients (``weight_grad = bias_grad = None``)."""
+        self.weight_grad = None
+        self.bias_grad = None
 
     # -------------------------------------------------------------- state
     def state_dict(self):

@@ -31,7 +31,7 @@ import operator
 from dataclasses import dataclass
 from functools import cached_property
 
-__all__ = ["AxisPhase", "ConvParams", "as_triple", "check_int", "dtype_name"]
+__all__ = ["AxisPhase", "ConvParams", "as_triple", "check_int", "conv3d_params", "dtype_name"]
 
 _PARAM_NAMES = ("stride", "padding", "output_padding", "dilation")
 
@@ -456,3 +456,153 @@ def _output_padding_from_size(output_size, ndim, in_size, kernel, stride, paddin
             )
             raise ValueError(msg)
     return tuple(sz - m for sz, m in zip(sizes, lo))
+
+
+def conv3d_params(input_shape, weight_shape, bias_shape=None, stride=1, padding=0,
+                  dilation=1, groups=1):
+    """Validate ``conv3d`` arguments; the transposed convolution it is the adjoint of.
+
+    Checks run in :func:`torch.nn.functional.conv3d`'s order (argument types,
+    input rank, padding string, groups, padding, stride, dilation, weight
+    rank, weight size, groups divisibility, channels, bias, kernel against the
+    padded input) and raise ``ValueError``/``TypeError`` naming the argument,
+    its value and the rule.
+
+    Returns
+    -------
+    params : ConvParams
+        The transposed convolution ``T`` whose input is conv3d's *output* and
+        whose output is conv3d's *input*: ``T.input_shape`` is conv3d's
+        (batched) result shape, ``T.batched_output_shape`` its (batched)
+        input shape, ``T.weight_shape`` the conv3d weight shape, and
+        ``output_padding = (D_in + 2p - d(k - 1) - 1) mod s`` per axis.
+        ``params.has_bias`` is False (conv3d's bias has ``T.in_channels``
+        elements).
+    crop : tuple of 3 ints
+        Leading elements to drop, per axis, from the result computed with
+        ``params``.  Zero except for ``padding="same"`` with an odd total
+        padding ``d(k - 1)``: PyTorch then pads one more zero on the right
+        than on the left, which is computed here as the symmetric padding
+        ``ceil(d(k - 1)/2)`` (one extra output at the front) and a crop.
+    """
+    stride = as_triple("stride", stride)
+    dilation = as_triple("dilation", dilation)
+    same = False
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            msg = f"padding must be an int, a tuple of 3 ints, 'same' or 'valid', got {padding!r}"
+            raise ValueError(msg)
+        same = padding == "same"
+        padding = (0, 0, 0)
+    else:
+        padding = as_triple("padding", padding)
+    groups = check_int("groups", groups)
+    input_shape = tuple(int(v) for v in input_shape)
+    weight_shape = tuple(int(v) for v in weight_shape)
+    if bias_shape is not None:
+        bias_shape = tuple(int(v) for v in bias_shape)
+
+    if len(input_shape) not in (4, 5):
+        msg = (
+            "input must be 4-D (C_in, D, H, W) unbatched or 5-D (N, C_in, D, H, W), "
+            f"got a {len(input_shape)}-D input of shape {input_shape}"
+        )
+        raise ValueError(msg)
+    unbatched = len(input_shape) == 4
+    if unbatched:
+        input_shape = (1,) + input_shape
+    if min(input_shape[2:]) < 1:
+        shown = input_shape[1:] if unbatched else input_shape
+        msg = (
+            "input spatial dimensions must be non-empty (only a zero batch is "
+            f"allowed), got input of shape {shown}"
+        )
+        raise ValueError(msg)
+    if same and stride != (1, 1, 1):
+        msg = (f"padding='same' needs stride 1 in every dimension, "
+               f"got stride={_fmt(stride)}")
+        raise ValueError(msg)
+    if groups <= 0:
+        msg = f"groups must be a positive integer, got groups={groups}"
+        raise ValueError(msg)
+    for name, value, low, rule in (
+        ("padding", padding, 0, ">= 0"),
+        ("stride", stride, 1, ">= 1"),
+        ("dilation", dilation, 1, ">= 1"),
+    ):
+        if min(value) < low:
+            msg = f"{name} must be {rule} in every dimension, got {name}={_fmt(value)}"
+            raise ValueError(msg)
+    if len(weight_shape) != 5:
+        msg = (
+            "weight must be 5-D (out_channels, in_channels/groups, kD, kH, kW), "
+            f"got a {len(weight_shape)}-D weight of shape {weight_shape}"
+        )
+        raise ValueError(msg)
+    if weight_shape[0] < groups or weight_shape[0] % groups:
+        msg = (
+            f"weight.shape[0] (out_channels) must be a positive multiple of "
+            f"groups={groups}, got weight of shape {weight_shape}"
+        )
+        raise ValueError(msg)
+    if input_shape[1] != weight_shape[1] * groups:
+        msg = (
+            f"input has {input_shape[1]} channels but weight of shape {weight_shape} "
+            f"with groups={groups} expects weight.shape[1] * groups = "
+            f"{weight_shape[1] * groups} (input shape "
+            f"{input_shape[1:] if unbatched else input_shape})"
+        )
+        raise ValueError(msg)
+    if bias_shape is not None and bias_shape != (weight_shape[0],):
+        msg = (
+            f"bias must be 1-D with weight.shape[0] = {weight_shape[0]} elements for "
+            f"weight of shape {weight_shape}, got bias of shape {bias_shape}"
+        )
+        raise ValueError(msg)
+    if min(weight_shape[1:]) < 1:
+        msg = (
+            "weight must be non-empty: in_channels/groups and every kernel size must "
+            f"be >= 1, got weight of shape {weight_shape}"
+        )
+        raise ValueError(msg)
+
+    kernel = weight_shape[2:]
+    in_size = input_shape[2:]
+    crop = (0, 0, 0)
+    if same:
+        total = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
+        padding = tuple(-(-t // 2) for t in total)
+        crop = tuple(t % 2 for t in total)
+    span = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
+    padded = tuple(i + 2 * p - c for i, p, c in zip(in_size, padding, crop))
+    if any(sp > pd for sp, pd in zip(span, padded)):
+        msg = (
+            f"the dilated kernel dilation*(kernel - 1) + 1 = {_fmt(span)} must fit the "
+            f"padded input size {_fmt(padded)} in every dimension (input "
+            f"{_fmt(in_size)}, padding {_fmt(padding)}, kernel {_fmt(kernel)}, "
+            f"dilation {_fmt(dilation)})"
+        )
+        raise ValueError(msg)
+    out_size = tuple(
+        (i + 2 * p - d * (k - 1) - 1) // s + 1
+        for i, p, d, k, s in zip(in_size, padding, dilation, kernel, stride)
+    )
+    output_padding = tuple(
+        (i + 2 * p - d * (k - 1) - 1) % s
+        for i, p, d, k, s in zip(in_size, padding, dilation, kernel, stride)
+    )
+    params = ConvParams(
+        batch=input_shape[0],
+        in_channels=weight_shape[0],
+        out_channels=input_shape[1],
+        groups=groups,
+        in_size=out_size,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        unbatched=unbatched,
+        has_bias=False,
+    )
+    return params, crop

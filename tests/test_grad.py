@@ -1,0 +1,563 @@
+"""conv3d (the adjoint) and the gradients: identities, references, PyTorch, validation.
+
+* Adjoint identities in float64 over random valid geometries (hypothesis),
+  every algorithm forced: ``<T(x, w), y> = <x, conv3d(y, w)>`` and
+  ``<T(x, w), gy> = <w, weight_grad(x, gy)>``.
+* Values against the independent float64 references of
+  :mod:`tests.reference` (``conv3d_ref``, ``conv_transpose3d_weight_ref``) and
+  against PyTorch (CPU float64 within 1e-10, float32 within 1e-5).
+* Every invalid argument raises ``ValueError``/``TypeError`` where PyTorch rejects it.
+* The GPU paths (CuPy, marked ``gpu``) against the same float64 references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import xconvt
+from xconvt import grad
+from xconvt._params import conv3d_params
+from xconvt.backends import adjoint, adjoint_cuda, adjoint_fft, cpu
+
+from .helpers import assert_close, random_array, to_host
+from .reference import (conv3d_ref, conv_transpose3d_ref, conv_transpose3d_weight_ref,
+                        triple)
+from .strategies import configs, seeds
+
+ALGORITHMS = ("direct", "fft")
+FEW = settings(max_examples=30)
+
+
+def _vdot(a, b):
+    return complex(np.vdot(np.conj(np.asarray(a)).ravel(), np.asarray(b).ravel()))
+
+
+def _conv3d_kwargs(cfg):
+    return dict(stride=cfg.stride, padding=cfg.padding, dilation=cfg.dilation,
+                groups=cfg.groups)
+
+
+def _adjoint_holds(lhs, rhs, *norms):
+    bound = 1e-12 * np.prod(norms)
+    assert abs(lhs - rhs) <= bound, (lhs, rhs, bound)
+
+
+# ------------------------------------------------------------- adjoint identity
+@FEW
+@given(cfg=configs(batches=(None, 1, 2)), seed=seeds, algorithm=st.sampled_from(ALGORITHMS))
+def test_adjoint_identity_input(cfg, seed, algorithm):
+    """<conv_transpose3d(x), y> = <x, conv3d(y)> (and the input-gradient function)."""
+    x, w, _ = cfg.arrays(seed, "float64")
+    y = random_array(np.random.default_rng(seed + 1), cfg.output_shape, "float64")
+    tx = xconvt.conv_transpose3d(x, w, **cfg.kwargs)
+    gx = grad.conv_transpose3d_input(x.shape, w, y, **cfg.kwargs, algorithm=algorithm)
+    lhs, nx, ny = _vdot(tx, y), np.linalg.norm(x), np.linalg.norm(y)
+    _adjoint_holds(lhs, _vdot(x, gx), nx, ny, max(1.0, np.linalg.norm(w)))
+    if all(o < s for o, s in zip(triple(cfg.output_padding), triple(cfg.stride))):
+        cx = xconvt.conv3d(y, w, **_conv3d_kwargs(cfg), algorithm=algorithm)
+        assert cx.shape == x.shape
+        _adjoint_holds(lhs, _vdot(x, cx), nx, ny, max(1.0, np.linalg.norm(w)))
+
+
+@FEW
+@given(cfg=configs(batches=(None, 1, 2)), seed=seeds, algorithm=st.sampled_from(ALGORITHMS))
+def test_adjoint_identity_weight(cfg, seed, algorithm):
+    """<conv_transpose3d(x, w), gy> = <w, conv_transpose3d_weight(x, gy)>."""
+    x, w, _ = cfg.arrays(seed, "float64")
+    gy = random_array(np.random.default_rng(seed + 1), cfg.output_shape, "float64")
+    lhs = _vdot(xconvt.conv_transpose3d(x, w, **cfg.kwargs), gy)
+    dw = grad.conv_transpose3d_weight(x, w.shape, gy, **cfg.kwargs, algorithm=algorithm)
+    assert dw.shape == w.shape
+    _adjoint_holds(lhs, _vdot(w, dw), np.linalg.norm(x), np.linalg.norm(gy),
+                   max(1.0, np.linalg.norm(w)))
+
+
+# ------------------------------------------------------- independent references
+@FEW
+@given(cfg=configs(batches=(None, 1, 2)), seed=seeds, algorithm=st.sampled_from(ALGORITHMS),
+       dtype=st.sampled_from(["float64", "float32", "complex128"]))
+def test_gradients_match_reference(cfg, seed, algorithm, dtype):
+    x, w, _ = cfg.arrays(seed, dtype)
+    gy = random_array(np.random.default_rng(seed + 1), cfg.output_shape, dtype)
+    gx = grad.conv_transpose3d_input(x.shape, w, gy, **cfg.kwargs, algorithm=algorithm)
+    assert gx.dtype == x.dtype
+    # the input gradient is conv3d of gy cropped to x: the reference conv3d with
+    # padding, then the first I outputs
+    ref = conv3d_ref(gy, w, None, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+    ref = ref[(Ellipsis,) + tuple(slice(0, i) for i in cfg.in_size)]
+    assert_close(gx, ref, dtype, what="conv_transpose3d_input")
+    dw = grad.conv_transpose3d_weight(x, w.shape, gy, **cfg.kwargs, algorithm=algorithm)
+    ref = conv_transpose3d_weight_ref(x, gy, cfg.kernel, cfg.stride, cfg.padding,
+                                      cfg.groups, cfg.dilation)
+    assert_close(dw, ref, dtype, what="conv_transpose3d_weight")
+
+
+@FEW
+@given(cfg=configs(batches=(None, 1, 2)), seed=seeds, algorithm=st.sampled_from(ALGORITHMS))
+def test_conv3d_chunked_matches_reference(cfg, seed, algorithm):
+    """Tiny workspace limits (one plane / one batch element per chunk) change nothing."""
+    assume(all(o < s for o, s in zip(triple(cfg.output_padding), triple(cfg.stride))))
+    x, w, b = cfg.arrays(seed, "float64")
+    y = random_array(np.random.default_rng(seed + 1), cfg.output_shape, "float64")
+    bias = None if b is None else random_array(np.random.default_rng(seed), (w.shape[0],),
+                                               "float64")
+    ref = conv3d_ref(y, w, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+    with xconvt.memory_budget(1 << 16):
+        try:
+            out = xconvt.conv3d(y, w, bias, **_conv3d_kwargs(cfg), algorithm=algorithm)
+        except ValueError as e:  # the FFT declines when one piece exceeds the budget
+            assert algorithm == "fft" and "budget" in str(e)
+            return
+    assert_close(out, ref, "float64", what="conv3d")
+
+
+def test_conv3d_gemm_plane_chunks():
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((2, 4, 9, 8, 7))
+    w = rng.standard_normal((6, 2, 3, 2, 3))
+    params, _ = conv3d_params(y.shape, w.shape, None, (2, 1, 2), (1, 0, 2), (1, 2, 1), 2)
+    ref = conv3d_ref(y, w, None, (2, 1, 2), (1, 0, 2), (1, 2, 1), 2)
+    x = adjoint.conv3d(params, y, w, limit=1)
+    assert_close(x, ref, "float64")
+    gx = rng.standard_normal(ref.shape)
+    dw = adjoint.weight_grad(params, gx, y, limit=1)
+    wref = adjoint.weight_grad(params, gx, y, limit=1 << 30)
+    np.testing.assert_allclose(dw, wref, rtol=1e-12, atol=1e-12)
+
+
+@FEW
+@given(cfg=configs(batches=(None, 1, 2)), seed=seeds)
+def test_gpu_rearrangement_on_cpu(cfg, seed):
+    """The space-to-depth rewrite of the GPU conv3d, run with the CPU transposed kernel."""
+    assume(all(o < s for o, s in zip(triple(cfg.output_padding), triple(cfg.stride))))
+    _, w, b = cfg.arrays(seed, "float64")
+    y = random_array(np.random.default_rng(seed + 1), cfg.output_shape, "float64")
+    y5 = y[None] if cfg.batch is None else y
+    params, crop = conv3d_params(y5.shape, w.shape, None, **_conv3d_kwargs(cfg))
+    bias = None if b is None else np.ones(w.shape[0])
+    out = adjoint_cuda.conv3d(params, y5, w, bias, direct=cpu.direct)
+    ref = conv3d_ref(y5, w, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+    assert_close(out, ref, "float64", what="space-to-depth conv3d")
+
+
+@settings(max_examples=25)
+@given(seed=seeds, size=st.tuples(*[st.integers(1, 7)] * 3),
+       kernel=st.tuples(*[st.integers(1, 4)] * 3), dilation=st.tuples(*[st.integers(1, 2)] * 3),
+       padding=st.sampled_from(["same", "valid"]), groups=st.integers(1, 2),
+       unbatched=st.booleans(), algorithm=st.sampled_from(ALGORITHMS))
+def test_conv3d_same_valid(seed, size, kernel, dilation, padding, groups, unbatched,
+                           algorithm):
+    if padding == "valid":
+        assume(all(d * (k - 1) < s for d, k, s in zip(dilation, kernel, size)))
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal(((2 * groups,) if unbatched else (2, 2 * groups)) + size)
+    w = rng.standard_normal((3 * groups, 2) + kernel)
+    b = rng.standard_normal(3 * groups)
+    out = xconvt.conv3d(y, w, b, padding=padding, dilation=dilation, groups=groups,
+                        algorithm=algorithm)
+    ref = conv3d_ref(y, w, b, padding=padding, dilation=dilation, groups=groups)
+    assert_close(out, ref, "float64", what=f"conv3d padding={padding!r}")
+    if padding == "same":
+        assert out.shape[-3:] == size
+
+
+# ------------------------------------------------------------------ PyTorch
+torch = pytest.importorskip("torch")
+TG = torch.nn.grad
+
+
+def _t(a):
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+@FEW
+@given(cfg=configs(batches=(None, 1, 2), bias=True), seed=seeds,
+       algorithm=st.sampled_from(ALGORITHMS), dtype=st.sampled_from(["float64", "float32"]))
+def test_conv3d_and_gradients_match_torch(cfg, seed, algorithm, dtype):
+    """conv3d, conv3d_input/weight and conv_transpose3d_input/weight against torch."""
+    assume(all(o < s for o, s in zip(triple(cfg.output_padding), triple(cfg.stride))))
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    x, w, _ = cfg.arrays(seed, dtype)
+    rng = np.random.default_rng(seed + 1)
+    y = random_array(rng, cfg.output_shape, dtype)
+    b = random_array(rng, (w.shape[0],), dtype)
+    kw3 = _conv3d_kwargs(cfg)
+    s, p, d = triple(cfg.stride), triple(cfg.padding), triple(cfg.dilation)
+    ref = torch.nn.functional.conv3d(_t(y), _t(w), _t(b), s, p, d, cfg.groups).numpy()
+    assert_close(xconvt.conv3d(y, w, b, **kw3, algorithm=algorithm), ref, tol=tol,
+                 what="conv3d")
+    # conv3d's gradients: torch.nn.grad on the batched shapes
+    y5 = y[None] if cfg.batch is None else y
+    gx = random_array(rng, (y5.shape[0],) + x.shape[-4:], dtype)
+    tin = TG.conv3d_input(y5.shape, _t(w), _t(gx), s, p, d, cfg.groups).numpy()
+    assert_close(grad.conv3d_input(y5.shape, w, gx, **kw3, algorithm=algorithm), tin,
+                 tol=tol, what="conv3d_input")
+    twt = TG.conv3d_weight(_t(y5), w.shape, _t(gx), s, p, d, cfg.groups).numpy()
+    assert_close(grad.conv3d_weight(y5, w.shape, gx, **kw3, algorithm=algorithm), twt,
+                 tol=tol, what="conv3d_weight")
+    # conv_transpose3d's gradients through autograd (unbatched input included)
+    tx = _t(x).requires_grad_(True)
+    tw = _t(w).requires_grad_(True)
+    out = torch.nn.functional.conv_transpose3d(tx, tw, None, **cfg.kwargs)
+    out.backward(_t(y))
+    gi = grad.conv_transpose3d_input(x.shape, w, y, **cfg.kwargs, algorithm=algorithm)
+    assert_close(gi, tx.grad.numpy(), tol=tol, what="conv_transpose3d_input")
+    gw = grad.conv_transpose3d_weight(x, w.shape, y, **cfg.kwargs, algorithm=algorithm)
+    assert_close(gw, tw.grad.numpy(), tol=tol, what="conv_transpose3d_weight")
+    assert_close(grad.bias_grad(y), _t(y).sum(
+        dim=tuple(a for a in range(y.ndim) if a != y.ndim - 4)).numpy(), tol=tol,
+        what="bias_grad")
+
+
+def test_conv3d_torch_table():
+    """Geometries from PyTorch's Conv3d tests (common_nn, sample_inputs_conv3d)."""
+    rng = np.random.default_rng(0)
+    table = [
+        ((1, 3, 4, 4, 4), (3, 3, 3, 3, 3), dict(stride=2, padding=1)),
+        ((2, 2, 5, 6, 7), (4, 1, 2, 3, 4), dict(groups=2, dilation=(1, 2, 1), padding=(1, 0, 2))),
+        ((1, 4, 7, 7, 7), (4, 1, 3, 3, 3), dict(groups=4, stride=(1, 2, 3))),
+        ((2, 3, 4, 5, 6), (2, 3, 2, 3, 2), dict(padding="same", dilation=2)),
+        ((3, 4, 4, 5), (2, 3, 2, 2, 2), dict(padding="same")),
+        ((1, 2, 8, 8, 8), (3, 2, 4, 4, 4), dict(padding="valid", stride=3, dilation=1)),
+    ]
+    for ys, ws, kw in table:
+        y, w = rng.standard_normal(ys), rng.standard_normal(ws)
+        b = rng.standard_normal(ws[0])
+        ref = torch.nn.functional.conv3d(_t(y), _t(w), _t(b), **kw).numpy()
+        for algorithm in ALGORITHMS:
+            assert_close(xconvt.conv3d(y, w, b, **kw, algorithm=algorithm), ref, tol=1e-10,
+                         what=f"conv3d {ys} {ws} {kw}")
+
+
+# --------------------------------------------------------------- validation
+def _torch_raises(fn):
+    try:
+        fn()
+    except (RuntimeError, ValueError, TypeError):
+        return True
+    return False
+
+
+INVALID = [
+    ((4, 5, 5), (6, 2, 3, 3, 3), None, {}),                      # input rank
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3), None, {}),                   # weight rank
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=0)),
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=4)),    # 6 % 4
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=1)),    # channels
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=2, stride=0)),
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=2, padding=-1)),
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=2, dilation=0)),
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), (5,), dict(groups=2)),     # bias
+    ((1, 4, 2, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=2)),     # kernel > input
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=2, padding="same", stride=2)),
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=2, padding="full")),
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=2, stride=(1, 1))),
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=2, stride=1.5)),
+    ((1, 4, 5, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=True)),
+    ((1, 4, 5, 5, 5), (0, 2, 3, 3, 3), None, dict(groups=2)),
+    ((1, 4, 0, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=2)),
+    ((1, 4, 1, 5, 5), (6, 2, 3, 3, 3), None, dict(groups=2, padding=(1, 0, 0), dilation=2)),
+]
+
+
+@pytest.mark.parametrize("ys,ws,bs,kw", INVALID)
+def test_conv3d_invalid_raises_like_torch(ys, ws, bs, kw):
+    y, w = np.zeros(ys), np.zeros(ws)
+    b = None if bs is None else np.zeros(bs)
+    assert _torch_raises(lambda: torch.nn.functional.conv3d(
+        _t(y), _t(w), None if b is None else _t(b), **kw))
+    with pytest.raises((ValueError, TypeError)) as info:
+        xconvt.conv3d(y, w, b, **kw)
+    text = str(info.value)
+    assert any(word in text for word in ("input", "weight", "bias", "groups", "stride",
+                                         "padding", "dilation", "kernel"))
+
+
+@settings(max_examples=60)
+@given(seed=seeds, ys=st.tuples(st.integers(0, 2), st.integers(0, 4), st.integers(0, 5),
+                                st.integers(1, 5), st.integers(1, 5)),
+       wk=st.tuples(st.integers(0, 4), st.integers(0, 3), st.integers(1, 4),
+                    st.integers(1, 3), st.integers(1, 3)),
+       stride=st.integers(0, 3), padding=st.sampled_from([0, 1, 2, -1, "same", "valid"]),
+       dilation=st.integers(0, 2), groups=st.integers(0, 3))
+def test_conv3d_fuzz_against_torch(seed, ys, wk, stride, padding, dilation, groups):
+    """Where torch raises, xconvt raises ValueError/TypeError; else equal values."""
+    y, w = np.random.default_rng(seed).standard_normal(ys), np.ones(wk)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    try:
+        ref = torch.nn.functional.conv3d(_t(y), _t(w), **kw).numpy()
+    except (RuntimeError, ValueError, TypeError):
+        with pytest.raises((ValueError, TypeError)):
+            xconvt.conv3d(y, w, **kw)
+        return
+    if ys[1] == 0 or wk[1] == 0:
+        # PyTorch allows zero input channels (all-zero result); xconvt asks for a
+        # non-empty weight, as conv_transpose3d does
+        with pytest.raises(ValueError, match="non-empty"):
+            xconvt.conv3d(y, w, **kw)
+        return
+    assert_close(xconvt.conv3d(y, w, **kw), ref, tol=1e-10)
+
+
+def test_gradient_argument_errors():
+    x, w = np.zeros((1, 2, 3, 3, 3)), np.zeros((2, 4, 2, 2, 2))
+    gy = np.zeros((1, 4, 4, 4, 4))
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        grad.conv_transpose3d_input(x.shape, w, gy[:, :3])
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        grad.conv_transpose3d_weight(x, w.shape, gy[..., :3])
+    with pytest.raises(TypeError, match="input_size"):
+        grad.conv_transpose3d_input(3, w, gy)
+    with pytest.raises(TypeError, match="weight_size"):
+        grad.conv_transpose3d_weight(x, (2, 4, 2.0, 2, 2), gy)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        grad.conv_transpose3d_weight(x, w.shape, [[0.0]])
+    with pytest.raises(TypeError, match="dtype"):
+        grad.conv_transpose3d_input(x.shape, w.astype(np.float32), gy)
+    with pytest.raises(ValueError, match="algorithm"):
+        xconvt.conv3d(gy, w, algorithm="cudnn")
+    with pytest.raises(ValueError, match="precision"):
+        xconvt.conv3d(gy, w, precision="fp8")
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        grad.conv3d_input((1, 4, 4, 4, 4), w, np.zeros((1, 2, 2, 2, 2)))
+    with pytest.raises(ValueError, match="grad_output"):
+        grad.bias_grad(np.zeros((2, 3)))
+
+
+def test_zero_batch_and_dtypes():
+    w = np.ones((2, 4, 2, 2, 2), np.float32)
+    assert xconvt.conv3d(np.zeros((0, 4, 4, 4, 4), np.float32), w).shape == (0, 2, 3, 3, 3)
+    dw = grad.conv_transpose3d_weight(np.zeros((0, 2, 3, 3, 3), np.float32), w.shape,
+                                      np.zeros((0, 4, 4, 4, 4), np.float32))
+    assert dw.shape == w.shape and not dw.any()
+    y = np.random.default_rng(0).standard_normal((1, 4, 5, 5, 5))
+    for dtype in ("float16", "float32", "complex64"):
+        out = xconvt.conv3d(y.astype(dtype), w.astype(dtype))
+        assert out.dtype == np.dtype(dtype)
+        assert_close(out, conv3d_ref(y.astype(dtype), w), dtype)
+    big = y.astype(">f8")
+    assert_close(xconvt.conv3d(big, w.astype(">f8")), conv3d_ref(y, w), "float64")
+
+
+def test_fft_falls_back_on_non_finite():
+    rng = np.random.default_rng(0)
+    y, w = rng.standard_normal((1, 2, 6, 6, 6)), rng.standard_normal((3, 2, 3, 3, 3))
+    y[0, 0, 2, 2, 2] = np.inf
+    out = xconvt.conv3d(y, w, algorithm="fft")
+    ref = xconvt.conv3d(y, w, algorithm="direct")
+    np.testing.assert_array_equal(np.isfinite(out), np.isfinite(ref))
+    assert np.isfinite(out).sum() > out.size // 2
+
+
+def test_planners_explain_refusals():
+    from xconvt._gradplan import Device, Problem
+
+    params, _ = conv3d_params((1, 64, 64, 64, 64), (64, 64, 3, 3, 3))
+    prob = Problem("conv3d", params, "float32", Device("cpu"), budget=1 << 20)
+    assert "budget" in adjoint_fft.plan_conv3d(prob)
+    assert "CUDA" in adjoint_cuda.plan_conv3d(prob)
+    assert "weight_grad" in adjoint.plan_weight_grad(prob)
+    plan = adjoint.plan_conv3d(prob)
+    assert plan.algorithm == "direct" and plan.estimate > 0 and plan.workspace > 0
+
+
+# ---------------------------------------------------------------------- GPU
+@pytest.mark.gpu
+@settings(max_examples=15)
+@given(cfg=configs(batches=(None, 1, 2)), seed=seeds,
+       algorithm=st.sampled_from(ALGORITHMS), dtype=st.sampled_from(["float64", "float32"]))
+def test_gpu_gradients_match_reference(cfg, seed, algorithm, dtype):
+    cp = pytest.importorskip("cupy")
+    x, w, _ = cfg.arrays(seed, dtype)
+    gy = random_array(np.random.default_rng(seed + 1), cfg.output_shape, dtype)
+    dx, dwt, dgy = cp.asarray(x), cp.asarray(w), cp.asarray(gy)
+    gx = grad.conv_transpose3d_input(x.shape, dwt, dgy, **cfg.kwargs, algorithm=algorithm)
+    assert isinstance(gx, cp.ndarray) and gx.dtype == x.dtype
+    ref = conv3d_ref(gy, w, None, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+    ref = ref[(Ellipsis,) + tuple(slice(0, i) for i in cfg.in_size)]
+    assert_close(gx, ref, dtype, what="gpu conv_transpose3d_input")
+    dw = grad.conv_transpose3d_weight(dx, w.shape, dgy, **cfg.kwargs, algorithm=algorithm)
+    ref = conv_transpose3d_weight_ref(x, gy, cfg.kernel, cfg.stride, cfg.padding,
+                                      cfg.groups, cfg.dilation)
+    assert_close(dw, ref, dtype, what="gpu conv_transpose3d_weight")
+    if all(o < s for o, s in zip(triple(cfg.output_padding), triple(cfg.stride))):
+        b = np.arange(w.shape[0], dtype=dtype)
+        out = xconvt.conv3d(dgy, dwt, cp.asarray(b), **_conv3d_kwargs(cfg),
+                            algorithm=algorithm)
+        ref = conv3d_ref(gy, w, b, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+        assert_close(out, ref, dtype, what="gpu conv3d")
+        y5 = gy[None] if cfg.batch is None else gy
+        gx5 = random_array(np.random.default_rng(seed), (y5.shape[0],) + x.shape[-4:], dtype)
+        dw3 = grad.conv3d_weight(cp.asarray(y5), w.shape, cp.asarray(gx5),
+                                 **_conv3d_kwargs(cfg), algorithm=algorithm)
+        ref = conv_transpose3d_weight_ref(gx5, y5, cfg.kernel, cfg.stride, cfg.padding,
+                                          cfg.groups, cfg.dilation)
+        assert_close(dw3, ref, dtype, what="gpu conv3d_weight")
+
+
+@pytest.mark.gpu
+@settings(max_examples=15)
+@given(cfg=configs(batches=(None, 1, 2)), seed=seeds, algorithm=st.sampled_from(ALGORITHMS))
+def test_gpu_adjoint_identity(cfg, seed, algorithm):
+    cp = pytest.importorskip("cupy")
+    x, w, _ = cfg.arrays(seed, "float64")
+    y = random_array(np.random.default_rng(seed + 1), cfg.output_shape, "float64")
+    dx, dw_, dy = cp.asarray(x), cp.asarray(w), cp.asarray(y)
+    tx = to_host(xconvt.conv_transpose3d(dx, dw_, **cfg.kwargs))
+    gx = to_host(grad.conv_transpose3d_input(x.shape, dw_, dy, **cfg.kwargs,
+                                             algorithm=algorithm))
+    gw = to_host(grad.conv_transpose3d_weight(dx, w.shape, dy, **cfg.kwargs,
+                                              algorithm=algorithm))
+    norms = (np.linalg.norm(x), np.linalg.norm(y), max(1.0, np.linalg.norm(w)))
+    _adjoint_holds(_vdot(tx, y), _vdot(x, gx), *norms)
+    _adjoint_holds(_vdot(tx, y), _vdot(w, gw), *norms)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("plan", ["cuda.conv3d_direct", "cuda.gemm_conv3d"])
+def test_gpu_conv3d_each_plan(plan):
+    """Both direct-algorithm GPU plans of conv3d, on strided, dilated, grouped layers."""
+    cp = pytest.importorskip("cupy")
+    from xconvt._gradplan import Problem
+    from xconvt._grad import _cuda_device
+
+    rng = np.random.default_rng(0)
+    for ys, ws, kw in [((2, 8, 9, 10, 11), (6, 4, 3, 3, 3), dict(stride=2, padding=1,
+                                                                 groups=2)),
+                       ((1, 4, 12, 12, 12), (4, 4, 5, 5, 5), dict(padding=2, dilation=1)),
+                       ((1, 6, 10, 9, 8), (3, 2, 2, 3, 2), dict(stride=(2, 1, 3), groups=3,
+                                                                dilation=(1, 2, 1)))]:
+        for dtype in ("float32", "float64"):
+            y, w = rng.standard_normal(ys).astype(dtype), rng.standard_normal(ws).astype(dtype)
+            params, _ = conv3d_params(ys, ws, None, **kw)
+            prob = Problem("conv3d", params, dtype, _cuda_device(0))
+            p = (adjoint_cuda.plan_conv3d if plan.endswith("direct") else
+                 adjoint.plan_conv3d)(prob)
+            assert p.name == plan
+            out = p(cp.asarray(y), cp.asarray(w), None)
+            assert_close(out, conv3d_ref(y, w, None, **kw), dtype, what=plan)
+
+
+@pytest.mark.gpu
+def test_gpu_weight_grad_deterministic():
+    cp = pytest.importorskip("cupy")
+    rng = np.random.default_rng(0)
+    x = cp.asarray(rng.standard_normal((2, 16, 12, 12, 12)).astype(np.float32))
+    gy = cp.asarray(rng.standard_normal((2, 8, 24, 24, 24)).astype(np.float32))
+    a = grad.conv_transpose3d_weight(x, (16, 8, 3, 3, 3), gy, stride=2, padding=1,
+                                     output_padding=1)
+    b = grad.conv_transpose3d_weight(x, (16, 8, 3, 3, 3), gy, stride=2, padding=1,
+                                     output_padding=1)
+    assert bool((a == b).all())
+
+
+# -------------------------------------------------------------------- layer
+def test_layer_backward_matches_torch_autograd():
+    rng = np.random.default_rng(0)
+    layer = xconvt.ConvTranspose3d(4, 6, (3, 2, 3), stride=(2, 1, 2), padding=1, groups=2,
+                                   dilation=(1, 2, 1), dtype=np.float64, rng=0)
+    tl = torch.nn.ConvTranspose3d(4, 6, (3, 2, 3), stride=(2, 1, 2), padding=1, groups=2,
+                                  dilation=(1, 2, 1), dtype=torch.float64)
+    tl.load_state_dict({k: _t(v) for k, v in layer.state_dict().items()})
+    x = rng.standard_normal((2, 4, 4, 5, 3))
+    size = (8, 5, 6)          # output_size sets output_padding (1, 0, 1)
+    y = layer(x, output_size=size, keep_input=True)
+    tx = _t(x).requires_grad_(True)
+    ty = tl(tx, output_size=size)
+    gy = rng.standard_normal(y.shape)
+    ty.backward(_t(gy))
+    gx = layer.backward(gy)
+    assert_close(gx, tx.grad.numpy(), tol=1e-10, what="layer input grad")
+    assert_close(layer.weight_grad, tl.weight.grad.numpy(), tol=1e-10, what="weight_grad")
+    assert_close(layer.bias_grad, tl.bias.grad.numpy(), tol=1e-10, what="bias_grad")
+    # accumulation, as .grad does; zero_grad forgets
+    layer(x, output_size=size, keep_input=True)
+    assert layer.backward(gy, input_grad=False) is None
+    assert_close(layer.weight_grad, 2 * tl.weight.grad.numpy(), tol=1e-10)
+    layer.zero_grad()
+    assert layer.weight_grad is None and layer.bias_grad is None
+    with pytest.raises(RuntimeError, match="keep_input"):
+        layer.backward(gy)
+    layer.requires_grad = True
+    layer(x[0])            # unbatched input, kept by requires_grad
+    assert layer.backward(gy[0][:, :7, :, :5]).shape == x[0].shape
+
+
+# ------------------------------------------------------------ CUDA compiles
+def test_im2col_kernel_compiles(tmp_path):
+    """The CuPy im2col kernel body compiles with nvcc (skipped without nvcc)."""
+    import shutil
+    import subprocess
+
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed")
+    params = ", ".join(f"int {n}" for n in (
+        "Iw", "Ih", "nq", "kW", "kH", "Cog", "i0", "sd", "sh", "sw", "dh", "dw", "pd", "ph",
+        "pw", "Od", "Oh", "Ow"))
+    src = ("template <typename T>\n__global__ void k(const T* y, " + params +
+           ", T* outp, long long n) {\n  for (long long i = blockIdx.x * (long long)"
+           "blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {\n"
+           "    T& out = outp[i];\n" + adjoint._IM2COL_CUDA + "\n  }\n}\n")
+    ints = ", ".join(["int"] * 18)
+    for t in ("float", "double"):
+        src += f"template __global__ void k<{t}>(const {t}*, {ints}, {t}*, long long);\n"
+    cu = tmp_path / "im2col.cu"
+    cu.write_text(src)
+    res = subprocess.run([nvcc, "-std=c++17", "-arch=sm_80", "--ptx", "-o",
+                          str(tmp_path / "im2col.ptx"), str(cu)],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+
+
+def test_cpu_column_blocks(monkeypatch):
+    """GEMMs cut into column blocks (forced small) give the same results."""
+    monkeypatch.setattr(adjoint, "_BLAS_ONE_THREAD_MNK", 1)
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((2, 4, 9, 11, 10))
+    w = rng.standard_normal((6, 2, 3, 2, 3))
+    kw = dict(stride=(2, 1, 2), padding=(1, 0, 2), dilation=(1, 2, 1), groups=2)
+    params, _ = conv3d_params(y.shape, w.shape, None, **kw)
+    x = adjoint.conv3d(params, y, w)
+    assert_close(x, conv3d_ref(y, w, None, **kw), "float64")
+    gx = rng.standard_normal(x.shape)
+    dw = adjoint.weight_grad(params, gx, y)
+    ref = conv_transpose3d_weight_ref(gx, y, w.shape[2:], kw["stride"], kw["padding"], 2,
+                                      kw["dilation"])
+    assert_close(dw, ref, "float64")
+
+
+@pytest.mark.parametrize("pairs", [0, 10**6])
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_fft_contraction_layouts(monkeypatch, pairs, dtype):
+    """Both channel contractions of the FFT path: batched matmul and broadcast."""
+    monkeypatch.setattr(adjoint_fft, "_FEW_CHANNEL_PAIRS", pairs)
+    rng = np.random.default_rng(2)
+    y = random_array(rng, (3, 6, 9, 8, 7), dtype)
+    w = random_array(rng, (4, 3, 3, 2, 3), dtype)
+    kw = dict(stride=(2, 1, 2), padding=(1, 0, 2), dilation=(1, 2, 1), groups=2)
+    params, _ = conv3d_params(y.shape, w.shape, None, **kw)
+    x = adjoint_fft.conv3d(params, y, w)
+    assert_close(x, conv3d_ref(y, w, None, **kw), dtype)
+    gx = random_array(rng, x.shape, dtype)
+    ref = conv_transpose3d_weight_ref(gx, y, w.shape[2:], kw["stride"], kw["padding"], 2,
+                                      kw["dilation"])
+    assert_close(adjoint_fft.weight_grad(params, gx, y), ref, dtype)
+
+
+@pytest.mark.parametrize("limit", [1, 20000, 80000, 10**7])
+def test_gemm_group_and_depth_chunks(limit):
+    """Chunks of some groups (5 groups in chunks of 2) and some depth planes."""
+    rng = np.random.default_rng(0)
+    y, w = rng.standard_normal((2, 10, 9, 8, 7)), rng.standard_normal((15, 2, 5, 2, 3))
+    kw = dict(stride=(1, 1, 2), padding=(2, 0, 1), dilation=(1, 2, 1), groups=5)
+    params, _ = conv3d_params(y.shape, w.shape, None, **kw)
+    x = adjoint.conv3d(params, y, w, limit=limit)
+    assert_close(x, conv3d_ref(y, w, None, **kw), "float64")
+    gx = rng.standard_normal(x.shape)
+    ref = conv_transpose3d_weight_ref(gx, y, w.shape[2:], kw["stride"], kw["padding"], 5,
+                                      kw["dilation"])
+    assert_close(adjoint.weight_grad(params, gx, y, limit=limit), ref, "float64")

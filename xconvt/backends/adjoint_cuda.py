@@ -1,0 +1,169 @@
+"""conv3d on the GPU's tuned transposed-convolution kernels.
+
+conv3d ``x[c, i] = sum_{o, k} w[c, o, k] * ypad[o, i*s + k*d]`` (the adjoint of
+``params``' transposed convolution, ``ypad[m] = y[m - p]``) is rewritten, per
+spatial axis, as a stride-1 transposed convolution ``T'`` that
+:func:`xconvt.backends.cuda.direct` computes:
+
+stride 1
+    The axis keeps its kernel and dilation; ``y2[m] = ypad[m]`` for
+    ``m < I + d(k - 1)``, the kernel is flipped and ``T'`` pads by
+    ``d(k - 1)``: ``x[i] = sum_k' w[k - 1 - k'] y2[i - d(k - 1) + k'd]``.
+stride ``s > 1`` (space to depth)
+    ``y2[(o, r), m] = ypad[o, m*s + r]`` (``s`` times the channels, ``m < I +
+    Q - 1``) and tap ``k`` with ``k*d = q*s + r`` moves to channel ``(o, r)``
+    and position ``q`` of a dense kernel of ``Q = (k - 1)d div s + 1`` taps
+    (zero where no tap lands), flipped, with dilation 1 and padding ``Q - 1``.
+
+Channels swap roles (``T'`` reads ``y2``'s ``C_out * prod(s)`` channels per
+group and writes ``x``'s ``C_in``): ``w'[g, (o, r), c, q'] = w2[g, c, (o, r), Q
+- 1 - q']``.  When every stride is 1 and ``padding <= d(k - 1)``, ``y`` itself
+is ``T'``'s input (no copy; ``T'`` pads by ``d(k - 1) - p`` and the extra
+``output_padding`` planes of ``y`` are cut by a view).
+
+The rearrangement is written for any array library, so the CPU tests check it
+with :func:`xconvt.backends.cpu.direct` as the inner transposed convolution.
+"""
+
+from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
+
+from .._gradplan import Plan
+from .._params import ConvParams
+
+__all__ = ["conv3d", "plan_conv3d", "rearrange"]
+
+
+def _axis(params, a, no_copy):
+    """``(M, kernel', dilation', padding', s2)`` of axis ``a`` of ``T'``."""
+    I, K = params.in_size[a], params.kernel[a]
+    s, p, d = params.stride[a], params.padding[a], params.dilation[a]
+    if no_copy:
+        # y itself, cut to O - op planes: T' output = (O - op) - d(K-1) + 2p = I.
+        return params.out_size[a] - params.output_padding[a], K, d, d * (K - 1) - p, 1
+    if s == 1:
+        return I + d * (K - 1), K, d, d * (K - 1), 1
+    q = (K - 1) * d // s + 1
+    return I + q - 1, q, 1, q - 1, s
+
+
+def rearrange(params, y, w):
+    """``(T', y2, w')`` with ``conv3d(params)(y, w) == T'(y2, w')`` (no bias).
+
+    ``y`` is ``params.batched_output_shape``, ``w`` ``params.weight_shape``;
+    ``y2`` and ``w'`` are new contiguous arrays, or ``y2`` a view of ``y``.
+    """
+    xp = array_namespace(y)
+    tp = rearrange_params(params)
+    no_copy = _no_copy(params)
+    M, Kp, s2 = tp.in_size, tp.kernel, params.stride
+    S = math.prod(s2)
+    G, cig, cog = params.groups, params.in_channels_per_group, params.out_channels_per_group
+    N = params.batch
+
+    if no_copy:
+        y2 = y[:, :, :M[0], :M[1], :M[2]]
+    else:
+        y2 = xp.zeros((N, G * cog, s2[0], s2[1], s2[2]) + M, dtype=y.dtype)
+        for r in ((rd, rh, rw) for rd in range(s2[0]) for rh in range(s2[1])
+                  for rw in range(s2[2])):
+            dst, src = [slice(None), slice(None), r[0], r[1], r[2]], [slice(None)] * 2
+            for a in range(3):
+                s, O = params.stride[a], params.out_size[a]
+                off = r[a] - params.padding[a]
+                lo = 0 if off >= 0 else -(off // s)
+                hi = min(M[a], (O - 1 - off) // s + 1) if O - 1 - off >= 0 else 0
+                if hi <= lo:
+                    break
+                dst.append(slice(lo, hi))
+                src.append(slice(lo * s + off, (hi - 1) * s + off + 1, s))
+            else:
+                y2[tuple(dst)] = y[tuple(src)]
+        y2 = y2.reshape((N, G * cog * S) + M)
+
+    # w2[c_all, o, r_d, r_h, r_w, q_d, q_h, q_w] = w[c_all, o, k] (k*d = q*s + r)
+    w2 = xp.zeros((G * cig, cog) + s2 + Kp, dtype=w.dtype)
+    idx = []
+    for a in range(3):
+        k = params.kernel[a]
+        if s2[a] == 1:
+            r_, q_ = [0] * k, list(range(k))
+        else:
+            kd = [kk * params.dilation[a] for kk in range(k)]
+            r_, q_ = [v % s2[a] for v in kd], [v // s2[a] for v in kd]
+        shape = [1, 1, 1]
+        shape[a] = k
+        idx.append((xp.reshape(xp.asarray(r_), tuple(shape)),
+                    xp.reshape(xp.asarray(q_), tuple(shape))))
+    w2[:, :, idx[0][0], idx[1][0], idx[2][0], idx[0][1], idx[1][1], idx[2][1]] = w
+    w2 = xp.flip(w2, axis=(-3, -2, -1))
+    w2 = xp.reshape(w2, (G, cig, cog * S) + Kp)
+    wp = xp.reshape(xp.permute_dims(w2, (0, 2, 1, 3, 4, 5)), (G * cog * S, cig) + Kp)
+    wp = xp.asarray(wp, copy=True)
+    return tp, y2, wp
+
+
+def conv3d(params, y, w, b=None, direct=None):
+    """conv3d by the transposed-convolution kernels ``direct(T', y2, w', b)``.
+
+    ``direct`` defaults to :func:`xconvt.backends.cuda.direct`.
+    """
+    if direct is None:
+        from .cuda import direct
+    tp, y2, wp = rearrange(params, y, w)
+    if b is not None:
+        from dataclasses import replace
+
+        tp = replace(tp, has_bias=True)
+    return direct(tp, y2, wp, b)
+
+
+def plan_conv3d(problem):
+    """Planner: conv3d on the GPU direct kernels (stride 1 after space to depth)."""
+    if problem.op != "conv3d":
+        return f"computes conv3d, not {problem.op}"
+    if problem.device.kind != "cuda":
+        return "needs a CUDA device"
+    if problem.dtype not in ("float16", "float32", "float64", "complex64", "complex128"):
+        return f"dtype {problem.dtype} is not supported by the direct kernels"
+    params = problem.params
+    tp = rearrange_params(params)
+    from .. import _cost
+
+    itemsize = 8 if problem.dtype in ("float64", "complex128") else 4
+    wide = 2.0 if itemsize == 8 else 1.0
+    cplx = 4.0 if problem.dtype.startswith("complex") else 1.0
+    try:
+        t = wide * cplx * _cost._cupy_direct(tp, itemsize)
+    except Exception:  # noqa: BLE001 - a geometry the fused model does not cover
+        c = _cost.CONSTANTS["cupy"]["direct"]
+        t = wide * cplx * (c["call"] + tp.flops / c["rate_narrow"])
+    # the space-to-depth copy of y (read + write) at the direct model's bandwidth
+    if tp.in_size != params.out_size or tp.in_channels != params.out_channels:
+        t += 2 * itemsize * math.prod(tp.input_shape) / _cost.CONSTANTS["cupy"]["direct"][
+            "bandwidth"]
+    workspace = itemsize * math.prod(tp.input_shape)
+    return Plan("cuda.conv3d_direct", "direct", t, workspace,
+                lambda y, w, b=None: conv3d(params, y, w, b))
+
+
+def _no_copy(params):
+    return params.stride == (1, 1, 1) and all(
+        p <= d * (k - 1) for p, d, k in zip(params.padding, params.dilation, params.kernel))
+
+
+def rearrange_params(params):
+    """``T'`` of :func:`rearrange` without touching data."""
+    no_copy = _no_copy(params)
+    axes = [_axis(params, a, no_copy) for a in range(3)]
+    S = math.prod(a[4] for a in axes)
+    return ConvParams(
+        batch=params.batch, in_channels=params.out_channels * S,
+        out_channels=params.in_channels, groups=params.groups,
+        in_size=tuple(a[0] for a in axes), kernel=tuple(a[1] for a in axes),
+        stride=(1, 1, 1), padding=tuple(a[3] for a in axes), output_padding=(0, 0, 0),
+        dilation=tuple(a[2] for a in axes),
+    )
