@@ -223,7 +223,7 @@ class _Run:
     """
 
     def __init__(self, params, a, limit):
-        from . import cpu
+        from .cpu import common as cpu_common
 
         self.gpu = is_cupy_array(a)
         if self.gpu:
@@ -238,7 +238,7 @@ class _Run:
 
             limit = get_memory_budget() if self.gpu else min(get_memory_budget(),
                                                               _CPU_CHUNK_BYTES)
-        self.workers = 1 if self.gpu else cpu._cpu_count()
+        self.workers = 1 if self.gpu else cpu_common.cpu_count()
         itemsize = xp.dtype(self.dtype).itemsize
         gc, ni = ax.chunking(max(1, limit // self.workers), itemsize)
         outer = params.batch * -(-ax.G // gc)
@@ -266,9 +266,9 @@ class _Run:
             for item in self.items:
                 fn(0, item)
             return
-        from . import cpu
+        from .cpu import common as cpu_common
 
-        cpu._dynamic(min(self.workers, len(self.items)), self.items, fn)
+        cpu_common.dynamic(min(self.workers, len(self.items)), self.items, fn)
 
     def _blocks(self, a, rows):
         """``a`` (``(G, rows, n)``) as ``(G, n // blk, rows, blk)`` column blocks."""

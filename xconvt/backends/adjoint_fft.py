@@ -76,9 +76,9 @@ def _axis(I, K, s, d):
 
 class _Geometry:
     def __init__(self, params, kind, real):
-        from .fft import _fast_len_fn
+        from .fft.sizes import fast_len_fn
 
-        fast = _fast_len_fn(kind)
+        fast = fast_len_fn(kind)
         self.params = params
         axes = [_axis(params.in_size[a], params.kernel[a], params.stride[a],
                       params.dilation[a]) for a in range(3)]
