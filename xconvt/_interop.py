@@ -109,8 +109,8 @@ from array_api_compat import (
     is_torch_array,
 )
 
-__all__ = ["NATIVE", "NOT_YET", "Placement", "call", "check_dtype", "follow", "host_copy",
-           "placement"]
+__all__ = ["NATIVE", "NOT_YET", "OPERANDS", "Placement", "call", "check_dtype", "follow",
+           "host_copy", "placement"]
 
 NATIVE = {np.ndarray: "numpy"}
 """Exact array types the backends run on -> ``"numpy"``/``"cupy"`` (CuPy's added on first use)."""
@@ -126,6 +126,12 @@ TORCH_OUTPUT = "dlpack"
 ``"cai"`` (``torch.as_tensor`` over ``__cuda_array_interface__``); both are zero-copy
 and stream-safe here (CuPy's current stream is PyTorch's), ``bench overhead`` times
 both."""
+
+OPERANDS = ("input", "weight", "bias")
+"""The array arguments of ``conv_transpose3d``/``conv3d``: :func:`call`'s default names."""
+
+PARAMETERS = frozenset(("weight", "bias"))
+"""Operands whose CUDA views are cached per tensor (:meth:`_Torch.parameter`)."""
 
 _SUPPORTED = None
 
@@ -180,27 +186,34 @@ class _Library:
         raise NotImplementedError
 
     def check(self, operands):
-        """Dtypes the boundary accepts (:func:`check_dtype`) and one device."""
-        names = ("input", "weight", "bias")
-        for arg, a in zip(names, operands):
-            if a is not None:
-                check_dtype(arg, self.dtype_name(a))
-        dev = self.device(operands[0])
-        for arg, a in zip(names[1:], operands[1:]):
-            if a is not None and self.device(a) != dev:
-                msg = (f"input is on {dev} but {arg} is on {self.device(a)}; input, "
-                       "weight and bias must be on one device (xconvt never moves data "
-                       "between devices)")
+        """Dtypes the boundary accepts (:func:`check_dtype`) and one device;
+        ``operands`` are ``(name, array)`` pairs, the first one the reference."""
+        for arg, a in operands:
+            check_dtype(arg, self.dtype_name(a))
+        first, like = operands[0]
+        dev = self.device(like)
+        for arg, a in operands[1:]:
+            if self.device(a) != dev:
+                msg = (f"{first} is on {dev} but {arg} is on {self.device(a)}; "
+                       f"{_listing(operands)} must be on one device (xconvt never moves "
+                       "data between devices)")
                 raise ValueError(msg)
 
-    def call(self, fn, operands, args, kwargs):
-        """``fn`` on native views of ``operands``; the result in this library."""
-        like = operands[0]
-        native = [None if a is None else self.native(a) for a in operands]
+    def call(self, fn, call):
+        """``fn`` on native views of the :class:`_Call`'s operands; the result in
+        this library."""
+        native = []
+
+        def view(name, a):
+            v = self.native(a)
+            native.append(v)
+            return v
+
+        args = call.swap(view)
         if type(native[0]) is np.ndarray:
-            return self.wrap(fn(*native, *args, **kwargs), like, native)
+            return self.wrap(fn(*args, **call.kwargs), call.like, native)
         with on_device(native[0].device.id):
-            return self.wrap(fn(*native, *args, **kwargs), like, native)
+            return self.wrap(fn(*args, **call.kwargs), call.like, native)
 
 
 class _Native(_Library):
@@ -314,7 +327,6 @@ class _Torch(_Library):
         self.np_dtypes = {}
 
     def check(self, operands):
-        x, w, b = operands
         ok = self.accepted
         if ok is None:
             ok = set()
@@ -326,10 +338,9 @@ class _Torch(_Library):
                     continue
                 ok.add(getattr(self.torch, name))
             ok = self.accepted = frozenset(ok)
-        if x.dtype in ok and w.dtype in ok and (b is None or b.dtype in ok):
-            dev = x.device
-            if w.device == dev and (b is None or b.device == dev):
-                return
+        dev = operands[0][1].device
+        if all(a.dtype in ok and a.device == dev for _, a in operands):
+            return
         super().check(operands)  # raises with the reason
 
     def device(self, t):
@@ -361,25 +372,24 @@ class _Torch(_Library):
         return cupy_view(t.data_ptr(), tuple(t.shape), dtype,
                          tuple(s * isz for s in t.stride()), owner, t.get_device())
 
-    def call(self, fn, operands, args, kwargs):
-        like = operands[0]
+    def call(self, fn, call):
+        like = call.like
         if not like.is_cuda:
             if not like.is_cpu:
-                msg = (f"input is a torch tensor on {like.device}; xconvt computes on "
-                       "cpu and cuda tensors")
+                msg = (f"{call.first} is a torch tensor on {like.device}; xconvt "
+                       "computes on cpu and cuda tensors")
                 raise TypeError(msg)
-            native = [None if a is None else self.native(a) for a in operands]
-            return self.wrap(fn(*native, *args, **kwargs), like)
+            return self.wrap(fn(*call.swap(lambda _, a: self.native(a)), **call.kwargs),
+                             like)
         dev = like.get_device()
         if self.raw_stream is not None:
             ptr = self.raw_stream(dev)
         else:  # pragma: no cover - PyTorch without the raw accessor
             ptr = self.torch.cuda.current_stream(dev).cuda_stream
-        x, w, b = operands
         with on_stream(ptr, dev):  # the views, the kernels and the export all on it
-            out = fn(self.native(x), self.parameter(w), None if b is None else
-                     self.parameter(b), *args, **kwargs)
-            return self.wrap(out, like)
+            args = call.swap(lambda name, a: self.parameter(a) if name in PARAMETERS
+                             else self.native(a))
+            return self.wrap(fn(*args, **call.kwargs), like)
 
     def parameter(self, t):
         """:meth:`native` of a CUDA tensor, cached per tensor (a layer's weight and
@@ -462,16 +472,16 @@ class _Jax(_Library):
         return self.jax.dlpack.from_dlpack(out)
 
     def check(self, operands):
-        if any(isinstance(a, self.tracer) for a in operands):
+        if any(isinstance(a, self.tracer) for _, a in operands):
             return  # xconvt.jax checks dtypes; traced arrays have no device yet
         super().check(operands)
 
-    def call(self, fn, operands, args, kwargs):
-        if any(isinstance(a, self.tracer) for a in operands):
+    def call(self, fn, call):
+        if any(isinstance(a, self.tracer) for _, a in call.operands):
             from . import jax as xjax
 
-            return xjax.traced(fn.__name__)(*operands, *args, **kwargs)
-        return super().call(fn, operands, args, kwargs)
+            return xjax.traced(fn.__name__)(*call.args, **call.kwargs)
+        return super().call(fn, call)
 
 
 # ---------------------------------------------------------------------------- other libraries
@@ -541,32 +551,61 @@ def _library(arg, a):
     return lib
 
 
+def _listing(operands):
+    """``"input, weight and bias"`` for ``(name, array)`` pairs."""
+    names = [n for n, _ in operands]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _check_one(lib, operands):
     """One library and one device for every operand; dtypes the boundary accepts."""
-    for arg, a in zip(("weight", "bias"), operands[1:]):
-        if a is None:
-            continue
+    first = operands[0][0]
+    for arg, a in operands[1:]:
         other = _BY_TYPE.get(type(a)) or _library(arg, a)
         if other is not lib:
-            msg = (f"input is a {lib.name} array but {arg} is a {other.name} array; "
-                   "pass input, weight and bias from one array library")
+            msg = (f"{first} is a {lib.name} array but {arg} is a {other.name} array; "
+                   f"pass {_listing(operands)} from one array library")
             raise TypeError(msg)
     if not isinstance(lib, _Native):
         lib.check(operands)
 
 
-def call(fn, input, weight, bias, *args, **kwargs):
-    """``fn(input, weight, bias, *args, **kwargs)`` on native views; the result in
-    ``input``'s library, device and dtype.
+class _Call:
+    """One public call: its arguments, which of them are arrays, and their names."""
 
-    ``fn`` is a public function taking NumPy/CuPy operands first (it is called
-    again with native arrays, which take its fast path); traced JAX operands go
-    to the function of the same name in :mod:`xconvt.jax`.
+    __slots__ = ("args", "names", "kwargs", "operands", "first", "like")
+
+    def __init__(self, args, names, kwargs):
+        self.args, self.names, self.kwargs = args, names, kwargs
+        self.operands = [(n, a) for n, a in zip(names, args)
+                         if n is not None and a is not None]
+        self.first, self.like = self.operands[0]
+
+    def swap(self, view):
+        """The arguments with each array operand ``a`` named ``n`` replaced by
+        ``view(n, a)``."""
+        args = list(self.args)
+        for i, (n, a) in enumerate(zip(self.names, self.args)):
+            if n is not None and a is not None:
+                args[i] = view(n, a)
+        return args
+
+
+def call(fn, *args, names=OPERANDS, **kwargs):
+    """``fn(*args, **kwargs)`` on native views of its array arguments; the result
+    in their library, device and dtype.
+
+    ``names`` names the positional arguments (None for the ones that are not
+    arrays, such as a gradient's ``input_size``; positions past ``names`` are
+    not arrays); the arrays among them (those not None) must share a library
+    and a device, and the errors name them.  ``fn`` is a public function (it
+    is called again with native arrays, which take its fast path); traced JAX
+    operands go to the function of the same name in :mod:`xconvt.jax`.
     """
-    operands = (input, weight, bias)
-    lib = _library("input", input)
-    _check_one(lib, operands)
-    return lib.call(fn, operands, args, kwargs)
+    c = _Call(args, names, kwargs)
+    lib = _library(c.first, c.like)
+    _check_one(lib, c.operands)
+    return lib.call(fn, c)
 
 
 # ----------------------------------------------------------------------------------- layers
