@@ -260,7 +260,7 @@ def test_jax_traced_without_buffer_callback(jax, rng, monkeypatch):
     x, w, _ = _problem(rng)
     monkeypatch.setitem(sys.modules, "jax.experimental.buffer_callback", None)
     xconvt.jax._buffer_callback.cache_clear()
-    xconvt.jax._conv_transpose3d_op.cache_clear()
+    xconvt.jax._op.cache_clear()
     try:
         with pytest.raises(TypeError, match="needs jax.experimental.buffer_callback"):
             jax.jit(lambda x, w: xconvt.conv_transpose3d(x, w))(jnp.asarray(x), jnp.asarray(w))
@@ -269,7 +269,7 @@ def test_jax_traced_without_buffer_callback(jax, rng, monkeypatch):
         assert_close(np.asarray(out), _ref(x, w, None), "float32")
     finally:
         xconvt.jax._buffer_callback.cache_clear()
-        xconvt.jax._conv_transpose3d_op.cache_clear()
+        xconvt.jax._op.cache_clear()
 
 
 def test_jax_mixed_libraries_raise(jax, rng):

@@ -1,4 +1,5 @@
-"""conv3d and the gradients: the public functions, on NumPy and CuPy arrays.
+"""conv3d and the gradients: the public functions, on NumPy and CuPy arrays
+(PyTorch, JAX and other libraries' arrays cross :mod:`xconvt._interop` first).
 
 Every operation here is described by the :class:`~xconvt._params.ConvParams`
 of a *transposed* convolution ``T`` (see :mod:`xconvt._gradplan`):
@@ -24,7 +25,7 @@ import importlib
 import numpy as np
 from array_api_compat import array_namespace
 
-from . import _dispatch
+from . import _dispatch, _interop
 from ._config import get_memory_budget
 from ._gradplan import Device, Problem, select
 from ._params import ConvParams, conv3d_params, dtype_name
@@ -135,6 +136,17 @@ def _uncrop(kind, a, crop, shape):
     return out
 
 
+_INPUT_GRAD = (None, "weight", "grad_output")
+_WEIGHT_GRAD = ("input", None, "grad_output")
+"""Operand names of the input and weight gradients (:func:`xconvt._interop.call`)."""
+
+
+def _foreign(*arrays):
+    """Whether any array is not a NumPy/CuPy array (then the boundary converts)."""
+    native = _interop.NATIVE
+    return any(a is not None and type(a) not in native for a in arrays)
+
+
 def _size(name, size):
     if isinstance(size, (str, bytes)) or not hasattr(size, "__len__"):
         msg = f"{name} must be a sequence of 4 or 5 ints (a shape), got {size!r}"
@@ -196,7 +208,7 @@ def _conv3d_params(input_shape, weight_shape, bias_shape, stride, padding, dilat
 # ------------------------------------------------------------------ conv3d
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            algorithm="auto", precision=None):
-    r"""3-D convolution with PyTorch's semantics, on NumPy or CuPy arrays.
+    r"""3-D convolution with PyTorch's semantics, on any array library's arrays.
 
     The adjoint of :func:`xconvt.conv_transpose3d` with respect to its input:
     ``<conv_transpose3d(x, w), y> = <x, conv3d(y, w)>`` for equal ``stride``,
@@ -205,9 +217,10 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     Parameters
     ----------
-    input : ndarray, shape (N, C_in, D, H, W) or (C_in, D, H, W)
-        NumPy array (computed on the CPU) or CuPy array (on its GPU).
-    weight : ndarray, shape (C_out, C_in / groups, kD, kH, kW)
+    input : array, shape (N, C_in, D, H, W) or (C_in, D, H, W)
+        NumPy or CuPy array, or a PyTorch/JAX/array-API array (as for
+        :func:`xconvt.conv_transpose3d`: same library out, zero-copy).
+    weight : array, shape (C_out, C_in / groups, kD, kH, kW)
         PyTorch's ``Conv3d.weight`` layout (also ``ConvTranspose3d.weight``'s).
     bias : ndarray, shape (C_out,), optional
     stride, dilation : int or tuple of 3 ints
@@ -236,6 +249,9 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     >>> xconvt.conv3d(y, w, stride=2, padding=1).shape
     (1, 2, 3, 3, 3)
     """
+    if _foreign(input, weight, bias):
+        return _interop.call(conv3d, input, weight, bias, stride, padding, dilation, groups,
+                             algorithm=algorithm, precision=precision)
     kind = _same_kind((("input", input), ("weight", weight), ("bias", bias)))
     _check_algorithm(algorithm)
     precision = _check_precision(precision)
@@ -280,6 +296,10 @@ def conv_transpose3d_input(input_size, weight, grad_output, stride=1, padding=0,
     -------
     ndarray of shape ``input_size``, ``grad_output``'s library and dtype.
     """
+    if _foreign(weight, grad_output):
+        return _interop.call(conv_transpose3d_input, input_size, weight, grad_output, stride,
+                             padding, output_padding, groups, dilation, names=_INPUT_GRAD,
+                             algorithm=algorithm)
     kind = _same_kind((("weight", weight), ("grad_output", grad_output)))
     _check_algorithm(algorithm)
     input_size = _size("input_size", input_size)
@@ -316,6 +336,10 @@ def conv_transpose3d_weight(input, weight_size, grad_output, stride=1, padding=0
     -------
     ndarray of shape ``weight_size``, ``input``'s library and dtype.
     """
+    if _foreign(input, grad_output):
+        return _interop.call(conv_transpose3d_weight, input, weight_size, grad_output, stride,
+                             padding, output_padding, groups, dilation, names=_WEIGHT_GRAD,
+                             algorithm=algorithm)
     kind = _same_kind((("input", input), ("grad_output", grad_output)))
     _check_algorithm(algorithm)
     weight_size = _size("weight_size", weight_size)
@@ -352,6 +376,9 @@ def conv3d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     """
     from ._dispatch import conv_transpose3d
 
+    if _foreign(weight, grad_output):
+        return _interop.call(conv3d_input, input_size, weight, grad_output, stride, padding,
+                             dilation, groups, names=_INPUT_GRAD, algorithm=algorithm)
     kind = _same_kind((("weight", weight), ("grad_output", grad_output)))
     input_size = _size("input_size", input_size)
     params, crop = _conv3d_params(input_size, weight.shape, None, stride, padding,
@@ -377,6 +404,9 @@ def conv3d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     -------
     ndarray of shape ``weight_size``, summed over batch and space in a fixed order.
     """
+    if _foreign(input, grad_output):
+        return _interop.call(conv3d_weight, input, weight_size, grad_output, stride, padding,
+                             dilation, groups, names=_WEIGHT_GRAD, algorithm=algorithm)
     kind = _same_kind((("input", input), ("grad_output", grad_output)))
     _check_algorithm(algorithm)
     weight_size = _size("weight_size", weight_size)
@@ -405,6 +435,8 @@ def bias_grad(grad_output):
     ``grad_output`` is ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)``; the
     result is ``(C,)`` in its dtype (float16 summed in float32).
     """
+    if _foreign(grad_output):
+        return _interop.call(bias_grad, grad_output, names=("grad_output",))
     kind = _dispatch._kind_of("grad_output", grad_output)
     if grad_output.ndim not in (4, 5):
         msg = ("grad_output must be 4-D (C, D, H, W) or 5-D (N, C, D, H, W), got "

@@ -6,7 +6,9 @@ conv3d_input              gradient of :func:`xconvt.conv3d` w.r.t. its input
 conv3d_weight             ... w.r.t. its weight
 bias_grad                 gradient w.r.t. the bias of either (a sum of grad_output)
 
-Each is a pure function of arrays and geometry (NumPy or CuPy), deterministic.
+Each is a pure function of arrays and geometry, deterministic; the arrays are
+NumPy, CuPy, PyTorch, JAX (also traced, under ``jit``) or any library
+:func:`xconvt.conv_transpose3d` takes, and the result is in theirs.
 
 Examples
 --------
