@@ -1,0 +1,414 @@
+"""xconvt.torch: the custom operators, autograd, torch.compile and the drop-in modules.
+
+Oracles: ``torch.autograd.gradcheck`` (finite differences, float64) for the
+gradients, ``torch.library.opcheck`` for the operator registrations, the float64
+references of ``tests/reference.py`` and PyTorch's own layers for the modules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+torch = pytest.importorskip("torch")
+xt = pytest.importorskip("xconvt.torch")
+
+from .helpers import assert_close, cuda_device_count  # noqa: E402
+from .reference import conv3d_ref, conv_transpose3d_ref  # noqa: E402
+from .strategies import configs, seeds  # noqa: E402
+
+F = torch.nn.functional
+
+# (input shape, weight shape, bias, kwargs): groups, stride, padding, output_padding
+# (also >= stride, below dilation), dilation, unbatched input, with and without bias.
+TRANSPOSED = [
+    ((2, 4, 2, 3, 2), (4, 1, 2, 2, 3), True,
+     dict(stride=(2, 1, 2), padding=(1, 0, 1), output_padding=(1, 0, 0), groups=2,
+          dilation=(1, 2, 1))),
+    ((2, 2, 3, 2), (2, 2, 3, 1, 2), False,
+     dict(stride=1, padding=(1, 0, 0), output_padding=(1, 0, 1), dilation=2)),
+    ((1, 3, 2, 2, 2), (3, 2, 3, 3, 3), True, dict(stride=3, padding=2, output_padding=2)),
+]
+# conv3d: integer padding, "same" with odd total padding on some axes, "valid"
+DIRECT = [
+    ((2, 4, 5, 4, 5), (6, 2, 2, 2, 3), True,
+     dict(stride=(2, 1, 2), padding=(1, 0, 1), dilation=(1, 2, 1), groups=2)),
+    ((3, 4, 5, 4), (2, 3, 2, 3, 2), False, dict(padding="same", dilation=(1, 2, 1))),
+    ((1, 2, 5, 5, 4), (3, 2, 3, 2, 2), True, dict(stride=2, padding="valid")),
+]
+
+
+def _tensors(shapes, device="cpu", grad=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for s in shapes:
+        if s is None:
+            out.append(None)
+            continue
+        t = torch.randn(s, dtype=torch.float64, generator=g).to(device)
+        out.append(t.requires_grad_(grad))
+    return out
+
+
+def _case(case, device="cpu", grad=True):
+    xs, ws, bias, kw = case
+    cout = ws[1] * kw.get("groups", 1) if case in TRANSPOSED else ws[0]
+    return _tensors((xs, ws, (cout,) if bias else None), device, grad), kw
+
+
+def _transposed_args(kw):
+    """The operator's positional geometry from functional keyword arguments."""
+    t = lambda v: [v] * 3 if isinstance(v, int) else list(v)  # noqa: E731
+    return (t(kw.get("stride", 1)), t(kw.get("padding", 0)), t(kw.get("output_padding", 0)),
+            kw.get("groups", 1), t(kw.get("dilation", 1)))
+
+
+def _direct_args(kw):
+    t = lambda v: [v] * 3 if isinstance(v, int) else list(v)  # noqa: E731
+    return (t(kw.get("stride", 1)), t(kw.get("padding", 0)), t(kw.get("dilation", 1)),
+            kw.get("groups", 1))
+
+
+# ============================================================================ forward
+@pytest.mark.parametrize("case", TRANSPOSED)
+@pytest.mark.parametrize("grad", [True, False])
+def test_conv_transpose3d_matches_reference(case, grad):
+    (x, w, b), kw = _case(case, grad=grad)
+    out = xt.conv_transpose3d(x, w, b, **kw)
+    assert type(out) is torch.Tensor and out.dtype == torch.float64
+    assert (out.grad_fn is not None) == grad
+    n = lambda t: None if t is None else t.detach().numpy()  # noqa: E731
+    assert_close(out.detach().numpy(), conv_transpose3d_ref(n(x), n(w), n(b), **kw), tol=1e-12)
+
+
+@pytest.mark.parametrize("case", DIRECT)
+@pytest.mark.parametrize("grad", [True, False])
+def test_conv3d_matches_reference(case, grad):
+    (x, w, b), kw = _case(case, grad=grad)
+    out = xt.conv3d(x, w, b, **kw)
+    assert (out.grad_fn is not None) == grad
+    ref = F.conv3d(x.detach(), w.detach(), None if b is None else b.detach(), **kw)
+    if not isinstance(kw.get("padding"), str):
+        n = lambda t: None if t is None else t.detach().numpy()  # noqa: E731
+        ref = conv3d_ref(n(x), n(w), n(b), **kw)
+    assert_close(out.detach().numpy(), np.asarray(ref), tol=1e-12)
+
+
+def test_plain_path_skips_the_operator(monkeypatch):
+    """No tensor needs a gradient: the functional calls xconvt directly."""
+    calls = []
+    real = xt._conv_transpose3d
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(xt, "_conv_transpose3d", spy)
+    (x, w, b), kw = _case(TRANSPOSED[0], grad=False)
+    xt.conv_transpose3d(x, w, b, **kw)
+    with torch.no_grad():
+        xt.conv_transpose3d(x.requires_grad_(), w, b, **kw)
+    assert not calls
+    xt.conv_transpose3d(x, w, b, **kw)  # x requires grad now
+    assert len(calls) == 1
+
+
+def test_output_size():
+    (x, w, b), kw = _case(TRANSPOSED[0])
+    kw = {**kw, "output_padding": 0}
+    full = xt.conv_transpose3d(x, w, b, **{**kw, "output_padding": (1, 0, 0)})
+    out = xt.conv_transpose3d(x, w, b, **kw, output_size=full.shape[2:])
+    torch.testing.assert_close(out, full, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="output_size"):
+        xt.conv_transpose3d(x, w, b, **kw, output_size=(50, 50, 50))
+
+
+def test_invalid_arguments_raise_through_the_operator():
+    (x, w, b), kw = _case(TRANSPOSED[0])
+    with pytest.raises(ValueError, match="stride"):
+        xt.conv_transpose3d(x, w, b, **{**kw, "stride": 0})
+    with pytest.raises(TypeError, match="stride"):
+        xt.conv_transpose3d(x, w, b, **{**kw, "stride": 1.5})
+    (y, w3, _), kw3 = _case(DIRECT[0])
+    with pytest.raises(ValueError, match="padding"):
+        xt.conv3d(y, w3, None, padding="full")
+    with pytest.raises(ValueError, match="stride 1"):
+        xt.conv3d(y, w3, None, padding="same", stride=2, groups=2)
+
+
+# ========================================================================== gradients
+@pytest.mark.parametrize("case", TRANSPOSED)
+def test_gradcheck_conv_transpose3d(case):
+    (x, w, b), kw = _case(case)
+    args = (x, w) if b is None else (x, w, b)
+    assert torch.autograd.gradcheck(lambda *a: xt.conv_transpose3d(*a, **kw), args)
+
+
+@pytest.mark.parametrize("case", DIRECT)
+def test_gradcheck_conv3d(case):
+    (x, w, b), kw = _case(case)
+    args = (x, w) if b is None else (x, w, b)
+    assert torch.autograd.gradcheck(lambda *a: xt.conv3d(*a, **kw), args)
+
+
+def test_gradgradcheck():
+    """Second derivatives, through the weight-gradient operators' own autograd."""
+    (x, w, b), kw = _case(TRANSPOSED[1])
+    assert torch.autograd.gradgradcheck(lambda *a: xt.conv_transpose3d(*a, **kw), (x, w),
+                                        fast_mode=True)
+    (x, w, b), kw = _case(DIRECT[0])
+    assert torch.autograd.gradgradcheck(lambda *a: xt.conv3d(*a, **kw), (x, w, b),
+                                        fast_mode=True)
+
+
+def test_gradients_match_torch_autograd():
+    """Every gradient equals PyTorch's own (float64, 1e-10), one input at a time too."""
+    for case, ours, theirs in ([(c, xt.conv_transpose3d, F.conv_transpose3d)
+                                for c in TRANSPOSED] + [(c, xt.conv3d, F.conv3d)
+                                                        for c in DIRECT]):
+        (x, w, b), kw = _case(case)
+        gy = torch.randn(theirs(x, w, b, **kw).shape, dtype=torch.float64)
+        for wrt in ([x, w] + ([b] if b is not None else []), [w], [x]):
+            mine = torch.autograd.grad(ours(x, w, b, **kw), wrt, gy)
+            ref = torch.autograd.grad(theirs(x, w, b, **kw), wrt, gy)
+            for a, r in zip(mine, ref):
+                torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+
+
+OPS = ("conv_transpose3d", "conv3d", "conv_transpose3d_weight", "conv3d_weight")
+
+
+def _op_samples(device="cpu"):
+    """``(operator, args)`` for every operator on every case, with and without grad."""
+    out = []
+    for grad in (True, False):
+        for case in TRANSPOSED:
+            (x, w, b), kw = _case(case, device, grad)
+            geo = _transposed_args(kw)
+            out.append(("conv_transpose3d", (x, w, b, *geo, "auto", None)))
+            gy = torch.randn(F.conv_transpose3d(x, w, None, **kw).shape,
+                             dtype=torch.float64, device=device).requires_grad_(grad)
+            out.append(("conv_transpose3d_weight", (x, gy, list(w.shape), *geo, "auto")))
+        for case in DIRECT:
+            (x, w, b), kw = _case(case, device, grad)
+            if isinstance(kw.get("padding"), str):
+                continue  # the operator takes integer padding; "same" pads first
+            geo = _direct_args(kw)
+            out.append(("conv3d", (x, w, b, *geo, "auto", None)))
+            gy = torch.randn(F.conv3d(x, w, None, **kw).shape, dtype=torch.float64,
+                             device=device).requires_grad_(grad)
+            out.append(("conv3d_weight", (x, gy, list(w.shape), *geo, "auto")))
+    return out
+
+
+def test_opcheck():
+    seen = set()
+    for name, args in _op_samples():
+        torch.library.opcheck(getattr(torch.ops.xconvt, name).default, args)
+        seen.add(name)
+    assert seen == set(OPS)
+
+
+def test_torch_compile_fullgraph():
+    """A small model of both layers compiles without graph breaks (inductor, CPU);
+    forward and gradients equal the eager ones."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        xt.ConvTranspose3d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+        torch.nn.ReLU(),
+        xt.Conv3d(6, 2, 3, padding="same", dilation=(1, 2, 1))).double()
+    x = torch.randn(2, 4, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    compiled = torch.compile(model, fullgraph=True)
+    out = compiled(x)
+    out.square().sum().backward()
+    got = [x.grad] + [p.grad for p in model.parameters()]
+    x.grad = None
+    model.zero_grad()
+    ref = model(x)
+    ref.square().sum().backward()
+    want = [x.grad] + [p.grad for p in model.parameters()]
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+
+
+# ============================================================================ modules
+MODULES = [
+    dict(in_channels=4, out_channels=6, kernel_size=(3, 2, 3), stride=(2, 1, 2),
+         padding=(1, 0, 1), output_padding=(1, 0, 0), groups=2, dilation=(1, 2, 1)),
+    dict(in_channels=3, out_channels=2, kernel_size=2, stride=2, bias=False),
+]
+
+
+def _pair(cls_ours, cls_torch, kw):
+    torch.manual_seed(1)
+    theirs = cls_torch(**kw, dtype=torch.float64)
+    ours = cls_ours(**kw, dtype=torch.float64)
+    assert ours.load_state_dict(theirs.state_dict()) is not None
+    return ours, theirs
+
+
+@pytest.mark.parametrize("kw", MODULES)
+def test_module_state_dict_and_init(kw):
+    torch.manual_seed(3)
+    ours = xt.ConvTranspose3d(**kw)
+    torch.manual_seed(3)
+    theirs = torch.nn.ConvTranspose3d(**kw)
+    assert isinstance(ours, torch.nn.ConvTranspose3d)
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b)
+    for k in a:
+        assert a[k].shape == b[k].shape
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)  # same init, same RNG draws
+    assert isinstance(ours.weight, torch.nn.Parameter)
+    assert repr(ours).replace(type(ours).__name__, "") == repr(theirs).replace(
+        type(theirs).__name__, "")
+
+
+@pytest.mark.parametrize("kw", MODULES)
+def test_module_forward_and_backward_match_torch(kw):
+    ours, theirs = _pair(xt.ConvTranspose3d, torch.nn.ConvTranspose3d, kw)
+    x = torch.randn(2, kw["in_channels"], 3, 4, 3, dtype=torch.float64, requires_grad=True)
+    out, ref = ours(x), theirs(x)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    gy = torch.randn_like(ref)
+    g1 = torch.autograd.grad(out, [x, *ours.parameters()], gy)
+    g2 = torch.autograd.grad(ref, [x, *theirs.parameters()], gy)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    # output_size picks output_padding as PyTorch's forward does (unbatched too)
+    size = [s + 1 for s in theirs(x[0], output_size=None).shape[-3:]]
+    if all(s > 1 for s in ours.stride):
+        torch.testing.assert_close(ours(x[0], output_size=size),
+                                   theirs(x[0], output_size=size), rtol=1e-10, atol=1e-10)
+
+
+def test_module_padding_mode_raises_like_torch():
+    with pytest.raises(ValueError) as theirs:
+        torch.nn.ConvTranspose3d(2, 2, 3, padding_mode="reflect")
+    with pytest.raises(ValueError) as ours:
+        xt.ConvTranspose3d(2, 2, 3, padding_mode="reflect")
+    assert str(ours.value) == str(theirs.value)
+    m = xt.ConvTranspose3d(2, 2, 3)
+    m.padding_mode = "reflect"
+    with pytest.raises(ValueError, match="zeros"):
+        m(torch.randn(1, 2, 3, 3, 3))
+
+
+@pytest.mark.parametrize("kw", [
+    dict(in_channels=4, out_channels=6, kernel_size=3, padding="same", groups=2,
+         dilation=(1, 2, 1)),
+    dict(in_channels=3, out_channels=2, kernel_size=(2, 3, 2), stride=2, padding=1,
+         padding_mode="reflect", bias=False),
+    dict(in_channels=2, out_channels=2, kernel_size=3, padding=(1, 0, 2),
+         padding_mode="circular"),
+])
+def test_conv3d_module_matches_torch(kw):
+    ours, theirs = _pair(xt.Conv3d, torch.nn.Conv3d, kw)
+    assert isinstance(ours, torch.nn.Conv3d)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    x = torch.randn(2, kw["in_channels"], 5, 6, 5, dtype=torch.float64, requires_grad=True)
+    out, ref = ours(x), theirs(x)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    gy = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, [x, *ours.parameters()], gy),
+                    torch.autograd.grad(ref, [x, *theirs.parameters()], gy)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_sgd_training_matches_torch_step_by_step():
+    """Three SGD steps (momentum, weight decay) of a two-layer model: xconvt's
+    layers and PyTorch's stay equal after every step."""
+    def model(transposed, conv):
+        torch.manual_seed(5)
+        return torch.nn.Sequential(
+            transposed(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+            torch.nn.Tanh(), conv(6, 1, 3, padding="same")).double()
+
+    ours = model(xt.ConvTranspose3d, xt.Conv3d)
+    theirs = model(torch.nn.ConvTranspose3d, torch.nn.Conv3d)
+    ours.load_state_dict(theirs.state_dict())
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+            for m in (ours, theirs)]
+    g = torch.Generator().manual_seed(0)
+    for step in range(3):
+        x = torch.randn(2, 4, 3, 4, 3, dtype=torch.float64, generator=g)
+        target = torch.randn(2, 1, 6, 8, 6, dtype=torch.float64, generator=g)
+        losses = []
+        for m, opt in zip((ours, theirs), opts):
+            opt.zero_grad()
+            loss = F.mse_loss(m(x), target)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert abs(losses[0] - losses[1]) <= 1e-10 * abs(losses[1]), step
+        for (k, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{k} step {step}")
+
+
+# ================================================================================ GPU
+def _cuda():
+    if not torch.cuda.is_available() or cuda_device_count() == 0:
+        pytest.skip("needs a CUDA device visible to PyTorch and CuPy")
+
+
+@pytest.mark.gpu
+def test_gpu_gradcheck_and_opcheck():
+    _cuda()
+    for case in TRANSPOSED:
+        (x, w, b), kw = _case(case, "cuda")
+        args = (x, w) if b is None else (x, w, b)
+        assert torch.autograd.gradcheck(lambda *a: xt.conv_transpose3d(*a, **kw), args)
+    for case in DIRECT:
+        (x, w, b), kw = _case(case, "cuda")
+        args = (x, w) if b is None else (x, w, b)
+        assert torch.autograd.gradcheck(lambda *a: xt.conv3d(*a, **kw), args)
+    for name, args in _op_samples("cuda"):
+        torch.library.opcheck(getattr(torch.ops.xconvt, name).default, args)
+
+
+@pytest.mark.gpu
+def test_gpu_module_and_compile_on_a_side_stream():
+    """The layer on CUDA (float32, TF32 off on both sides) equals PyTorch's, eager and
+    compiled, also inside ``torch.cuda.stream`` (the ops run on the current stream)."""
+    _cuda()
+    torch.backends.cudnn.allow_tf32 = False
+    ours, theirs = _pair(xt.ConvTranspose3d, torch.nn.ConvTranspose3d, MODULES[0])
+    ours, theirs = ours.float().cuda(), theirs.float().cuda()
+    x = torch.randn(4, 4, 8, 9, 8, device="cuda", requires_grad=True)
+    compiled = torch.compile(ours, fullgraph=True)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for m in (ours, compiled):
+            out = m(x)
+            gx, gw = torch.autograd.grad(out.square().sum(), [x, m.weight])
+            ref = theirs(x)
+            rx, rw = torch.autograd.grad(ref.square().sum(), [x, theirs.weight])
+            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-4)
+            torch.testing.assert_close(gx, rx, rtol=1e-5, atol=1e-3)
+            torch.testing.assert_close(gw, rw, rtol=1e-5, atol=1e-3)
+    torch.cuda.current_stream().wait_stream(side)
+
+
+# ========================================================== random valid geometries
+
+@settings(max_examples=12)
+@given(cfg=configs(max_spatial=3, max_kernel=3, batches=(None, 1, 2), max_channels=2,
+                   max_dilation=2), seed=seeds)
+def test_gradcheck_random_geometries(cfg, seed):
+    """gradcheck (fast mode) of both operations on random valid geometries: the
+    transposed convolution's, and conv3d with the same weight and geometry."""
+    x, w, b = (None if a is None else torch.from_numpy(a).requires_grad_()
+               for a in cfg.arrays(seed, "float64"))
+    kw = cfg.kwargs
+    args = (x, w) if b is None else (x, w, b)
+    assert torch.autograd.gradcheck(lambda *a: xt.conv_transpose3d(*a, **kw), args,
+                                    fast_mode=True)
+    y = torch.randn(cfg.output_shape, dtype=torch.float64, requires_grad=True)
+    kw3 = {k: v for k, v in kw.items() if k != "output_padding"}
+    b3 = None if b is None else torch.randn(cfg.in_channels, dtype=torch.float64,
+                                            requires_grad=True)
+    args = (y, w) if b3 is None else (y, w, b3)
+    assert torch.autograd.gradcheck(lambda *a: xt.conv3d(*a, **kw3), args, fast_mode=True)
