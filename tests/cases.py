@@ -58,3 +58,23 @@ def case_arrays(name, dtype, seed=0):
     groups = kw.get("groups", 1)
     b = random_array(rng, (ws[1] * groups,), dtype) if has_bias else None
     return x, w, b, kw
+
+
+# Small geometries for the framework integrations' gradients (gradcheck, opcheck,
+# check_grads), (input shape, weight shape, bias?, kwargs): groups, stride, padding,
+# output_padding (also >= stride, below dilation), dilation, unbatched input, bias or none.
+TRANSPOSED = [
+    ((2, 4, 2, 3, 2), (4, 1, 2, 2, 3), True,
+     dict(stride=(2, 1, 2), padding=(1, 0, 1), output_padding=(1, 0, 0), groups=2,
+          dilation=(1, 2, 1))),
+    ((2, 2, 3, 2), (2, 2, 3, 1, 2), False,
+     dict(stride=1, padding=(1, 0, 0), output_padding=(1, 0, 1), dilation=2)),
+    ((1, 3, 2, 2, 2), (3, 2, 3, 3, 3), True, dict(stride=3, padding=2, output_padding=2)),
+]
+# conv3d: integer padding, "same" with odd total padding on some axes, "valid"
+DIRECT = [
+    ((2, 4, 5, 4, 5), (6, 2, 2, 2, 3), True,
+     dict(stride=(2, 1, 2), padding=(1, 0, 1), dilation=(1, 2, 1), groups=2)),
+    ((3, 4, 5, 4), (2, 3, 2, 3, 2), False, dict(padding="same", dilation=(1, 2, 1))),
+    ((1, 2, 5, 5, 4), (3, 2, 3, 2, 2), True, dict(stride=2, padding="valid")),
+]

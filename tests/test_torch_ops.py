@@ -14,29 +14,12 @@ from hypothesis import given, settings
 torch = pytest.importorskip("torch")
 xt = pytest.importorskip("xconvt.torch")
 
+from .cases import DIRECT, TRANSPOSED  # noqa: E402
 from .helpers import assert_close, cuda_device_count  # noqa: E402
 from .reference import conv3d_ref, conv_transpose3d_ref  # noqa: E402
 from .strategies import configs, seeds  # noqa: E402
 
 F = torch.nn.functional
-
-# (input shape, weight shape, bias, kwargs): groups, stride, padding, output_padding
-# (also >= stride, below dilation), dilation, unbatched input, with and without bias.
-TRANSPOSED = [
-    ((2, 4, 2, 3, 2), (4, 1, 2, 2, 3), True,
-     dict(stride=(2, 1, 2), padding=(1, 0, 1), output_padding=(1, 0, 0), groups=2,
-          dilation=(1, 2, 1))),
-    ((2, 2, 3, 2), (2, 2, 3, 1, 2), False,
-     dict(stride=1, padding=(1, 0, 0), output_padding=(1, 0, 1), dilation=2)),
-    ((1, 3, 2, 2, 2), (3, 2, 3, 3, 3), True, dict(stride=3, padding=2, output_padding=2)),
-]
-# conv3d: integer padding, "same" with odd total padding on some axes, "valid"
-DIRECT = [
-    ((2, 4, 5, 4, 5), (6, 2, 2, 2, 3), True,
-     dict(stride=(2, 1, 2), padding=(1, 0, 1), dilation=(1, 2, 1), groups=2)),
-    ((3, 4, 5, 4), (2, 3, 2, 3, 2), False, dict(padding="same", dilation=(1, 2, 1))),
-    ((1, 2, 5, 5, 4), (3, 2, 3, 2, 2), True, dict(stride=2, padding="valid")),
-]
 
 
 def _tensors(shapes, device="cpu", grad=True, seed=0):
