@@ -391,7 +391,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     --------
     >>> import jax, jax.numpy as jnp, xconvt.jax
     >>> y = jnp.ones((1, 4, 6, 6, 6), jnp.float32)
-    >>> w = jnp.ones((4, 2, 3, 3, 3), jnp.float32)
+    >>> w = jnp.ones((2, 4, 3, 3, 3), jnp.float32)
     >>> jax.grad(lambda y: xconvt.jax.conv3d(y, w, padding="same").sum())(y).shape
     (1, 4, 6, 6, 6)
     """
