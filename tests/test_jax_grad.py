@@ -50,27 +50,21 @@ def _check(f, args):
 
 
 # ======================================================================= check_grads
-@pytest.mark.parametrize("case", TRANSPOSED)
-@pytest.mark.parametrize("jit", [False, True])
-def test_check_grads_conv_transpose3d(case, jit):
-    x, w, b, kw = _arrays(case)
-    f = lambda x, w, b=None: xjax.conv_transpose3d(x, w, b, **kw)  # noqa: E731
-    f = jax.jit(f) if jit else f
-    args = _j(x, w) if b is None else _j(x, w, b)
-    _check(f, args)
-    assert_close(np.asarray(f(*args)), conv_transpose3d_ref(x, w, b, **kw), "float64")
+CASES = [("conv_transpose3d", c) for c in TRANSPOSED] + [("conv3d", c) for c in DIRECT]
 
 
-@pytest.mark.parametrize("case", DIRECT)
+@pytest.mark.parametrize(("name", "case"), CASES)
 @pytest.mark.parametrize("jit", [False, True])
-def test_check_grads_conv3d(case, jit):
+def test_check_grads(name, case, jit):
     x, w, b, kw = _arrays(case)
-    f = lambda x, w, b=None: xjax.conv3d(x, w, b, **kw)  # noqa: E731
+    fn = getattr(xjax, name)
+    f = lambda x, w, b=None: fn(x, w, b, **kw)  # noqa: E731
     f = jax.jit(f) if jit else f
     args = _j(x, w) if b is None else _j(x, w, b)
     _check(f, args)
     if not isinstance(kw.get("padding"), str):
-        assert_close(np.asarray(f(*args)), conv3d_ref(x, w, b, **kw), "float64")
+        ref = conv_transpose3d_ref if name == "conv_transpose3d" else conv3d_ref
+        assert_close(np.asarray(f(*args)), ref(x, w, b, **kw), "float64")
 
 
 def test_public_functions_are_differentiable_on_traced_arrays():
@@ -229,9 +223,9 @@ def test_gpu_check_grads(jit):
         pytest.skip("JAX sees no GPU")
     if cuda_device_count() == 0:
         pytest.skip("CuPy sees no CUDA device")
-    for case, fn in [(c, xjax.conv_transpose3d) for c in TRANSPOSED] + [
-            (c, xjax.conv3d) for c in DIRECT]:
+    for name, case in CASES:
         x, w, b, kw = _arrays(case)
+        fn = getattr(xjax, name)
         f = lambda x, w, b=None, fn=fn, kw=kw: fn(x, w, b, **kw)  # noqa: E731
         args = tuple(jax.device_put(a, gpu) for a in ((x, w) if b is None else (x, w, b)))
         _check(jax.jit(f) if jit else f, args)

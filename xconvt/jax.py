@@ -276,7 +276,9 @@ def traced(name):
 # ----------------------------------------------------------------------------- gradients
 def _grad_algorithm(algorithm):
     """The gradients' ``algorithm`` for a forward's (they have no ``"measure"``)."""
-    return algorithm if algorithm in ("direct", "fft") else "auto"
+    from . import _grad
+
+    return algorithm if algorithm in _grad.ALGORITHMS else "auto"
 
 
 def _bias_sum(g):
@@ -284,51 +286,36 @@ def _bias_sum(g):
 
 
 @functools.lru_cache(maxsize=None)
-def _vjps():
-    """The ``jax.custom_vjp`` functions (built on first use: JAX is imported lazily)."""
+def _vjp(name):
+    """The ``jax.custom_vjp`` function of ``"conv_transpose3d"`` or ``"conv3d"``
+    (built on first use: JAX is imported lazily): its backward pass calls
+    ``xconvt.grad.<name>_input`` and ``<name>_weight``."""
     import jax
 
     from . import grad
 
+    input_grad = getattr(grad, f"{name}_input")
+    weight_grad = getattr(grad, f"{name}_weight")
+
     @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-    def transposed(x, w, b, cfg):
+    def op(x, w, b, cfg):
         args, algorithm, precision = cfg
-        return _run("conv_transpose3d", x, w, b, *args, algorithm=algorithm,
-                    precision=precision)
+        return _run(name, x, w, b, *args, algorithm=algorithm, precision=precision)
 
-    def transposed_fwd(x, w, b, cfg):
-        return transposed(x, w, b, cfg), (x, w, b)
+    def fwd(x, w, b, cfg):
+        return op(x, w, b, cfg), (x, w, b)
 
-    def transposed_bwd(cfg, res, g):
+    def bwd(cfg, res, g):
         x, w, b = res
         g = jax.numpy.asarray(g)  # a cotangent may arrive as a NumPy array
         args, algorithm, _ = cfg
         algorithm = _grad_algorithm(algorithm)
-        gx = grad.conv_transpose3d_input(x.shape, w, g, *args, algorithm=algorithm)
-        gw = grad.conv_transpose3d_weight(x, w.shape, g, *args, algorithm=algorithm)
+        gx = input_grad(x.shape, w, g, *args, algorithm=algorithm)
+        gw = weight_grad(x, w.shape, g, *args, algorithm=algorithm)
         return gx, gw, None if b is None else _bias_sum(g)
 
-    transposed.defvjp(transposed_fwd, transposed_bwd)
-
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-    def direct(x, w, b, cfg):
-        args, algorithm, precision = cfg
-        return _run("conv3d", x, w, b, *args, algorithm=algorithm, precision=precision)
-
-    def direct_fwd(x, w, b, cfg):
-        return direct(x, w, b, cfg), (x, w, b)
-
-    def direct_bwd(cfg, res, g):
-        x, w, b = res
-        g = jax.numpy.asarray(g)  # a cotangent may arrive as a NumPy array
-        args, algorithm, _ = cfg
-        algorithm = _grad_algorithm(algorithm)
-        gx = grad.conv3d_input(x.shape, w, g, *args, algorithm=algorithm)
-        gw = grad.conv3d_weight(x, w.shape, g, *args, algorithm=algorithm)
-        return gx, gw, None if b is None else _bias_sum(g)
-
-    direct.defvjp(direct_fwd, direct_bwd)
-    return transposed, direct
+    op.defvjp(fwd, bwd)
+    return op
 
 
 def _check_operands(operands):
@@ -374,7 +361,7 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
                      output_padding, groups, dilation, output_size)
     args = (params.stride, params.padding, params.output_padding, params.groups,
             params.dilation)
-    return _vjps()[0](input, weight, bias, (args, algorithm, precision))
+    return _vjp("conv_transpose3d")(input, weight, bias, (args, algorithm, precision))
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -399,4 +386,4 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     _conv3d_shape(input, weight, bias, stride, padding, dilation, groups,
                   algorithm=algorithm, precision=precision)  # validates
     args = _key((stride, padding, dilation, groups))
-    return _vjps()[1](input, weight, bias, (args, algorithm, precision))
+    return _vjp("conv3d")(input, weight, bias, (args, algorithm, precision))

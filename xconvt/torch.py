@@ -68,12 +68,9 @@ from ._dispatch import conv_transpose3d as _xconv_transpose3d
 
 __all__ = ["Conv3d", "ConvTranspose3d", "conv3d", "conv_transpose3d"]
 
-_GRAD_ALGORITHMS = ("auto", "direct", "fft")
-
-
 def _grad_algorithm(algorithm):
     """The gradients' ``algorithm`` for a forward's (they have no ``"measure"``)."""
-    return algorithm if algorithm in _GRAD_ALGORITHMS else "auto"
+    return algorithm if algorithm in _grad.ALGORITHMS else "auto"
 
 
 # ------------------------------------------------------------------------------ shapes
