@@ -67,6 +67,21 @@ def test_check_grads(name, case, jit):
         assert_close(np.asarray(f(*args)), ref(x, w, b, **kw), "float64")
 
 
+@pytest.mark.parametrize("algorithm", ["measure", "fft"])
+def test_grad_with_a_forced_algorithm(algorithm, rng):
+    x, w, b, kw = _arrays(TRANSPOSED[0])
+    gy = random_array(rng, conv_transpose3d_ref(x, w, b, **kw).shape, "float64")
+    f = lambda x, w, b: jnp.vdot(xjax.conv_transpose3d(x, w, b, **kw,  # noqa: E731
+                                                       algorithm=algorithm), gy)
+    gx, gw, gb = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(*_j(x, w, b))
+    assert_close(np.asarray(gx), conv3d_ref(gy, w, None, kw["stride"], kw["padding"],
+                                            kw["dilation"], kw["groups"]), "float64")
+    assert_close(np.asarray(gw), conv_transpose3d_weight_ref(
+        x, gy, w.shape[2:], kw["stride"], kw["padding"], kw["groups"], kw["dilation"]),
+        "float64")
+    assert_close(np.asarray(gb), gy.sum(axis=(0, 2, 3, 4)), "float64")
+
+
 def test_public_functions_are_differentiable_on_traced_arrays():
     """xconvt.conv_transpose3d / conv3d on traced JAX arrays take the custom_vjp too."""
     x, w, b, kw = _arrays(TRANSPOSED[0])

@@ -135,6 +135,22 @@ def test_gradcheck_conv3d(case):
     assert torch.autograd.gradcheck(lambda *a: xt.conv3d(*a, **kw), args)
 
 
+@pytest.mark.parametrize("algorithm", ["measure", "direct", "fft"])
+def test_gradients_with_a_forced_algorithm(algorithm):
+    """The backward passes take the forward's algorithm (``"measure"``: auto)."""
+    (x, w, b), kw = _case(TRANSPOSED[0])
+    ref = torch.autograd.grad(F.conv_transpose3d(x, w, b, **kw).square().sum(), [x, w, b])
+    out = xt.conv_transpose3d(x, w, b, **kw, algorithm=algorithm)
+    for a, r in zip(torch.autograd.grad(out.square().sum(), [x, w, b]), ref):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+    if algorithm != "measure":
+        (y, w, b), kw = _case(DIRECT[0])
+        ref = torch.autograd.grad(F.conv3d(y, w, b, **kw).square().sum(), [y, w, b])
+        out = xt.conv3d(y, w, b, **kw, algorithm=algorithm)
+        for a, r in zip(torch.autograd.grad(out.square().sum(), [y, w, b]), ref):
+            torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+
+
 def test_gradgradcheck():
     """Second derivatives, through the weight-gradient operators' own autograd."""
     (x, w, b), kw = _case(TRANSPOSED[1])

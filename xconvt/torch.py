@@ -179,7 +179,8 @@ def _(input, grad_output, weight_size, stride, padding, dilation, groups, algori
 #   C's input gradient:  T(g, w) with the output_padding that gives x's size
 def _transposed_input_grad(g, w, x_shape, stride, padding, groups, dilation, algorithm,
                            precision):
-    gx = _conv3d(g, w, None, stride, padding, dilation, groups, algorithm, precision)
+    gx = _conv3d(g, w, None, stride, padding, dilation, groups, _grad_algorithm(algorithm),
+                 precision)
     if tuple(gx.shape[-3:]) != tuple(x_shape[-3:]):
         gx = gx[..., :x_shape[-3], :x_shape[-2], :x_shape[-1]]
     return gx
