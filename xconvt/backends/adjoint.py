@@ -201,9 +201,15 @@ def _im2col_cupy(ax, y, P, i0, ni):
         kern = _KERNELS["im2col"] = _im2col_kernel()
     y = y if y.flags.c_contiguous else y.copy()
     # P's depth extent is the allocated one (the last chunk may be shorter)
-    kern(y, ax.I[2], ax.I[1], P.shape[4], ax.K[2], ax.K[1], ax.cog, i0,
+    kern(y, ax.I[2], ax.I[1], P.shape[5], ax.K[2], ax.K[1], ax.cog, i0,
          ax.s[0], ax.s[1], ax.s[2], ax.d[1], ax.d[2], ax.p[0], ax.p[1], ax.p[2],
          ax.O[0], ax.O[1], ax.O[2], P)
+
+
+def _cupy():
+    import cupy
+
+    return cupy
 
 
 def _work_dtype(xp, dtype):
@@ -229,11 +235,7 @@ class _Run:
         from . import cpu
 
         self.gpu = is_cupy_array(a)
-        if self.gpu:
-            import cupy as xp
-        else:
-            xp = np
-        self.xp = xp
+        self.xp = xp = _cupy() if self.gpu else np
         self.dtype = _work_dtype(xp, a.dtype)
         self.ax = ax = _Axes(params)
         if limit is None:
