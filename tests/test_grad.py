@@ -561,3 +561,49 @@ def test_gemm_group_and_depth_chunks(limit):
     ref = conv_transpose3d_weight_ref(gx, y, w.shape[2:], kw["stride"], kw["padding"], 5,
                                       kw["dilation"])
     assert_close(adjoint.weight_grad(params, gx, y, limit=limit), ref, "float64")
+
+
+def _im2col_cuda_emulated(ax, y, P, i0, ni):
+    """The CuPy im2col kernel's index arithmetic (adjoint._IM2COL_CUDA), line by
+    line in NumPy, so that the CPU suite checks the GPU kernel's math."""
+    Iw, Ih, nq, kW, kH, Cog = ax.I[2], ax.I[1], P.shape[5], ax.K[2], ax.K[1], ax.cog
+    sd, sh, sw, dh, dw, pd, ph, pw = (*ax.s, ax.d[1], ax.d[2], *ax.p)
+    Od, Oh, Ow = ax.O
+    t = np.arange(P.size, dtype=np.int64)
+    iw = t % Iw; t //= Iw          # noqa: E702
+    ih = t % Ih; t //= Ih          # noqa: E702
+    q = t % nq; t //= nq           # noqa: E702
+    uw = t % kW; t //= kW          # noqa: E702
+    uh = t % kH; t //= kH          # noqa: E702
+    o = t % Cog; t //= Cog         # noqa: E702
+    r = t % sd; t //= sd           # noqa: E702
+    c = t * Cog + o
+    md = (i0 + q) * sd + r - pd
+    mh = ih * sh + uh * dh - ph
+    mw = iw * sw + uw * dw - pw
+    ok = (md >= 0) & (md < Od) & (mh >= 0) & (mh < Oh) & (mw >= 0) & (mw < Ow)
+    flat = np.where(ok, ((c * Od + md) * Oh + mh) * Ow + mw, 0)
+    P.reshape(-1)[...] = np.where(ok, np.ascontiguousarray(y).reshape(-1)[flat], 0)
+
+
+@pytest.mark.parametrize("limit", [1, 30000, None])
+def test_gpu_gemm_branch_emulated(monkeypatch, limit):
+    """The GEMM path's GPU branch (one thread, whole batched GEMMs, the im2col
+    kernel's index math) run with NumPy standing in for CuPy."""
+    monkeypatch.setattr(adjoint, "is_cupy_array", lambda a: True)
+    monkeypatch.setattr(adjoint, "_cupy", lambda: np)
+    monkeypatch.setattr(adjoint, "_im2col_cupy", _im2col_cuda_emulated)
+    rng = np.random.default_rng(3)
+    for ys, ws, kw in [((2, 10, 9, 8, 7), (15, 2, 5, 2, 3),
+                        dict(stride=(1, 1, 2), padding=(2, 0, 1), dilation=(1, 2, 1),
+                             groups=5)),
+                       ((1, 4, 11, 9, 10), (6, 4, 3, 3, 2),
+                        dict(stride=(2, 2, 3), padding=(1, 2, 0), dilation=(2, 1, 1)))]:
+        y, w = rng.standard_normal(ys), rng.standard_normal(ws)
+        params, _ = conv3d_params(y.shape, w.shape, None, **kw)
+        x = adjoint.conv3d(params, y, w, limit=limit)
+        assert_close(x, conv3d_ref(y, w, None, **kw), "float64")
+        gx = rng.standard_normal(x.shape)
+        ref = conv_transpose3d_weight_ref(gx, y, w.shape[2:], kw["stride"], kw["padding"],
+                                          kw.get("groups", 1), kw["dilation"])
+        assert_close(adjoint.weight_grad(params, gx, y, limit=limit), ref, "float64")

@@ -400,6 +400,22 @@ def conv3d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
                   groups=1, *, algorithm="auto"):
     """Gradient of :func:`conv3d` with respect to its weight (``torch.nn.grad.conv3d_weight``).
 
+    ``dw[o, c, k] = sum_{n, i} grad_output[n, o, i] * input[n, c, i*s - p + k*d]``
+    (channels within a group): the weight gradient of the transposed
+    convolution that conv3d is the adjoint of, with the roles of the two
+    volumes exchanged.
+
+    Parameters
+    ----------
+    input : ndarray
+        The forward input, ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)``.
+    weight_size : sequence of int
+        ``(C_out, C_in / groups, kD, kH, kW)``.
+    grad_output : ndarray
+        Gradient with respect to the forward output (its shape).
+    stride, padding, dilation, groups
+        The forward's arguments (``padding`` may be ``"same"`` or ``"valid"``).
+
     Returns
     -------
     ndarray of shape ``weight_size``, summed over batch and space in a fixed order.

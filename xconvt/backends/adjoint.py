@@ -7,9 +7,9 @@ outside ``[0, O)``), per spatial axis::
     conv3d        x[c, i]    = sum_{o, k} w[c, o, k] * ypad[o, i*s + k*d]
     weight_grad   dw[c, o, k] = sum_{n, i} x[n, c, i] * ypad[n, o, i*s + k*d]
 
-(channels within a group).  Per batch element, group and chunk of ``nI``
-input depth planes ``[i0, i0 + nI)``, a partial im2col holds the H and W taps
-with the depth axis split by stride phase::
+(channels within a group).  Per batch element, chunk of groups and chunk of
+``nI`` input depth planes ``[i0, i0 + nI)``, a partial im2col holds the H and W
+taps with the depth axis split by stride phase::
 
     P[r, (o, uh, uw), q, ih, iw] = ypad[o, (i0 + q)*s_d + r, ih*s_h + uh*d_h, iw*s_w + uw*d_w]
 
@@ -20,14 +20,16 @@ so that depth tap ``kd`` (phase ``r = kd*d_d mod s_d``, offset
     conv3d        X (Cig, nI*Ih*Iw)  = sum_kd W[kd] (Cig, Cog*kH*kW) @ A_kd
     weight_grad   dW[kd] (Cig, Cog*kH*kW) += X (Cig, nI*Ih*Iw) @ A_kd^T
 
-one GEMM per depth tap, deep in the pixel dimension for the weight gradient.
-Sums run in a fixed order (batch, group, chunk, tap): the result does not
-depend on timing.  On NumPy the im2col is ``s_d*kH*kW`` strided slice copies
-(zeros where the window leaves ``y``); on CuPy one elementwise kernel writes it.
-Chunks are sized so that ``P`` and the accumulator stay within
-``min(get_memory_budget(), 16 MiB)`` on the CPU (cache locality) and the
-budget on the GPU; one depth plane of one group of one batch element is always
-processed.  float16 is computed in float32 and rounded once.
+one GEMM per depth tap (batched over the chunk's groups), deep in the pixel
+dimension for the weight gradient.  The weight gradient keeps one partial sum
+per chunk and adds them in a fixed order at the end: the result does not
+depend on timing or threads.  On NumPy the im2col is ``s_d*kH*kW`` strided
+slice copies (zeros where the window leaves ``y``); on CuPy one elementwise
+kernel writes it.  Chunks are sized so that ``P`` and the accumulator stay
+within ``min(get_memory_budget(), 16 MiB)`` (split over the worker threads) on
+the CPU (cache locality) and the budget on the GPU; one depth plane of one
+group of one batch element is always processed.  CPU threading: see
+:class:`_Run`.  float16 is computed in float32 and rounded once.
 """
 
 from __future__ import annotations
@@ -199,9 +201,15 @@ def _im2col_cupy(ax, y, P, i0, ni):
         kern = _KERNELS["im2col"] = _im2col_kernel()
     y = y if y.flags.c_contiguous else y.copy()
     # P's depth extent is the allocated one (the last chunk may be shorter)
-    kern(y, ax.I[2], ax.I[1], P.shape[4], ax.K[2], ax.K[1], ax.cog, i0,
+    kern(y, ax.I[2], ax.I[1], P.shape[5], ax.K[2], ax.K[1], ax.cog, i0,
          ax.s[0], ax.s[1], ax.s[2], ax.d[1], ax.d[2], ax.p[0], ax.p[1], ax.p[2],
          ax.O[0], ax.O[1], ax.O[2], P)
+
+
+def _cupy():
+    import cupy
+
+    return cupy
 
 
 def _work_dtype(xp, dtype):
@@ -211,8 +219,9 @@ def _work_dtype(xp, dtype):
 class _Run:
     """Library, work dtype, geometry, chunking, workers and column blocks of a call.
 
-    A chunk is one batch element and ``ni`` input depth planes, all groups at
-    once (the GEMMs are batched over groups).  On the CPU, ``workers`` threads
+    A chunk is one batch element, ``gc`` groups (all of them unless that
+    would leave fewer than ``4*qmax`` depth planes per chunk) and ``ni`` input
+    depth planes; its GEMMs are batched over the groups.  On the CPU, ``workers`` threads
     (:func:`xconvt.backends.cpu.available_cpus`, at most 8) take chunks as
     they finish, each with its own im2col buffer, and every GEMM is cut into
     column blocks small enough (``M*N*K``, or ``N*K`` for one-row GEMMs,
@@ -226,11 +235,7 @@ class _Run:
         from .cpu import common as cpu_common
 
         self.gpu = is_cupy_array(a)
-        if self.gpu:
-            import cupy as xp
-        else:
-            xp = np
-        self.xp = xp
+        self.xp = xp = _cupy() if self.gpu else np
         self.dtype = _work_dtype(xp, a.dtype)
         self.ax = ax = _Axes(params)
         if limit is None:
