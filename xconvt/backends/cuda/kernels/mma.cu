@@ -1,0 +1,391 @@
+// xconvt: tensor-core (mma.sync) implicit-GEMM kernels for the 3-D transposed
+// convolution, one GEMM per stride phase (sm_80 and later).
+//
+// Compiled at run time by NVRTC through cupy.RawModule (no headers needed:
+// 16-bit values travel as unsigned short and convert through inline PTX); the
+// host code is xconvt/backends/cuda_mma.py, which picks the template
+// arguments and builds the per-phase table.
+//
+// Geometry (xconvt/_params.py, AxisPhase): per axis a stride phase holds the
+// outputs o = first + s*j (j < count) and
+//     out[first + s*j] = sum_u x[base + j + u*step] * w[taps[u]],
+// x being zero outside the input.  A 3-D phase (pd, ph, pw) of group g is the GEMM
+//     C[m, o] = sum_k A[m, k] * B[k, o]
+//     m = (n, jd, jh, jw)   (jw fastest; M = N * count_d * count_h * count_w)
+//     k = (t, c)            (tap t = (ud, uh, uw) outer, input channel c inner)
+//     A[m, (t, c)] = x[n, g*Cig + c, base_d + jd + ud*step_d, ...]   (0 outside)
+//     B[(t, c), o] = w[g*Cig + c, o, taps_d[ud], taps_h[uh], taps_w[uw]]
+// with no work on the taps that only meet stride zeros.  K is padded per tap
+// to whole BK blocks of channels and N to whole BN tiles: the host packs B
+// per call into [phase][g][t][c < nCB*BK][o < NP] with zeros in the padding
+// (xconvt_mma_pack), so a B tile is rows of 16-byte copies.
+//
+// One launch covers every phase: block b finds its phase in the table
+// (P_BLOCK0 ascending) and from b - block0 its n tile (fastest), m tile and
+// group.  A block computes a BM x BN tile with (BM/WM) x (BN/WN) warps, each a
+// WM x WN warp tile of m16n8 mma.sync fragments, over STAGES shared-memory
+// stages of BK: B by 16-byte cp.async, A (BM positions along W, contiguous
+// rows of x) by 4-byte cp.async with zero-fill for float, by registers for
+// 16-bit types (cp.async has no 2-byte form), loaded a stage ahead.  Shared
+// tiles are [k][m] and [k][n] with rows padded by 8 elements (bank-conflict
+// free fragment loads for 32-bit values, ldmatrix.trans for 16-bit).
+//
+//   DT    0: float32 storage, 1: float16, 2: bfloat16 (storage type T)
+//   MODE  0: TF32 (operands rounded to tf32), 1: 3xTF32 (big = tf32(v), small =
+//         tf32(v - big); small*big + big*small, then big*big, fp32
+//         accumulation), 2: f16/bf16 m16n8k16, fp32 accumulation
+//   I     index type of the global offsets: int or long long
+
+namespace xmma {
+
+// Per-phase table, PMETA int32 values per phase (written by cuda_mma.py).
+enum {
+  P_BLOCK0 = 0, P_MT, P_NT, P_CD, P_CH, P_CW, P_FD, P_FH, P_FW,
+  P_BD, P_BH, P_BW, P_ND, P_NH, P_NW, P_WOFF, PMETA
+};
+
+// Scalar arguments, passed by value as one struct; the host builds it as a
+// NumPy structured scalar with these int32 fields in this order
+// (cuda_mma.py, MMA_FIELDS).
+struct MmaArgs {
+  int nphase, has_bias, N, G, Cig, Cog, Cin, Cout;
+  int ID, IH, IW, OD, OH, OW;
+  int sd, sh, sw, ed, eh, ew;
+  int nCB, NP;
+};
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+  return (unsigned)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void cp_async4(unsigned dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ unsigned to_tf32(float v) {
+  unsigned r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v));
+  return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float (&c)[4], const unsigned (&a)[4],
+                                         const unsigned (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+template <int DT>
+__device__ __forceinline__ void mma_16(float (&c)[4], const unsigned (&a)[4], unsigned b0,
+                                       unsigned b1) {
+  if constexpr (DT == 1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ void ldsm_x4_trans(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// Storage <-> float.
+template <int DT> struct storage { typedef unsigned short type; };
+template <> struct storage<0> { typedef float type; };
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+template <int DT>
+__device__ __forceinline__ float to_f32(typename storage<DT>::type v) {
+  if constexpr (DT == 0) {
+    return v;
+  } else if constexpr (DT == 1) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;\n" : "=f"(f) : "h"(v));
+    return f;
+  } else {
+    return __uint_as_float(((unsigned)v) << 16);
+  }
+}
+template <int DT>
+__device__ __forceinline__ typename storage<DT>::type from_f32(float v) {
+  if constexpr (DT == 0) {
+    return v;
+  } else if constexpr (DT == 1) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;\n" : "=h"(h) : "f"(v));
+    return h;
+  } else {
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(h) : "f"(v));
+    return h;
+  }
+}
+
+}  // namespace xmma
+
+template <int DT, int MODE, typename I, int BM, int BN, int BK, int WM, int WN, int STAGES>
+__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
+xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
+           const typename xmma::storage<DT>::type* __restrict__ wp,
+           const typename xmma::storage<DT>::type* __restrict__ bias,
+           typename xmma::storage<DT>::type* __restrict__ out,
+           const int* __restrict__ meta, const xmma::MmaArgs a) {
+  using namespace xmma;
+  typedef typename storage<DT>::type T;
+  constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN;
+  constexpr int THREADS = WARPS_M * WARPS_N * 32;
+  constexpr int ES = sizeof(T);
+  constexpr int LDA = BM + 8, LDB = BN + 8;  // padded rows (elements)
+  constexpr int A_STAGE = BK * LDA, B_STAGE = BK * LDB;
+  constexpr int KROWS = THREADS / BM;  // A rows loaded per pass
+  constexpr int APT = BK / KROWS;      // A elements per thread per stage
+  constexpr int MT = WM / 16, NT = WN / 8;
+  constexpr int BCH = BN * ES / 16;    // 16-byte chunks per B row
+  static_assert(THREADS % BM == 0 && BK % KROWS == 0, "A loader shape");
+  static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "fragment shape");
+  static_assert(MODE == 2 ? DT != 0 : DT == 0, "mode and dtype");
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* const As = reinterpret_cast<T*>(smem_raw);
+  T* const Bs = As + STAGES * A_STAGE;
+
+  // ---- block -> (phase, group, m tile, n tile)
+  int bid = blockIdx.x, ph = 0;
+  while (ph + 1 < a.nphase && meta[(ph + 1) * PMETA + P_BLOCK0] <= bid) ++ph;
+  const int* pm = meta + ph * PMETA;
+  bid -= pm[P_BLOCK0];
+  const int n_t = pm[P_NT], m_t = pm[P_MT];
+  const int ntile = bid % n_t;
+  bid /= n_t;
+  const int mtile = bid % m_t;
+  const int g = bid / m_t;
+  const int cd = pm[P_CD], ch = pm[P_CH], cw = pm[P_CW];
+  const int nd = pm[P_ND], nh = pm[P_NH], nw = pm[P_NW];
+  const int ntaps = nd * nh * nw;
+  const int per_n = cd * ch * cw;  // positions of the phase per sample
+  const int Mph = a.N * per_n;
+  const int Cig = a.Cig, Cog = a.Cog, nCB = a.nCB, NP = a.NP;
+  const int ID = a.ID, IH = a.IH, IW = a.IW;
+  const I V = (I)ID * IH * IW;
+  const int nkc = ntaps * nCB;
+  const int tid = threadIdx.x;
+  const int m0 = mtile * BM, n0 = ntile * BN;
+
+  // ---- A loader: one position per thread, APT channel rows per stage
+  const int am = tid % BM, ak0 = tid / BM;
+  bool a_ok;
+  I a_base;
+  int id0, ih0, iw0;
+  {
+    const int m = m0 + am;
+    a_ok = m < Mph;
+    const int nb = m / per_n;
+    int r = m - nb * per_n;
+    const int jw = r % cw;
+    r /= cw;
+    const int jh = r % ch;
+    const int jd = r / ch;
+    a_base = ((I)nb * a.Cin + (I)g * Cig + ak0) * V;
+    id0 = pm[P_BD] + jd;
+    ih0 = pm[P_BH] + jh;
+    iw0 = pm[P_BW] + jw;
+  }
+  const T* const wph = wp + pm[P_WOFF] + (I)g * ntaps * nCB * BK * NP + n0;
+  const unsigned as_u32 = smem_u32(As), bs_u32 = smem_u32(Bs);
+  T areg[MODE == 2 ? APT : 1];
+
+  // Issue the loads of K block kc into stage st (A of 16-bit types into areg).
+  auto load = [&](int kc, int st) {
+    const int t = kc / nCB, cb = kc - t * nCB;
+    const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
+    const int id = id0 + ud * a.ed, ih = ih0 + uh * a.eh, iw = iw0 + uw * a.ew;
+    const bool ok = a_ok && id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW;
+    const int c0 = cb * BK + ak0;
+    const T* src = x + a_base + (I)cb * BK * V + ((I)id * IH + ih) * IW + iw;
+#pragma unroll
+    for (int i = 0; i < APT; ++i) {
+      const bool v = ok && c0 + i * KROWS < Cig;
+      const T* s = v ? src + (I)i * KROWS * V : x;
+      if constexpr (MODE == 2) {
+        areg[i] = v ? __ldg(s) : (T)0;
+      } else {
+        cp_async4(as_u32 + ((st * A_STAGE + (ak0 + i * KROWS) * LDA + am) * ES), s, v);
+      }
+    }
+    const T* bsrc = wph + ((I)t * nCB * BK + cb * BK) * NP;
+#pragma unroll
+    for (int q0 = 0; q0 < BK * BCH; q0 += THREADS) {
+      const int q = q0 + tid;
+      if (BK * BCH % THREADS == 0 || q < BK * BCH) {
+        const int row = q / BCH, col = (q % BCH) * (16 / ES);
+        cp_async16(bs_u32 + (st * B_STAGE + row * LDB + col) * ES, bsrc + (I)row * NP + col);
+      }
+    }
+  };
+  auto store_a = [&](int st) {
+    if constexpr (MODE == 2) {
+#pragma unroll
+      for (int i = 0; i < APT; ++i) As[st * A_STAGE + (ak0 + i * KROWS) * LDA + am] = areg[i];
+    }
+  };
+
+  // ---- warp tile
+  const int lane = tid & 31, warp = tid >> 5;
+  const int wm0 = (warp % WARPS_M) * WM, wn0 = (warp / WARPS_M) * WN;
+  const int gq = lane >> 2, tq = lane & 3;
+  float acc[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+
+  auto compute = [&](int st) {
+    if constexpr (MODE == 2) {
+      const unsigned abase = as_u32 + st * A_STAGE * ES, bbase = bs_u32 + st * B_STAGE * ES;
+      // ldmatrix lane -> row address (see the header comment)
+      const int lr = lane & 7, lq = lane >> 3;
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += 16) {
+        unsigned af[MT][4], bf[NT][2];
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+          ldsm_x4_trans(af[i], abase + ((kk + lr + (lq >> 1) * 8) * LDA + wm0 + i * 16 +
+                                        (lq & 1) * 8) * ES);
+#pragma unroll
+        for (int j = 0; j < NT; j += 2) {
+          unsigned r[4];
+          ldsm_x4_trans(r, bbase + ((kk + lr + (lq & 1) * 8) * LDB + wn0 + j * 8 +
+                                    (lq >> 1) * 8) * ES);
+          bf[j][0] = r[0]; bf[j][1] = r[1]; bf[j + 1][0] = r[2]; bf[j + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+          for (int j = 0; j < NT; ++j) mma_16<DT>(acc[i][j], af[i], bf[j][0], bf[j][1]);
+      }
+    } else {
+      const float* A = reinterpret_cast<const float*>(As) + st * A_STAGE;
+      const float* B = reinterpret_cast<const float*>(Bs) + st * B_STAGE;
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += 8) {
+        unsigned ab[MT][4], bb[NT][2];
+        unsigned as_[MODE == 1 ? MT : 1][4], bs_[MODE == 1 ? NT : 1][2];
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+          const float* p = A + (kk + tq) * LDA + wm0 + i * 16 + gq;
+          const float v[4] = {p[0], p[8], p[4 * LDA], p[4 * LDA + 8]};
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            ab[i][r] = to_tf32(v[r]);
+            if constexpr (MODE == 1) as_[i][r] = to_tf32(v[r] - __uint_as_float(ab[i][r]));
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          const float* p = B + (kk + tq) * LDB + wn0 + j * 8 + gq;
+          const float v[2] = {p[0], p[4 * LDB]};
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            bb[j][r] = to_tf32(v[r]);
+            if constexpr (MODE == 1) bs_[j][r] = to_tf32(v[r] - __uint_as_float(bb[j][r]));
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+          for (int j = 0; j < NT; ++j) {
+            if constexpr (MODE == 1) {
+              mma_tf32(acc[i][j], as_[i], bb[j]);
+              mma_tf32(acc[i][j], ab[i], bs_[j]);
+            }
+            mma_tf32(acc[i][j], ab[i], bb[j]);
+          }
+      }
+    }
+  };
+
+  // ---- main loop: STAGES-deep pipeline, one commit group per K block
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < nkc) {
+      load(s, s);
+      store_a(s);
+    }
+    cp_async_commit();
+  }
+  for (int kc = 0; kc < nkc; ++kc) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    const int nk = kc + STAGES - 1;
+    if (nk < nkc) load(nk, nk % STAGES);
+    cp_async_commit();
+    compute(kc % STAGES);
+    if (nk < nkc) store_a(nk % STAGES);
+  }
+  cp_async_wait<0>();
+
+  // ---- epilogue: + bias, storage dtype, straight to the output
+  const I ODHW = (I)a.OD * a.OH * a.OW;
+#pragma unroll
+  for (int i = 0; i < MT; ++i) {
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      const int m = m0 + wm0 + i * 16 + gq + hr * 8;
+      if (m >= Mph) continue;
+      const int nb = m / per_n;
+      int r = m - nb * per_n;
+      const int jw = r % cw;
+      r /= cw;
+      const int jh = r % ch;
+      const int jd = r / ch;
+      const int od = pm[P_FD] + a.sd * jd, oh = pm[P_FH] + a.sh * jh, ow = pm[P_FW] + a.sw * jw;
+      T* const o = out + ((I)nb * a.Cout + (I)g * Cog) * ODHW + ((I)od * a.OH + oh) * a.OW + ow;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int n = n0 + wn0 + j * 8 + 2 * tq + e;
+          if (n < Cog) {
+            float v = acc[i][j][hr * 2 + e];
+            if (a.has_bias) v += to_f32<DT>(bias[g * Cog + n]);
+            o[(I)n * ODHW] = from_f32<DT>(v);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Packed weights: dst[i] = src[idx[i]], 0 where idx[i] < 0 (bit copies, so one
+// kernel serves every storage type of its width).
+template <typename U, typename I>
+__global__ void __launch_bounds__(256)
+xconvt_mma_pack(const U* __restrict__ src, const I* __restrict__ idx, U* __restrict__ dst,
+                I n) {
+  for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
+    const I s = idx[i];
+    dst[i] = s >= 0 ? src[s] : (U)0;
+  }
+}

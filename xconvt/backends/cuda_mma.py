@@ -1,0 +1,466 @@
+"""Tensor-core (``mma.sync``) implicit GEMM per stride phase, on CuPy arrays.
+
+Each stride phase ``(pd, ph, pw)`` of a transposed convolution
+(:attr:`xconvt._params.ConvParams.axis_phases`) is, per group, one GEMM::
+
+    C[m, o] = sum_k A[m, k] B[k, o]
+    m = (n, jd, jh, jw)      output positions of the phase, jw fastest
+    k = (t, c)               tap t = (ud, uh, uw) of the phase, input channel c
+    A[m, (t, c)] = x[n, g*Cig + c, base_d + jd + ud*step_d, ...]   (0 outside)
+    B[(t, c), o] = w[g*Cig + c, o, taps_d[ud], taps_h[uh], taps_w[uw]]
+
+so taps that meet only stride zeros cost nothing.  One launch of
+``xconvt_mma`` (``cuda/kernels/mma.cu``) covers every phase: a per-phase
+table (:func:`mma_tables`) maps each block to its phase, group and
+``BM x BN`` tile; blocks stage ``BK``-deep slices of A (positions along W,
+contiguous rows of ``x``) and B (the weights, packed per call by
+``xconvt_mma_pack`` into ``[phase][group][tap][channel][o]`` with zero
+padding, so B tiles are 16-byte copies) through ``STAGES`` shared-memory
+buffers with ``cp.async``, and multiply with ``mma.sync``:
+
+``"float32"`` precision (float32 storage)
+    3xTF32: ``big = tf32(v)``, ``small = tf32(v - big)`` for both operands,
+    ``small*big + big*small`` then ``big*big`` into float32 accumulators:
+    about float32 accuracy.
+``"tf32"``
+    Operands rounded to TF32 (round to nearest), float32 accumulation, as
+    PyTorch's default for convolutions.
+float16, bfloat16 (``ml_dtypes.bfloat16``)
+    ``m16n8k16`` with float32 accumulation; the result is rounded to the
+    storage dtype once.
+
+:func:`plan` is the planner (``plan(problem) -> MmaPlan | str``) and
+:func:`mma_direct` a direct entry for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .._params import dtype_name
+
+__all__ = ["MMA_FIELDS", "MmaConfig", "MmaPlan", "mma_config", "mma_direct", "mma_tables",
+           "pack_index", "plan"]
+
+_SOURCE_PATH = Path(__file__).with_name("cuda") / "kernels" / "mma.cu"
+_INT32_MAX = 2**31 - 1
+
+#: Storage dtypes: name -> (DT template value, element bytes).
+DTYPES = {"float32": (0, 4), "float16": (1, 2), "bfloat16": (2, 2)}
+
+#: Fields of the kernel's ``MmaArgs`` struct, in order (all int32).
+MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
+              "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
+              "nCB", "NP")
+
+#: Columns of the per-phase table (``P_*`` in the kernel).
+META_COLUMNS = ("block0", "m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
+                "bd", "bh", "bw", "nd", "nh", "nw", "woff")
+
+#: Block tiles the kernel is instantiated for: (BM, BN, WM, WN).  Threads are
+#: (BM/WM) * (BN/WN) warps.
+TILES = ((128, 128, 64, 32), (128, 64, 64, 32), (128, 32, 32, 32), (64, 64, 32, 32))
+
+# Relative throughput of a tile shape at full occupancy (operand reuse per
+# shared-memory load falls with the warp tile); first estimates, to be fitted
+# on the device (bench/NOTES.md).
+_TILE_EFFICIENCY = {(128, 128): 1.0, (128, 64): 0.8, (128, 32): 0.6, (64, 64): 0.6}
+
+# Tensor-core throughput the kernel reaches on full tiles, FLOP/s per SM,
+# by mode: a first estimate of half of the H200's measured mma.sync ceilings
+# (321 TFLOP/s TF32, 642 f16/bf16 over 132 SMs); 3xTF32 does three products.
+_RATE_PER_SM = {"tf32": 0.5 * 321e12 / 132, "3xtf32": 0.5 * 321e12 / 132 / 3,
+                "float16": 0.5 * 642e12 / 132, "bfloat16": 0.5 * 642e12 / 132}
+_BANDWIDTH = 3.0e12   # bytes/s reached by the kernel's reads and writes (H200: 4.8 peak)
+_LAUNCH = 12e-6       # seconds of host work and launches per call (pack + kernel)
+
+
+def _mode(dtype, precision):
+    """``(MODE template value, mode name)``; None where no mode applies."""
+    if dtype == "float32":
+        return (1, "3xtf32") if precision == "float32" else (0, "tf32")
+    if dtype in ("float16", "bfloat16"):
+        return 2, dtype
+    return None
+
+
+class MmaConfig(NamedTuple):
+    """Template arguments and launch shape of ``xconvt_mma`` for one problem."""
+
+    dt: int          # storage (0 float32, 1 float16, 2 bfloat16)
+    mode: int        # 0 TF32, 1 3xTF32, 2 f16/bf16
+    index_t: str     # "int" or "long long"
+    bm: int
+    bn: int
+    bk: int
+    wm: int
+    wn: int
+    stages: int
+    threads: int
+    smem: int        # dynamic shared memory, bytes
+
+    @property
+    def name(self):
+        return (f"xconvt_mma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, {self.bn}, "
+                f"{self.bk}, {self.wm}, {self.wn}, {self.stages}>")
+
+
+def _smem(bm, bn, bk, stages, itemsize):
+    return stages * bk * ((bm + 8) + (bn + 8)) * itemsize
+
+
+def _regs_per_thread(mode, bm, bn):
+    """Registers per thread (ptxas, sm_90a) by mode and tile, for occupancy."""
+    return 168 if (bm, bn) == (128, 128) or mode == 1 else 128
+
+
+def _sizes(params, cfg_bk, cfg_bn):
+    """Element counts of x, the output and the packed weights."""
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    ncb = -(-cig // cfg_bk)
+    np_ = -(-cog // cfg_bn) * cfg_bn
+    taps = sum(len(pd.taps) * len(ph.taps) * len(pw.taps) for pd, ph, pw in params.phases())
+    return (math.prod(params.input_shape), math.prod(params.batched_output_shape),
+            params.groups * taps * ncb * cfg_bk * np_)
+
+
+def _candidates(params, dtype, precision, smem_per_block):
+    """Every configuration that fits, as ``(MmaConfig, padded work, blocks)``."""
+    dt, itemsize = DTYPES[dtype]
+    mode = _mode(dtype, precision)[0]
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    out = []
+    for bk in (16, 32):
+        if bk == 32 and cig <= 16:
+            continue
+        for bm, bn, wm, wn in TILES:
+            if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
+                continue  # mostly padding
+            threads = (bm // wm) * (bn // wn) * 32
+            for stages in (3, 2):
+                smem = _smem(bm, bn, bk, stages, itemsize)
+                if smem <= smem_per_block:
+                    break
+            else:
+                continue
+            index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
+            cfg = MmaConfig(dt, mode, index_t, bm, bn, bk, wm, wn, stages, threads, smem)
+            out.append(cfg)
+    return out
+
+
+def _work(params, cfg):
+    """``(padded multiply-adds, blocks)`` of ``cfg``: what the blocks compute."""
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    kp = -(-cig // cfg.bk) * cfg.bk
+    nt = -(-cog // cfg.bn)
+    macs = blocks = 0
+    for pd, ph, pw in params.phases():
+        m = params.batch * pd.count * ph.count * pw.count
+        mt = -(-m // cfg.bm)
+        taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
+        blocks += mt * nt * params.groups
+        macs += mt * cfg.bm * nt * cfg.bn * kp * taps * params.groups
+    return macs, blocks
+
+
+def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472, regs_per_sm=65536):
+    """Predicted seconds of one call with ``cfg`` (see the module's constants).
+
+    Padded multiply-adds at the mode's per-SM rate, times the tile shape's
+    efficiency, over the SMs the blocks fill (blocks per SM from shared
+    memory and registers; a partial last wave counts as a whole one), plus
+    input, weight and output bytes at ``_BANDWIDTH`` and the launch cost.
+    """
+    macs, blocks = _work(params, cfg)
+    per_sm = max(1, min(smem_per_sm // max(cfg.smem + 1024, 1),
+                        regs_per_sm // (cfg.threads * _regs_per_thread(cfg.mode, cfg.bm,
+                                                                          cfg.bn)), 8))
+    slots = sm_count * per_sm
+    waves = -(-blocks // slots)
+    # Blocks per SM beyond one add latency hiding, not throughput: the SMs
+    # busy in the average wave bound the rate.
+    busy = min(sm_count, blocks / waves) if blocks else sm_count
+    rate = _RATE_PER_SM[mode_name] * _TILE_EFFICIENCY[(cfg.bm, cfg.bn)] * busy
+    itemsize = DTYPES["float32" if cfg.dt == 0 else "float16"][1]
+    nx, nout, nw = _sizes(params, cfg.bk, cfg.bn)
+    nbytes = itemsize * (nx + nout + 2 * nw)
+    return _LAUNCH + 2 * macs / rate + nbytes / _BANDWIDTH
+
+
+@lru_cache(maxsize=1024)
+def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=232448):
+    """The fastest predicted :class:`MmaConfig` and its estimate, or a reason
+    string where none applies."""
+    reason = _reject(params, dtype, precision, smem_per_block)
+    if reason:
+        return reason
+    mode_name = _mode(dtype, precision)[1]
+    best = None
+    for cfg in _candidates(params, dtype, precision, smem_per_block):
+        t = estimate(params, cfg, mode_name, sm_count)
+        if best is None or t < best[1]:
+            best = (cfg, t)
+    if best is None:
+        return f"no tile fits {smem_per_block} bytes of shared memory per block"
+    return best
+
+
+def _reject(params, dtype, precision, smem_per_block):
+    if dtype not in DTYPES:
+        return (f"dtype {dtype} has no tensor-core kernel (float32, float16 and "
+                "bfloat16 do)")
+    if dtype == "float32" and precision not in ("float32", "tf32"):
+        return f"precision must be 'float32' or 'tf32', got {precision!r}"
+    m_max = max((params.batch * pd.count * ph.count * pw.count
+                 for pd, ph, pw in params.phases()), default=0)
+    if m_max > _INT32_MAX - 256:
+        return f"a stride phase has {m_max} output positions, beyond 32-bit tile indices"
+    if params.batch == 0:
+        return "the batch is empty"
+    return ""
+
+
+# --------------------------------------------------------------------------- tables
+def _phase_order(params):
+    """Phases with outputs, the heaviest (most taps) first so that the light
+    ones fill the last wave."""
+    phases = params.phases()
+    return sorted(phases, key=lambda tri: -len(tri[0].taps) * len(tri[1].taps)
+                  * len(tri[2].taps))
+
+
+@lru_cache(maxsize=1024)
+def mma_tables(params, bm, bn, bk):
+    """The kernel's per-phase table (int32, one row of :data:`META_COLUMNS` per
+    phase) and the total number of blocks."""
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    ncb = -(-cig // bk)
+    np_ = -(-cog // bn) * bn
+    nt = np_ // bn
+    rows, block0, woff = [], 0, 0
+    for pd, ph, pw in _phase_order(params):
+        m = params.batch * pd.count * ph.count * pw.count
+        mt = -(-m // bm)
+        taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
+        rows.append([block0, mt, nt, pd.count, ph.count, pw.count,
+                     pd.first, ph.first, pw.first, pd.base, ph.base, pw.base,
+                     len(pd.taps), len(ph.taps), len(pw.taps), woff])
+        block0 += mt * nt * params.groups
+        woff += params.groups * taps * ncb * bk * np_
+    meta = np.asarray(rows, np.int64).reshape(-1, len(META_COLUMNS))
+    if woff > _INT32_MAX:
+        raise ValueError(f"packed weights of {woff} elements exceed 32-bit table offsets")
+    return meta.astype(np.int32), block0
+
+
+@lru_cache(maxsize=256)
+def pack_index(params, bn, bk):
+    """Source element (in ``w.ravel()``) of each packed weight, -1 for padding.
+
+    Layout: per phase (in :func:`mma_tables`' order), ``[g][t][c][o]`` with
+    ``t = (ud*nh + uh)*nw + uw``, ``c < ceil(Cig/BK)*BK`` and
+    ``o < ceil(Cog/BN)*BN``.
+    """
+    G = params.groups
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    kd, kh, kw = params.kernel
+    cp = -(-cig // bk) * bk
+    np_ = -(-cog // bn) * bn
+    parts = []
+    for pd, ph, pw in _phase_order(params):
+        if not (pd.taps and ph.taps and pw.taps):
+            continue
+        td = np.asarray(pd.taps).reshape(-1, 1, 1)
+        th = np.asarray(ph.taps).reshape(1, -1, 1)
+        tw = np.asarray(pw.taps).reshape(1, 1, -1)
+        tap = ((td * kh + th) * kw + tw).reshape(-1)          # [t]
+        g = np.arange(G).reshape(-1, 1, 1, 1)
+        t = tap.reshape(1, -1, 1, 1)
+        c = np.arange(cp).reshape(1, 1, -1, 1)
+        o = np.arange(np_).reshape(1, 1, 1, -1)
+        src = ((g * cig + c) * cog + o) * (kd * kh * kw) + t
+        parts.append(np.where((c < cig) & (o < cog), src, -1).ravel())
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+# --------------------------------------------------------------------------- launch
+@lru_cache(maxsize=None)
+def _source():
+    return _SOURCE_PATH.read_text()
+
+
+@lru_cache(maxsize=None)
+def _kernel_getter():
+    import cupy
+
+    @cupy.memoize(for_each_device=True)
+    def get(name):
+        module = cupy.RawModule(code=_source(), options=("-std=c++17",),
+                                name_expressions=(name,))
+        return module.get_function(name)
+
+    return get
+
+
+def _struct(values):
+    arr = np.zeros(1, np.dtype([(f, np.int32) for f in MMA_FIELDS]))
+    for f in MMA_FIELDS:
+        arr[f] = values[f]
+    return arr[0]
+
+
+class _Launch:
+    """Device tables, kernels and arguments of one configuration."""
+
+    def __init__(self, params, cfg):
+        import cupy
+
+        meta, nblocks = mma_tables(params, cfg.bm, cfg.bn, cfg.bk)
+        idx = pack_index(params, cfg.bn, cfg.bk)
+        ityp = np.int32 if cfg.index_t == "int" else np.int64
+        self.meta = cupy.asarray(meta)
+        self.idx = cupy.asarray(idx.astype(ityp))
+        self.n_idx = ityp(idx.size)
+        get = _kernel_getter()
+        self.kern = get(cfg.name)
+        if cfg.smem > 48 * 1024 and cfg.smem > self.kern.max_dynamic_shared_size_bytes:
+            self.kern.max_dynamic_shared_size_bytes = cfg.smem
+        width = "unsigned" if cfg.dt == 0 else "unsigned short"
+        self.pack = get(f"xconvt_mma_pack<{width}, {cfg.index_t}>")
+        self.pack_grid = (max(1, min(-(-idx.size // 256), 132 * 16)),)
+        self.grid = (nblocks,)
+        self.block = (cfg.threads,)
+        self.smem = cfg.smem
+        geo = dict(
+            nphase=meta.shape[0], N=params.batch, G=params.groups,
+            Cig=params.in_channels_per_group, Cog=params.out_channels_per_group,
+            Cin=params.in_channels, Cout=params.out_channels,
+            **dict(zip(("ID", "IH", "IW"), params.in_size)),
+            **dict(zip(("OD", "OH", "OW"), params.out_size)),
+            **dict(zip(("sd", "sh", "sw"), params.stride)),
+            **dict(zip(("ed", "eh", "ew"), (ax[0].step for ax in params.axis_phases))),
+            nCB=-(-params.in_channels_per_group // cfg.bk),
+            NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn)
+        self.args = [_struct({**geo, "has_bias": hb}) for hb in (0, 1)]
+
+    def __call__(self, x, w, b, out):
+        import cupy
+
+        wp = cupy.empty(int(self.n_idx), dtype=x.dtype)
+        if self.n_idx:
+            self.pack(self.pack_grid, (256,), (w, self.idx, wp, self.n_idx))
+        self.kern(self.grid, self.block,
+                  (x, wp, x if b is None else b, out, self.meta, self.args[b is not None]),
+                  shared_mem=self.smem)
+
+
+@lru_cache(maxsize=None)
+def _launch_getter():
+    import cupy
+
+    return cupy.memoize(for_each_device=True)(_Launch)
+
+
+def _run(params, cfg, x, w, b):
+    import cupy
+
+    with x.device:
+        x = cupy.ascontiguousarray(x)
+        w = cupy.ascontiguousarray(w)
+        if b is not None:
+            b = cupy.ascontiguousarray(b)
+        out = cupy.empty(params.batched_output_shape, dtype=x.dtype)
+        _launch_getter()(params, cfg)(x, w, b, out)
+        return out
+
+
+# --------------------------------------------------------------------------- planner
+class MmaPlan:
+    """A tensor-core plan (:func:`plan`): ``plan(x, w, b) -> out``."""
+
+    algorithm = "direct"
+
+    def __init__(self, params, cfg, estimate_s, mode_name):
+        self.params, self.cfg = params, cfg
+        self.estimate = float(estimate_s)
+        self.name = "cuda.mma"
+        nw = _sizes(params, cfg.bk, cfg.bn)[2]
+        self.workspace = nw * (4 if cfg.dt == 0 else 2)
+        self.detail = (f"mma.sync {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
+                       f"{cfg.stages} stages, {cfg.threads} threads")
+
+    def __call__(self, x, w, b=None):
+        return _run(self.params, self.cfg, x, w, b)
+
+    def __repr__(self):
+        return (f"<MmaPlan {self.name}: {self.detail}, {self.estimate * 1e3:.3g} ms "
+                f"estimated, {self.workspace} bytes>")
+
+
+def plan(problem):
+    """Planner: an :class:`MmaPlan` for ``problem``, or the reason it does not apply.
+
+    ``problem`` has ``op``, ``params``, ``dtype``, ``precision`` and
+    ``device`` (``kind``, ``compute_capability``, ``sm_count``,
+    ``smem_per_block``), as :class:`xconvt._plan.Problem`.
+    """
+    dev = problem.device
+    if problem.op != "conv_transpose3d":
+        return f"the tensor-core kernel computes conv_transpose3d only, not {problem.op}"
+    if dev.kind != "cuda":
+        return "the tensor-core kernel runs on CUDA devices only"
+    if tuple(dev.compute_capability) < (8, 0):
+        cc = ".".join(map(str, dev.compute_capability))
+        return f"mma.sync with TF32/bf16 needs compute capability 8.0 or later, got {cc}"
+    got = mma_config(problem.params, problem.dtype, problem.precision, dev.sm_count,
+                     dev.smem_per_block)
+    if isinstance(got, str):
+        return got
+    cfg, t = got
+    return MmaPlan(problem.params, cfg, t, _mode(problem.dtype, problem.precision)[1])
+
+
+def _device_limits():
+    import cupy
+
+    dev = cupy.cuda.Device()
+    attrs = dev.attributes
+    cc = tuple(int(v) for v in dev.compute_capability)
+    return (cc if len(cc) == 2 else (int(dev.compute_capability) // 10,
+                                     int(dev.compute_capability) % 10),
+            attrs["MultiProcessorCount"], attrs["MaxSharedMemoryPerBlockOptin"])
+
+
+@lru_cache(maxsize=None)
+def _limits_cached(device_id):
+    return _device_limits()
+
+
+def mma_direct(params, x, w, b=None, precision="float32", config=None):
+    """Transposed convolution of CuPy arrays with the tensor-core kernel.
+
+    ``precision`` applies to float32 (``"float32"``: 3xTF32, ``"tf32"``);
+    float16 and bfloat16 ignore it.  ``config`` forces an :class:`MmaConfig`.
+    Raises ``ValueError`` where the kernel does not apply (the reason from
+    :func:`mma_config`).
+    """
+    import cupy
+
+    name = dtype_name(x.dtype)
+    cc, sms, smem = _limits_cached(cupy.cuda.runtime.getDevice())
+    if cc < (8, 0):
+        raise ValueError(f"the tensor-core kernel needs compute capability >= 8.0, got {cc}")
+    if name != "float32":
+        precision = "float32"
+    if config is None:
+        got = mma_config(params, name, precision, sms, smem)
+        if isinstance(got, str):
+            raise ValueError(f"the tensor-core kernel does not apply: {got}")
+        config = got[0]
+    return _run(params, config, x, w, b)
