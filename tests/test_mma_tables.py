@@ -169,10 +169,12 @@ def _instances():
     for dt, mode in ((0, 0), (0, 1), (1, 2), (2, 2)):
         for bm, bn, wm, wn in cuda_mma.TILES:
             for bk in (16, 32):
-                cfg = MmaConfig(dt, mode, "int", bm, bn, bk, wm, wn, 3, 0, 0)
+                threads = (bm // wm) * (bn // wn) * 32
+                minb = cuda_mma._minb(mode, wm, threads)
+                cfg = MmaConfig(dt, mode, "int", bm, bn, bk, wm, wn, 3, threads, 0, minb)
                 names.append(cfg.name)
-        names.append(MmaConfig(dt, mode, "long long", 128, 64, 32, 64, 32, 3, 0, 0).name)
-        names.append(MmaConfig(dt, mode, "int", 128, 128, 32, 64, 32, 2, 0, 0).name)
+        names.append(MmaConfig(dt, mode, "long long", 128, 64, 32, 64, 32, 3, 128, 0, 2).name)
+        names.append(MmaConfig(dt, mode, "int", 128, 128, 32, 64, 32, 2, 256, 0, 2).name)
     for u in ("unsigned", "unsigned short"):
         for i in ("int", "long long"):
             names.append(f"xconvt_mma_pack<{u}, {i}>")

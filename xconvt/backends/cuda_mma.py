@@ -66,18 +66,23 @@ META_COLUMNS = ("block0", "m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "f
 #: (BM/WM) * (BN/WN) warps.
 TILES = ((128, 128, 64, 32), (128, 64, 64, 32), (128, 32, 32, 32), (64, 64, 32, 32))
 
-# Relative throughput of a tile shape at full occupancy (operand reuse per
-# shared-memory load falls with the warp tile); first estimates, to be fitted
-# on the device (bench/NOTES.md).
-_TILE_EFFICIENCY = {(128, 128): 1.0, (128, 64): 0.8, (128, 32): 0.6, (64, 64): 0.6}
-
-# Tensor-core throughput the kernel reaches on full tiles, FLOP/s per SM,
-# by mode: a first estimate of half of the H200's measured mma.sync ceilings
-# (321 TFLOP/s TF32, 642 f16/bf16 over 132 SMs); 3xTF32 does three products.
-_RATE_PER_SM = {"tf32": 0.5 * 321e12 / 132, "3xtf32": 0.5 * 321e12 / 132 / 3,
-                "float16": 0.5 * 642e12 / 132, "bfloat16": 0.5 * 642e12 / 132}
-_BANDWIDTH = 3.0e12   # bytes/s reached by the kernel's reads and writes (H200: 4.8 peak)
-_LAUNCH = 12e-6       # seconds of host work and launches per call (pack + kernel)
+# Cost model (:func:`estimate`), fitted by relative least squares to the
+# 66 tile/mode timings of bench/tc_probe.py --sweep on an H200 (2026-12-02,
+# seven dense suite cases; bench/NOTES.md): a fixed part, the tensor-core
+# time at the measured mma.sync ceiling times a factor, and the operand
+# elements the blocks stage (A and B, one cp.async or load each), which
+# dominate: the kernel is bound by its per-element A loads.  Predictions
+# are 0.44-1.65x the measured times; the chosen tile was within 1.05x of
+# the best candidate on every case and mode (unet_k2s2: 64x64x32 tiles,
+# no longer a candidate, were 5-12% faster still).
+_STAGE_S = 6e-8  # seconds per K stage of a block (gan_k4s2, BK 16 against 32)
+_CEILING = {"tf32": 321e12, "3xtf32": 321e12 / 3, "float16": 642e12, "bfloat16": 642e12}
+_FIT = {  # mode: (fixed seconds, factor on the tensor-core time, seconds per staged element per SM)
+    "3xtf32": (95.7e-6, 1.31, 1.16e-10),
+    "tf32": (94.7e-6, 0.18, 1.25e-10),
+    "float16": (58.7e-6, 0.0, 1.17e-10),
+    "bfloat16": (56.2e-6, 0.0, 1.19e-10),
+}
 
 
 def _mode(dtype, precision):
@@ -103,20 +108,28 @@ class MmaConfig(NamedTuple):
     stages: int
     threads: int
     smem: int        # dynamic shared memory, bytes
+    minb: int = 2    # resident blocks per SM the registers must allow
 
     @property
     def name(self):
         return (f"xconvt_mma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, {self.bn}, "
-                f"{self.bk}, {self.wm}, {self.wn}, {self.stages}>")
+                f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}>")
 
 
 def _smem(bm, bn, bk, stages, itemsize):
     return stages * bk * ((bm + 8) + (bn + 8)) * itemsize
 
 
-def _regs_per_thread(mode, bm, bn):
-    """Registers per thread (ptxas, sm_90a) by mode and tile, for occupancy."""
-    return 168 if (bm, bn) == (128, 128) or mode == 1 else 128
+def _minb(mode, wm, threads):
+    """Blocks per SM the kernel's registers are capped for: 128 registers a
+    thread for 256-thread blocks and 32x32 warp tiles (ptxas, sm_90a: no or
+    a few spilled bytes), 168 (3 blocks) for 64x32 warp tiles, 207 (2) with
+    3xTF32's split operands."""
+    if threads == 256:
+        return 2
+    if wm == 32:
+        return 4
+    return 2 if mode == 1 else 3
 
 
 def _sizes(params, cfg_bk, cfg_bn):
@@ -139,6 +152,8 @@ def _candidates(params, dtype, precision, smem_per_block):
         if bk == 32 and cig <= 16:
             continue
         for bm, bn, wm, wn in TILES:
+            if bk == 32 and bn < 128:
+                continue  # measured 5-30% slower than BK = 16: one resident block fewer
             if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
                 continue  # mostly padding
             threads = (bm // wm) * (bn // wn) * 32
@@ -149,48 +164,44 @@ def _candidates(params, dtype, precision, smem_per_block):
             else:
                 continue
             index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
-            cfg = MmaConfig(dt, mode, index_t, bm, bn, bk, wm, wn, stages, threads, smem)
+            cfg = MmaConfig(dt, mode, index_t, bm, bn, bk, wm, wn, stages, threads, smem,
+                            _minb(mode, wm, threads))
             out.append(cfg)
     return out
 
 
 def _work(params, cfg):
-    """``(padded multiply-adds, blocks)`` of ``cfg``: what the blocks compute."""
+    """``(padded multiply-adds, staged operand elements, blocks)`` of ``cfg``."""
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
     kp = -(-cig // cfg.bk) * cfg.bk
     nt = -(-cog // cfg.bn)
-    macs = blocks = 0
+    macs = staged = blocks = 0
     for pd, ph, pw in params.phases():
         m = params.batch * pd.count * ph.count * pw.count
-        mt = -(-m // cfg.bm)
         taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
-        blocks += mt * nt * params.groups
-        macs += mt * cfg.bm * nt * cfg.bn * kp * taps * params.groups
-    return macs, blocks
+        nb = -(-m // cfg.bm) * nt * params.groups
+        blocks += nb
+        macs += nb * cfg.bm * cfg.bn * kp * taps
+        staged += nb * (cfg.bm + cfg.bn) * kp * taps
+    return macs, staged, blocks
 
 
-def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472, regs_per_sm=65536):
-    """Predicted seconds of one call with ``cfg`` (see the module's constants).
-
-    Padded multiply-adds at the mode's per-SM rate, times the tile shape's
-    efficiency, over the SMs the blocks fill (blocks per SM from shared
-    memory and registers; a partial last wave counts as a whole one), plus
-    input, weight and output bytes at ``_BANDWIDTH`` and the launch cost.
-    """
-    macs, blocks = _work(params, cfg)
-    per_sm = max(1, min(smem_per_sm // max(cfg.smem + 1024, 1),
-                        regs_per_sm // (cfg.threads * _regs_per_thread(cfg.mode, cfg.bm,
-                                                                          cfg.bn)), 8))
-    slots = sm_count * per_sm
-    waves = -(-blocks // slots)
-    # Blocks per SM beyond one add latency hiding, not throughput: the SMs
-    # busy in the average wave bound the rate.
+def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
+    """Predicted seconds of one call with ``cfg``: ``_FIT``'s fixed part, plus
+    the tensor-core time of the padded multiply-adds at ``_CEILING`` and the
+    staged operand elements, both over the SMs the blocks keep busy (blocks
+    per SM from shared memory and the register cap; a partial last wave
+    counts as a whole one)."""
+    macs, staged, blocks = _work(params, cfg)
+    per_sm = max(1, min(smem_per_sm // (cfg.smem + 1024), cfg.minb))
+    waves = -(-blocks // (sm_count * per_sm))
     busy = min(sm_count, blocks / waves) if blocks else sm_count
-    rate = _RATE_PER_SM[mode_name] * _TILE_EFFICIENCY[(cfg.bm, cfg.bn)] * busy
-    itemsize = DTYPES["float32" if cfg.dt == 0 else "float16"][1]
-    nx, nout, nw = _sizes(params, cfg.bk, cfg.bn)
-    nbytes = itemsize * (nx + nout + 2 * nw)
-    return _LAUNCH + 2 * macs / rate + nbytes / _BANDWIDTH
+    fixed, f_mma, per_elem = _FIT[mode_name]
+    # a barrier and a pipeline step per K stage (128x128 tiles: BK = 32
+    # measured 10-20% faster than 16)
+    stages = staged / ((cfg.bm + cfg.bn) * cfg.bk)
+    return (fixed + f_mma * 2 * macs / (_CEILING[mode_name] / sm_count * busy)
+            + per_elem * staged / busy + _STAGE_S * stages / busy)
 
 
 @lru_cache(maxsize=1024)
@@ -367,15 +378,27 @@ def _launch_getter():
     return cupy.memoize(for_each_device=True)(_Launch)
 
 
-def _run(params, cfg, x, w, b):
+def _contiguous(a):
+    """C-contiguous ``a``; 16-bit arrays are copied as ``uint16`` (bit
+    copies need no bfloat16 support in CuPy's elementwise kernels)."""
+    import cupy
+
+    if a.flags.c_contiguous:
+        return a
+    if a.dtype.itemsize == 2:
+        return cupy.ascontiguousarray(a.view(cupy.uint16)).view(a.dtype)
+    return cupy.ascontiguousarray(a)
+
+
+def _run(params, cfg, x, w, b, out=None):
     import cupy
 
     with x.device:
-        x = cupy.ascontiguousarray(x)
-        w = cupy.ascontiguousarray(w)
+        x, w = _contiguous(x), _contiguous(w)
         if b is not None:
-            b = cupy.ascontiguousarray(b)
-        out = cupy.empty(params.batched_output_shape, dtype=x.dtype)
+            b = _contiguous(b)
+        if out is None:
+            out = cupy.empty(params.batched_output_shape, dtype=x.dtype)
         _launch_getter()(params, cfg)(x, w, b, out)
         return out
 
@@ -442,11 +465,13 @@ def _limits_cached(device_id):
     return _device_limits()
 
 
-def mma_direct(params, x, w, b=None, precision="float32", config=None):
+def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None):
     """Transposed convolution of CuPy arrays with the tensor-core kernel.
 
     ``precision`` applies to float32 (``"float32"``: 3xTF32, ``"tf32"``);
-    float16 and bfloat16 ignore it.  ``config`` forces an :class:`MmaConfig`.
+    float16 and bfloat16 ignore it.  ``config`` forces an :class:`MmaConfig`;
+    ``out``, a C-contiguous array of the output's shape and dtype, receives
+    the result (tests poison it first).
     Raises ``ValueError`` where the kernel does not apply (the reason from
     :func:`mma_config`).
     """
@@ -463,4 +488,4 @@ def mma_direct(params, x, w, b=None, precision="float32", config=None):
         if isinstance(got, str):
             raise ValueError(f"the tensor-core kernel does not apply: {got}")
         config = got[0]
-    return _run(params, config, x, w, b)
+    return _run(params, config, x, w, b, out)

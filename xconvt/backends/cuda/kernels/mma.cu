@@ -32,9 +32,11 @@
 //
 //   DT    0: float32 storage, 1: float16, 2: bfloat16 (storage type T)
 //   MODE  0: TF32 (operands rounded to tf32), 1: 3xTF32 (big = tf32(v), small =
-//         tf32(v - big); small*big + big*small, then big*big, fp32
-//         accumulation), 2: f16/bf16 m16n8k16, fp32 accumulation
+//         tf32(v - big); small*big + big*small, then big*big, per k8 step into a
+//         zeroed accumulator that is then added to the running sum with an
+//         ordinary (rounded) float add), 2: f16/bf16 m16n8k16, fp32 accumulation
 //   I     index type of the global offsets: int or long long
+//   MINB  resident blocks per SM the register allocation must allow
 
 namespace xmma {
 
@@ -143,8 +145,9 @@ __device__ __forceinline__ typename storage<DT>::type from_f32(float v) {
 
 }  // namespace xmma
 
-template <int DT, int MODE, typename I, int BM, int BN, int BK, int WM, int WN, int STAGES>
-__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
+template <int DT, int MODE, typename I, int BM, int BN, int BK, int WM, int WN, int STAGES,
+          int MINB>
+__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
 xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
            const typename xmma::storage<DT>::type* __restrict__ wp,
            const typename xmma::storage<DT>::type* __restrict__ bias,
@@ -317,10 +320,19 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
 #pragma unroll
           for (int j = 0; j < NT; ++j) {
             if constexpr (MODE == 1) {
-              mma_tf32(acc[i][j], as_[i], bb[j]);
-              mma_tf32(acc[i][j], ab[i], bs_[j]);
+              // The tensor cores' accumulation truncates: summed into the
+              // running accumulator, that bias grows with K (rel. error 1e-5
+              // at K = 2048).  Each k8 step's three products go to a fresh
+              // accumulator, added to the running one with a rounded FADD.
+              float t[4] = {0.f, 0.f, 0.f, 0.f};
+              mma_tf32(t, as_[i], bb[j]);
+              mma_tf32(t, ab[i], bs_[j]);
+              mma_tf32(t, ab[i], bb[j]);
+#pragma unroll
+              for (int r = 0; r < 4; ++r) acc[i][j][r] += t[r];
+            } else {
+              mma_tf32(acc[i][j], ab[i], bb[j]);
             }
-            mma_tf32(acc[i][j], ab[i], bb[j]);
           }
       }
     }
