@@ -31,7 +31,7 @@ C = {name: i for i, name in enumerate(META_COLUMNS)}
 
 def _replay(params, x, w, b, bm, bn, bk):
     """What the blocks of ``xconvt_mma`` compute, in float64."""
-    meta, nblocks = mma_tables(params, bm, bn, bk)
+    meta, btab = mma_tables(params, bm, bn, bk)
     idx = pack_index(params, bn, bk)
     wflat = w.ravel()
     wp = np.where(idx >= 0, wflat[np.maximum(idx, 0)], 0.0)
@@ -46,12 +46,11 @@ def _replay(params, x, w, b, bm, bn, bk):
     xf = x.ravel()
     out = np.full(params.batched_output_shape, np.nan).ravel()
     written = np.zeros(out.size, int)
-    for bid in range(nblocks):
-        ph = 0
-        while ph + 1 < len(meta) and meta[ph + 1, C["block0"]] <= bid:
-            ph += 1
+    seen = set()
+    for ph, r in btab:
+        assert (ph, r) not in seen
+        seen.add((ph, r))
         row = meta[ph]
-        r = bid - row[C["block0"]]
         ntile = r % row[C["n_tiles"]]
         r //= row[C["n_tiles"]]
         mtile = r % row[C["m_tiles"]]

@@ -59,7 +59,7 @@ MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "nCB", "NP")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
-META_COLUMNS = ("block0", "m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
+META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
                 "bd", "bh", "bw", "nd", "nh", "nw", "woff")
 
 #: Block tiles the kernel is instantiated for: (BM, BN, WM, WN).  Threads are
@@ -239,35 +239,40 @@ def _reject(params, dtype, precision, smem_per_block):
 
 # --------------------------------------------------------------------------- tables
 def _phase_order(params):
-    """Phases with outputs, the heaviest (most taps) first so that the light
-    ones fill the last wave."""
-    phases = params.phases()
-    return sorted(phases, key=lambda tri: -len(tri[0].taps) * len(tri[1].taps)
-                  * len(tri[2].taps))
+    """Phases with outputs, in the order of the table and the packed weights."""
+    return params.phases()
 
 
 @lru_cache(maxsize=1024)
 def mma_tables(params, bm, bn, bk):
     """The kernel's per-phase table (int32, one row of :data:`META_COLUMNS` per
-    phase) and the total number of blocks."""
+    phase) and block table (int32 ``(phase, block within the phase)`` per
+    block, round-robin over the phases so that the blocks of one tile in
+    every phase are neighbours)."""
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
     ncb = -(-cig // bk)
     np_ = -(-cog // bn) * bn
     nt = np_ // bn
-    rows, block0, woff = [], 0, 0
+    rows, nblk, woff = [], [], 0
     for pd, ph, pw in _phase_order(params):
         m = params.batch * pd.count * ph.count * pw.count
         mt = -(-m // bm)
         taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
-        rows.append([block0, mt, nt, pd.count, ph.count, pw.count,
+        rows.append([mt, nt, pd.count, ph.count, pw.count,
                      pd.first, ph.first, pw.first, pd.base, ph.base, pw.base,
                      len(pd.taps), len(ph.taps), len(pw.taps), woff])
-        block0 += mt * nt * params.groups
+        nblk.append(mt * nt * params.groups)
         woff += params.groups * taps * ncb * bk * np_
     meta = np.asarray(rows, np.int64).reshape(-1, len(META_COLUMNS))
-    if woff > _INT32_MAX:
+    if woff > _INT32_MAX or sum(nblk) > _INT32_MAX:
         raise ValueError(f"packed weights of {woff} elements exceed 32-bit table offsets")
-    return meta.astype(np.int32), block0
+    counts = np.asarray(nblk)
+    r = np.arange(counts.max() if counts.size else 0)
+    ph_idx = np.broadcast_to(np.arange(len(nblk))[None, :], (r.size, len(nblk)))
+    local = np.broadcast_to(r[:, None], ph_idx.shape)
+    keep = local < counts[None, :]
+    btab = np.stack([ph_idx[keep], local[keep]], axis=1).astype(np.int32)
+    return meta.astype(np.int32), btab
 
 
 @lru_cache(maxsize=256)
@@ -332,10 +337,12 @@ class _Launch:
     def __init__(self, params, cfg):
         import cupy
 
-        meta, nblocks = mma_tables(params, cfg.bm, cfg.bn, cfg.bk)
+        meta, btab = mma_tables(params, cfg.bm, cfg.bn, cfg.bk)
+        nblocks = len(btab)
         idx = pack_index(params, cfg.bn, cfg.bk)
         ityp = np.int32 if cfg.index_t == "int" else np.int64
         self.meta = cupy.asarray(meta)
+        self.btab = cupy.asarray(btab)
         self.idx = cupy.asarray(idx.astype(ityp))
         self.n_idx = ityp(idx.size)
         get = _kernel_getter()
@@ -367,7 +374,8 @@ class _Launch:
         if self.n_idx:
             self.pack(self.pack_grid, (256,), (w, self.idx, wp, self.n_idx))
         self.kern(self.grid, self.block,
-                  (x, wp, x if b is None else b, out, self.meta, self.args[b is not None]),
+                  (x, wp, x if b is None else b, out, self.meta, self.btab,
+                   self.args[b is not None]),
                   shared_mem=self.smem)
 
 

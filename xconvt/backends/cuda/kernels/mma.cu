@@ -20,9 +20,13 @@
 // per call into [phase][g][t][c < nCB*BK][o < NP] with zeros in the padding
 // (xconvt_mma_pack), so a B tile is rows of 16-byte copies.
 //
-// One launch covers every phase: block b finds its phase in the table
-// (P_BLOCK0 ascending) and from b - block0 its n tile (fastest), m tile and
-// group.  A block computes a BM x BN tile with (BM/WM) x (BN/WN) warps, each a
+// One launch covers every phase: block b reads its phase and its index in
+// the phase from a block table (btab), and from that index its n tile
+// (fastest), m tile and group.  The host orders the blocks round-robin over
+// the phases, so blocks of the same tile in every phase run together and
+// their interleaved outputs (stride > 1) meet in L2: phase after phase, each
+// 32-byte sector of a strided output was written back partially and then
+// again.  A block computes a BM x BN tile with (BM/WM) x (BN/WN) warps, each a
 // WM x WN warp tile of m16n8 mma.sync fragments, over STAGES shared-memory
 // stages of BK: B by 16-byte cp.async, A (BM positions along W, contiguous
 // rows of x) by 4-byte cp.async with zero-fill for float, by registers for
@@ -42,7 +46,7 @@ namespace xmma {
 
 // Per-phase table, PMETA int32 values per phase (written by cuda_mma.py).
 enum {
-  P_BLOCK0 = 0, P_MT, P_NT, P_CD, P_CH, P_CW, P_FD, P_FH, P_FW,
+  P_MT = 0, P_NT, P_CD, P_CH, P_CW, P_FD, P_FH, P_FW,
   P_BD, P_BH, P_BW, P_ND, P_NH, P_NW, P_WOFF, PMETA
 };
 
@@ -152,7 +156,8 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
            const typename xmma::storage<DT>::type* __restrict__ wp,
            const typename xmma::storage<DT>::type* __restrict__ bias,
            typename xmma::storage<DT>::type* __restrict__ out,
-           const int* __restrict__ meta, const xmma::MmaArgs a) {
+           const int* __restrict__ meta, const int* __restrict__ btab,
+           const xmma::MmaArgs a) {
   using namespace xmma;
   typedef typename storage<DT>::type T;
   constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN;
@@ -173,10 +178,8 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   T* const Bs = As + STAGES * A_STAGE;
 
   // ---- block -> (phase, group, m tile, n tile)
-  int bid = blockIdx.x, ph = 0;
-  while (ph + 1 < a.nphase && meta[(ph + 1) * PMETA + P_BLOCK0] <= bid) ++ph;
-  const int* pm = meta + ph * PMETA;
-  bid -= pm[P_BLOCK0];
+  const int* pm = meta + btab[2 * blockIdx.x] * PMETA;
+  int bid = btab[2 * blockIdx.x + 1];
   const int n_t = pm[P_NT], m_t = pm[P_MT];
   const int ntile = bid % n_t;
   bid /= n_t;
