@@ -165,6 +165,16 @@ def main(argv=None):
                    lambda xi=xi, wi=wi, bi=bi, prec=prec: cuda_mma.mma_direct(
                        params, xi, wi, bi, prec), ref)
             entries[f"mma_{mode}"].update(est_ms=est * 1e3, config=cfg.name)
+            for var in ("tap", "slab"):
+                vc = cuda_mma.mma_config(params, cuda_mma.dtype_name(xi.dtype), prec, sms,
+                                         smem, var)
+                if isinstance(vc, str):
+                    continue
+                record(f"mma_{mode}_{var}",
+                       lambda xi=xi, wi=wi, bi=bi, prec=prec, c=vc[0]: cuda_mma.mma_direct(
+                           params, xi, wi, bi, prec, config=c), ref)
+                entries[f"mma_{mode}_{var}"].update(est_ms=vc[1] * 1e3, config=vc[0].name,
+                                                    box=vc[0].box)
             if args.sweep:
                 for cand in cuda_mma._candidates(params, cuda_mma.dtype_name(xi.dtype), prec,
                                                  smem):
@@ -263,6 +273,14 @@ def main(argv=None):
                      ("cudnn_float16", "mma_float16"), ("cudnn_bfloat16", "mma_bfloat16")):
             parts.append(f" {ms(c):7.3f} {cell(m):>15s} {ms(c) / ms(m):5.2f} |")
         print("".join(parts))
+    print("\nvariants, ms (estimate): tap | slab, per mode")
+    for row in results["cases"]:
+        cells = []
+        for mode in MODES:
+            for var in ("tap", "slab"):
+                v = row.get(f"mma_{mode}_{var}", {})
+                cells.append(f"{v['ms']:6.3f}({v['est_ms']:6.3f})" if "ms" in v else "   -   ")
+        print(f"{row['case']:14s} " + " ".join(cells))
     print("\nerrors (rel L2): " + ", ".join(("fma",) + MODES + ("cudnn32", "cudnnTF", "cudnn16",
                                                               "cudnnBF")))
     for row in results["cases"]:

@@ -69,7 +69,7 @@ def _host(a):
     return a.get().astype(np.float64)
 
 
-def _run(mode, params, x, w, b, noncontig=False):
+def _run(mode, params, x, w, b, noncontig=False, variant=None):
     """Poisoned output, the kernel on device copies (``noncontig``: strided
     views), the result on the host as float64."""
     dt = _storage(mode)
@@ -86,7 +86,7 @@ def _run(mode, params, x, w, b, noncontig=False):
     bd = None if bs is None else _dev(bs)
     out = _poisoned(params.batched_output_shape, np.dtype(dt))
     prec = "tf32" if mode == "tf32" else "float32"
-    got = mma_direct(params, xd, wd, bd, prec, out=out)
+    got = mma_direct(params, xd, wd, bd, prec, out=out, variant=variant)
     assert got is out
     host = _host(got)
     # float64 reference of the rounded operands
@@ -95,10 +95,9 @@ def _run(mode, params, x, w, b, noncontig=False):
     return host, (rx, rw, rb)
 
 
-def _check(mode, cfg_or_kw, x, w, b, noncontig=False):
-    kw = cfg_or_kw
+def _check(mode, kw, x, w, b, noncontig=False, variant=None):
     params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape, **kw)
-    host, (rx, rw, rb) = _run(mode, params, x, w, b, noncontig)
+    host, (rx, rw, rb) = _run(mode, params, x, w, b, noncontig, variant)
     assert not np.isnan(host).any(), "unwritten (NaN) outputs"
     ref = conv_transpose3d_ref(rx, rw, rb, **kw).reshape(host.shape)
     err = rel_l2(host, ref)
@@ -113,22 +112,27 @@ def _check(mode, cfg_or_kw, x, w, b, noncontig=False):
     return err
 
 
+VARIANTS = ("tap", "slab")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mode", list(BOUNDS))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(cfg=configs(batches=(1, 2), max_channels=6, max_spatial=6), seed=seeds,
        noncontig=st.booleans())
-def test_mma_matches_reference(mode, cfg, seed, noncontig):
+def test_mma_matches_reference(mode, variant, cfg, seed, noncontig):
     """Random geometries: groups, dilation, output_padding, odd sizes, bias."""
     x, w, b = cfg.arrays(seed, "float64")
-    _check(mode, cfg.kwargs, x, w, b, noncontig)
+    _check(mode, cfg.kwargs, x, w, b, noncontig, variant)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mode", list(BOUNDS))
 @settings(max_examples=8, deadline=None)
 @given(seed=seeds, cin=st.integers(17, 70), cout=st.integers(1, 140),
        groups=st.sampled_from([1, 2]), stride=st.integers(1, 3), k=st.integers(1, 4),
        dil=st.integers(1, 2))
-def test_mma_many_channels(mode, seed, cin, cout, groups, stride, k, dil):
+def test_mma_many_channels(mode, variant, seed, cin, cout, groups, stride, k, dil):
     """Several K blocks, n tiles and m tiles per phase."""
     rng = np.random.default_rng(seed)
     cin, cout = cin * groups, cout * groups
@@ -137,13 +141,14 @@ def test_mma_many_channels(mode, seed, cin, cout, groups, stride, k, dil):
     b = rng.standard_normal(cout)
     kw = dict(stride=stride, padding=(k - 1) // 2, output_padding=0, groups=groups,
               dilation=dil)
-    _check(mode, kw, x, w, b)
+    _check(mode, kw, x, w, b, variant=variant)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mode", list(BOUNDS))
-def test_mma_suite_like(mode):
+def test_mma_suite_like(mode, variant):
     """A gan-like layer (k4 s2 p1) with full 128-channel tiles."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 64, 6, 6, 6))
     w = rng.standard_normal((64, 128, 4, 4, 4)) / np.sqrt(64 * 8)
-    _check(mode, dict(stride=2, padding=1), x, w, None)
+    _check(mode, dict(stride=2, padding=1), x, w, None, variant=variant)

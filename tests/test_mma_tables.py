@@ -29,9 +29,18 @@ from .strategies import configs, seeds
 C = {name: i for i, name in enumerate(META_COLUMNS)}
 
 
-def _replay(params, x, w, b, bm, bn, bk):
+def _cfg(params, bm, bn, bk, slab):
+    """A configuration of ``xconvt_mma`` with the given tile (and, for the
+    slab variant, the planner's box)."""
+    box, sc = cuda_mma.slab_box(params, bm) if slab else ((0, 0, 0), 0)
+    wm = 64 if bm == 128 and bn >= 64 else 32
+    return MmaConfig(0, 0, "int", bm, bn, bk, wm, 32, 3, 128, 0, 2, slab, box, sc)
+
+
+def _replay(params, x, w, b, cfg):
     """What the blocks of ``xconvt_mma`` compute, in float64."""
-    meta, btab = mma_tables(params, bm, bn, bk)
+    bm, bn, bk = cfg.bm, cfg.bn, cfg.bk
+    meta, btab = mma_tables(params, cfg)
     idx = pack_index(params, bn, bk)
     wflat = w.ravel()
     wp = np.where(idx >= 0, wflat[np.maximum(idx, 0)], 0.0)
@@ -41,9 +50,11 @@ def _replay(params, x, w, b, bm, bn, bk):
     ID, IH, IW = params.in_size
     OD, OH, OW = params.out_size
     ed, eh, ew = (ax[0].step for ax in params.axis_phases)
+    TD, TH, TW = cfg.box
     ncb = -(-cig // bk)
     np_ = -(-cog // bn) * bn
     xf = x.ravel()
+    V = ID * IH * IW
     out = np.full(params.batched_output_shape, np.nan).ravel()
     written = np.zeros(out.size, int)
     seen = set()
@@ -59,28 +70,64 @@ def _replay(params, x, w, b, bm, bn, bk):
         cd, ch, cw = row[C["cd"]], row[C["ch"]], row[C["cw"]]
         nd, nh, nw = row[C["nd"]], row[C["nh"]], row[C["nw"]]
         per_n = cd * ch * cw
-        m = mtile * bm + np.arange(bm)
-        ok_m = m < N * per_n
-        nb = m // per_n
-        q = m - nb * per_n
-        jw, jh, jd = q % cw, (q // cw) % ch, q // (cw * ch)
+        m = np.arange(bm)
+        if cfg.slab:
+            mtw, mth, mtd = -(-cw // TW), -(-ch // TH), -(-cd // TD)
+            q = mtile
+            jw0 = (q % mtw) * TW
+            q //= mtw
+            jh0 = (q % mth) * TH
+            q //= mth
+            jd0 = (q % mtd) * TD
+            nb = np.full(bm, q // mtd)
+            jw = m % TW + jw0
+            jh = (m // TW) % TH + jh0
+            jd = m // (TW * TH) + jd0
+            ok_m = (jd < cd) & (jh < ch) & (jw < cw)
+        else:
+            m = mtile * bm + m
+            ok_m = m < N * per_n
+            nb = m // per_n
+            q = m - nb * per_n
+            jw, jh, jd = q % cw, (q // cw) % ch, q // (cw * ch)
         ntaps = nd * nh * nw
         acc = np.zeros((bm, bn))
         n0 = ntile * bn
         wph = row[C["woff"]] + g * ntaps * ncb * bk * np_ + n0
+        if cfg.slab and ntaps:
+            # the kernel's slab: position table, then words [c][pos]
+            SD, SH, SW = TD + (nd - 1) * ed, TH + (nh - 1) * eh, TW + (nw - 1) * ew
+            pos = np.arange(SD * SH * SW)
+            sw_, sh_, sd_ = pos % SW, (pos // SW) % SH, pos // (SW * SH)
+            i_d, i_h, i_w = row[C["bd"]] + jd0 + sd_, row[C["bh"]] + jh0 + sh_, \
+                row[C["bw"]] + jw0 + sw_
+            inside = (i_d >= 0) & (i_d < ID) & (i_h >= 0) & (i_h < IH) & (i_w >= 0) & (i_w < IW)
+            ptab = np.where(inside, (i_d * IH + i_h) * IW + i_w, -1)
+            moff = ((m // (TW * TH)) * SH + (m // TW) % TH) * SW + m % TW
+            assert SD * SH * SW <= cfg.sc
         for kc in range(ntaps * ncb):
-            t, cb = divmod(kc, ncb)
+            if cfg.slab:
+                cb, t = divmod(kc, ntaps)
+            else:
+                t, cb = divmod(kc, ncb)
             uw, uh, ud = t % nw, (t // nw) % nh, t // (nw * nh)
-            i_d = row[C["bd"]] + jd + ud * ed
-            i_h = row[C["bh"]] + jh + uh * eh
-            i_w = row[C["bw"]] + jw + uw * ew
-            ok = (ok_m & (i_d >= 0) & (i_d < ID) & (i_h >= 0) & (i_h < IH)
-                  & (i_w >= 0) & (i_w < IW))
             c = cb * bk + np.arange(bk)
-            valid = ok[:, None] & (c < cig)[None, :]
-            src = (((nb[:, None] * cin + g * cig + c[None, :]) * ID + i_d[:, None]) * IH
-                   + i_h[:, None]) * IW + i_w[:, None]
-            a = np.where(valid, xf[np.where(valid, src, 0)], 0.0)         # [m, k]
+            if cfg.slab:
+                chan = (nb[0] * cin + g * cig + np.minimum(c, cig - 1)) * V
+                valid = (ptab >= 0)[None, :] & (c < cig)[:, None]
+                slab = np.where(valid, xf[chan[:, None] + np.maximum(ptab, 0)[None, :]], 0.0)
+                toff = (ud * ed * SH + uh * eh) * SW + uw * ew
+                a = slab[:, moff + toff].T                                   # [m, k]
+            else:
+                i_d = row[C["bd"]] + jd + ud * ed
+                i_h = row[C["bh"]] + jh + uh * eh
+                i_w = row[C["bw"]] + jw + uw * ew
+                ok = (ok_m & (i_d >= 0) & (i_d < ID) & (i_h >= 0) & (i_h < IH)
+                      & (i_w >= 0) & (i_w < IW))
+                valid = ok[:, None] & (c < cig)[None, :]
+                src = (((nb[:, None] * cin + g * cig + c[None, :]) * ID + i_d[:, None]) * IH
+                       + i_h[:, None]) * IW + i_w[:, None]
+                a = np.where(valid, xf[np.where(valid, src, 0)], 0.0)      # [m, k]
             boff = wph + (t * ncb * bk + cb * bk + np.arange(bk))[:, None] * np_ \
                 + np.arange(bn)[None, :]
             acc += a @ wp[boff]
@@ -100,17 +147,19 @@ def _replay(params, x, w, b, bm, bn, bk):
 
 @settings(max_examples=60, deadline=None)
 @given(cfg=configs(batches=(1, 2), max_channels=5), seed=seeds,
-       tile=st.sampled_from([(128, 32, 16), (64, 64, 16), (128, 64, 32)]))
-def test_mma_tables_replay_to_reference(cfg, seed, tile):
+       tile=st.sampled_from([(128, 32, 16), (64, 64, 16), (128, 64, 32)]),
+       slab=st.sampled_from([0, 1]))
+def test_mma_tables_replay_to_reference(cfg, seed, tile, slab):
     x, w, b = cfg.arrays(seed, "float64")
     kw = cfg.kwargs
     params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape, **kw)
-    got = _replay(params, x, w, b, *tile)
+    got = _replay(params, x, w, b, _cfg(params, *tile, slab))
     ref = conv_transpose3d_ref(x, w, b, **kw).reshape(got.shape)
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
 
 
-def test_replay_small_tiles_many_blocks():
+@pytest.mark.parametrize("slab", [0, 1])
+def test_replay_small_tiles_many_blocks(slab):
     """Several m and n tiles per phase, channel blocks, groups and padding."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 36, 5, 6, 7))
@@ -119,7 +168,7 @@ def test_replay_small_tiles_many_blocks():
     kw = dict(stride=(2, 1, 3), padding=(1, 0, 2), output_padding=(1, 0, 1), groups=2,
               dilation=(1, 2, 2))
     params = ConvParams.from_shapes(x.shape, w.shape, b.shape, **kw)
-    got = _replay(params, x, w, b, 64, 32, 16)
+    got = _replay(params, x, w, b, _cfg(params, 64, 32, 16, slab))
     np.testing.assert_allclose(got, conv_transpose3d_ref(x, w, b, **kw), rtol=1e-10,
                                atol=1e-10)
 
@@ -163,17 +212,25 @@ def test_planner_estimates_scale_with_precision():
 NVCC = shutil.which("nvcc")
 
 
-def _instances():
+def _instances(full=True):
+    """Every instantiation the planner can ask for (``full``), or one per
+    template-argument value (each tile, depth, dtype, mode, variant, index
+    type and stage count at least once)."""
     names = []
     for dt, mode in ((0, 0), (0, 1), (1, 2), (2, 2)):
-        for bm, bn, wm, wn in cuda_mma.TILES:
-            for bk in (16, 32):
+        for bm, bn, wm, wn in cuda_mma.TILES if full or mode == 1 else cuda_mma.TILES[:1]:
+            for bk in (16, 32) if full else (16,):
                 threads = (bm // wm) * (bn // wn) * 32
-                minb = cuda_mma._minb(mode, wm, threads)
-                cfg = MmaConfig(dt, mode, "int", bm, bn, bk, wm, wn, 3, threads, 0, minb)
-                names.append(cfg.name)
-        names.append(MmaConfig(dt, mode, "long long", 128, 64, 32, 64, 32, 3, 128, 0, 2).name)
-        names.append(MmaConfig(dt, mode, "int", 128, 128, 32, 64, 32, 2, 256, 0, 2).name)
+                for slab in (0, 1):
+                    minb = cuda_mma._minb(mode, wm, threads, slab)
+                    cfg = MmaConfig(dt, mode, "int", bm, bn, bk, wm, wn, 3, threads, 0, minb,
+                                    slab)
+                    names.append(cfg.name)
+        for slab in (0, 1) if full else (mode % 2,):
+            names.append(MmaConfig(dt, mode, "long long", 128, 64, 32, 64, 32, 3, 128, 0, 2,
+                                   slab).name)
+            names.append(MmaConfig(dt, mode, "int", 128, 128, 32, 64, 32, 2, 256, 0, 2,
+                                   slab).name)
     for u in ("unsigned", "unsigned short"):
         for i in ("int", "long long"):
             names.append(f"xconvt_mma_pack<{u}, {i}>")
@@ -183,7 +240,10 @@ def _instances():
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90", "sm_90a"])
 def test_mma_kernels_compile(tmp_path, arch):
-    body = "\n".join(f"  (void*)&{name}," for name in _instances())
+    """All instantiations for sm_90a (the H100/H200 target), one per template
+    argument value for sm_80 and sm_90 (the full set takes minutes per arch
+    on a 2-core machine)."""
+    body = "\n".join(f"  (void*)&{name}," for name in _instances(arch == "sm_90a"))
     unit = tmp_path / "instances.cu"
     unit.write_text(f'#include "{cuda_mma._SOURCE_PATH}"\n'
                     f"void* xconvt_instances[] = {{\n{body}\n}};\n")

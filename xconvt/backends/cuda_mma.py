@@ -56,7 +56,7 @@ DTYPES = {"float32": (0, 4), "float16": (1, 2), "bfloat16": (2, 2)}
 #: Fields of the kernel's ``MmaArgs`` struct, in order (all int32).
 MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
-              "nCB", "NP")
+              "nCB", "NP", "TD", "TH", "TW", "SC")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
 META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
@@ -109,24 +109,73 @@ class MmaConfig(NamedTuple):
     threads: int
     smem: int        # dynamic shared memory, bytes
     minb: int = 2    # resident blocks per SM the registers must allow
+    slab: int = 0    # 1: A staged once per channel block as the input box of the M tile
+    box: tuple = (0, 0, 0)  # slab: the M tile (TD, TH, TW) in phase coordinates
+    sc: int = 0      # slab: 32-bit words per k row of a slab buffer
 
     @property
     def name(self):
         return (f"xconvt_mma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, {self.bn}, "
-                f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}>")
+                f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}, {self.slab}>")
 
 
-def _smem(bm, bn, bk, stages, itemsize):
+def _smem(bm, bn, bk, stages, itemsize, sc=0):
+    """Dynamic shared memory: B stages, then A stages or (``sc``) two slab
+    buffers of ``sc`` words per k row and the slab's position table."""
+    if sc:
+        kp = bk if itemsize == 4 else bk // 2
+        return stages * bk * (bn + 8) * itemsize + (2 * kp + 1) * sc * 4
     return stages * bk * ((bm + 8) + (bn + 8)) * itemsize
 
 
-def _minb(mode, wm, threads):
+def _slab_dims(params, box):
+    """Per phase with taps: the slab extent (SD, SH, SW) of a ``box`` tile."""
+    steps = [ax[0].step for ax in params.axis_phases]
+    out = []
+    for tri in params.phases():
+        n = [len(ph.taps) for ph in tri]
+        if min(n) == 0:
+            continue
+        out.append(tuple(b + (k - 1) * e for b, k, e in zip(box, n, steps)))
+    return out
+
+
+@lru_cache(maxsize=1024)
+def slab_box(params, bm):
+    """``(box, sc)``: the M tile ``(TD, TH, TW)`` of ``bm`` positions (powers of
+    2, ``TW >= 8`` so fragment rows lie in one W row) that stages the fewest
+    slab elements per useful output, and the slab row length in words
+    (``sc = 8 mod 32``: conflict-free fragment loads)."""
+    best = None
+    tw = 8
+    while tw <= bm:
+        th = 1
+        while tw * th <= bm:
+            td = bm // (tw * th)
+            box = (td, th, tw)
+            cost = 0
+            for tri in params.phases():
+                taps = math.prod(len(ph.taps) for ph in tri)
+                tiles = math.prod(-(-ph.count // b) for ph, b in zip(tri, box))
+                vol = math.prod(b + (max(1, len(ph.taps)) - 1) * ax[0].step
+                                for b, ph, ax in zip(box, tri, params.axis_phases))
+                cost += tiles * (2 * bm * taps + (vol if taps else 0))
+            if best is None or cost < best[0]:
+                best = (cost, box)
+            th *= 2
+        tw *= 2
+    box = best[1]
+    npos = max([math.prod(d) for d in _slab_dims(params, box)] + [1])
+    return box, npos + (8 - npos) % 32
+
+
+def _minb(mode, wm, threads, slab=0):
     """Blocks per SM the kernel's registers are capped for: 128 registers a
     thread for 256-thread blocks and 32x32 warp tiles (ptxas, sm_90a: no or
     a few spilled bytes), 168 (3 blocks) for 64x32 warp tiles, 207 (2) with
     3xTF32's split operands."""
     if threads == 256:
-        return 2
+        return 1 if slab else 2  # slab 128x128 tiles need 210-255 registers
     if wm == 32:
         return 4
     return 2 if mode == 1 else 3
@@ -157,16 +206,17 @@ def _candidates(params, dtype, precision, smem_per_block):
             if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
                 continue  # mostly padding
             threads = (bm // wm) * (bn // wn) * 32
-            for stages in (3, 2):
-                smem = _smem(bm, bn, bk, stages, itemsize)
-                if smem <= smem_per_block:
-                    break
-            else:
-                continue
             index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
-            cfg = MmaConfig(dt, mode, index_t, bm, bn, bk, wm, wn, stages, threads, smem,
-                            _minb(mode, wm, threads))
-            out.append(cfg)
+            for slab in (0, 1):
+                box, sc = slab_box(params, bm) if slab else ((0, 0, 0), 0)
+                for stages in (3, 2):
+                    smem = _smem(bm, bn, bk, stages, itemsize, sc)
+                    if smem <= smem_per_block:
+                        break
+                else:
+                    continue
+                out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, wm, wn, stages, threads,
+                                     smem, _minb(mode, wm, threads, slab), slab, box, sc))
     return out
 
 
@@ -176,14 +226,25 @@ def _work(params, cfg):
     kp = -(-cig // cfg.bk) * cfg.bk
     nt = -(-cog // cfg.bn)
     macs = staged = blocks = 0
-    for pd, ph, pw in params.phases():
-        m = params.batch * pd.count * ph.count * pw.count
-        taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
-        nb = -(-m // cfg.bm) * nt * params.groups
+    for tri in params.phases():
+        taps = math.prod(len(ph.taps) for ph in tri)
+        nb = _m_tiles(params, tri, cfg) * nt * params.groups
         blocks += nb
         macs += nb * cfg.bm * cfg.bn * kp * taps
-        staged += nb * (cfg.bm + cfg.bn) * kp * taps
+        if cfg.slab and taps:
+            vol = math.prod(b + (len(ph.taps) - 1) * ax[0].step
+                            for b, ph, ax in zip(cfg.box, tri, params.axis_phases))
+            staged += nb * (vol + cfg.bn * taps) * kp
+        else:
+            staged += nb * (cfg.bm + cfg.bn) * kp * taps
     return macs, staged, blocks
+
+
+def _m_tiles(params, tri, cfg):
+    """M tiles of one phase: flat runs of ``bm`` positions, or slab boxes."""
+    if cfg.slab:
+        return params.batch * math.prod(-(-ph.count // b) for ph, b in zip(tri, cfg.box))
+    return -(-(params.batch * math.prod(ph.count for ph in tri)) // cfg.bm)
 
 
 def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
@@ -205,15 +266,20 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
 
 
 @lru_cache(maxsize=1024)
-def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=232448):
+def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=232448,
+               variant=None):
     """The fastest predicted :class:`MmaConfig` and its estimate, or a reason
-    string where none applies."""
+    string where none applies.  ``variant`` restricts the A staging:
+    ``"tap"`` (A per tap and channel block) or ``"slab"`` (the input box per
+    channel block, read at each tap's offset)."""
     reason = _reject(params, dtype, precision, smem_per_block)
     if reason:
         return reason
     mode_name = _mode(dtype, precision)[1]
     best = None
     for cfg in _candidates(params, dtype, precision, smem_per_block):
+        if variant is not None and cfg.slab != (variant == "slab"):
+            continue
         t = estimate(params, cfg, mode_name, sm_count)
         if best is None or t < best[1]:
             best = (cfg, t)
@@ -234,6 +300,8 @@ def _reject(params, dtype, precision, smem_per_block):
         return f"a stride phase has {m_max} output positions, beyond 32-bit tile indices"
     if params.batch == 0:
         return "the batch is empty"
+    if math.prod(params.in_size) > _INT32_MAX:
+        return "an input channel has more than 2**31 - 1 elements"
     return ""
 
 
@@ -244,19 +312,19 @@ def _phase_order(params):
 
 
 @lru_cache(maxsize=1024)
-def mma_tables(params, bm, bn, bk):
+def mma_tables(params, cfg):
     """The kernel's per-phase table (int32, one row of :data:`META_COLUMNS` per
     phase) and block table (int32 ``(phase, block within the phase)`` per
     block, round-robin over the phases so that the blocks of one tile in
     every phase are neighbours)."""
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    bn, bk = cfg.bn, cfg.bk
     ncb = -(-cig // bk)
     np_ = -(-cog // bn) * bn
     nt = np_ // bn
     rows, nblk, woff = [], [], 0
     for pd, ph, pw in _phase_order(params):
-        m = params.batch * pd.count * ph.count * pw.count
-        mt = -(-m // bm)
+        mt = _m_tiles(params, (pd, ph, pw), cfg)
         taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
         rows.append([mt, nt, pd.count, ph.count, pw.count,
                      pd.first, ph.first, pw.first, pd.base, ph.base, pw.base,
@@ -337,7 +405,7 @@ class _Launch:
     def __init__(self, params, cfg):
         import cupy
 
-        meta, btab = mma_tables(params, cfg.bm, cfg.bn, cfg.bk)
+        meta, btab = mma_tables(params, cfg)
         nblocks = len(btab)
         idx = pack_index(params, cfg.bn, cfg.bk)
         ityp = np.int32 if cfg.index_t == "int" else np.int64
@@ -364,7 +432,8 @@ class _Launch:
             **dict(zip(("sd", "sh", "sw"), params.stride)),
             **dict(zip(("ed", "eh", "ew"), (ax[0].step for ax in params.axis_phases))),
             nCB=-(-params.in_channels_per_group // cfg.bk),
-            NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn)
+            NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn,
+            TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc)
         self.args = [_struct({**geo, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):
@@ -473,13 +542,15 @@ def _limits_cached(device_id):
     return _device_limits()
 
 
-def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None):
+def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None,
+               variant=None):
     """Transposed convolution of CuPy arrays with the tensor-core kernel.
 
     ``precision`` applies to float32 (``"float32"``: 3xTF32, ``"tf32"``);
     float16 and bfloat16 ignore it.  ``config`` forces an :class:`MmaConfig`;
     ``out``, a C-contiguous array of the output's shape and dtype, receives
-    the result (tests poison it first).
+    the result (tests poison it first); ``variant`` (``"tap"``, ``"slab"``)
+    restricts the choice (:func:`mma_config`).
     Raises ``ValueError`` where the kernel does not apply (the reason from
     :func:`mma_config`).
     """
@@ -492,7 +563,7 @@ def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None)
     if name != "float32":
         precision = "float32"
     if config is None:
-        got = mma_config(params, name, precision, sms, smem)
+        got = mma_config(params, name, precision, sms, smem, variant)
         if isinstance(got, str):
             raise ValueError(f"the tensor-core kernel does not apply: {got}")
         config = got[0]

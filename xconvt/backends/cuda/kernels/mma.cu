@@ -58,7 +58,10 @@ struct MmaArgs {
   int ID, IH, IW, OD, OH, OW;
   int sd, sh, sw, ed, eh, ew;
   int nCB, NP;
+  int TD, TH, TW, SC;
 };
+// (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
+// a slab buffer.)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
@@ -150,7 +153,7 @@ __device__ __forceinline__ typename storage<DT>::type from_f32(float v) {
 }  // namespace xmma
 
 template <int DT, int MODE, typename I, int BM, int BN, int BK, int WM, int WN, int STAGES,
-          int MINB>
+          int MINB, int SLAB>
 __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
 xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
            const typename xmma::storage<DT>::type* __restrict__ wp,
@@ -164,18 +167,24 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   constexpr int THREADS = WARPS_M * WARPS_N * 32;
   constexpr int ES = sizeof(T);
   constexpr int LDA = BM + 8, LDB = BN + 8;  // padded rows (elements)
-  constexpr int A_STAGE = BK * LDA, B_STAGE = BK * LDB;
-  constexpr int KROWS = THREADS / BM;  // A rows loaded per pass
-  constexpr int APT = BK / KROWS;      // A elements per thread per stage
+  constexpr int A_STAGE = SLAB ? 0 : BK * LDA, B_STAGE = BK * LDB;
+  constexpr int KROWS = THREADS / BM;  // A rows loaded per pass (SLAB == 0)
+  constexpr int APT = BK / KROWS;      // A elements per thread per stage (SLAB == 0)
   constexpr int MT = WM / 16, NT = WN / 8;
   constexpr int BCH = BN * ES / 16;    // 16-byte chunks per B row
+  constexpr int KP = MODE == 2 ? BK / 2 : BK;  // 32-bit words per slab position
+  constexpr int R = THREADS >= 256 ? 8 : 16;   // slab words a thread stages per step
   static_assert(THREADS % BM == 0 && BK % KROWS == 0, "A loader shape");
   static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "fragment shape");
   static_assert(MODE == 2 ? DT != 0 : DT == 0, "mode and dtype");
 
+  // Shared memory: B stages, then (SLAB == 0) A stages, or (SLAB == 1) two
+  // slab buffers of KP x SC words and the slab's position table.
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* const As = reinterpret_cast<T*>(smem_raw);
-  T* const Bs = As + STAGES * A_STAGE;
+  T* const Bs = reinterpret_cast<T*>(smem_raw);
+  T* const As = Bs + STAGES * B_STAGE;
+  unsigned* const slab = reinterpret_cast<unsigned*>(smem_raw + STAGES * B_STAGE * ES);
+  int* const ptab = reinterpret_cast<int*>(slab + 2 * KP * a.SC);
 
   // ---- block -> (phase, group, m tile, n tile)
   const int* pm = meta + btab[2 * blockIdx.x] * PMETA;
@@ -195,49 +204,50 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   const I V = (I)ID * IH * IW;
   const int nkc = ntaps * nCB;
   const int tid = threadIdx.x;
-  const int m0 = mtile * BM, n0 = ntile * BN;
+  const int n0 = ntile * BN;
+  const int TD = a.TD, TH = a.TH, TW = a.TW;
 
-  // ---- A loader: one position per thread, APT channel rows per stage
-  const int am = tid % BM, ak0 = tid / BM;
-  bool a_ok;
-  I a_base;
-  int id0, ih0, iw0;
-  {
-    const int m = m0 + am;
-    a_ok = m < Mph;
-    const int nb = m / per_n;
-    int r = m - nb * per_n;
-    const int jw = r % cw;
-    r /= cw;
-    const int jh = r % ch;
-    const int jd = r / ch;
-    a_base = ((I)nb * a.Cin + (I)g * Cig + ak0) * V;
-    id0 = pm[P_BD] + jd;
-    ih0 = pm[P_BH] + jh;
-    iw0 = pm[P_BW] + jw;
+  // M tile origin: flat positions [m0, m0 + BM) (SLAB == 0) or a TD x TH x TW
+  // box at (jd0, jh0, jw0) of sample nb0 (SLAB == 1).
+  int m0 = 0, nb0 = 0, jd0 = 0, jh0 = 0, jw0 = 0;
+  if constexpr (SLAB) {
+    const int mt_w = (cw + TW - 1) / TW, mt_h = (ch + TH - 1) / TH, mt_d = (cd + TD - 1) / TD;
+    int r = mtile;
+    jw0 = (r % mt_w) * TW;
+    r /= mt_w;
+    jh0 = (r % mt_h) * TH;
+    r /= mt_h;
+    jd0 = (r % mt_d) * TD;
+    nb0 = r / mt_d;
+  } else {
+    m0 = mtile * BM;
   }
+  // Output position of row m of the tile: (valid, sample, jd, jh, jw).
+  auto decode = [&](int m, int& nb, int& jd, int& jh, int& jw) -> bool {
+    if constexpr (SLAB) {
+      jw = m % TW;
+      jh = (m / TW) % TH;
+      jd = m / (TW * TH);
+      jd += jd0; jh += jh0; jw += jw0;
+      nb = nb0;
+      return jd < cd && jh < ch && jw < cw;
+    } else {
+      m += m0;
+      nb = m / per_n;
+      int r = m - nb * per_n;
+      jw = r % cw;
+      r /= cw;
+      jh = r % ch;
+      jd = r / ch;
+      return m < Mph;
+    }
+  };
+
   const T* const wph = wp + pm[P_WOFF] + (I)g * ntaps * nCB * BK * NP + n0;
   const unsigned as_u32 = smem_u32(As), bs_u32 = smem_u32(Bs);
-  T areg[MODE == 2 ? APT : 1];
 
-  // Issue the loads of K block kc into stage st (A of 16-bit types into areg).
-  auto load = [&](int kc, int st) {
-    const int t = kc / nCB, cb = kc - t * nCB;
-    const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
-    const int id = id0 + ud * a.ed, ih = ih0 + uh * a.eh, iw = iw0 + uw * a.ew;
-    const bool ok = a_ok && id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW;
-    const int c0 = cb * BK + ak0;
-    const T* src = x + a_base + (I)cb * BK * V + ((I)id * IH + ih) * IW + iw;
-#pragma unroll
-    for (int i = 0; i < APT; ++i) {
-      const bool v = ok && c0 + i * KROWS < Cig;
-      const T* s = v ? src + (I)i * KROWS * V : x;
-      if constexpr (MODE == 2) {
-        areg[i] = v ? __ldg(s) : (T)0;
-      } else {
-        cp_async4(as_u32 + ((st * A_STAGE + (ak0 + i * KROWS) * LDA + am) * ES), s, v);
-      }
-    }
+  // ---- B: cp.async of K block kc = (t, cb) into stage st
+  auto load_b = [&](int t, int cb, int st) {
     const T* bsrc = wph + ((I)t * nCB * BK + cb * BK) * NP;
 #pragma unroll
     for (int q0 = 0; q0 < BK * BCH; q0 += THREADS) {
@@ -248,10 +258,87 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
       }
     }
   };
+
+  // ---- A, SLAB == 0: one position per thread, APT channel rows per stage
+  const int am = tid % BM, ak0 = tid / BM;
+  bool a_ok = false;
+  I a_base = 0;
+  int id0 = 0, ih0 = 0, iw0 = 0;
+  T areg[(MODE == 2 && !SLAB) ? APT : 1];
+  if constexpr (!SLAB) {
+    int nb, jd, jh, jw;
+    a_ok = decode(am, nb, jd, jh, jw);
+    a_base = ((I)nb * a.Cin + (I)g * Cig + ak0) * V;
+    id0 = pm[P_BD] + jd;
+    ih0 = pm[P_BH] + jh;
+    iw0 = pm[P_BW] + jw;
+  }
+  auto load_a = [&](int t, int cb, int st) {
+    if constexpr (!SLAB) {
+      const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
+      const int id = id0 + ud * a.ed, ih = ih0 + uh * a.eh, iw = iw0 + uw * a.ew;
+      const bool ok = a_ok && id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW;
+      const int c0 = cb * BK + ak0;
+      const T* src = x + a_base + (I)cb * BK * V + ((I)id * IH + ih) * IW + iw;
+#pragma unroll
+      for (int i = 0; i < APT; ++i) {
+        const bool v = ok && c0 + i * KROWS < Cig;
+        const T* s = v ? src + (I)i * KROWS * V : x;
+        if constexpr (MODE == 2) {
+          areg[i] = v ? __ldg(s) : (T)0;
+        } else {
+          cp_async4(as_u32 + ((st * A_STAGE + (ak0 + i * KROWS) * LDA + am) * ES), s, v);
+        }
+      }
+    }
+  };
   auto store_a = [&](int st) {
-    if constexpr (MODE == 2) {
+    if constexpr (MODE == 2 && !SLAB) {
 #pragma unroll
       for (int i = 0; i < APT; ++i) As[st * A_STAGE + (ak0 + i * KROWS) * LDA + am] = areg[i];
+    }
+  };
+
+  // ---- A, SLAB == 1: per channel block, the input box every tap reads
+  // (SDp x SHp x SWp positions, KP words each: a float, or a channel pair of
+  // 16-bit values), staged once and read at a per-tap offset.  ptab[pos]:
+  // spatial offset in x of slab position pos, -1 outside the input.
+  const int SDp = TD + (nd - 1) * a.ed, SHp = TH + (nh - 1) * a.eh, SWp = TW + (nw - 1) * a.ew;
+  const int NPOS = (SLAB && ntaps > 0) ? SDp * SHp * SWp : 0;
+  const int PPT = (NPOS + THREADS - 1) / THREADS;  // positions per thread
+  const int IPT = PPT * KP;                        // slab words per thread
+  const I x_blk = ((I)nb0 * a.Cin + (I)g * Cig) * V;
+  unsigned sreg[SLAB ? R : 1];
+  auto slab_load = [&](int cb, int i0) {  // words i0 .. i0 + R - 1 of this thread
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int i = i0 + r;
+      const int p = i / KP, kr = i % KP;
+      const int pos = tid + p * THREADS;
+      unsigned v = 0u;
+      if (i < IPT && pos < NPOS) {
+        const int off = ptab[pos];
+        if constexpr (MODE == 2) {
+          const int c = cb * BK + 2 * kr;
+          const T* src = x + x_blk + (I)c * V + off;
+          const unsigned lo = (off >= 0 && c < Cig) ? (unsigned)__ldg(src) : 0u;
+          const unsigned hi = (off >= 0 && c + 1 < Cig) ? (unsigned)__ldg(src + V) : 0u;
+          v = lo | (hi << 16);
+        } else {
+          const int c = cb * BK + kr;
+          if (off >= 0 && c < Cig) v = __float_as_uint(__ldg(x + x_blk + (I)c * V + off));
+        }
+      }
+      sreg[r] = v;
+    }
+  };
+  auto slab_store = [&](int buf, int i0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int i = i0 + r;
+      const int p = i / KP, kr = i % KP;
+      const int pos = tid + p * THREADS;
+      if (i < IPT && pos < NPOS) slab[(buf * KP + kr) * a.SC + pos] = sreg[r];
     }
   };
 
@@ -266,19 +353,66 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     for (int j = 0; j < NT; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+  // SLAB: slab offset of this thread's fragment rows (m = wm0 + 16 i + gq + 8 hr)
+  int moff[SLAB ? MT : 1][2];
+  if constexpr (SLAB) {
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int m = wm0 + i * 16 + gq + 8 * hr;
+        moff[i][hr] = ((m / (TW * TH)) * SHp + (m / TW) % TH) * SWp + m % TW;
+      }
+  }
 
-  auto compute = [&](int st) {
+  // Split float operands into tf32 (MODE 0) or big + small tf32 (MODE 1).
+  auto split = [&](float v, unsigned& big, unsigned& small) {
+    big = to_tf32(v);
+    if constexpr (MODE == 1) small = to_tf32(v - __uint_as_float(big));
+  };
+  auto mma_f32 = [&](float (&c)[4], const unsigned (&ab)[4], const unsigned (&as_)[4],
+                     const unsigned (&bb)[2], const unsigned (&bs_)[2]) {
+    if constexpr (MODE == 1) {
+      // The tensor cores' accumulation truncates: summed into the running
+      // accumulator, that bias grows with K (rel. error 1e-5 at K = 2048).
+      // Each k8 step's three products go to a fresh accumulator, added to
+      // the running one with a rounded FADD.
+      float t[4] = {0.f, 0.f, 0.f, 0.f};
+      mma_tf32(t, as_, bb);
+      mma_tf32(t, ab, bs_);
+      mma_tf32(t, ab, bb);
+#pragma unroll
+      for (int r = 0; r < 4; ++r) c[r] += t[r];
+    } else {
+      mma_tf32(c, ab, bb);
+    }
+  };
+
+  // One K block: B from stage st; A from A stage st (SLAB == 0) or from slab
+  // buffer sbuf at the tap offset toff (SLAB == 1).
+  auto compute = [&](int st, int sbuf, int toff) {
+    const unsigned bbase = bs_u32 + st * B_STAGE * ES;
+    const int lr = lane & 7, lq = lane >> 3;  // ldmatrix lane -> row address
     if constexpr (MODE == 2) {
-      const unsigned abase = as_u32 + st * A_STAGE * ES, bbase = bs_u32 + st * B_STAGE * ES;
-      // ldmatrix lane -> row address (see the header comment)
-      const int lr = lane & 7, lq = lane >> 3;
 #pragma unroll
       for (int kk = 0; kk < BK; kk += 16) {
         unsigned af[MT][4], bf[NT][2];
+        if constexpr (SLAB) {
+          const unsigned* S = slab + (sbuf * KP + kk / 2 + tq) * a.SC + toff;
 #pragma unroll
-        for (int i = 0; i < MT; ++i)
-          ldsm_x4_trans(af[i], abase + ((kk + lr + (lq >> 1) * 8) * LDA + wm0 + i * 16 +
-                                        (lq & 1) * 8) * ES);
+          for (int i = 0; i < MT; ++i) {
+            af[i][0] = S[moff[i][0]];
+            af[i][1] = S[moff[i][1]];
+            af[i][2] = S[4 * a.SC + moff[i][0]];
+            af[i][3] = S[4 * a.SC + moff[i][1]];
+          }
+        } else {
+          const unsigned abase = as_u32 + st * A_STAGE * ES;
+#pragma unroll
+          for (int i = 0; i < MT; ++i)
+            ldsm_x4_trans(af[i], abase + ((kk + lr + (lq >> 1) * 8) * LDA + wm0 + i * 16 +
+                                          (lq & 1) * 8) * ES);
+        }
 #pragma unroll
         for (int j = 0; j < NT; j += 2) {
           unsigned r[4];
@@ -292,72 +426,111 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
           for (int j = 0; j < NT; ++j) mma_16<DT>(acc[i][j], af[i], bf[j][0], bf[j][1]);
       }
     } else {
-      const float* A = reinterpret_cast<const float*>(As) + st * A_STAGE;
       const float* B = reinterpret_cast<const float*>(Bs) + st * B_STAGE;
 #pragma unroll
       for (int kk = 0; kk < BK; kk += 8) {
         unsigned ab[MT][4], bb[NT][2];
-        unsigned as_[MODE == 1 ? MT : 1][4], bs_[MODE == 1 ? NT : 1][2];
+        unsigned as_[MT][4], bs_[NT][2];
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
-          const float* p = A + (kk + tq) * LDA + wm0 + i * 16 + gq;
-          const float v[4] = {p[0], p[8], p[4 * LDA], p[4 * LDA + 8]};
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            ab[i][r] = to_tf32(v[r]);
-            if constexpr (MODE == 1) as_[i][r] = to_tf32(v[r] - __uint_as_float(ab[i][r]));
+          float v[4];
+          if constexpr (SLAB) {
+            const float* S = reinterpret_cast<const float*>(slab) +
+                             (sbuf * KP + kk + tq) * a.SC + toff;
+            v[0] = S[moff[i][0]]; v[1] = S[moff[i][1]];
+            v[2] = S[4 * a.SC + moff[i][0]]; v[3] = S[4 * a.SC + moff[i][1]];
+          } else {
+            const float* p = reinterpret_cast<const float*>(As) + st * A_STAGE +
+                             (kk + tq) * LDA + wm0 + i * 16 + gq;
+            v[0] = p[0]; v[1] = p[8]; v[2] = p[4 * LDA]; v[3] = p[4 * LDA + 8];
           }
+#pragma unroll
+          for (int r = 0; r < 4; ++r) split(v[r], ab[i][r], as_[i][r]);
         }
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
           const float* p = B + (kk + tq) * LDB + wn0 + j * 8 + gq;
-          const float v[2] = {p[0], p[4 * LDB]};
-#pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            bb[j][r] = to_tf32(v[r]);
-            if constexpr (MODE == 1) bs_[j][r] = to_tf32(v[r] - __uint_as_float(bb[j][r]));
-          }
+          split(p[0], bb[j][0], bs_[j][0]);
+          split(p[4 * LDB], bb[j][1], bs_[j][1]);
         }
 #pragma unroll
         for (int i = 0; i < MT; ++i)
 #pragma unroll
-          for (int j = 0; j < NT; ++j) {
-            if constexpr (MODE == 1) {
-              // The tensor cores' accumulation truncates: summed into the
-              // running accumulator, that bias grows with K (rel. error 1e-5
-              // at K = 2048).  Each k8 step's three products go to a fresh
-              // accumulator, added to the running one with a rounded FADD.
-              float t[4] = {0.f, 0.f, 0.f, 0.f};
-              mma_tf32(t, as_[i], bb[j]);
-              mma_tf32(t, ab[i], bs_[j]);
-              mma_tf32(t, ab[i], bb[j]);
-#pragma unroll
-              for (int r = 0; r < 4; ++r) acc[i][j][r] += t[r];
-            } else {
-              mma_tf32(acc[i][j], ab[i], bb[j]);
-            }
-          }
+          for (int j = 0; j < NT; ++j) mma_f32(acc[i][j], ab[i], as_[i], bb[j], bs_[j]);
       }
     }
   };
 
-  // ---- main loop: STAGES-deep pipeline, one commit group per K block
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < nkc) {
-      load(s, s);
-      store_a(s);
+  // ---- main loop: STAGES-deep cp.async pipeline, one commit group per K block
+  if constexpr (SLAB) {
+    // K blocks in (channel block, tap) order; the slab of channel block cb + 1
+    // is loaded R words per tap step of cb (the rest at its last tap).
+    for (int p = tid; p < NPOS; p += THREADS) {
+      const int sw_ = p % SWp, sh_ = (p / SWp) % SHp, sd_ = p / (SWp * SHp);
+      const int id = pm[P_BD] + jd0 + sd_, ih = pm[P_BH] + jh0 + sh_, iw = pm[P_BW] + jw0 + sw_;
+      ptab[p] = (id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW)
+                    ? (id * IH + ih) * IW + iw : -1;
     }
-    cp_async_commit();
-  }
-  for (int kc = 0; kc < nkc; ++kc) {
-    cp_async_wait<STAGES - 2>();
     __syncthreads();
-    const int nk = kc + STAGES - 1;
-    if (nk < nkc) load(nk, nk % STAGES);
-    cp_async_commit();
-    compute(kc % STAGES);
-    if (nk < nkc) store_a(nk % STAGES);
+    if (nkc > 0) {
+      for (int i0 = 0; i0 < IPT; i0 += R) {
+        slab_load(0, i0);
+        slab_store(0, i0);
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < nkc) load_b(s % ntaps, s / ntaps, s);
+      cp_async_commit();
+    }
+    int cb = 0, t = 0;
+    for (int kc = 0; kc < nkc; ++kc) {
+      cp_async_wait<STAGES - 2>();
+      __syncthreads();
+      const int nk = kc + STAGES - 1;
+      if (nk < nkc) load_b(nk % ntaps, nk / ntaps, nk % STAGES);
+      cp_async_commit();
+      const bool pre = cb + 1 < nCB;
+      if (pre) slab_load(cb + 1, t * R);
+      const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
+      compute(kc % STAGES, cb & 1, (ud * a.ed * SHp + uh * a.eh) * SWp + uw * a.ew);
+      if (pre) {
+        slab_store((cb + 1) & 1, t * R);
+        if (t == ntaps - 1) {
+          for (int i0 = (t + 1) * R; i0 < IPT; i0 += R) {
+            slab_load(cb + 1, i0);
+            slab_store((cb + 1) & 1, i0);
+          }
+        }
+      }
+      if (++t == ntaps) {
+        t = 0;
+        ++cb;
+      }
+    }
+  } else {
+    // K blocks in (tap, channel block) order
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < nkc) {
+        load_a(s / nCB, s % nCB, s);
+        load_b(s / nCB, s % nCB, s);
+        store_a(s);
+      }
+      cp_async_commit();
+    }
+    for (int kc = 0; kc < nkc; ++kc) {
+      cp_async_wait<STAGES - 2>();
+      __syncthreads();
+      const int nk = kc + STAGES - 1;
+      if (nk < nkc) {
+        load_a(nk / nCB, nk % nCB, nk % STAGES);
+        load_b(nk / nCB, nk % nCB, nk % STAGES);
+      }
+      cp_async_commit();
+      compute(kc % STAGES, 0, 0);
+      if (nk < nkc) store_a(nk % STAGES);
+    }
   }
   cp_async_wait<0>();
 
@@ -367,14 +540,8 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   for (int i = 0; i < MT; ++i) {
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
-      const int m = m0 + wm0 + i * 16 + gq + hr * 8;
-      if (m >= Mph) continue;
-      const int nb = m / per_n;
-      int r = m - nb * per_n;
-      const int jw = r % cw;
-      r /= cw;
-      const int jh = r % ch;
-      const int jd = r / ch;
+      int nb, jd, jh, jw;
+      if (!decode(wm0 + i * 16 + gq + hr * 8, nb, jd, jh, jw)) continue;
       const int od = pm[P_FD] + a.sd * jd, oh = pm[P_FH] + a.sh * jh, ow = pm[P_FW] + a.sw * jw;
       T* const o = out + ((I)nb * a.Cout + (I)g * Cog) * ODHW + ((I)od * a.OH + oh) * a.OW + ow;
 #pragma unroll
