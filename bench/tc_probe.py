@@ -175,6 +175,18 @@ def main(argv=None):
                            params, xi, wi, bi, prec, config=c), ref)
                 entries[f"mma_{mode}_{var}"].update(est_ms=vc[1] * 1e3, config=vc[0].name,
                                                     box=vc[0].box)
+                # the other K depth with the same tile (not a planner candidate
+                # for narrow tiles): data for the BK rule
+                c0 = vc[0]
+                bk = 48 - c0.bk
+                if params.in_channels_per_group > 16 or bk == 16:
+                    isz = 4 if c0.dt == 0 else 2
+                    sm = cuda_mma._smem(c0.bm, c0.bn, bk, c0.stages, isz, c0.sc)
+                    if sm <= smem:
+                        alt = c0._replace(bk=bk, smem=sm)
+                        record(f"mma_{mode}_{var}_bk{bk}",
+                               lambda xi=xi, wi=wi, bi=bi, prec=prec, c=alt:
+                               cuda_mma.mma_direct(params, xi, wi, bi, prec, config=c), ref)
             if args.sweep:
                 for cand in cuda_mma._candidates(params, cuda_mma.dtype_name(xi.dtype), prec,
                                                  smem):
@@ -253,6 +265,10 @@ def main(argv=None):
         results["random"].append(entry)
         print("random", entry, flush=True)
 
+    if os.environ.get("OUT"):
+        path = Path(os.environ["OUT"]) / "tc_probe.json"
+        path.write_text(json.dumps(results, indent=1, default=str))
+        print(f"wrote {path}")
     # table
     print(f"\n{card}: ms (TFLOP/s), ratio = cuDNN at the same precision / xconvt; "
           "err = rel L2 vs float64")
@@ -281,6 +297,14 @@ def main(argv=None):
                 v = row.get(f"mma_{mode}_{var}", {})
                 cells.append(f"{v['ms']:6.3f}({v['est_ms']:6.3f})" if "ms" in v else "   -   ")
         print(f"{row['case']:14s} " + " ".join(cells))
+    print("\nother BK, ms: " + " ".join(f"{m}_{v}" for m in MODES for v in ("tap", "slab")))
+    for row in results["cases"]:
+        cells = []
+        for mode in MODES:
+            for var in ("tap", "slab"):
+                v = next((row[k] for k in row if k.startswith(f"mma_{mode}_{var}_bk")), {})
+                cells.append(f"{v['ms']:6.3f}/{v['err']:.0e}" if "ms" in v else "   -   ")
+        print(f"{row['case']:14s} " + " ".join(cells))
     print("\nerrors (rel L2): " + ", ".join(("fma",) + MODES + ("cudnn32", "cudnnTF", "cudnn16",
                                                               "cudnnBF")))
     for row in results["cases"]:
@@ -288,10 +312,6 @@ def main(argv=None):
             "cudnn_float32", "cudnn_tf32", "cudnn_float16", "cudnn_bfloat16"]
         print(f"{row['case']:14s} " + " ".join(
             f"{row.get(k, {}).get('err', float('nan')):8.1e}" for k in keys))
-    if os.environ.get("OUT"):
-        path = Path(os.environ["OUT"]) / "tc_probe.json"
-        path.write_text(json.dumps(results, indent=1, default=str))
-        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
