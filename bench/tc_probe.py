@@ -17,7 +17,7 @@ small ones for correctness), on the same device arrays:
 Prints a table (ms, TFLOP/s of useful FLOPs, cuDNN/xconvt ratio, error) and
 writes ``tc_probe.json`` under ``$OUT`` when set.  Usage::
 
-    python bench/tc_probe.py [--cases seed_example,...] [--sweep] [--reps 15]
+    python bench/tc_probe.py [--cases seed_example,...] [--sweep all|slab|tap] [--reps 15]
 """
 
 from __future__ import annotations
@@ -51,6 +51,16 @@ def rel_l2(out, ref):
     return float(cupy.linalg.norm(d.ravel()) / cupy.linalg.norm(ref.ravel()))
 
 
+def torch_nan(a):
+    """NaN mask of a 16-bit CuPy array (float16 or bfloat16 bits)."""
+    import cupy
+
+    bits = a.view(cupy.uint16)
+    if a.dtype.name == "bfloat16":
+        return ((bits & 0x7F80) == 0x7F80) & ((bits & 0x007F) != 0)
+    return ((bits & 0x7C00) == 0x7C00) & ((bits & 0x03FF) != 0)
+
+
 def time_fn(fn, reps, target_ms=2.0):
     """Median ms per call: events around ``inner`` calls, ``reps`` times."""
     import cupy
@@ -77,9 +87,17 @@ def time_fn(fn, reps, target_ms=2.0):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=",".join(DENSE))
-    ap.add_argument("--sweep", action="store_true", help="time every candidate tile")
+    ap.add_argument("--sweep", choices=("", "all", "slab", "tap"), default="",
+                    help="time every candidate tile (of one A staging)")
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--variants", default="tap,slab",
+                    help="A stagings timed beside the planner's choice (tap, slab)")
+    ap.add_argument("--no-anchors", action="store_true",
+                    help="skip cuDNN and the FMA kernel (a second process for new variants)")
+    ap.add_argument("--planner", action=argparse.BooleanOptionalAction, default=True,
+                    help="time the planner's choice")
     ap.add_argument("--random", type=int, default=6, help="random small correctness cases")
+    ap.add_argument("--tag", default="", help="suffix of the JSON file's name")
     args = ap.parse_args(argv)
 
     import cupy
@@ -145,8 +163,9 @@ def main(argv=None):
                             "err": err}
 
         # xconvt FMA fused float32
-        record("xconvt_fma", lambda: fma.direct(params, xd, wd, bd, variant="fused"),
-               refs["float32"])
+        if not args.no_anchors:
+            record("xconvt_fma", lambda: fma.direct(params, xd, wd, bd, variant="fused"),
+                   refs["float32"])
         # xconvt tensor cores, planner's tile
         ins = {"3xtf32": (xd, wd, bd, "float32"), "tf32": (xd, wd, bd, "tf32")}
         for name in ("float16", "bfloat16"):
@@ -161,11 +180,12 @@ def main(argv=None):
                 entries[f"mma_{mode}"] = {"error": got}
                 continue
             cfg, est = got
-            record(f"mma_{mode}",
-                   lambda xi=xi, wi=wi, bi=bi, prec=prec: cuda_mma.mma_direct(
-                       params, xi, wi, bi, prec), ref)
-            entries[f"mma_{mode}"].update(est_ms=est * 1e3, config=cfg.name)
-            for var in ("tap", "slab"):
+            if args.planner:
+                record(f"mma_{mode}",
+                       lambda xi=xi, wi=wi, bi=bi, prec=prec: cuda_mma.mma_direct(
+                           params, xi, wi, bi, prec), ref)
+                entries[f"mma_{mode}"].update(est_ms=est * 1e3, config=cfg.name)
+            for var in [v for v in args.variants.split(",") if v]:
                 vc = cuda_mma.mma_config(params, cuda_mma.dtype_name(xi.dtype), prec, sms,
                                          smem, var)
                 if isinstance(vc, str):
@@ -181,7 +201,7 @@ def main(argv=None):
                 bk = 48 - c0.bk
                 if params.in_channels_per_group > 16 or bk == 16:
                     isz = 4 if c0.dt == 0 else 2
-                    sm = cuda_mma._smem(c0.bm, c0.bn, bk, c0.stages, isz, c0.sc)
+                    sm = cuda_mma._smem(c0.bm, c0.bn, bk, c0.stages, isz, c0.sc, c0.mode)
                     if sm <= smem:
                         alt = c0._replace(bk=bk, smem=sm)
                         record(f"mma_{mode}_{var}_bk{bk}",
@@ -190,6 +210,8 @@ def main(argv=None):
             if args.sweep:
                 for cand in cuda_mma._candidates(params, cuda_mma.dtype_name(xi.dtype), prec,
                                                  smem):
+                    if args.sweep != "all" and cand.slab != (args.sweep == "slab"):
+                        continue
                     t_est = cuda_mma.estimate(params, cand, mode if mode != "3xtf32"
                                               else "3xtf32", sms)
                     try:
@@ -204,11 +226,12 @@ def main(argv=None):
                                              "config": cand.name, "ms": ms,
                                              "est_ms": t_est * 1e3, "err": err})
         # cuDNN
+        anchors = (("cudnn_float32", False, (xt, wt, bt)),
+                   ("cudnn_tf32", True, (xt, wt, bt)),
+                   ("cudnn_float16", True, ops16["float16"]),
+                   ("cudnn_bfloat16", True, ops16["bfloat16"]))
         with torch.no_grad():
-            for key, allow, ops in (("cudnn_float32", False, (xt, wt, bt)),
-                                    ("cudnn_tf32", True, (xt, wt, bt)),
-                                    ("cudnn_float16", True, ops16["float16"]),
-                                    ("cudnn_bfloat16", True, ops16["bfloat16"])):
+            for key, allow, ops in () if args.no_anchors else anchors:
                 torch.backends.cudnn.allow_tf32 = allow
                 ref = refs[{"cudnn_float16": "float16",
                             "cudnn_bfloat16": "bfloat16"}.get(key, "float32")]
@@ -217,6 +240,9 @@ def main(argv=None):
         torch.backends.cudnn.allow_tf32 = False
         row.update(entries)
         results["cases"].append(row)
+        if os.environ.get("OUT"):  # after every case: a time-out keeps what was measured
+            (Path(os.environ["OUT"]) / f"tc_probe{args.tag}.json").write_text(
+                json.dumps(results, indent=1, default=str))
         print(f"{case.name}: " + ", ".join(
             f"{k} {v['ms']:.3f}ms/{v['err']:.1e}" if "ms" in v else f"{k} {v['error'][:60]}"
             for k, v in entries.items()), flush=True)
@@ -259,14 +285,17 @@ def main(argv=None):
             out = cupy.empty(params.batched_output_shape, dtype=xi.dtype)
             out.view({2: cupy.uint16, 4: cupy.uint32}[out.dtype.itemsize]).fill(
                 {2: 0x7E00 if mode == "float16" else 0x7FC0, 4: 0x7FC00000}[out.dtype.itemsize])
+            only = [v for v in args.variants.split(",") if v]
             cuda_mma.mma_direct(params, xi, wi, bi, "tf32" if mode == "tf32" else "float32",
-                                out=out)
+                                out=out, variant=only[0] if len(only) == 1 else None)
             entry[mode] = rel_l2(out, ref)
+            nan = cupy.isnan(out) if out.dtype.itemsize == 4 else torch_nan(out)
+            entry[mode + "_unwritten"] = int(nan.sum())
         results["random"].append(entry)
         print("random", entry, flush=True)
 
     if os.environ.get("OUT"):
-        path = Path(os.environ["OUT"]) / "tc_probe.json"
+        path = Path(os.environ["OUT"]) / f"tc_probe{args.tag}.json"
         path.write_text(json.dumps(results, indent=1, default=str))
         print(f"wrote {path}")
     # table

@@ -117,7 +117,7 @@ VARIANTS = ("tap", "slab")
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mode", list(BOUNDS))
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(cfg=configs(batches=(1, 2), max_channels=6, max_spatial=6), seed=seeds,
        noncontig=st.booleans())
 def test_mma_matches_reference(mode, variant, cfg, seed, noncontig):

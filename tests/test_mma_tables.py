@@ -231,9 +231,10 @@ def _instances(full=True):
                                    slab).name)
             names.append(MmaConfig(dt, mode, "int", 128, 128, 32, 64, 32, 2, 256, 0, 2,
                                    slab).name)
-    for u in ("unsigned", "unsigned short"):
-        for i in ("int", "long long"):
-            names.append(f"xconvt_mma_pack<{u}, {i}>")
+    for i in ("int", "long long"):
+        names.append(f"xconvt_mma_pack<unsigned short, {i}>")
+        for split in (0, 1):
+            names.append(f"xconvt_mma_pack_tf32<{i}, {split}>")
     return names
 
 

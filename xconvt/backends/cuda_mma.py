@@ -56,7 +56,7 @@ DTYPES = {"float32": (0, 4), "float16": (1, 2), "bfloat16": (2, 2)}
 #: Fields of the kernel's ``MmaArgs`` struct, in order (all int32).
 MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
-              "nCB", "NP", "TD", "TH", "TW", "SC")
+              "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
 META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
@@ -119,13 +119,15 @@ class MmaConfig(NamedTuple):
                 f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}, {self.slab}>")
 
 
-def _smem(bm, bn, bk, stages, itemsize, sc=0):
-    """Dynamic shared memory: B stages, then A stages or (``sc``) two slab
-    buffers of ``sc`` words per k row and the slab's position table."""
+def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0):
+    """Dynamic shared memory: B stages (twice for 3xTF32, ``mode`` 1: big and
+    small), then A stages or (``sc``) two slab buffers of ``sc`` words per k
+    row (3xTF32: twice the rows) and the slab's position table."""
+    b = (2 if mode == 1 else 1) * stages * bk * (bn + 8) * itemsize
     if sc:
-        kp = bk if itemsize == 4 else bk // 2
-        return stages * bk * (bn + 8) * itemsize + (2 * kp + 1) * sc * 4
-    return stages * bk * ((bm + 8) + (bn + 8)) * itemsize
+        kp = (bk if itemsize == 4 else bk // 2) * (2 if mode == 1 else 1)
+        return b + (2 * kp + 1) * sc * 4
+    return b + stages * bk * (bm + 8) * itemsize
 
 
 def _slab_dims(params, box):
@@ -210,7 +212,7 @@ def _candidates(params, dtype, precision, smem_per_block):
             for slab in (0, 1):
                 box, sc = slab_box(params, bm) if slab else ((0, 0, 0), 0)
                 for stages in (3, 2):
-                    smem = _smem(bm, bn, bk, stages, itemsize, sc)
+                    smem = _smem(bm, bn, bk, stages, itemsize, sc, mode)
                     if smem <= smem_per_block:
                         break
                 else:
@@ -300,6 +302,8 @@ def _reject(params, dtype, precision, smem_per_block):
         return f"a stride phase has {m_max} output positions, beyond 32-bit tile indices"
     if params.batch == 0:
         return "the batch is empty"
+    if 2 * _sizes(params, 32, 128)[2] > _INT32_MAX:
+        return "the packed weights exceed 2**31 - 1 elements"
     if math.prod(params.in_size) > _INT32_MAX:
         return "an input channel has more than 2**31 - 1 elements"
     return ""
@@ -417,8 +421,11 @@ class _Launch:
         self.kern = get(cfg.name)
         if cfg.smem > 48 * 1024 and cfg.smem > self.kern.max_dynamic_shared_size_bytes:
             self.kern.max_dynamic_shared_size_bytes = cfg.smem
-        width = "unsigned" if cfg.dt == 0 else "unsigned short"
-        self.pack = get(f"xconvt_mma_pack<{width}, {cfg.index_t}>")
+        if cfg.dt == 0:  # float weights leave the pack rounded (and split)
+            self.pack = get(f"xconvt_mma_pack_tf32<{cfg.index_t}, {int(cfg.mode == 1)}>")
+        else:
+            self.pack = get(f"xconvt_mma_pack<unsigned short, {cfg.index_t}>")
+        self.wp_size = idx.size * (2 if cfg.mode == 1 else 1)
         self.pack_grid = (max(1, min(-(-idx.size // 256), 132 * 16)),)
         self.grid = (nblocks,)
         self.block = (cfg.threads,)
@@ -433,13 +440,14 @@ class _Launch:
             **dict(zip(("ed", "eh", "ew"), (ax[0].step for ax in params.axis_phases))),
             nCB=-(-params.in_channels_per_group // cfg.bk),
             NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn,
-            TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc)
+            TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
+            WSMALL=idx.size if cfg.mode == 1 else 0)
         self.args = [_struct({**geo, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):
         import cupy
 
-        wp = cupy.empty(int(self.n_idx), dtype=x.dtype)
+        wp = cupy.empty(self.wp_size, dtype=x.dtype)
         if self.n_idx:
             self.pack(self.pack_grid, (256,), (w, self.idx, wp, self.n_idx))
         self.kern(self.grid, self.block,
@@ -490,7 +498,7 @@ class MmaPlan:
         self.params, self.cfg = params, cfg
         self.estimate = float(estimate_s)
         self.name = "cuda.mma"
-        nw = _sizes(params, cfg.bk, cfg.bn)[2]
+        nw = _sizes(params, cfg.bk, cfg.bn)[2] * (2 if cfg.mode == 1 else 1)
         self.workspace = nw * (4 if cfg.dt == 0 else 2)
         self.detail = (f"mma.sync {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
                        f"{cfg.stages} stages, {cfg.threads} threads")

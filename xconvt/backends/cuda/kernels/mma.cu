@@ -59,9 +59,11 @@ struct MmaArgs {
   int sd, sh, sw, ed, eh, ew;
   int nCB, NP;
   int TD, TH, TW, SC;
+  int WSMALL;
 };
 // (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
-// a slab buffer.)
+// a slab buffer.  WSMALL: MODE 1, offset of the small halves of the packed
+// weights.)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
@@ -168,23 +170,26 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   constexpr int ES = sizeof(T);
   constexpr int LDA = BM + 8, LDB = BN + 8;  // padded rows (elements)
   constexpr int A_STAGE = SLAB ? 0 : BK * LDA, B_STAGE = BK * LDB;
+  constexpr int BH = MODE == 1 ? 2 : 1;  // B halves (3xTF32: big, small)
   constexpr int KROWS = THREADS / BM;  // A rows loaded per pass (SLAB == 0)
   constexpr int APT = BK / KROWS;      // A elements per thread per stage (SLAB == 0)
   constexpr int MT = WM / 16, NT = WN / 8;
   constexpr int BCH = BN * ES / 16;    // 16-byte chunks per B row
   constexpr int KP = MODE == 2 ? BK / 2 : BK;  // 32-bit words per slab position
+  constexpr int KPW = MODE == 1 ? 2 * KP : KP;  // k rows of a slab buffer (big, small)
   constexpr int R = THREADS >= 256 ? 8 : 16;   // slab words a thread stages per step
   static_assert(THREADS % BM == 0 && BK % KROWS == 0, "A loader shape");
   static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "fragment shape");
   static_assert(MODE == 2 ? DT != 0 : DT == 0, "mode and dtype");
 
-  // Shared memory: B stages, then (SLAB == 0) A stages, or (SLAB == 1) two
-  // slab buffers of KP x SC words and the slab's position table.
+  // Shared memory: B stages (3xTF32: big and small), then (SLAB == 0) A
+  // stages, or (SLAB == 1) two slab buffers of KPW x SC words and the slab's
+  // position table.
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* const Bs = reinterpret_cast<T*>(smem_raw);
-  T* const As = Bs + STAGES * B_STAGE;
-  unsigned* const slab = reinterpret_cast<unsigned*>(smem_raw + STAGES * B_STAGE * ES);
-  int* const ptab = reinterpret_cast<int*>(slab + 2 * KP * a.SC);
+  T* const As = Bs + BH * STAGES * B_STAGE;
+  unsigned* const slab = reinterpret_cast<unsigned*>(smem_raw + BH * STAGES * B_STAGE * ES);
+  int* const ptab = reinterpret_cast<int*>(slab + 2 * KPW * a.SC);
 
   // ---- block -> (phase, group, m tile, n tile)
   const int* pm = meta + btab[2 * blockIdx.x] * PMETA;
@@ -255,6 +260,9 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
       if (BK * BCH % THREADS == 0 || q < BK * BCH) {
         const int row = q / BCH, col = (q % BCH) * (16 / ES);
         cp_async16(bs_u32 + (st * B_STAGE + row * LDB + col) * ES, bsrc + (I)row * NP + col);
+        if constexpr (MODE == 1)
+          cp_async16(bs_u32 + ((STAGES + st) * B_STAGE + row * LDB + col) * ES,
+                     bsrc + a.WSMALL + (I)row * NP + col);
       }
     }
   };
@@ -338,7 +346,19 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
       const int i = i0 + r;
       const int p = i / KP, kr = i % KP;
       const int pos = tid + p * THREADS;
-      if (i < IPT && pos < NPOS) slab[(buf * KP + kr) * a.SC + pos] = sreg[r];
+      if (i < IPT && pos < NPOS) {
+        // float operands are stored ready for the tensor cores: tf32, or
+        // (3xTF32) big and small tf32 halves in two k-row blocks
+        unsigned* d = slab + (buf * KPW + kr) * a.SC + pos;
+        if constexpr (MODE == 2) {
+          d[0] = sreg[r];
+        } else {
+          const float v = __uint_as_float(sreg[r]);
+          const unsigned big = to_tf32(v);
+          d[0] = big;
+          if constexpr (MODE == 1) d[KP * a.SC] = to_tf32(v - __uint_as_float(big));
+        }
+      }
     }
   };
 
@@ -398,7 +418,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
       for (int kk = 0; kk < BK; kk += 16) {
         unsigned af[MT][4], bf[NT][2];
         if constexpr (SLAB) {
-          const unsigned* S = slab + (sbuf * KP + kk / 2 + tq) * a.SC + toff;
+          const unsigned* S = slab + (sbuf * KPW + kk / 2 + tq) * a.SC + toff;
 #pragma unroll
           for (int i = 0; i < MT; ++i) {
             af[i][0] = S[moff[i][0]];
@@ -426,32 +446,41 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
           for (int j = 0; j < NT; ++j) mma_16<DT>(acc[i][j], af[i], bf[j][0], bf[j][1]);
       }
     } else {
-      const float* B = reinterpret_cast<const float*>(Bs) + st * B_STAGE;
+      // B arrives rounded (big; small in the second stage set) from the
+      // pack; slab A is stored rounded (big; small KP rows further).
+      const unsigned* B = reinterpret_cast<const unsigned*>(Bs) + st * B_STAGE;
 #pragma unroll
       for (int kk = 0; kk < BK; kk += 8) {
         unsigned ab[MT][4], bb[NT][2];
         unsigned as_[MT][4], bs_[NT][2];
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
-          float v[4];
           if constexpr (SLAB) {
-            const float* S = reinterpret_cast<const float*>(slab) +
-                             (sbuf * KP + kk + tq) * a.SC + toff;
-            v[0] = S[moff[i][0]]; v[1] = S[moff[i][1]];
-            v[2] = S[4 * a.SC + moff[i][0]]; v[3] = S[4 * a.SC + moff[i][1]];
+            const unsigned* S = slab + (sbuf * KPW + kk + tq) * a.SC + toff;
+            ab[i][0] = S[moff[i][0]]; ab[i][1] = S[moff[i][1]];
+            ab[i][2] = S[4 * a.SC + moff[i][0]]; ab[i][3] = S[4 * a.SC + moff[i][1]];
+            if constexpr (MODE == 1) {
+              const unsigned* Q = S + KP * a.SC;
+              as_[i][0] = Q[moff[i][0]]; as_[i][1] = Q[moff[i][1]];
+              as_[i][2] = Q[4 * a.SC + moff[i][0]]; as_[i][3] = Q[4 * a.SC + moff[i][1]];
+            }
           } else {
             const float* p = reinterpret_cast<const float*>(As) + st * A_STAGE +
                              (kk + tq) * LDA + wm0 + i * 16 + gq;
-            v[0] = p[0]; v[1] = p[8]; v[2] = p[4 * LDA]; v[3] = p[4 * LDA + 8];
-          }
+            const float v[4] = {p[0], p[8], p[4 * LDA], p[4 * LDA + 8]};
 #pragma unroll
-          for (int r = 0; r < 4; ++r) split(v[r], ab[i][r], as_[i][r]);
+            for (int r = 0; r < 4; ++r) split(v[r], ab[i][r], as_[i][r]);
+          }
         }
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
-          const float* p = B + (kk + tq) * LDB + wn0 + j * 8 + gq;
-          split(p[0], bb[j][0], bs_[j][0]);
-          split(p[4 * LDB], bb[j][1], bs_[j][1]);
+          const unsigned* p = B + (kk + tq) * LDB + wn0 + j * 8 + gq;
+          bb[j][0] = p[0];
+          bb[j][1] = p[4 * LDB];
+          if constexpr (MODE == 1) {
+            bs_[j][0] = p[STAGES * B_STAGE];
+            bs_[j][1] = p[STAGES * B_STAGE + 4 * LDB];
+          }
         }
 #pragma unroll
         for (int i = 0; i < MT; ++i)
@@ -561,7 +590,9 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
 }
 
 // Packed weights: dst[i] = src[idx[i]], 0 where idx[i] < 0 (bit copies, so one
-// kernel serves every storage type of its width).
+// kernel serves every storage type of its width).  xconvt_mma_pack_tf32
+// stores float weights rounded to tf32 and, with SPLIT, the small halves
+// tf32(v - big) n elements further (3xTF32).
 template <typename U, typename I>
 __global__ void __launch_bounds__(256)
 xconvt_mma_pack(const U* __restrict__ src, const I* __restrict__ idx, U* __restrict__ dst,
@@ -569,5 +600,18 @@ xconvt_mma_pack(const U* __restrict__ src, const I* __restrict__ idx, U* __restr
   for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
     const I s = idx[i];
     dst[i] = s >= 0 ? src[s] : (U)0;
+  }
+}
+
+template <typename I, int SPLIT>
+__global__ void __launch_bounds__(256)
+xconvt_mma_pack_tf32(const float* __restrict__ src, const I* __restrict__ idx,
+                     unsigned* __restrict__ dst, I n) {
+  for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
+    const I s = idx[i];
+    const float v = s >= 0 ? src[s] : 0.f;
+    const unsigned big = xmma::to_tf32(v);
+    dst[i] = big;
+    if (SPLIT) dst[n + i] = xmma::to_tf32(v - __uint_as_float(big));
   }
 }
