@@ -209,7 +209,7 @@ def main(argv=None):
                                cuda_mma.mma_direct(params, xi, wi, bi, prec, config=c), ref)
             if args.sweep:
                 for cand in cuda_mma._candidates(params, cuda_mma.dtype_name(xi.dtype), prec,
-                                                 smem):
+                                                 smem, None):
                     if args.sweep != "all" and cand.slab != (args.sweep == "slab"):
                         continue
                     t_est = cuda_mma.estimate(params, cand, mode if mode != "3xtf32"

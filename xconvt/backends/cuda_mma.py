@@ -66,22 +66,25 @@ META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
 #: (BM/WM) * (BN/WN) warps.
 TILES = ((128, 128, 64, 32), (128, 64, 64, 32), (128, 32, 32, 32), (64, 64, 32, 32))
 
-# Cost model (:func:`estimate`), fitted by relative least squares to the
-# 66 tile/mode timings of bench/tc_probe.py --sweep on an H200 (2026-12-02,
-# seven dense suite cases; bench/NOTES.md): a fixed part, the tensor-core
-# time at the measured mma.sync ceiling times a factor, and the operand
-# elements the blocks stage (A and B, one cp.async or load each), which
-# dominate: the kernel is bound by its per-element A loads.  Predictions
-# are 0.44-1.65x the measured times; the chosen tile was within 1.05x of
-# the best candidate on every case and mode (unet_k2s2: 64x64x32 tiles,
-# no longer a candidate, were 5-12% faster still).
-_STAGE_S = 6e-8  # seconds per K stage of a block (gan_k4s2, BK 16 against 32)
+# Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
+# measured mma.sync ceiling times a factor, and the operand elements the
+# blocks stage (A and B), over the SMs the blocks keep busy.  Fitted by
+# relative least squares per mode and A staging to the H200 timings of
+# bench/tc_probe.py of 2026-12-02 (seven dense suite cases; bench/NOTES.md):
+# "tap" on 13 timings per mode (planner tile and the other BK), predictions
+# 0.60-1.36x the measured times; "slab" on 19-20 (tile sweep and the other
+# BK), 0.54-2.2x.  The staged elements dominate the tap kernel's time: it is
+# bound by its element-wise A loads, not by the tensor cores.
 _CEILING = {"tf32": 321e12, "3xtf32": 321e12 / 3, "float16": 642e12, "bfloat16": 642e12}
-_FIT = {  # mode: (fixed seconds, factor on the tensor-core time, seconds per staged element per SM)
-    "3xtf32": (95.7e-6, 1.31, 1.16e-10),
-    "tf32": (94.7e-6, 0.18, 1.25e-10),
-    "float16": (58.7e-6, 0.0, 1.17e-10),
-    "bfloat16": (56.2e-6, 0.0, 1.19e-10),
+_FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged element per SM)
+    ("3xtf32", 0): (69.7e-6, 1.80, 9.86e-11),
+    ("tf32", 0): (55.0e-6, 1.08, 1.08e-10),
+    ("float16", 0): (46.3e-6, 0.0, 1.29e-10),
+    ("bfloat16", 0): (48.2e-6, 0.0, 1.26e-10),
+    ("3xtf32", 1): (230.3e-6, 1.73, 3.12e-10),
+    ("tf32", 1): (154.5e-6, 0.35, 2.95e-10),
+    ("float16", 1): (67.7e-6, 0.0, 5.0e-10),
+    ("bfloat16", 1): (67.5e-6, 0.0, 5.1e-10),
 }
 
 
@@ -193,8 +196,9 @@ def _sizes(params, cfg_bk, cfg_bn):
             params.groups * taps * ncb * cfg_bk * np_)
 
 
-def _candidates(params, dtype, precision, smem_per_block):
-    """Every configuration that fits, as ``(MmaConfig, padded work, blocks)``."""
+def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
+    """Every configuration of A staging ``variant`` (``"tap"``, ``"slab"`` or
+    None for both) that fits in ``smem_per_block``."""
     dt, itemsize = DTYPES[dtype]
     mode = _mode(dtype, precision)[0]
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
@@ -203,13 +207,18 @@ def _candidates(params, dtype, precision, smem_per_block):
         if bk == 32 and cig <= 16:
             continue
         for bm, bn, wm, wn in TILES:
-            if bk == 32 and bn < 128:
-                continue  # measured 5-30% slower than BK = 16: one resident block fewer
+            # tap: BK = 32 with 128-column tiles (gan_k4s2: 1.12-1.20x faster
+            # than 16), 16 with narrower ones (32 was 5-30% slower: one resident
+            # block fewer); slab: BK = 32 was 1.3-1.5x faster than 16 (half the
+            # steps, each with its barrier and slab loads)
+            tap_bk = (bk == 32) == (bn == 128)
             if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
                 continue  # mostly padding
             threads = (bm // wm) * (bn // wn) * 32
             index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
-            for slab in (0, 1):
+            for slab in {"tap": (0,), "slab": (1,), None: (0, 1)}[variant]:
+                if not slab and not tap_bk:
+                    continue
                 box, sc = slab_box(params, bm) if slab else ((0, 0, 0), 0)
                 for stages in (3, 2):
                     smem = _smem(bm, bn, bk, stages, itemsize, sc, mode)
@@ -259,29 +268,32 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     per_sm = max(1, min(smem_per_sm // (cfg.smem + 1024), cfg.minb))
     waves = -(-blocks // (sm_count * per_sm))
     busy = min(sm_count, blocks / waves) if blocks else sm_count
-    fixed, f_mma, per_elem = _FIT[mode_name]
-    # a barrier and a pipeline step per K stage (128x128 tiles: BK = 32
-    # measured 10-20% faster than 16)
-    stages = staged / ((cfg.bm + cfg.bn) * cfg.bk)
+    fixed, f_mma, per_elem = _FIT[(mode_name, cfg.slab)]
     return (fixed + f_mma * 2 * macs / (_CEILING[mode_name] / sm_count * busy)
-            + per_elem * staged / busy + _STAGE_S * stages / busy)
+            + per_elem * staged / busy)
 
 
 @lru_cache(maxsize=1024)
 def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=232448,
                variant=None):
     """The fastest predicted :class:`MmaConfig` and its estimate, or a reason
-    string where none applies.  ``variant`` restricts the A staging:
-    ``"tap"`` (A per tap and channel block) or ``"slab"`` (the input box per
-    channel block, read at each tap's offset)."""
+    string where none applies.  ``variant`` is the A staging: ``"tap"`` (the
+    default: A per tap and channel block through ``cp.async``) or ``"slab"``
+    (the input box of the tile per channel block, read at each tap's offset).
+    The slab variant stages up to 27x fewer A elements but loads them
+    through registers one step ahead, unpipelined: on the H200 it was slower
+    than tap on 6 of the 7 dense suite cases (faster only on same_k3s1 in
+    float16/bfloat16, 0.173 ms against 0.261), so it is not chosen unless
+    asked for (bench/NOTES.md)."""
     reason = _reject(params, dtype, precision, smem_per_block)
     if reason:
         return reason
     mode_name = _mode(dtype, precision)[1]
     best = None
-    for cfg in _candidates(params, dtype, precision, smem_per_block):
-        if variant is not None and cfg.slab != (variant == "slab"):
-            continue
+    cands = _candidates(params, dtype, precision, smem_per_block, variant or "tap")
+    if any(c.slab and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
+        cands = [c for c in cands if not c.slab or c.bk == 32]
+    for cfg in cands:
         t = estimate(params, cfg, mode_name, sm_count)
         if best is None or t < best[1]:
             best = (cfg, t)
