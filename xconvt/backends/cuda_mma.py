@@ -208,10 +208,11 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
             continue
         for bm, bn, wm, wn in TILES:
             # tap: BK = 32 with 128-column tiles (gan_k4s2: 1.12-1.20x faster
-            # than 16), 16 with narrower ones (32 was 5-30% slower: one resident
-            # block fewer); slab: BK = 32 was 1.3-1.5x faster than 16 (half the
-            # steps, each with its barrier and slab loads)
-            tap_bk = (bk == 32) == (bn == 128)
+            # than 16 in TF32, f16, bf16; 3xTF32, whose 128x128x32 kernel spills,
+            # 1.12x slower), 16 with narrower ones (32 was 5-30% slower: one
+            # resident block fewer); slab: BK = 32 was 1.3-1.5x faster than 16
+            # (half the steps, each with its barrier and slab loads)
+            tap_bk = (bk == 32) == (bn == 128 and mode != 1)
             if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
                 continue  # mostly padding
             threads = (bm // wm) * (bn // wn) * 32
