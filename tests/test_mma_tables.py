@@ -260,13 +260,10 @@ def test_struct_fields_match_the_kernel():
 
     text = cuda_mma._SOURCE_PATH.read_text()
     body = re.search(r"struct MmaArgs \{(.*?)\};", text, re.S).group(1)
-    names = []
-    for decl in body.split(";"):
-        decl = decl.strip()
-        if decl:
-            assert decl.startswith("int "), decl
-            names += [n.strip() for n in decl[4:].split(",")]
-    assert tuple(names) == cuda_mma.MMA_FIELDS
+    decls = [d.strip() for d in body.split(";") if d.strip()]
+    assert all(d.startswith("int ") for d in decls), decls   # int32 fields only
+    names = tuple(n.strip() for d in decls for n in d[4:].split(","))
+    assert names == cuda_mma.MMA_FIELDS
     enum = re.search(r"enum \{(.*?)PMETA", text, re.S).group(1)
     cols = [c.split("=")[0].strip() for c in enum.split(",") if c.strip()]
     assert len(cols) == len(META_COLUMNS)
