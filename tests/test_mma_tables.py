@@ -148,7 +148,7 @@ def _replay(params, x, w, b, cfg):
 @settings(max_examples=60, deadline=None)
 @given(cfg=configs(batches=(1, 2), max_channels=5), seed=seeds,
        tile=st.sampled_from([(128, 32, 16), (64, 64, 16), (128, 64, 32)]),
-       slab=st.sampled_from([0, 1]))
+       slab=st.sampled_from([0, 1, 2]))
 def test_mma_tables_replay_to_reference(cfg, seed, tile, slab):
     x, w, b = cfg.arrays(seed, "float64")
     kw = cfg.kwargs
@@ -221,7 +221,7 @@ def _instances(full=True):
         for bm, bn, wm, wn in cuda_mma.TILES if full or mode == 1 else cuda_mma.TILES[:1]:
             for bk in (16, 32) if full else (16,):
                 threads = (bm // wm) * (bn // wn) * 32
-                for slab in (0, 1):
+                for slab in (0, 1, 2) if dt == 0 else (0, 1):
                     minb = cuda_mma._minb(mode, wm, threads, slab)
                     cfg = MmaConfig(dt, mode, "int", bm, bn, bk, wm, wn, 3, threads, 0, minb,
                                     slab)

@@ -85,6 +85,9 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     ("tf32", 1): (154.5e-6, 0.35, 2.95e-10),
     ("float16", 1): (67.7e-6, 0.0, 5.0e-10),
     ("bfloat16", 1): (67.5e-6, 0.0, 5.1e-10),
+    # slab_async: not measured yet; the tap variant's per-element cost
+    ("3xtf32", 2): (69.7e-6, 1.80, 9.86e-11),
+    ("tf32", 2): (55.0e-6, 1.08, 1.08e-10),
 }
 
 
@@ -112,7 +115,7 @@ class MmaConfig(NamedTuple):
     threads: int
     smem: int        # dynamic shared memory, bytes
     minb: int = 2    # resident blocks per SM the registers must allow
-    slab: int = 0    # 1: A staged once per channel block as the input box of the M tile
+    slab: int = 0    # A staging: 0 per tap, 1 slab (registers), 2 slab (cp.async, float)
     box: tuple = (0, 0, 0)  # slab: the M tile (TD, TH, TW) in phase coordinates
     sc: int = 0      # slab: 32-bit words per k row of a slab buffer
 
@@ -217,8 +220,9 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
                 continue  # mostly padding
             threads = (bm // wm) * (bn // wn) * 32
             index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
-            for slab in {"tap": (0,), "slab": (1,), None: (0, 1)}[variant]:
-                if not slab and not tap_bk:
+            for slab in {"tap": (0,), "slab": (1,), "slab_async": (2,),
+                         None: (0, 1, 2)}[variant]:
+                if (not slab and not tap_bk) or (slab == 2 and dt != 0):
                     continue
                 box, sc = slab_box(params, bm) if slab else ((0, 0, 0), 0)
                 for stages in (3, 2):
@@ -285,7 +289,9 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     through registers one step ahead, unpipelined: on the H200 it was slower
     than tap on 6 of the 7 dense suite cases (faster only on same_k3s1 in
     float16/bfloat16, 0.173 ms against 0.261), so it is not chosen unless
-    asked for (bench/NOTES.md)."""
+    asked for (bench/NOTES.md).  ``"slab_async"`` (float storage) stages the
+    same box by ``cp.async`` a channel block ahead; it has not run on a GPU
+    yet and is only used when asked for."""
     reason = _reject(params, dtype, precision, smem_per_block)
     if reason:
         return reason

@@ -41,6 +41,10 @@
 //         ordinary (rounded) float add), 2: f16/bf16 m16n8k16, fp32 accumulation
 //   I     index type of the global offsets: int or long long
 //   MINB  resident blocks per SM the register allocation must allow
+//   SLAB  A staging: 0 per tap and channel block (cp.async for float, registers
+//         for 16-bit); 1 the tile's input box per channel block, through
+//         registers one step ahead; 2 (float only) the same box by cp.async,
+//         issued a channel block ahead and converted in place on arrival
 
 namespace xmma {
 
@@ -181,6 +185,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   static_assert(THREADS % BM == 0 && BK % KROWS == 0, "A loader shape");
   static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "fragment shape");
   static_assert(MODE == 2 ? DT != 0 : DT == 0, "mode and dtype");
+  static_assert(SLAB != 2 || MODE != 2, "cp.async slabs hold 32-bit values");
 
   // Shared memory: B stages (3xTF32: big and small), then (SLAB == 0) A
   // stages, or (SLAB == 1) two slab buffers of KPW x SC words and the slab's
@@ -316,7 +321,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   const int PPT = (NPOS + THREADS - 1) / THREADS;  // positions per thread
   const int IPT = PPT * KP;                        // slab words per thread
   const I x_blk = ((I)nb0 * a.Cin + (I)g * Cig) * V;
-  unsigned sreg[SLAB ? R : 1];
+  unsigned sreg[SLAB == 1 ? R : 1];
   auto slab_load = [&](int cb, int i0) {  // words i0 .. i0 + R - 1 of this thread
 #pragma unroll
     for (int r = 0; r < R; ++r) {
@@ -354,6 +359,38 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
           d[0] = sreg[r];
         } else {
           const float v = __uint_as_float(sreg[r]);
+          const unsigned big = to_tf32(v);
+          d[0] = big;
+          if constexpr (MODE == 1) d[KP * a.SC] = to_tf32(v - __uint_as_float(big));
+        }
+      }
+    }
+  };
+
+  // SLAB == 2 (float): the whole slab of channel block cb by 4-byte cp.async
+  // (zero-fill outside the input) into buffer buf, converted in place once it
+  // has arrived (each thread converts the words it copied).
+  const unsigned slab_u32 = smem_u32(slab);
+  auto slab_issue = [&](int cb, int buf) {
+    for (int i = 0; i < IPT; ++i) {
+      const int p = i / KP, kr = i % KP;
+      const int pos = tid + p * THREADS;
+      if (pos < NPOS) {
+        const int off = ptab[pos], c = cb * BK + kr;
+        const bool v = off >= 0 && c < Cig;
+        cp_async4(slab_u32 + ((buf * KPW + kr) * a.SC + pos) * 4,
+                  v ? x + x_blk + (I)c * V + off : x, v);
+      }
+    }
+  };
+  auto slab_convert = [&](int buf) {
+    if constexpr (MODE != 2) {
+      for (int i = 0; i < IPT; ++i) {
+        const int p = i / KP, kr = i % KP;
+        const int pos = tid + p * THREADS;
+        if (pos < NPOS) {
+          unsigned* d = slab + (buf * KPW + kr) * a.SC + pos;
+          const float v = __uint_as_float(d[0]);
           const unsigned big = to_tf32(v);
           d[0] = big;
           if constexpr (MODE == 1) d[KP * a.SC] = to_tf32(v - __uint_as_float(big));
@@ -502,9 +539,13 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     }
     __syncthreads();
     if (nkc > 0) {
-      for (int i0 = 0; i0 < IPT; i0 += R) {
-        slab_load(0, i0);
-        slab_store(0, i0);
+      if constexpr (SLAB == 2) {
+        slab_issue(0, 0);  // joins the first commit group
+      } else {
+        for (int i0 = 0; i0 < IPT; i0 += R) {
+          slab_load(0, i0);
+          slab_store(0, i0);
+        }
       }
     }
 #pragma unroll
@@ -514,12 +555,26 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     }
     int cb = 0, t = 0;
     for (int kc = 0; kc < nkc; ++kc) {
-      cp_async_wait<STAGES - 2>();
+      if constexpr (SLAB == 2) {
+        // The slab of cb was issued with the group of step (cb - 1, 0), which
+        // the pipelined wait covers once a channel block has STAGES - 1 taps.
+        if (t == 0 && cb > 0 && ntaps < STAGES - 1) {
+          cp_async_wait<0>();
+        } else {
+          cp_async_wait<STAGES - 2>();
+        }
+        if (t == 0) slab_convert(cb & 1);
+      } else {
+        cp_async_wait<STAGES - 2>();
+      }
       __syncthreads();
       const int nk = kc + STAGES - 1;
       if (nk < nkc) load_b(nk % ntaps, nk / ntaps, nk % STAGES);
+      if constexpr (SLAB == 2) {
+        if (t == 0 && cb + 1 < nCB) slab_issue(cb + 1, (cb + 1) & 1);
+      }
       cp_async_commit();
-      const bool pre = cb + 1 < nCB;
+      const bool pre = SLAB == 1 && cb + 1 < nCB;
       if (pre) slab_load(cb + 1, t * R);
       const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
       compute(kc % STAGES, cb & 1, (ud * a.ed * SHp + uh * a.eh) * SWp + uw * a.ew);
