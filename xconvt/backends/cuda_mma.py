@@ -11,17 +11,25 @@ Each stride phase ``(pd, ph, pw)`` of a transposed convolution
 
 so taps that meet only stride zeros cost nothing.  One launch of
 ``xconvt_mma`` (``cuda/kernels/mma.cu``) covers every phase: a per-phase
-table (:func:`mma_tables`) maps each block to its phase, group and
-``BM x BN`` tile; blocks stage ``BK``-deep slices of A (positions along W,
-contiguous rows of ``x``) and B (the weights, packed per call by
-``xconvt_mma_pack`` into ``[phase][group][tap][channel][o]`` with zero
-padding, so B tiles are 16-byte copies) through ``STAGES`` shared-memory
-buffers with ``cp.async``, and multiply with ``mma.sync``:
+table and a block table (:func:`mma_tables`; blocks round-robin over the
+phases, so that a strided output's interleaved sectors are completed in L2)
+map each block to its phase, group and ``BM x BN`` tile.  The weights are
+packed per call (``xconvt_mma_pack``/``_pack_tf32``) into
+``[phase][group][tap][channel][o]`` with zero padding, float weights rounded
+to TF32 (and split for 3xTF32), so B tiles are 16-byte ``cp.async`` copies
+through ``STAGES`` shared-memory buffers.  A is staged per tap and channel
+block (``variant="tap"``, the default: 4-byte ``cp.async`` with zero-fill
+for float, registers for 16-bit), or as the input box of a box-shaped tile
+once per channel block and read at each tap's offset (``"slab"``, through
+registers; ``"slab_async"``, float only, through ``cp.async``).  The products
+run on ``mma.sync``:
 
 ``"float32"`` precision (float32 storage)
-    3xTF32: ``big = tf32(v)``, ``small = tf32(v - big)`` for both operands,
-    ``small*big + big*small`` then ``big*big`` into float32 accumulators:
-    about float32 accuracy.
+    3xTF32: ``big = tf32(v)``, ``small = tf32(v - big)`` for both operands;
+    per k8 step ``small*big + big*small`` then ``big*big`` into a zeroed
+    accumulator, added to the running sum with an ordinary float add (the
+    tensor cores' accumulation truncates, a bias that would grow with K):
+    errors at or below the FMA kernel's.
 ``"tf32"``
     Operands rounded to TF32 (round to nearest), float32 accumulation, as
     PyTorch's default for convolutions.
