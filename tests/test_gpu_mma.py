@@ -11,6 +11,8 @@ Marked ``gpu``; skipped without CuPy and a CUDA device.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -161,3 +163,46 @@ def test_mma_suite_like(mode, variant):
     x = rng.standard_normal((2, 64, 6, 6, 6))
     w = rng.standard_normal((64, 128, 4, 4, 4)) / np.sqrt(64 * 8)
     _check(mode, dict(stride=2, padding=1), x, w, None, variant=variant)
+
+
+def test_mma_planner_plan_runs():
+    """plan(problem) on this device returns a plan whose call matches the reference."""
+    from types import SimpleNamespace
+
+    from xconvt.backends import cuda_mma
+
+    dev = cupy.cuda.Device()
+    attrs = dev.attributes
+    device = SimpleNamespace(kind="cuda", compute_capability=(int(dev.compute_capability) // 10,
+                                                              int(dev.compute_capability) % 10),
+                             sm_count=attrs["MultiProcessorCount"],
+                             smem_per_block=attrs["MaxSharedMemoryPerBlockOptin"])
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 24, 6, 5, 7))
+    w = rng.standard_normal((24, 20, 3, 3, 3)) / np.sqrt(24 * 27)
+    b = rng.standard_normal(20)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    params = ConvParams.from_shapes(x.shape, w.shape, b.shape, **kw)
+    problem = SimpleNamespace(op="conv_transpose3d", params=params, dtype="float32",
+                              precision="float32", device=device)
+    plan = cuda_mma.plan(problem)
+    assert isinstance(plan, cuda_mma.MmaPlan), plan
+    out = plan(*(cupy.asarray(a.astype(np.float32)) for a in (x, w, b)))
+    ref = conv_transpose3d_ref(x.astype(np.float32), w.astype(np.float32),
+                               b.astype(np.float32), **kw)
+    assert rel_l2(out.get().astype(np.float64), ref) <= 1e-5
+
+
+@pytest.mark.slow
+def test_mma_64bit_indices():
+    """Input and output beyond 2**31 elements: the 64-bit specialization."""
+    params = ConvParams.from_shapes((1, 2, 1040, 1040, 1000), (2, 2, 1, 1, 1))
+    assert math.prod(params.input_shape) > 2**31
+    x = cupy.random.standard_normal(params.input_shape, dtype=cupy.float32).astype(cupy.float16)
+    w = cupy.asarray(np.array([[1.5, -0.5], [0.25, 2.0]], np.float16).reshape(2, 2, 1, 1, 1))
+    out = mma_direct(params, x, w, None)
+    for d in (0, 517, 1039):  # planes at the start, middle and end
+        xs = x[0, :, d].astype(cupy.float32)
+        ref = cupy.einsum("chw,co->ohw", xs, w.reshape(2, 2).astype(cupy.float32))
+        got = out[0, :, d].astype(cupy.float32)
+        assert float(cupy.abs(got - ref).max()) <= 2e-3 * float(cupy.abs(ref).max())
