@@ -105,7 +105,7 @@ def main(argv=None):
     import torch
 
     from xconvt.backends import cuda as fma
-    from xconvt.backends import cuda_mma
+    from xconvt.backends.cuda import mma as cuda_mma
 
     torch.backends.cudnn.benchmark = True
     bf16 = np.dtype(ml_dtypes.bfloat16)

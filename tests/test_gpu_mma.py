@@ -31,7 +31,7 @@ if int(cupy.cuda.Device().compute_capability) < 80:
     pytest.skip("mma.sync needs compute capability 8.0", allow_module_level=True)
 
 from xconvt.backends import cuda as fma  # noqa: E402
-from xconvt.backends.cuda_mma import mma_direct  # noqa: E402
+from xconvt.backends.cuda.mma import mma_direct  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -169,7 +169,7 @@ def test_mma_planner_plan_runs():
     """plan(problem) on this device returns a plan whose call matches the reference."""
     from types import SimpleNamespace
 
-    from xconvt.backends import cuda_mma
+    from xconvt.backends.cuda import mma as cuda_mma
 
     dev = cupy.cuda.Device()
     attrs = dev.attributes

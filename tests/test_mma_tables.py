@@ -1,6 +1,6 @@
 """The tensor-core kernel's tables, replayed on the CPU, and its templates compiled.
 
-:func:`xconvt.backends.cuda_mma.mma_tables` and :func:`pack_index` drive
+:func:`xconvt.backends.cuda.mma.mma_tables` and :func:`pack_index` drive
 ``xconvt_mma`` (``cuda/kernels/mma.cu``).  Here the kernel's index
 arithmetic is replayed in NumPy, block by block, from those tables (block ->
 phase, group, m tile and n tile; A gathered from ``x`` with the kernel's
@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xconvt._params import ConvParams
-from xconvt.backends import cuda_mma
-from xconvt.backends.cuda_mma import META_COLUMNS, MmaConfig, mma_tables, pack_index
+from xconvt.backends.cuda import mma as cuda_mma
+from xconvt.backends.cuda.mma import META_COLUMNS, MmaConfig, mma_tables, pack_index
 
 from .reference import conv_transpose3d_ref
 from .strategies import configs, seeds

@@ -50,12 +50,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._params import dtype_name
+from ..._params import dtype_name
+from ..._plan import Plan
 
 __all__ = ["MMA_FIELDS", "MmaConfig", "MmaPlan", "mma_config", "mma_direct", "mma_tables",
            "pack_index", "plan"]
 
-_SOURCE_PATH = Path(__file__).with_name("cuda") / "kernels" / "mma.cu"
+_SOURCE_PATH = Path(__file__).with_name("kernels") / "mma.cu"
 _INT32_MAX = 2**31 - 1
 
 #: Storage dtypes: name -> (DT template value, element bytes).
@@ -516,7 +517,7 @@ def _run(params, cfg, x, w, b, out=None):
 
 
 # --------------------------------------------------------------------------- planner
-class MmaPlan:
+class MmaPlan(Plan):
     """A tensor-core plan (:func:`plan`): ``plan(x, w, b) -> out``."""
 
     algorithm = "direct"
