@@ -126,6 +126,14 @@ def _traced_conv_transpose3d(input, weight, bias=None, stride=1, padding=0,
     dtype = _check_dtypes(input, weight, bias)
     if params.batch == 0:
         return jnp.zeros(params.output_shape, dtype)
+    if dtype.name == "bfloat16":
+        # XLA's buffers export no bfloat16 through DLPack: the callback computes
+        # in float32 and XLA rounds the result once (to nearest even).
+        wide = [None if a is None else a.astype(jnp.float32) for a in (input, weight, bias)]
+        out = _traced_conv_transpose3d(*wide, stride, padding, output_padding, groups,
+                                       dilation, output_size=output_size, algorithm=algorithm,
+                                       precision=precision)
+        return out.astype(jnp.bfloat16)
     try:
         op = _conv_transpose3d_op(params.output_shape, dtype, _key(args), _key(output_size),
                                   algorithm, precision)
