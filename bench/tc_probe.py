@@ -104,7 +104,7 @@ def main(argv=None):
     import ml_dtypes
     import torch
 
-    from xconvt.backends import cuda as fma
+    from xconvt import _select
     from xconvt.backends.cuda import mma as cuda_mma
 
     torch.backends.cudnn.benchmark = True
@@ -164,7 +164,9 @@ def main(argv=None):
 
         # xconvt FMA fused float32
         if not args.no_anchors:
-            record("xconvt_fma", lambda: fma.direct(params, xd, wd, bd, variant="fused"),
+            fused = _select.named_plan("cuda.fused", _select.problem_for(
+                "conv_transpose3d", params, xd))
+            record("xconvt_fma", lambda: fused(xd, wd, bd),
                    refs["float32"])
         # xconvt tensor cores, planner's tile
         ins = {"3xtf32": (xd, wd, bd, "float32"), "tf32": (xd, wd, bd, "tf32")}

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from xconvt._params import ConvParams
 
-from .helpers import cuda_device_count, rel_l2
+from .helpers import cuda_device_count, rel_l2, run_planner
 from .reference import conv_transpose3d_ref
 from .strategies import configs, seeds
 
@@ -30,7 +30,6 @@ if cuda_device_count() == 0:
 if int(cupy.cuda.Device().compute_capability) < 80:
     pytest.skip("mma.sync needs compute capability 8.0", allow_module_level=True)
 
-from xconvt.backends import cuda as fma  # noqa: E402
 from xconvt.backends.cuda.mma import mma_direct  # noqa: E402
 
 pytestmark = pytest.mark.gpu
@@ -109,12 +108,11 @@ def _check(mode, kw, x, w, b, noncontig=False, variant=None):
     assert err <= BOUNDS[mode], (mode, err)
     if mode == "3xtf32":
         try:
-            f = fma.direct(params, cupy.asarray(x.astype(np.float32)),
-                           cupy.asarray(w.astype(np.float32)),
-                           None if b is None else cupy.asarray(b.astype(np.float32)),
-                           variant="fused")
-        except Exception as exc:  # noqa: BLE001  (the FMA kernel's failure, not ours)
-            pytest.xfail(f"the FMA fused kernel failed on this case: {exc}")
+            f = run_planner("cuda.fused", params, cupy.asarray(x.astype(np.float32)),
+                            cupy.asarray(w.astype(np.float32)),
+                            None if b is None else cupy.asarray(b.astype(np.float32)))
+        except ValueError as exc:  # the fused kernel does not apply (shared memory)
+            pytest.skip(f"no FMA fused plan to compare with: {exc}")
         ferr = rel_l2(f.get().astype(np.float64), ref)
         # A floor of 2**-21: 3xTF32 omits small*small, up to 2**-22 of a
         # product, and rounds the small halves, so a case of a few products
