@@ -74,6 +74,9 @@ def _parser():
                    help="sweep: skip a method at k when its call is estimated (from "
                         "the previous k) to take longer than this (default 10)")
     p.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
+    p.add_argument("--precisions", action="store_true",
+                   help="gpu: xconvt at float32 (3xTF32 or FMA), tf32, float16 and bfloat16 "
+                        "against cuDNN at the same precisions (bench/precisions.py)")
     p.add_argument("--no-tf32", dest="tf32", action="store_false",
                    help="GPU float32: skip the TF32-on PyTorch column")
     p.add_argument("--threads", type=int, default=None,
@@ -177,6 +180,10 @@ def main(argv=None):
         from .overhead import main as overhead
 
         return overhead(args, argv)
+    if args.suite == "gpu" and args.precisions:
+        from .precisions import main as precisions
+
+        return precisions(args, C.select(C.GPU_SUITE, args.cases))
     device_name = {"gpu": "gpu", "sweep": args.device}.get(args.suite, "cpu")
     try:
         cases = C.select(_suite_cases(args, device_name), args.cases)

@@ -127,9 +127,7 @@ def test_mixed_devices_raise(torch, rng):
 def test_unsupported_dtypes_raise_before_export(torch, rng):
     x, w, _ = _problem(rng)
     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-    with pytest.raises(TypeError, match="input dtype bfloat16: bfloat16 is not supported yet"):
-        xconvt.conv_transpose3d(tx.bfloat16(), tw.bfloat16())
-    with pytest.raises(TypeError, match="weight dtype bfloat16: bfloat16 is not supported"):
+    with pytest.raises(TypeError, match="weight dtype bfloat16 differs from input dtype"):
         xconvt.conv_transpose3d(tx, tw.bfloat16())
     with pytest.raises(TypeError, match="input dtype int32 is not supported"):
         xconvt.conv_transpose3d(tx.int(), tw.int())
@@ -193,14 +191,16 @@ def test_jax_cpu_unbatched_and_zero_batch(jax, rng):
     assert isinstance(out, jax.Array) and out.shape == (0,) + _ref(x, w, b).shape[1:]
 
 
-def test_jax_bfloat16_raises(jax, rng):
+def test_jax_bfloat16_eager_and_jit(jax, rng):
     jnp = jax.numpy
     x, w, _ = _problem(rng)
-    with pytest.raises(TypeError, match="bfloat16 is not supported yet"):
-        xconvt.conv_transpose3d(jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16))
-    f = jax.jit(lambda x, w: xconvt.conv_transpose3d(x, w))
-    with pytest.raises(TypeError, match="bfloat16 is not supported yet"):
-        f(jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16))
+    xb, wb = jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
+    eager = xconvt.conv_transpose3d(xb, wb, **CONFIG)
+    traced = jax.jit(lambda x, w: xconvt.conv_transpose3d(x, w, **CONFIG))(xb, wb)
+    assert eager.dtype == traced.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(eager, np.float32), np.asarray(traced, np.float32))
+    ref = _ref(np.asarray(xb, np.float64), np.asarray(wb, np.float64), None)
+    assert_close(np.asarray(eager, np.float64), ref, "float16", tol=1.5e-2)
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -351,3 +351,18 @@ def test_no_module_imports_a_private_name_of_another_backend():
         for mod, name in _private_imports(path):
             offenders.append(f"{path.relative_to(REPO)}: {name} from {mod}")
     assert offenders == []
+
+
+def test_bias_only_geometry_on_every_cpu_plan():
+    """A layer whose stride phases have no taps (every output is the bias):
+    every planner prices it without dividing by empty runs."""
+    from .reference import conv_transpose3d_ref
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 1, 2, 1, 1))
+    w = rng.standard_normal((1, 1, 1, 1, 2))
+    b = rng.standard_normal(1)
+    kw = dict(stride=(2, 1, 1), padding=(1, 0, 0))
+    for algorithm in ("auto", "direct", "fft"):
+        out = xconvt.conv_transpose3d(x, w, b, **kw, algorithm=algorithm)
+        np.testing.assert_allclose(out, conv_transpose3d_ref(x, w, b, **kw), atol=1e-12)

@@ -15,7 +15,7 @@ from ._params import ConvParams, dtype_name
 
 __all__ = ["conv_transpose3d", "explain", "output_shape"]
 
-SUPPORTED_DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
+SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128")
 AUTO_NAMES = _select.AUTO_NAMES
 PRECISE_DTYPES = ("float32", "complex64")  # dtypes the float32 precision applies to
 
@@ -309,7 +309,8 @@ def explain(input_shape, weight_shape, bias=False, stride=1, padding=0, output_p
         raise ValueError(msg)
     dev = _select.resolve_device(device)
     try:
-        name = _name(np.dtype(dtype)) if dtype != "bfloat16" else "bfloat16"
+        name = "bfloat16" if isinstance(dtype, str) and dtype == "bfloat16" else _name(
+            np.dtype(dtype))
     except TypeError:
         msg = f"dtype must be a dtype or its name, got dtype={dtype!r}"
         raise TypeError(msg) from None

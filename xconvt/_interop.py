@@ -24,9 +24,10 @@ Finding the library
 Dtypes
     :func:`check_dtype` is the one place that decides which dtypes cross the
     boundary; it runs *before* any DLPack export (CuPy's ``from_dlpack`` raises
-    ``NotImplementedError`` on bfloat16).  bfloat16 is refused there with a
-    ``TypeError`` until the tensor-core kernels accept it: relax
-    :data:`NOT_YET` then.
+    ``NotImplementedError`` on bfloat16).  bfloat16 (``ml_dtypes.bfloat16``)
+    crosses as 16-bit integer views relabelled on each side, since neither
+    DLPack export nor ``Tensor.numpy()`` knows it; JAX GPU bfloat16 arrays are
+    refused (CuPy cannot import them through DLPack).
 
 Per library
     ========================  =====================================  ==============================
@@ -115,10 +116,7 @@ __all__ = ["NATIVE", "NOT_YET", "OPERANDS", "Placement", "call", "check_dtype", 
 NATIVE = {np.ndarray: "numpy"}
 """Exact array types the backends run on -> ``"numpy"``/``"cupy"`` (CuPy's added on first use)."""
 
-NOT_YET = {
-    "bfloat16": "bfloat16 is not supported yet (the tensor-core kernels add it); "
-                "cast to float16 or float32",
-}
+NOT_YET = {}
 """Dtypes refused at the boundary with the reason; remove an entry to accept it."""
 
 TORCH_OUTPUT = "dlpack"
@@ -356,6 +354,10 @@ class _Torch(_Library):
 
     def native(self, t):
         if not t.is_cuda:
+            if t.dtype == self.torch.bfloat16:  # Tensor.numpy() knows no bfloat16
+                from ._bf16 import dtype
+
+                return self._plain(t).view(self.torch.int16).numpy().view(dtype())
             try:
                 return t.numpy()
             except RuntimeError:  # grad, conjugate or negative bit
@@ -367,7 +369,12 @@ class _Torch(_Library):
         """A CuPy array over CUDA tensor ``t``'s memory, kept alive by ``owner``."""
         dtype = self.np_dtypes.get(t.dtype)
         if dtype is None:
-            dtype = self.np_dtypes[t.dtype] = np.dtype(self.dtype_name(t))
+            name = self.dtype_name(t)
+            if name == "bfloat16":
+                from ._bf16 import dtype as bf16
+                dtype = self.np_dtypes[t.dtype] = bf16()
+            else:
+                dtype = self.np_dtypes[t.dtype] = np.dtype(name)
         isz = dtype.itemsize
         return cupy_view(t.data_ptr(), tuple(t.shape), dtype,
                          tuple(s * isz for s in t.stride()), owner, t.get_device())
@@ -415,6 +422,9 @@ class _Torch(_Library):
         return view
 
     def wrap(self, out, like, native=()):
+        if out.dtype.name == "bfloat16":  # as int16 bits, relabelled
+            bits = out.view(np.int16) if type(out) is np.ndarray else out.view("int16")
+            return self.wrap(bits, like, native).view(self.torch.bfloat16)
         if type(out) is np.ndarray:
             if out.flags.writeable:
                 return self.torch.from_numpy(out)
@@ -422,7 +432,8 @@ class _Torch(_Library):
                 warnings.simplefilter("ignore", UserWarning)
                 return self.torch.from_numpy(out)
         if out.size == 0:  # no memory to share (and CuPy cannot export a null pointer)
-            return self.torch.empty(out.shape, dtype=like.dtype, device=like.device)
+            return self.torch.empty(out.shape, dtype=self.torch.int16 if out.dtype == np.int16
+                                    else like.dtype, device=like.device)
         if TORCH_OUTPUT == "cai":
             return self.torch.as_tensor(out, device=like.device)
         return self.torch.from_dlpack(out)
@@ -455,6 +466,10 @@ class _Jax(_Library):
             # JAX's own read-only view of its CPU buffer, cached on the array (1 us;
             # numpy.from_dlpack costs 4 us, and as much again to release).
             return np.asarray(a)
+        if self.dtype_name(a) == "bfloat16":
+            msg = ("bfloat16 JAX arrays on a GPU are not supported (CuPy cannot import them "
+                   "through DLPack); use float16 or float32 there")
+            raise TypeError(msg)
         import cupy
 
         return cupy.from_dlpack(a)
@@ -464,6 +479,8 @@ class _Jax(_Library):
             if out.size == 0:  # no memory to share
                 return self.jax.numpy.zeros(out.shape, out.dtype, device=like.device)
             return self.jax.dlpack.from_dlpack(_keeping(out, *native))
+        if out.dtype.name == "bfloat16":  # NumPy's DLPack export knows no bfloat16
+            return self.jax.numpy.asarray(out, device=like.device)
         if self.import_buffer is not None:
             try:
                 return self.import_buffer(out.__dlpack__(), like.device, None, None, 1)

@@ -26,14 +26,37 @@ AUTO_NAMES = ("auto", "measure")
 MEASURE_WITHIN = 20.0
 
 
+def _upcast(entry, problem):
+    """A bfloat16 problem as float32 for a planner that does not take bfloat16
+    (:class:`xconvt._bf16.Upcast`), or the planner's reason."""
+    import math
+    from dataclasses import replace
+
+    from ._bf16 import Upcast
+
+    result = entry(replace(problem, dtype="float32", precision="float32"))
+    if isinstance(result, str):
+        return result
+    p = problem.params
+    nbytes = 2 * (math.prod(p.input_shape) + math.prod(p.weight_shape)
+                  + math.prod(p.batched_output_shape))
+    return Upcast(result, nbytes, 2e12 if problem.device.kind == "cuda" else 5e9)
+
+
 def candidates(problem, algorithm=None):
     """``(applicable, rejected)`` for ``problem``: lists of ``(planner, plan)``
-    and ``(planner, reason)``, optionally only planners of ``algorithm``."""
+    and ``(planner, reason)``, optionally only planners of ``algorithm``.
+
+    A planner that rejects a bfloat16 problem is asked for the float32 one,
+    whose plan then runs with the operands widened and the result rounded
+    (exact widening, one rounding: :class:`xconvt._bf16.Upcast`)."""
     ok, rejected = [], []
     for entry in backends.planners(problem.device.array_kind):
         if algorithm is not None and entry.algorithm != algorithm:
             continue
         result = entry(problem)
+        if isinstance(result, str) and problem.dtype == "bfloat16":
+            result = _upcast(entry, problem)
         if isinstance(result, str):
             rejected.append((entry, result))
         else:

@@ -242,6 +242,13 @@ def _buffer_form(name, *args, **kwargs):
     shape = tuple(shape_of(*args, **kwargs))
     if 0 in shape:
         return jnp.zeros(shape, dtype)
+    if dtype.name == "bfloat16":
+        # XLA's buffers export no bfloat16 through DLPack: the callback computes
+        # in float32 and XLA rounds the result once (to nearest even).
+        wide = list(args)
+        for i in slots:
+            wide[i] = args[i].astype(jnp.float32)
+        return _buffer_form(name, *wide, **kwargs).astype(jnp.bfloat16)
     template = tuple(None if i in slots else a for i, a in enumerate(args))
     arrays = [args[i] for i in slots]
     try:

@@ -39,6 +39,7 @@ _REGISTRY = {
         Planner("fft.chunked", "fft", _FFT + "chunked"),
     ),
     "cupy": (
+        Planner("cuda.mma", "direct", _CUDA + "mma"),
         Planner("cuda.pointwise", "direct", _CUDA + "pointwise"),
         Planner("cuda.gather", "direct", _CUDA + "gather"),
         Planner("cuda.tile", "direct", _CUDA + "tile"),

@@ -84,7 +84,8 @@ Choosing
     cases and nine others); with two BLAS threads the pick is on average
     within 2% of the fastest candidate, 11% at worst.  A plane-major channel
     GEMM run by ``n`` worker threads is credited ``1 + 0.6*(n - 1)`` times
-    faster.  The estimates (nanoseconds of one thread) become seconds for comparison with the other planners.
+    faster.  The estimates (nanoseconds of one thread) become seconds for
+    comparison with the other planners.
 
 Workspace
     The padded input slab, the im2col buffer and the accumulators are

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .common import (BLAS_ONE_THREAD_MNK, BLOCK_BYTES, WORKER_GAIN, WRITE_BLOCK_BYTES, copy_ns, cpu_count, gemm_ns, write_ns, PhasePlan)
+from .common import (BLAS_ONE_THREAD_MNK, BLOCK_BYTES, WORKER_GAIN, WRITE_BLOCK_BYTES,
+                     PhasePlan, copy_ns, cpu_count, gemm_ns, reject, write_ns)
 
 __all__ = ["ChannelGemm", "plan"]
 
@@ -301,8 +302,13 @@ class ChannelGemm:
 
 def plan(problem):
     """The cheapest channel-GEMM grid (``exact``, ``rows`` or ``flat``)."""
-    if problem.op != "conv_transpose3d":
-        return f"computes conv_transpose3d only, not {problem.op}"
+    why = reject(problem)
+    if why:
+        return why
     if problem.params.is_pure_upsample:
         return "kernel == stride is the upsample plan's (one GEMM, no im2col, no tap sums)"
+    geo = PhasePlan.geometry(problem.params)
+    if not geo.pds or not geo.phs:  # every output is bias only: nothing to multiply
+        return PhasePlan(problem, "cpu.channel_gemm", geo, ChannelGemm, "exact",
+                         write_ns(geo, 1), None)
     return PhasePlan.best(problem, "cpu.channel_gemm", ChannelGemm, GRIDS)

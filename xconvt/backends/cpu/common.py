@@ -336,6 +336,16 @@ def phase_split(geo, x, w, b, out, form):
 
 
 
+def reject(problem):
+    """Why a CPU formulation does not apply to ``problem``'s operation or dtype
+    (None where it does); bfloat16 then runs as float32 (:mod:`xconvt._bf16`)."""
+    if problem.op != "conv_transpose3d":
+        return f"computes conv_transpose3d only, not {problem.op}"
+    if problem.dtype == "bfloat16":
+        return "computes in float16/32/64 and complex, not bfloat16"
+    return None
+
+
 def run(params, x, w, b, body):
     """``body(x, w, b, out)`` with the shared conventions of the CPU plans:
     float16 computed in float32 and rounded once at the end, a new output
@@ -384,10 +394,10 @@ class PhasePlan(Plan):
         self.form_cls, self.variant = form_cls, variant
         wide = 2.0 if problem.real_dtype == "float64" else 1.0
         self.estimate = cost_ns * 1e-9 * wide * (4.0 if problem.is_complex else 1.0)
-        workers = getattr(form, "workers", 1)
+        workers = getattr(form, "workers", 1) if form is not None else 1
         target = PLANE_CHUNK_BYTES * workers if getattr(form, "plane_major", False) else CHUNK_BYTES
         self.workspace = min(problem.budget, target)
-        self.detail = f"{type(form).__name__} {variant!r}" + (
+        self.detail = f"{form_cls.__name__} {variant!r}" + (
             f", {workers} worker threads" if workers > 1 else "")
 
     def __call__(self, x, w, b):

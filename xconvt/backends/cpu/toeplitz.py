@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .common import (copy_ns, gemm_ns, write_ns, PhasePlan)
+from .common import PhasePlan, copy_ns, gemm_ns, reject, write_ns
 
 __all__ = ["ToeplitzW", "plan"]
 
@@ -128,8 +128,9 @@ class ToeplitzW:
 def plan(problem):
     """The cheapest Toeplitz-W blocking ``m`` (1, 2, 4, ..., 32 output blocks
     of ``m * s_w`` columns) whose banded weights fit the memory budget."""
-    if problem.op != "conv_transpose3d":
-        return f"computes conv_transpose3d only, not {problem.op}"
+    why = reject(problem)
+    if why:
+        return why
     if problem.params.is_pure_upsample:
         return "kernel == stride is the upsample plan's (one GEMM, no im2col, no tap sums)"
     p = problem.params

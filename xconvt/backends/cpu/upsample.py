@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..._plan import FunctionPlan
-from .common import UPSAMPLE_CHUNK_BYTES, gemm_ns, run, workspace_limit
+from .common import UPSAMPLE_CHUNK_BYTES, gemm_ns, reject, run, workspace_limit
 
 __all__ = ["plan"]
 
@@ -67,8 +67,9 @@ def plan(problem):
     """The upsampling plan, where ``kernel == stride`` with no padding,
     dilation or output padding."""
     p = problem.params
-    if problem.op != "conv_transpose3d":
-        return f"computes conv_transpose3d only, not {problem.op}"
+    why = reject(problem)
+    if why:
+        return why
     if not p.is_pure_upsample:
         return "needs kernel == stride and no padding, dilation or output padding"
     out = p.batch * p.out_channels * math.prod(p.out_size)

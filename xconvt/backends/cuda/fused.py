@@ -245,7 +245,9 @@ def fused_config(params, dtype_name, device=DEVICE_PRESETS["h100"]):
     # Spatial tile: 64-256 threads per output-channel group (fewer for more
     # groups), RW outputs per thread along W; tiles balanced so the last one is
     # not mostly empty.
-    spatial = {1: 256, 2: 128}.get(og, 64)
+    # At most 256 threads a block (the kernel's launch bound): five groups of
+    # 12 channels get 51 threads each.
+    spatial = min({1: 256, 2: 128}.get(og, 64), 256 // og)
     # 16-byte input staging needs each W tile to start on an aligned input
     # column; phases whose taps are few (staging-bound) widen the tile by the
     # largest alignment shift rather than lose the vector copies.

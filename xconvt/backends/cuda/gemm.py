@@ -176,5 +176,6 @@ def plan(problem):
     nn, no = _gemm_chunks(p, np.dtype(gemm_dtype).itemsize, budget)
     cols = nn * p.groups * no * p.taps * math.prod(p.in_size) * np.dtype(gemm_dtype).itemsize
     est = RELATIVE[preferred(p)] * model_estimate(problem)
+    chunks = -(-p.batch // nn) * -(-p.out_channels_per_group // no)
     return rt.DirectPlan(problem, "cuda.gemm", est, lambda: _Launcher(p, dtype, budget),
-                         workspace=cols, detail=f"{-(-p.batch // nn) * -(-p.out_channels_per_group // no)} chunk(s)")
+                         workspace=cols, detail=f"{chunks} chunk(s)")

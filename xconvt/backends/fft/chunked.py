@@ -528,6 +528,8 @@ def plan(problem):
     """The chunked FFT plan (any dtype, NumPy or CuPy) of a transposed convolution."""
     if problem.op != "conv_transpose3d":
         return f"computes conv_transpose3d only, not {problem.op}"
-    work = "float32" if problem.dtype in ("float16", "bfloat16") else problem.dtype
+    if problem.dtype == "bfloat16":
+        return "transforms in float16/32/64 and complex, not bfloat16"
+    work = "float32" if problem.dtype == "float16" else problem.dtype
     return ChunkedPlan(problem, make_plan(problem.params, problem.device.array_kind, work,
                                           problem.budget))

@@ -259,7 +259,8 @@ class OnePass(Plan):
         self.params, self.dtype, self.budget = problem.params, problem.dtype, problem.budget
         self.estimate = COST["call"] + geometry.bytes * COST["byte"]
         self.workspace = geometry.workspace
-        self.detail = f"transforms {'x'.join(map(str, geometry.fft_shape))}, {geometry.n_phases} phase(s)"
+        self.detail = (f"transforms {'x'.join(map(str, geometry.fft_shape))}, "
+                       f"{geometry.n_phases} phase(s)")
 
     def __call__(self, x, w, b):
         from .exact import non_finite

@@ -1,0 +1,269 @@
+"""The tensor-core kernel's tables, replayed on the CPU, and its templates compiled.
+
+:func:`xconvt.backends.cuda.mma.mma_tables` and :func:`pack_index` drive
+``xconvt_mma`` (``cuda/kernels/mma.cu``).  Here the kernel's index
+arithmetic is replayed in NumPy, block by block, from those tables (block ->
+phase, group, m tile and n tile; A gathered from ``x`` with the kernel's
+bounds checks; B read from the packed weights; the epilogue's output
+addresses) and compared with the float64 reference, so the tables are tested
+where no GPU exists.  The kernels themselves run in ``test_gpu_mma.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xconvt._params import ConvParams
+from xconvt.backends.cuda import mma as cuda_mma
+from xconvt.backends.cuda.mma import META_COLUMNS, MmaConfig, mma_tables, pack_index
+
+from .reference import conv_transpose3d_ref
+from .strategies import configs, seeds
+
+C = {name: i for i, name in enumerate(META_COLUMNS)}
+
+
+def _cfg(params, bm, bn, bk, slab):
+    """A configuration of ``xconvt_mma`` with the given tile (and, for the
+    slab variant, the planner's box)."""
+    box, sc = cuda_mma.slab_box(params, bm) if slab else ((0, 0, 0), 0)
+    wm = 64 if bm == 128 and bn >= 64 else 32
+    return MmaConfig(0, 0, "int", bm, bn, bk, wm, 32, 3, 128, 0, 2, slab, box, sc)
+
+
+def _replay(params, x, w, b, cfg):
+    """What the blocks of ``xconvt_mma`` compute, in float64."""
+    bm, bn, bk = cfg.bm, cfg.bn, cfg.bk
+    meta, btab = mma_tables(params, cfg)
+    idx = pack_index(params, bn, bk)
+    wflat = w.ravel()
+    wp = np.where(idx >= 0, wflat[np.maximum(idx, 0)], 0.0)
+    N, G = params.batch, params.groups
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    cin, cout = params.in_channels, params.out_channels
+    ID, IH, IW = params.in_size
+    OD, OH, OW = params.out_size
+    ed, eh, ew = (ax[0].step for ax in params.axis_phases)
+    TD, TH, TW = cfg.box
+    ncb = -(-cig // bk)
+    np_ = -(-cog // bn) * bn
+    xf = x.ravel()
+    V = ID * IH * IW
+    out = np.full(params.batched_output_shape, np.nan).ravel()
+    written = np.zeros(out.size, int)
+    seen = set()
+    for ph, r in btab:
+        assert (ph, r) not in seen
+        seen.add((ph, r))
+        row = meta[ph]
+        ntile = r % row[C["n_tiles"]]
+        r //= row[C["n_tiles"]]
+        mtile = r % row[C["m_tiles"]]
+        g = r // row[C["m_tiles"]]
+        assert g < G
+        cd, ch, cw = row[C["cd"]], row[C["ch"]], row[C["cw"]]
+        nd, nh, nw = row[C["nd"]], row[C["nh"]], row[C["nw"]]
+        per_n = cd * ch * cw
+        m = np.arange(bm)
+        if cfg.slab:
+            mtw, mth, mtd = -(-cw // TW), -(-ch // TH), -(-cd // TD)
+            q = mtile
+            jw0 = (q % mtw) * TW
+            q //= mtw
+            jh0 = (q % mth) * TH
+            q //= mth
+            jd0 = (q % mtd) * TD
+            nb = np.full(bm, q // mtd)
+            jw = m % TW + jw0
+            jh = (m // TW) % TH + jh0
+            jd = m // (TW * TH) + jd0
+            ok_m = (jd < cd) & (jh < ch) & (jw < cw)
+        else:
+            m = mtile * bm + m
+            ok_m = m < N * per_n
+            nb = m // per_n
+            q = m - nb * per_n
+            jw, jh, jd = q % cw, (q // cw) % ch, q // (cw * ch)
+        ntaps = nd * nh * nw
+        acc = np.zeros((bm, bn))
+        n0 = ntile * bn
+        wph = row[C["woff"]] + g * ntaps * ncb * bk * np_ + n0
+        if cfg.slab and ntaps:
+            # the kernel's slab: position table, then words [c][pos]
+            SD, SH, SW = TD + (nd - 1) * ed, TH + (nh - 1) * eh, TW + (nw - 1) * ew
+            pos = np.arange(SD * SH * SW)
+            sw_, sh_, sd_ = pos % SW, (pos // SW) % SH, pos // (SW * SH)
+            i_d, i_h, i_w = row[C["bd"]] + jd0 + sd_, row[C["bh"]] + jh0 + sh_, \
+                row[C["bw"]] + jw0 + sw_
+            inside = (i_d >= 0) & (i_d < ID) & (i_h >= 0) & (i_h < IH) & (i_w >= 0) & (i_w < IW)
+            ptab = np.where(inside, (i_d * IH + i_h) * IW + i_w, -1)
+            moff = ((m // (TW * TH)) * SH + (m // TW) % TH) * SW + m % TW
+            assert SD * SH * SW <= cfg.sc
+        for kc in range(ntaps * ncb):
+            if cfg.slab:
+                cb, t = divmod(kc, ntaps)
+            else:
+                t, cb = divmod(kc, ncb)
+            uw, uh, ud = t % nw, (t // nw) % nh, t // (nw * nh)
+            c = cb * bk + np.arange(bk)
+            if cfg.slab:
+                chan = (nb[0] * cin + g * cig + np.minimum(c, cig - 1)) * V
+                valid = (ptab >= 0)[None, :] & (c < cig)[:, None]
+                slab = np.where(valid, xf[chan[:, None] + np.maximum(ptab, 0)[None, :]], 0.0)
+                toff = (ud * ed * SH + uh * eh) * SW + uw * ew
+                a = slab[:, moff + toff].T                                   # [m, k]
+            else:
+                i_d = row[C["bd"]] + jd + ud * ed
+                i_h = row[C["bh"]] + jh + uh * eh
+                i_w = row[C["bw"]] + jw + uw * ew
+                ok = (ok_m & (i_d >= 0) & (i_d < ID) & (i_h >= 0) & (i_h < IH)
+                      & (i_w >= 0) & (i_w < IW))
+                valid = ok[:, None] & (c < cig)[None, :]
+                src = (((nb[:, None] * cin + g * cig + c[None, :]) * ID + i_d[:, None]) * IH
+                       + i_h[:, None]) * IW + i_w[:, None]
+                a = np.where(valid, xf[np.where(valid, src, 0)], 0.0)      # [m, k]
+            boff = wph + (t * ncb * bk + cb * bk + np.arange(bk))[:, None] * np_ \
+                + np.arange(bn)[None, :]
+            acc += a @ wp[boff]
+        od = row[C["fd"]] + params.stride[0] * jd
+        oh = row[C["fh"]] + params.stride[1] * jh
+        ow = row[C["fw"]] + params.stride[2] * jw
+        n = n0 + np.arange(bn)
+        keep = ok_m[:, None] & (n < cog)[None, :]
+        dst = (((nb[:, None] * cout + g * cog + n[None, :]) * OD + od[:, None]) * OH
+               + oh[:, None]) * OW + ow[:, None]
+        val = acc + (b[g * cog + np.minimum(n, cog - 1)][None, :] if b is not None else 0.0)
+        out[dst[keep]] = val[keep]
+        np.add.at(written, dst[keep], 1)
+    assert (written == 1).all(), "every output is written exactly once"
+    return out.reshape(params.batched_output_shape)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cfg=configs(batches=(1, 2), max_channels=5), seed=seeds,
+       tile=st.sampled_from([(128, 32, 16), (64, 64, 16), (128, 64, 32)]),
+       slab=st.sampled_from([0, 1, 2]))
+def test_mma_tables_replay_to_reference(cfg, seed, tile, slab):
+    x, w, b = cfg.arrays(seed, "float64")
+    kw = cfg.kwargs
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape, **kw)
+    got = _replay(params, x, w, b, _cfg(params, *tile, slab))
+    ref = conv_transpose3d_ref(x, w, b, **kw).reshape(got.shape)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("slab", [0, 1])
+def test_replay_small_tiles_many_blocks(slab):
+    """Several m and n tiles per phase, channel blocks, groups and padding."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 36, 5, 6, 7))
+    w = rng.standard_normal((36, 35, 3, 2, 3))
+    b = rng.standard_normal(70)
+    kw = dict(stride=(2, 1, 3), padding=(1, 0, 2), output_padding=(1, 0, 1), groups=2,
+              dilation=(1, 2, 2))
+    params = ConvParams.from_shapes(x.shape, w.shape, b.shape, **kw)
+    got = _replay(params, x, w, b, _cfg(params, 64, 32, 16, slab))
+    np.testing.assert_allclose(got, conv_transpose3d_ref(x, w, b, **kw), rtol=1e-10,
+                               atol=1e-10)
+
+
+def _problem(shape_x, shape_w, dtype, precision="float32", cc=(9, 0), **kw):
+    from types import SimpleNamespace
+
+    params = ConvParams.from_shapes(shape_x, shape_w, None, **kw)
+    dev = SimpleNamespace(kind="cuda", compute_capability=cc, sm_count=132,
+                          smem_per_block=232448)
+    return SimpleNamespace(op="conv_transpose3d", params=params, dtype=dtype,
+                           precision=precision, device=dev)
+
+
+def test_planner_applicability():
+    p = _problem((8, 256, 8, 8, 8), (256, 128, 4, 4, 4), "float32", stride=2, padding=1)
+    plan = cuda_mma.plan(p)
+    assert isinstance(plan, cuda_mma.MmaPlan) and plan.estimate > 0
+    assert "3xtf32" in plan.detail
+    assert "tf32" in cuda_mma.plan(_problem((1, 32, 8, 8, 8), (32, 32, 3, 3, 3), "float32",
+                                            "tf32")).detail
+    assert isinstance(cuda_mma.plan(_problem((1, 32, 8, 8, 8), (32, 32, 3, 3, 3),
+                                             "bfloat16")), cuda_mma.MmaPlan)
+    assert "compute capability" in cuda_mma.plan(
+        _problem((1, 32, 8, 8, 8), (32, 32, 3, 3, 3), "float16", cc=(7, 5)))
+    assert "float64" in cuda_mma.plan(_problem((1, 32, 8, 8, 8), (32, 32, 3, 3, 3), "float64"))
+    p = _problem((1, 32, 8, 8, 8), (32, 32, 3, 3, 3), "float32")
+    p.op = "conv3d"
+    assert isinstance(cuda_mma.plan(p), str)
+
+
+def test_planner_estimates_scale_with_precision():
+    shapes = ((2, 128, 32, 32, 32), (128, 64, 2, 2, 2))
+    t = {prec: cuda_mma.plan(_problem(*shapes, "float32", prec, stride=2)).estimate
+         for prec in ("float32", "tf32")}
+    t16 = cuda_mma.plan(_problem(*shapes, "float16", stride=2)).estimate
+    assert t16 < t["tf32"] < t["float32"]
+
+
+# ------------------------------------------------------------------ nvcc
+NVCC = shutil.which("nvcc")
+
+
+def _instances(full=True):
+    """Every instantiation the planner can ask for (``full``), or one per
+    template-argument value (each tile, depth, dtype, mode, variant, index
+    type and stage count at least once)."""
+    names = []
+    for dt, mode in ((0, 0), (0, 1), (1, 2), (2, 2)):
+        for bm, bn, wm, wn in cuda_mma.TILES if full or mode == 1 else cuda_mma.TILES[:1]:
+            for bk in (16, 32) if full else (16,):
+                threads = (bm // wm) * (bn // wn) * 32
+                for slab in (0, 1, 2) if dt == 0 else (0, 1):
+                    minb = cuda_mma._minb(mode, wm, threads, slab)
+                    cfg = MmaConfig(dt, mode, "int", bm, bn, bk, wm, wn, 3, threads, 0, minb,
+                                    slab)
+                    names.append(cfg.name)
+        for slab in (0, 1) if full else (mode % 2,):
+            names.append(MmaConfig(dt, mode, "long long", 128, 64, 32, 64, 32, 3, 128, 0, 2,
+                                   slab).name)
+            names.append(MmaConfig(dt, mode, "int", 128, 128, 32, 64, 32, 2, 256, 0, 2,
+                                   slab).name)
+    for i in ("int", "long long"):
+        names.append(f"xconvt_mma_pack<unsigned short, {i}>")
+        for split in (0, 1):
+            names.append(f"xconvt_mma_pack_tf32<{i}, {split}>")
+    return names
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90", "sm_90a"])
+def test_mma_kernels_compile(tmp_path, arch):
+    """All instantiations for sm_90a (the H100/H200 target), one per template
+    argument value for sm_80 and sm_90 (the full set takes minutes per arch
+    on a 2-core machine)."""
+    body = "\n".join(f"  (void*)&{name}," for name in _instances(arch == "sm_90a"))
+    unit = tmp_path / "instances.cu"
+    unit.write_text(f'#include "{cuda_mma._SOURCE_PATH}"\n'
+                    f"void* xconvt_instances[] = {{\n{body}\n}};\n")
+    gencode = f"-gencode=arch=compute_{arch[3:]},code={arch}"
+    cmd = [NVCC, "-std=c++17", gencode, "-cubin", "-o", str(tmp_path / "out.cubin"),
+           str(unit)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_struct_fields_match_the_kernel():
+    import re
+
+    text = cuda_mma._SOURCE_PATH.read_text()
+    body = re.search(r"struct MmaArgs \{(.*?)\};", text, re.S).group(1)
+    decls = [d.strip() for d in body.split(";") if d.strip()]
+    assert all(d.startswith("int ") for d in decls), decls   # int32 fields only
+    names = tuple(n.strip() for d in decls for n in d[4:].split(","))
+    assert names == cuda_mma.MMA_FIELDS
+    enum = re.search(r"enum \{(.*?)PMETA", text, re.S).group(1)
+    cols = [c.split("=")[0].strip() for c in enum.split(",") if c.strip()]
+    assert len(cols) == len(META_COLUMNS)

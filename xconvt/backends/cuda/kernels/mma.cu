@@ -1,0 +1,672 @@
+// xconvt: tensor-core (mma.sync) implicit-GEMM kernels for the 3-D transposed
+// convolution, one GEMM per stride phase (sm_80 and later).
+//
+// Compiled at run time by NVRTC through cupy.RawModule (no headers needed:
+// 16-bit values travel as unsigned short and convert through inline PTX); the
+// host code is xconvt/backends/cuda_mma.py, which picks the template
+// arguments and builds the per-phase table.
+//
+// Geometry (xconvt/_params.py, AxisPhase): per axis a stride phase holds the
+// outputs o = first + s*j (j < count) and
+//     out[first + s*j] = sum_u x[base + j + u*step] * w[taps[u]],
+// x being zero outside the input.  A 3-D phase (pd, ph, pw) of group g is the GEMM
+//     C[m, o] = sum_k A[m, k] * B[k, o]
+//     m = (n, jd, jh, jw)   (jw fastest; M = N * count_d * count_h * count_w)
+//     k = (t, c)            (tap t = (ud, uh, uw) outer, input channel c inner)
+//     A[m, (t, c)] = x[n, g*Cig + c, base_d + jd + ud*step_d, ...]   (0 outside)
+//     B[(t, c), o] = w[g*Cig + c, o, taps_d[ud], taps_h[uh], taps_w[uw]]
+// with no work on the taps that only meet stride zeros.  K is padded per tap
+// to whole BK blocks of channels and N to whole BN tiles: the host packs B
+// per call into [phase][g][t][c < nCB*BK][o < NP] with zeros in the padding
+// (xconvt_mma_pack), so a B tile is rows of 16-byte copies.
+//
+// One launch covers every phase: block b reads its phase and its index in
+// the phase from a block table (btab), and from that index its n tile
+// (fastest), m tile and group.  The host orders the blocks round-robin over
+// the phases, so blocks of the same tile in every phase run together and
+// their interleaved outputs (stride > 1) meet in L2: phase after phase, each
+// 32-byte sector of a strided output was written back partially and then
+// again.  A block computes a BM x BN tile with (BM/WM) x (BN/WN) warps, each a
+// WM x WN warp tile of m16n8 mma.sync fragments, over STAGES shared-memory
+// stages of BK: B by 16-byte cp.async, A (BM positions along W, contiguous
+// rows of x) by 4-byte cp.async with zero-fill for float, by registers for
+// 16-bit types (cp.async has no 2-byte form), loaded a stage ahead.  Shared
+// tiles are [k][m] and [k][n] with rows padded by 8 elements (bank-conflict
+// free fragment loads for 32-bit values, ldmatrix.trans for 16-bit).
+//
+//   DT    0: float32 storage, 1: float16, 2: bfloat16 (storage type T)
+//   MODE  0: TF32 (operands rounded to tf32), 1: 3xTF32 (big = tf32(v), small =
+//         tf32(v - big); small*big + big*small, then big*big, per k8 step into a
+//         zeroed accumulator that is then added to the running sum with an
+//         ordinary (rounded) float add), 2: f16/bf16 m16n8k16, fp32 accumulation
+//   I     index type of the global offsets: int or long long
+//   MINB  resident blocks per SM the register allocation must allow
+//   SLAB  A staging: 0 per tap and channel block (cp.async for float, registers
+//         for 16-bit); 1 the tile's input box per channel block, through
+//         registers one step ahead; 2 (float only) the same box by cp.async,
+//         issued a channel block ahead and converted in place on arrival
+
+namespace xmma {
+
+// Per-phase table, PMETA int32 values per phase (written by cuda_mma.py).
+enum {
+  P_MT = 0, P_NT, P_CD, P_CH, P_CW, P_FD, P_FH, P_FW,
+  P_BD, P_BH, P_BW, P_ND, P_NH, P_NW, P_WOFF, PMETA
+};
+
+// Scalar arguments, passed by value as one struct; the host builds it as a
+// NumPy structured scalar with these int32 fields in this order
+// (cuda_mma.py, MMA_FIELDS).
+struct MmaArgs {
+  int nphase, has_bias, N, G, Cig, Cog, Cin, Cout;
+  int ID, IH, IW, OD, OH, OW;
+  int sd, sh, sw, ed, eh, ew;
+  int nCB, NP;
+  int TD, TH, TW, SC;
+  int WSMALL;
+};
+// (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
+// a slab buffer.  WSMALL: MODE 1, offset of the small halves of the packed
+// weights.)
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+  return (unsigned)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void cp_async4(unsigned dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ unsigned to_tf32(float v) {
+  unsigned r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v));
+  return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float (&c)[4], const unsigned (&a)[4],
+                                         const unsigned (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+template <int DT>
+__device__ __forceinline__ void mma_16(float (&c)[4], const unsigned (&a)[4], unsigned b0,
+                                       unsigned b1) {
+  if constexpr (DT == 1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ void ldsm_x4_trans(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// Storage <-> float.
+template <int DT> struct storage { typedef unsigned short type; };
+template <> struct storage<0> { typedef float type; };
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+template <int DT>
+__device__ __forceinline__ float to_f32(typename storage<DT>::type v) {
+  if constexpr (DT == 0) {
+    return v;
+  } else if constexpr (DT == 1) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;\n" : "=f"(f) : "h"(v));
+    return f;
+  } else {
+    return __uint_as_float(((unsigned)v) << 16);
+  }
+}
+template <int DT>
+__device__ __forceinline__ typename storage<DT>::type from_f32(float v) {
+  if constexpr (DT == 0) {
+    return v;
+  } else if constexpr (DT == 1) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;\n" : "=h"(h) : "f"(v));
+    return h;
+  } else {
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(h) : "f"(v));
+    return h;
+  }
+}
+
+}  // namespace xmma
+
+template <int DT, int MODE, typename I, int BM, int BN, int BK, int WM, int WN, int STAGES,
+          int MINB, int SLAB>
+__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
+xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
+           const typename xmma::storage<DT>::type* __restrict__ wp,
+           const typename xmma::storage<DT>::type* __restrict__ bias,
+           typename xmma::storage<DT>::type* __restrict__ out,
+           const int* __restrict__ meta, const int* __restrict__ btab,
+           const xmma::MmaArgs a) {
+  using namespace xmma;
+  typedef typename storage<DT>::type T;
+  constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN;
+  constexpr int THREADS = WARPS_M * WARPS_N * 32;
+  constexpr int ES = sizeof(T);
+  constexpr int LDA = BM + 8, LDB = BN + 8;  // padded rows (elements)
+  constexpr int A_STAGE = SLAB ? 0 : BK * LDA, B_STAGE = BK * LDB;
+  constexpr int BH = MODE == 1 ? 2 : 1;  // B halves (3xTF32: big, small)
+  constexpr int KROWS = THREADS / BM;  // A rows loaded per pass (SLAB == 0)
+  constexpr int APT = BK / KROWS;      // A elements per thread per stage (SLAB == 0)
+  constexpr int MT = WM / 16, NT = WN / 8;
+  constexpr int BCH = BN * ES / 16;    // 16-byte chunks per B row
+  constexpr int KP = MODE == 2 ? BK / 2 : BK;  // 32-bit words per slab position
+  constexpr int KPW = MODE == 1 ? 2 * KP : KP;  // k rows of a slab buffer (big, small)
+  constexpr int R = THREADS >= 256 ? 8 : 16;   // slab words a thread stages per step
+  static_assert(THREADS % BM == 0 && BK % KROWS == 0, "A loader shape");
+  static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "fragment shape");
+  static_assert(MODE == 2 ? DT != 0 : DT == 0, "mode and dtype");
+  static_assert(SLAB != 2 || MODE != 2, "cp.async slabs hold 32-bit values");
+
+  // Shared memory: B stages (3xTF32: big and small), then (SLAB == 0) A
+  // stages, or (SLAB == 1) two slab buffers of KPW x SC words and the slab's
+  // position table.
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* const Bs = reinterpret_cast<T*>(smem_raw);
+  T* const As = Bs + BH * STAGES * B_STAGE;
+  unsigned* const slab = reinterpret_cast<unsigned*>(smem_raw + BH * STAGES * B_STAGE * ES);
+  int* const ptab = reinterpret_cast<int*>(slab + 2 * KPW * a.SC);
+
+  // ---- block -> (phase, group, m tile, n tile)
+  const int* pm = meta + btab[2 * blockIdx.x] * PMETA;
+  int bid = btab[2 * blockIdx.x + 1];
+  const int n_t = pm[P_NT], m_t = pm[P_MT];
+  const int ntile = bid % n_t;
+  bid /= n_t;
+  const int mtile = bid % m_t;
+  const int g = bid / m_t;
+  const int cd = pm[P_CD], ch = pm[P_CH], cw = pm[P_CW];
+  const int nd = pm[P_ND], nh = pm[P_NH], nw = pm[P_NW];
+  const int ntaps = nd * nh * nw;
+  const int per_n = cd * ch * cw;  // positions of the phase per sample
+  const int Mph = a.N * per_n;
+  const int Cig = a.Cig, Cog = a.Cog, nCB = a.nCB, NP = a.NP;
+  const int ID = a.ID, IH = a.IH, IW = a.IW;
+  const I V = (I)ID * IH * IW;
+  const int nkc = ntaps * nCB;
+  const int tid = threadIdx.x;
+  const int n0 = ntile * BN;
+  const int TD = a.TD, TH = a.TH, TW = a.TW;
+
+  // M tile origin: flat positions [m0, m0 + BM) (SLAB == 0) or a TD x TH x TW
+  // box at (jd0, jh0, jw0) of sample nb0 (SLAB == 1).
+  int m0 = 0, nb0 = 0, jd0 = 0, jh0 = 0, jw0 = 0;
+  if constexpr (SLAB) {
+    const int mt_w = (cw + TW - 1) / TW, mt_h = (ch + TH - 1) / TH, mt_d = (cd + TD - 1) / TD;
+    int r = mtile;
+    jw0 = (r % mt_w) * TW;
+    r /= mt_w;
+    jh0 = (r % mt_h) * TH;
+    r /= mt_h;
+    jd0 = (r % mt_d) * TD;
+    nb0 = r / mt_d;
+  } else {
+    m0 = mtile * BM;
+  }
+  // Output position of row m of the tile: (valid, sample, jd, jh, jw).
+  auto decode = [&](int m, int& nb, int& jd, int& jh, int& jw) -> bool {
+    if constexpr (SLAB) {
+      jw = m % TW;
+      jh = (m / TW) % TH;
+      jd = m / (TW * TH);
+      jd += jd0; jh += jh0; jw += jw0;
+      nb = nb0;
+      return jd < cd && jh < ch && jw < cw;
+    } else {
+      m += m0;
+      nb = m / per_n;
+      int r = m - nb * per_n;
+      jw = r % cw;
+      r /= cw;
+      jh = r % ch;
+      jd = r / ch;
+      return m < Mph;
+    }
+  };
+
+  const T* const wph = wp + pm[P_WOFF] + (I)g * ntaps * nCB * BK * NP + n0;
+  const unsigned as_u32 = smem_u32(As), bs_u32 = smem_u32(Bs);
+
+  // ---- B: cp.async of K block kc = (t, cb) into stage st
+  auto load_b = [&](int t, int cb, int st) {
+    const T* bsrc = wph + ((I)t * nCB * BK + cb * BK) * NP;
+#pragma unroll
+    for (int q0 = 0; q0 < BK * BCH; q0 += THREADS) {
+      const int q = q0 + tid;
+      if (BK * BCH % THREADS == 0 || q < BK * BCH) {
+        const int row = q / BCH, col = (q % BCH) * (16 / ES);
+        cp_async16(bs_u32 + (st * B_STAGE + row * LDB + col) * ES, bsrc + (I)row * NP + col);
+        if constexpr (MODE == 1)
+          cp_async16(bs_u32 + ((STAGES + st) * B_STAGE + row * LDB + col) * ES,
+                     bsrc + a.WSMALL + (I)row * NP + col);
+      }
+    }
+  };
+
+  // ---- A, SLAB == 0: one position per thread, APT channel rows per stage
+  const int am = tid % BM, ak0 = tid / BM;
+  bool a_ok = false;
+  I a_base = 0;
+  int id0 = 0, ih0 = 0, iw0 = 0;
+  T areg[(MODE == 2 && !SLAB) ? APT : 1];
+  if constexpr (!SLAB) {
+    int nb, jd, jh, jw;
+    a_ok = decode(am, nb, jd, jh, jw);
+    a_base = ((I)nb * a.Cin + (I)g * Cig + ak0) * V;
+    id0 = pm[P_BD] + jd;
+    ih0 = pm[P_BH] + jh;
+    iw0 = pm[P_BW] + jw;
+  }
+  auto load_a = [&](int t, int cb, int st) {
+    if constexpr (!SLAB) {
+      const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
+      const int id = id0 + ud * a.ed, ih = ih0 + uh * a.eh, iw = iw0 + uw * a.ew;
+      const bool ok = a_ok && id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW;
+      const int c0 = cb * BK + ak0;
+      const T* src = x + a_base + (I)cb * BK * V + ((I)id * IH + ih) * IW + iw;
+#pragma unroll
+      for (int i = 0; i < APT; ++i) {
+        const bool v = ok && c0 + i * KROWS < Cig;
+        const T* s = v ? src + (I)i * KROWS * V : x;
+        if constexpr (MODE == 2) {
+          areg[i] = v ? __ldg(s) : (T)0;
+        } else {
+          cp_async4(as_u32 + ((st * A_STAGE + (ak0 + i * KROWS) * LDA + am) * ES), s, v);
+        }
+      }
+    }
+  };
+  auto store_a = [&](int st) {
+    if constexpr (MODE == 2 && !SLAB) {
+#pragma unroll
+      for (int i = 0; i < APT; ++i) As[st * A_STAGE + (ak0 + i * KROWS) * LDA + am] = areg[i];
+    }
+  };
+
+  // ---- A, SLAB == 1: per channel block, the input box every tap reads
+  // (SDp x SHp x SWp positions, KP words each: a float, or a channel pair of
+  // 16-bit values), staged once and read at a per-tap offset.  ptab[pos]:
+  // spatial offset in x of slab position pos, -1 outside the input.
+  const int SDp = TD + (nd - 1) * a.ed, SHp = TH + (nh - 1) * a.eh, SWp = TW + (nw - 1) * a.ew;
+  const int NPOS = (SLAB && ntaps > 0) ? SDp * SHp * SWp : 0;
+  const int PPT = (NPOS + THREADS - 1) / THREADS;  // positions per thread
+  const int IPT = PPT * KP;                        // slab words per thread
+  const I x_blk = ((I)nb0 * a.Cin + (I)g * Cig) * V;
+  unsigned sreg[SLAB == 1 ? R : 1];
+  auto slab_load = [&](int cb, int i0) {  // words i0 .. i0 + R - 1 of this thread
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int i = i0 + r;
+      const int p = i / KP, kr = i % KP;
+      const int pos = tid + p * THREADS;
+      unsigned v = 0u;
+      if (i < IPT && pos < NPOS) {
+        const int off = ptab[pos];
+        if constexpr (MODE == 2) {
+          const int c = cb * BK + 2 * kr;
+          const T* src = x + x_blk + (I)c * V + off;
+          const unsigned lo = (off >= 0 && c < Cig) ? (unsigned)__ldg(src) : 0u;
+          const unsigned hi = (off >= 0 && c + 1 < Cig) ? (unsigned)__ldg(src + V) : 0u;
+          v = lo | (hi << 16);
+        } else {
+          const int c = cb * BK + kr;
+          if (off >= 0 && c < Cig) v = __float_as_uint(__ldg(x + x_blk + (I)c * V + off));
+        }
+      }
+      sreg[r] = v;
+    }
+  };
+  auto slab_store = [&](int buf, int i0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int i = i0 + r;
+      const int p = i / KP, kr = i % KP;
+      const int pos = tid + p * THREADS;
+      if (i < IPT && pos < NPOS) {
+        // float operands are stored ready for the tensor cores: tf32, or
+        // (3xTF32) big and small tf32 halves in two k-row blocks
+        unsigned* d = slab + (buf * KPW + kr) * a.SC + pos;
+        if constexpr (MODE == 2) {
+          d[0] = sreg[r];
+        } else {
+          const float v = __uint_as_float(sreg[r]);
+          const unsigned big = to_tf32(v);
+          d[0] = big;
+          if constexpr (MODE == 1) d[KP * a.SC] = to_tf32(v - __uint_as_float(big));
+        }
+      }
+    }
+  };
+
+  // SLAB == 2 (float): the whole slab of channel block cb by 4-byte cp.async
+  // (zero-fill outside the input) into buffer buf, converted in place once it
+  // has arrived (each thread converts the words it copied).
+  const unsigned slab_u32 = smem_u32(slab);
+  auto slab_issue = [&](int cb, int buf) {
+    for (int i = 0; i < IPT; ++i) {
+      const int p = i / KP, kr = i % KP;
+      const int pos = tid + p * THREADS;
+      if (pos < NPOS) {
+        const int off = ptab[pos], c = cb * BK + kr;
+        const bool v = off >= 0 && c < Cig;
+        cp_async4(slab_u32 + ((buf * KPW + kr) * a.SC + pos) * 4,
+                  v ? x + x_blk + (I)c * V + off : x, v);
+      }
+    }
+  };
+  auto slab_convert = [&](int buf) {
+    if constexpr (MODE != 2) {
+      for (int i = 0; i < IPT; ++i) {
+        const int p = i / KP, kr = i % KP;
+        const int pos = tid + p * THREADS;
+        if (pos < NPOS) {
+          unsigned* d = slab + (buf * KPW + kr) * a.SC + pos;
+          const float v = __uint_as_float(d[0]);
+          const unsigned big = to_tf32(v);
+          d[0] = big;
+          if constexpr (MODE == 1) d[KP * a.SC] = to_tf32(v - __uint_as_float(big));
+        }
+      }
+    }
+  };
+
+  // ---- warp tile
+  const int lane = tid & 31, warp = tid >> 5;
+  const int wm0 = (warp % WARPS_M) * WM, wn0 = (warp / WARPS_M) * WN;
+  const int gq = lane >> 2, tq = lane & 3;
+  float acc[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+  // SLAB: slab offset of this thread's fragment rows (m = wm0 + 16 i + gq + 8 hr)
+  int moff[SLAB ? MT : 1][2];
+  if constexpr (SLAB) {
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int m = wm0 + i * 16 + gq + 8 * hr;
+        moff[i][hr] = ((m / (TW * TH)) * SHp + (m / TW) % TH) * SWp + m % TW;
+      }
+  }
+
+  // Split float operands into tf32 (MODE 0) or big + small tf32 (MODE 1).
+  auto split = [&](float v, unsigned& big, unsigned& small) {
+    big = to_tf32(v);
+    if constexpr (MODE == 1) small = to_tf32(v - __uint_as_float(big));
+  };
+  auto mma_f32 = [&](float (&c)[4], const unsigned (&ab)[4], const unsigned (&as_)[4],
+                     const unsigned (&bb)[2], const unsigned (&bs_)[2]) {
+    if constexpr (MODE == 1) {
+      // The tensor cores' accumulation truncates: summed into the running
+      // accumulator, that bias grows with K (rel. error 1e-5 at K = 2048).
+      // Each k8 step's three products go to a fresh accumulator, added to
+      // the running one with a rounded FADD.
+      float t[4] = {0.f, 0.f, 0.f, 0.f};
+      mma_tf32(t, as_, bb);
+      mma_tf32(t, ab, bs_);
+      mma_tf32(t, ab, bb);
+#pragma unroll
+      for (int r = 0; r < 4; ++r) c[r] += t[r];
+    } else {
+      mma_tf32(c, ab, bb);
+    }
+  };
+
+  // One K block: B from stage st; A from A stage st (SLAB == 0) or from slab
+  // buffer sbuf at the tap offset toff (SLAB == 1).
+  auto compute = [&](int st, int sbuf, int toff) {
+    const unsigned bbase = bs_u32 + st * B_STAGE * ES;
+    const int lr = lane & 7, lq = lane >> 3;  // ldmatrix lane -> row address
+    if constexpr (MODE == 2) {
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += 16) {
+        unsigned af[MT][4], bf[NT][2];
+        if constexpr (SLAB) {
+          const unsigned* S = slab + (sbuf * KPW + kk / 2 + tq) * a.SC + toff;
+#pragma unroll
+          for (int i = 0; i < MT; ++i) {
+            af[i][0] = S[moff[i][0]];
+            af[i][1] = S[moff[i][1]];
+            af[i][2] = S[4 * a.SC + moff[i][0]];
+            af[i][3] = S[4 * a.SC + moff[i][1]];
+          }
+        } else {
+          const unsigned abase = as_u32 + st * A_STAGE * ES;
+#pragma unroll
+          for (int i = 0; i < MT; ++i)
+            ldsm_x4_trans(af[i], abase + ((kk + lr + (lq >> 1) * 8) * LDA + wm0 + i * 16 +
+                                          (lq & 1) * 8) * ES);
+        }
+#pragma unroll
+        for (int j = 0; j < NT; j += 2) {
+          unsigned r[4];
+          ldsm_x4_trans(r, bbase + ((kk + lr + (lq & 1) * 8) * LDB + wn0 + j * 8 +
+                                    (lq >> 1) * 8) * ES);
+          bf[j][0] = r[0]; bf[j][1] = r[1]; bf[j + 1][0] = r[2]; bf[j + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+          for (int j = 0; j < NT; ++j) mma_16<DT>(acc[i][j], af[i], bf[j][0], bf[j][1]);
+      }
+    } else {
+      // B arrives rounded (big; small in the second stage set) from the
+      // pack; slab A is stored rounded (big; small KP rows further).
+      const unsigned* B = reinterpret_cast<const unsigned*>(Bs) + st * B_STAGE;
+#pragma unroll
+      for (int kk = 0; kk < BK; kk += 8) {
+        unsigned ab[MT][4], bb[NT][2];
+        unsigned as_[MT][4], bs_[NT][2];
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+          if constexpr (SLAB) {
+            const unsigned* S = slab + (sbuf * KPW + kk + tq) * a.SC + toff;
+            ab[i][0] = S[moff[i][0]]; ab[i][1] = S[moff[i][1]];
+            ab[i][2] = S[4 * a.SC + moff[i][0]]; ab[i][3] = S[4 * a.SC + moff[i][1]];
+            if constexpr (MODE == 1) {
+              const unsigned* Q = S + KP * a.SC;
+              as_[i][0] = Q[moff[i][0]]; as_[i][1] = Q[moff[i][1]];
+              as_[i][2] = Q[4 * a.SC + moff[i][0]]; as_[i][3] = Q[4 * a.SC + moff[i][1]];
+            }
+          } else {
+            const float* p = reinterpret_cast<const float*>(As) + st * A_STAGE +
+                             (kk + tq) * LDA + wm0 + i * 16 + gq;
+            const float v[4] = {p[0], p[8], p[4 * LDA], p[4 * LDA + 8]};
+#pragma unroll
+            for (int r = 0; r < 4; ++r) split(v[r], ab[i][r], as_[i][r]);
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          const unsigned* p = B + (kk + tq) * LDB + wn0 + j * 8 + gq;
+          bb[j][0] = p[0];
+          bb[j][1] = p[4 * LDB];
+          if constexpr (MODE == 1) {
+            bs_[j][0] = p[STAGES * B_STAGE];
+            bs_[j][1] = p[STAGES * B_STAGE + 4 * LDB];
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+          for (int j = 0; j < NT; ++j) mma_f32(acc[i][j], ab[i], as_[i], bb[j], bs_[j]);
+      }
+    }
+  };
+
+  // ---- main loop: STAGES-deep cp.async pipeline, one commit group per K block
+  if constexpr (SLAB) {
+    // K blocks in (channel block, tap) order; the slab of channel block cb + 1
+    // is loaded R words per tap step of cb (the rest at its last tap).
+    for (int p = tid; p < NPOS; p += THREADS) {
+      const int sw_ = p % SWp, sh_ = (p / SWp) % SHp, sd_ = p / (SWp * SHp);
+      const int id = pm[P_BD] + jd0 + sd_, ih = pm[P_BH] + jh0 + sh_, iw = pm[P_BW] + jw0 + sw_;
+      ptab[p] = (id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW)
+                    ? (id * IH + ih) * IW + iw : -1;
+    }
+    __syncthreads();
+    if (nkc > 0) {
+      if constexpr (SLAB == 2) {
+        slab_issue(0, 0);  // joins the first commit group
+      } else {
+        for (int i0 = 0; i0 < IPT; i0 += R) {
+          slab_load(0, i0);
+          slab_store(0, i0);
+        }
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < nkc) load_b(s % ntaps, s / ntaps, s);
+      cp_async_commit();
+    }
+    int cb = 0, t = 0;
+    for (int kc = 0; kc < nkc; ++kc) {
+      if constexpr (SLAB == 2) {
+        // The slab of cb was issued with the group of step (cb - 1, 0), which
+        // the pipelined wait covers once a channel block has STAGES - 1 taps.
+        if (t == 0 && cb > 0 && ntaps < STAGES - 1) {
+          cp_async_wait<0>();
+        } else {
+          cp_async_wait<STAGES - 2>();
+        }
+        if (t == 0) slab_convert(cb & 1);
+      } else {
+        cp_async_wait<STAGES - 2>();
+      }
+      __syncthreads();
+      const int nk = kc + STAGES - 1;
+      if (nk < nkc) load_b(nk % ntaps, nk / ntaps, nk % STAGES);
+      if constexpr (SLAB == 2) {
+        if (t == 0 && cb + 1 < nCB) slab_issue(cb + 1, (cb + 1) & 1);
+      }
+      cp_async_commit();
+      const bool pre = SLAB == 1 && cb + 1 < nCB;
+      if (pre) slab_load(cb + 1, t * R);
+      const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
+      compute(kc % STAGES, cb & 1, (ud * a.ed * SHp + uh * a.eh) * SWp + uw * a.ew);
+      if (pre) {
+        slab_store((cb + 1) & 1, t * R);
+        if (t == ntaps - 1) {
+          for (int i0 = (t + 1) * R; i0 < IPT; i0 += R) {
+            slab_load(cb + 1, i0);
+            slab_store((cb + 1) & 1, i0);
+          }
+        }
+      }
+      if (++t == ntaps) {
+        t = 0;
+        ++cb;
+      }
+    }
+  } else {
+    // K blocks in (tap, channel block) order
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < nkc) {
+        load_a(s / nCB, s % nCB, s);
+        load_b(s / nCB, s % nCB, s);
+        store_a(s);
+      }
+      cp_async_commit();
+    }
+    for (int kc = 0; kc < nkc; ++kc) {
+      cp_async_wait<STAGES - 2>();
+      __syncthreads();
+      const int nk = kc + STAGES - 1;
+      if (nk < nkc) {
+        load_a(nk / nCB, nk % nCB, nk % STAGES);
+        load_b(nk / nCB, nk % nCB, nk % STAGES);
+      }
+      cp_async_commit();
+      compute(kc % STAGES, 0, 0);
+      if (nk < nkc) store_a(nk % STAGES);
+    }
+  }
+  cp_async_wait<0>();
+
+  // ---- epilogue: + bias, storage dtype, straight to the output
+  const I ODHW = (I)a.OD * a.OH * a.OW;
+#pragma unroll
+  for (int i = 0; i < MT; ++i) {
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      int nb, jd, jh, jw;
+      if (!decode(wm0 + i * 16 + gq + hr * 8, nb, jd, jh, jw)) continue;
+      const int od = pm[P_FD] + a.sd * jd, oh = pm[P_FH] + a.sh * jh, ow = pm[P_FW] + a.sw * jw;
+      T* const o = out + ((I)nb * a.Cout + (I)g * Cog) * ODHW + ((I)od * a.OH + oh) * a.OW + ow;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int n = n0 + wn0 + j * 8 + 2 * tq + e;
+          if (n < Cog) {
+            float v = acc[i][j][hr * 2 + e];
+            if (a.has_bias) v += to_f32<DT>(bias[g * Cog + n]);
+            o[(I)n * ODHW] = from_f32<DT>(v);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Packed weights: dst[i] = src[idx[i]], 0 where idx[i] < 0 (bit copies, so one
+// kernel serves every storage type of its width).  xconvt_mma_pack_tf32
+// stores float weights rounded to tf32 and, with SPLIT, the small halves
+// tf32(v - big) n elements further (3xTF32).
+template <typename U, typename I>
+__global__ void __launch_bounds__(256)
+xconvt_mma_pack(const U* __restrict__ src, const I* __restrict__ idx, U* __restrict__ dst,
+                I n) {
+  for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
+    const I s = idx[i];
+    dst[i] = s >= 0 ? src[s] : (U)0;
+  }
+}
+
+template <typename I, int SPLIT>
+__global__ void __launch_bounds__(256)
+xconvt_mma_pack_tf32(const float* __restrict__ src, const I* __restrict__ idx,
+                     unsigned* __restrict__ dst, I n) {
+  for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
+    const I s = idx[i];
+    const float v = s >= 0 ? src[s] : 0.f;
+    const unsigned big = xmma::to_tf32(v);
+    dst[i] = big;
+    if (SPLIT) dst[n + i] = xmma::to_tf32(v - __uint_as_float(big));
+  }
+}

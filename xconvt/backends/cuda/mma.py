@@ -1,0 +1,606 @@
+"""Tensor-core (``mma.sync``) implicit GEMM per stride phase, on CuPy arrays.
+
+Each stride phase ``(pd, ph, pw)`` of a transposed convolution
+(:attr:`xconvt._params.ConvParams.axis_phases`) is, per group, one GEMM::
+
+    C[m, o] = sum_k A[m, k] B[k, o]
+    m = (n, jd, jh, jw)      output positions of the phase, jw fastest
+    k = (t, c)               tap t = (ud, uh, uw) of the phase, input channel c
+    A[m, (t, c)] = x[n, g*Cig + c, base_d + jd + ud*step_d, ...]   (0 outside)
+    B[(t, c), o] = w[g*Cig + c, o, taps_d[ud], taps_h[uh], taps_w[uw]]
+
+so taps that meet only stride zeros cost nothing.  One launch of
+``xconvt_mma`` (``cuda/kernels/mma.cu``) covers every phase: a per-phase
+table and a block table (:func:`mma_tables`; blocks round-robin over the
+phases, so that a strided output's interleaved sectors are completed in L2)
+map each block to its phase, group and ``BM x BN`` tile.  The weights are
+packed per call (``xconvt_mma_pack``/``_pack_tf32``) into
+``[phase][group][tap][channel][o]`` with zero padding, float weights rounded
+to TF32 (and split for 3xTF32), so B tiles are 16-byte ``cp.async`` copies
+through ``STAGES`` shared-memory buffers.  A is staged per tap and channel
+block (``variant="tap"``, the default: 4-byte ``cp.async`` with zero-fill
+for float, registers for 16-bit), or as the input box of a box-shaped tile
+once per channel block and read at each tap's offset (``"slab"``, through
+registers; ``"slab_async"``, float only, through ``cp.async``).  The products
+run on ``mma.sync``:
+
+``"float32"`` precision (float32 storage)
+    3xTF32: ``big = tf32(v)``, ``small = tf32(v - big)`` for both operands;
+    per k8 step ``small*big + big*small`` then ``big*big`` into a zeroed
+    accumulator, added to the running sum with an ordinary float add (the
+    tensor cores' accumulation truncates, a bias that would grow with K):
+    errors at or below the FMA kernel's.
+``"tf32"``
+    Operands rounded to TF32 (round to nearest), float32 accumulation, as
+    PyTorch's default for convolutions.
+float16, bfloat16 (``ml_dtypes.bfloat16``)
+    ``m16n8k16`` with float32 accumulation; the result is rounded to the
+    storage dtype once.
+
+:func:`plan` is the planner (``plan(problem) -> MmaPlan | str``) and
+:func:`mma_direct` a direct entry for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..._params import dtype_name
+from ..._plan import Plan
+
+__all__ = ["MMA_FIELDS", "MmaConfig", "MmaPlan", "mma_config", "mma_direct", "mma_tables",
+           "pack_index", "plan"]
+
+_SOURCE_PATH = Path(__file__).with_name("kernels") / "mma.cu"
+_INT32_MAX = 2**31 - 1
+
+#: Storage dtypes: name -> (DT template value, element bytes).
+DTYPES = {"float32": (0, 4), "float16": (1, 2), "bfloat16": (2, 2)}
+
+#: Fields of the kernel's ``MmaArgs`` struct, in order (all int32).
+MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
+              "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
+              "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL")
+
+#: Columns of the per-phase table (``P_*`` in the kernel).
+META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
+                "bd", "bh", "bw", "nd", "nh", "nw", "woff")
+
+#: Block tiles the kernel is instantiated for: (BM, BN, WM, WN).  Threads are
+#: (BM/WM) * (BN/WN) warps.
+TILES = ((128, 128, 64, 32), (128, 64, 64, 32), (128, 32, 32, 32), (64, 64, 32, 32))
+
+# Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
+# measured mma.sync ceiling times a factor, and the operand elements the
+# blocks stage (A and B), over the SMs the blocks keep busy.  Fitted by
+# relative least squares per mode and A staging to the H200 timings of
+# bench/tc_probe.py of 2026-12-02 (seven dense suite cases; bench/NOTES.md):
+# "tap" on 13 timings per mode (planner tile and the other BK), predictions
+# 0.60-1.36x the measured times; "slab" on 19-20 (tile sweep and the other
+# BK), 0.54-2.2x.  The staged elements dominate the tap kernel's time: it is
+# bound by its element-wise A loads, not by the tensor cores.
+_CEILING = {"tf32": 321e12, "3xtf32": 321e12 / 3, "float16": 642e12, "bfloat16": 642e12}
+_FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged element per SM)
+    ("3xtf32", 0): (69.7e-6, 1.80, 9.86e-11),
+    ("tf32", 0): (55.0e-6, 1.08, 1.08e-10),
+    ("float16", 0): (46.3e-6, 0.0, 1.29e-10),
+    ("bfloat16", 0): (48.2e-6, 0.0, 1.26e-10),
+    ("3xtf32", 1): (230.3e-6, 1.73, 3.12e-10),
+    ("tf32", 1): (154.5e-6, 0.35, 2.95e-10),
+    ("float16", 1): (67.7e-6, 0.0, 5.0e-10),
+    ("bfloat16", 1): (67.5e-6, 0.0, 5.1e-10),
+    # slab_async: not measured yet; the tap variant's per-element cost
+    ("3xtf32", 2): (69.7e-6, 1.80, 9.86e-11),
+    ("tf32", 2): (55.0e-6, 1.08, 1.08e-10),
+}
+
+
+def _mode(dtype, precision):
+    """``(MODE template value, mode name)``; None where no mode applies."""
+    if dtype == "float32":
+        return (1, "3xtf32") if precision == "float32" else (0, "tf32")
+    if dtype in ("float16", "bfloat16"):
+        return 2, dtype
+    return None
+
+
+class MmaConfig(NamedTuple):
+    """Template arguments and launch shape of ``xconvt_mma`` for one problem."""
+
+    dt: int          # storage (0 float32, 1 float16, 2 bfloat16)
+    mode: int        # 0 TF32, 1 3xTF32, 2 f16/bf16
+    index_t: str     # "int" or "long long"
+    bm: int
+    bn: int
+    bk: int
+    wm: int
+    wn: int
+    stages: int
+    threads: int
+    smem: int        # dynamic shared memory, bytes
+    minb: int = 2    # resident blocks per SM the registers must allow
+    slab: int = 0    # A staging: 0 per tap, 1 slab (registers), 2 slab (cp.async, float)
+    box: tuple = (0, 0, 0)  # slab: the M tile (TD, TH, TW) in phase coordinates
+    sc: int = 0      # slab: 32-bit words per k row of a slab buffer
+
+    @property
+    def name(self):
+        return (f"xconvt_mma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, {self.bn}, "
+                f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}, {self.slab}>")
+
+
+def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0):
+    """Dynamic shared memory: B stages (twice for 3xTF32, ``mode`` 1: big and
+    small), then A stages or (``sc``) two slab buffers of ``sc`` words per k
+    row (3xTF32: twice the rows) and the slab's position table."""
+    b = (2 if mode == 1 else 1) * stages * bk * (bn + 8) * itemsize
+    if sc:
+        kp = (bk if itemsize == 4 else bk // 2) * (2 if mode == 1 else 1)
+        return b + (2 * kp + 1) * sc * 4
+    return b + stages * bk * (bm + 8) * itemsize
+
+
+def _slab_dims(params, box):
+    """Per phase with taps: the slab extent (SD, SH, SW) of a ``box`` tile."""
+    steps = [ax[0].step for ax in params.axis_phases]
+    out = []
+    for tri in params.phases():
+        n = [len(ph.taps) for ph in tri]
+        if min(n) == 0:
+            continue
+        out.append(tuple(b + (k - 1) * e for b, k, e in zip(box, n, steps)))
+    return out
+
+
+@lru_cache(maxsize=1024)
+def slab_box(params, bm):
+    """``(box, sc)``: the M tile ``(TD, TH, TW)`` of ``bm`` positions (powers of
+    2, ``TW >= 8`` so fragment rows lie in one W row) that stages the fewest
+    slab elements per useful output, and the slab row length in words
+    (``sc = 8 mod 32``: conflict-free fragment loads)."""
+    best = None
+    tw = 8
+    while tw <= bm:
+        th = 1
+        while tw * th <= bm:
+            td = bm // (tw * th)
+            box = (td, th, tw)
+            cost = 0
+            for tri in params.phases():
+                taps = math.prod(len(ph.taps) for ph in tri)
+                tiles = math.prod(-(-ph.count // b) for ph, b in zip(tri, box))
+                vol = math.prod(b + (max(1, len(ph.taps)) - 1) * ax[0].step
+                                for b, ph, ax in zip(box, tri, params.axis_phases))
+                cost += tiles * (2 * bm * taps + (vol if taps else 0))
+            if best is None or cost < best[0]:
+                best = (cost, box)
+            th *= 2
+        tw *= 2
+    box = best[1]
+    npos = max([math.prod(d) for d in _slab_dims(params, box)] + [1])
+    return box, npos + (8 - npos) % 32
+
+
+def _minb(mode, wm, threads, slab=0):
+    """Blocks per SM the kernel's registers are capped for: 128 registers a
+    thread for 256-thread blocks and 32x32 warp tiles (ptxas, sm_90a: no or
+    a few spilled bytes), 168 (3 blocks) for 64x32 warp tiles, 207 (2) with
+    3xTF32's split operands."""
+    if threads == 256:
+        return 1 if slab else 2  # slab 128x128 tiles need 210-255 registers
+    if wm == 32:
+        return 4
+    return 2 if mode == 1 else 3
+
+
+def _sizes(params, cfg_bk, cfg_bn):
+    """Element counts of x, the output and the packed weights."""
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    ncb = -(-cig // cfg_bk)
+    np_ = -(-cog // cfg_bn) * cfg_bn
+    taps = sum(len(pd.taps) * len(ph.taps) * len(pw.taps) for pd, ph, pw in params.phases())
+    return (math.prod(params.input_shape), math.prod(params.batched_output_shape),
+            params.groups * taps * ncb * cfg_bk * np_)
+
+
+def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
+    """Every configuration of A staging ``variant`` (``"tap"``, ``"slab"`` or
+    None for both) that fits in ``smem_per_block``."""
+    dt, itemsize = DTYPES[dtype]
+    mode = _mode(dtype, precision)[0]
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    out = []
+    for bk in (16, 32):
+        if bk == 32 and cig <= 16:
+            continue
+        for bm, bn, wm, wn in TILES:
+            # tap: BK = 32 with 128-column tiles (gan_k4s2: 1.12-1.20x faster
+            # than 16 in TF32, f16, bf16; 3xTF32, whose 128x128x32 kernel spills,
+            # 1.12x slower), 16 with narrower ones (32 was 5-30% slower: one
+            # resident block fewer); slab: BK = 32 was 1.3-1.5x faster than 16
+            # (half the steps, each with its barrier and slab loads)
+            tap_bk = (bk == 32) == (bn == 128 and mode != 1)
+            if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
+                continue  # mostly padding
+            threads = (bm // wm) * (bn // wn) * 32
+            index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
+            for slab in {"tap": (0,), "slab": (1,), "slab_async": (2,),
+                         None: (0, 1, 2)}[variant]:
+                if (not slab and not tap_bk) or (slab == 2 and dt != 0):
+                    continue
+                box, sc = slab_box(params, bm) if slab else ((0, 0, 0), 0)
+                for stages in (3, 2):
+                    smem = _smem(bm, bn, bk, stages, itemsize, sc, mode)
+                    if smem <= smem_per_block:
+                        break
+                else:
+                    continue
+                out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, wm, wn, stages, threads,
+                                     smem, _minb(mode, wm, threads, slab), slab, box, sc))
+    return out
+
+
+def _work(params, cfg):
+    """``(padded multiply-adds, staged operand elements, blocks)`` of ``cfg``."""
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    kp = -(-cig // cfg.bk) * cfg.bk
+    nt = -(-cog // cfg.bn)
+    macs = staged = blocks = 0
+    for tri in params.phases():
+        taps = math.prod(len(ph.taps) for ph in tri)
+        nb = _m_tiles(params, tri, cfg) * nt * params.groups
+        blocks += nb
+        macs += nb * cfg.bm * cfg.bn * kp * taps
+        if cfg.slab and taps:
+            vol = math.prod(b + (len(ph.taps) - 1) * ax[0].step
+                            for b, ph, ax in zip(cfg.box, tri, params.axis_phases))
+            staged += nb * (vol + cfg.bn * taps) * kp
+        else:
+            staged += nb * (cfg.bm + cfg.bn) * kp * taps
+    return macs, staged, blocks
+
+
+def _m_tiles(params, tri, cfg):
+    """M tiles of one phase: flat runs of ``bm`` positions, or slab boxes."""
+    if cfg.slab:
+        return params.batch * math.prod(-(-ph.count // b) for ph, b in zip(tri, cfg.box))
+    return -(-(params.batch * math.prod(ph.count for ph in tri)) // cfg.bm)
+
+
+def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
+    """Predicted seconds of one call with ``cfg``: ``_FIT``'s fixed part, plus
+    the tensor-core time of the padded multiply-adds at ``_CEILING`` and the
+    staged operand elements, both over the SMs the blocks keep busy (blocks
+    per SM from shared memory and the register cap; a partial last wave
+    counts as a whole one)."""
+    macs, staged, blocks = _work(params, cfg)
+    per_sm = max(1, min(smem_per_sm // (cfg.smem + 1024), cfg.minb))
+    waves = -(-blocks // (sm_count * per_sm))
+    busy = min(sm_count, blocks / waves) if blocks else sm_count
+    fixed, f_mma, per_elem = _FIT[(mode_name, cfg.slab)]
+    return (fixed + f_mma * 2 * macs / (_CEILING[mode_name] / sm_count * busy)
+            + per_elem * staged / busy)
+
+
+@lru_cache(maxsize=1024)
+def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=232448,
+               variant=None):
+    """The fastest predicted :class:`MmaConfig` and its estimate, or a reason
+    string where none applies.  ``variant`` is the A staging: ``"tap"`` (the
+    default: A per tap and channel block through ``cp.async``) or ``"slab"``
+    (the input box of the tile per channel block, read at each tap's offset).
+    The slab variant stages up to 27x fewer A elements but loads them
+    through registers one step ahead, unpipelined: on the H200 it was slower
+    than tap on 6 of the 7 dense suite cases (faster only on same_k3s1 in
+    float16/bfloat16, 0.173 ms against 0.261), so it is not chosen unless
+    asked for (bench/NOTES.md).  ``"slab_async"`` (float storage) stages the
+    same box by ``cp.async`` a channel block ahead; it has not run on a GPU
+    yet and is only used when asked for."""
+    reason = _reject(params, dtype, precision, smem_per_block)
+    if reason:
+        return reason
+    mode_name = _mode(dtype, precision)[1]
+    best = None
+    cands = _candidates(params, dtype, precision, smem_per_block, variant or "tap")
+    if any(c.slab and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
+        cands = [c for c in cands if not c.slab or c.bk == 32]
+    for cfg in cands:
+        t = estimate(params, cfg, mode_name, sm_count)
+        if best is None or t < best[1]:
+            best = (cfg, t)
+    if best is None:
+        return f"no tile fits {smem_per_block} bytes of shared memory per block"
+    return best
+
+
+def _reject(params, dtype, precision, smem_per_block):
+    if dtype not in DTYPES:
+        return (f"dtype {dtype} has no tensor-core kernel (float32, float16 and "
+                "bfloat16 do)")
+    if dtype == "float32" and precision not in ("float32", "tf32"):
+        return f"precision must be 'float32' or 'tf32', got {precision!r}"
+    m_max = max((params.batch * pd.count * ph.count * pw.count
+                 for pd, ph, pw in params.phases()), default=0)
+    if m_max > _INT32_MAX - 256:
+        return f"a stride phase has {m_max} output positions, beyond 32-bit tile indices"
+    if params.batch == 0:
+        return "the batch is empty"
+    if 2 * _sizes(params, 32, 128)[2] > _INT32_MAX:
+        return "the packed weights exceed 2**31 - 1 elements"
+    if math.prod(params.in_size) > _INT32_MAX:
+        return "an input channel has more than 2**31 - 1 elements"
+    return ""
+
+
+# --------------------------------------------------------------------------- tables
+def _phase_order(params):
+    """Phases with outputs, in the order of the table and the packed weights."""
+    return params.phases()
+
+
+@lru_cache(maxsize=1024)
+def mma_tables(params, cfg):
+    """The kernel's per-phase table (int32, one row of :data:`META_COLUMNS` per
+    phase) and block table (int32 ``(phase, block within the phase)`` per
+    block, round-robin over the phases so that the blocks of one tile in
+    every phase are neighbours)."""
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    bn, bk = cfg.bn, cfg.bk
+    ncb = -(-cig // bk)
+    np_ = -(-cog // bn) * bn
+    nt = np_ // bn
+    rows, nblk, woff = [], [], 0
+    for pd, ph, pw in _phase_order(params):
+        mt = _m_tiles(params, (pd, ph, pw), cfg)
+        taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
+        rows.append([mt, nt, pd.count, ph.count, pw.count,
+                     pd.first, ph.first, pw.first, pd.base, ph.base, pw.base,
+                     len(pd.taps), len(ph.taps), len(pw.taps), woff])
+        nblk.append(mt * nt * params.groups)
+        woff += params.groups * taps * ncb * bk * np_
+    meta = np.asarray(rows, np.int64).reshape(-1, len(META_COLUMNS))
+    if woff > _INT32_MAX or sum(nblk) > _INT32_MAX:
+        raise ValueError(f"packed weights of {woff} elements exceed 32-bit table offsets")
+    counts = np.asarray(nblk)
+    r = np.arange(counts.max() if counts.size else 0)
+    ph_idx = np.broadcast_to(np.arange(len(nblk))[None, :], (r.size, len(nblk)))
+    local = np.broadcast_to(r[:, None], ph_idx.shape)
+    keep = local < counts[None, :]
+    btab = np.stack([ph_idx[keep], local[keep]], axis=1).astype(np.int32)
+    return meta.astype(np.int32), btab
+
+
+@lru_cache(maxsize=256)
+def pack_index(params, bn, bk):
+    """Source element (in ``w.ravel()``) of each packed weight, -1 for padding.
+
+    Layout: per phase (in :func:`mma_tables`' order), ``[g][t][c][o]`` with
+    ``t = (ud*nh + uh)*nw + uw``, ``c < ceil(Cig/BK)*BK`` and
+    ``o < ceil(Cog/BN)*BN``.
+    """
+    G = params.groups
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    kd, kh, kw = params.kernel
+    cp = -(-cig // bk) * bk
+    np_ = -(-cog // bn) * bn
+    parts = []
+    for pd, ph, pw in _phase_order(params):
+        if not (pd.taps and ph.taps and pw.taps):
+            continue
+        td = np.asarray(pd.taps).reshape(-1, 1, 1)
+        th = np.asarray(ph.taps).reshape(1, -1, 1)
+        tw = np.asarray(pw.taps).reshape(1, 1, -1)
+        tap = ((td * kh + th) * kw + tw).reshape(-1)          # [t]
+        g = np.arange(G).reshape(-1, 1, 1, 1)
+        t = tap.reshape(1, -1, 1, 1)
+        c = np.arange(cp).reshape(1, 1, -1, 1)
+        o = np.arange(np_).reshape(1, 1, 1, -1)
+        src = ((g * cig + c) * cog + o) * (kd * kh * kw) + t
+        parts.append(np.where((c < cig) & (o < cog), src, -1).ravel())
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+# --------------------------------------------------------------------------- launch
+@lru_cache(maxsize=None)
+def _source():
+    return _SOURCE_PATH.read_text()
+
+
+@lru_cache(maxsize=None)
+def _kernel_getter():
+    import cupy
+
+    @cupy.memoize(for_each_device=True)
+    def get(name):
+        module = cupy.RawModule(code=_source(), options=("-std=c++17",),
+                                name_expressions=(name,))
+        return module.get_function(name)
+
+    return get
+
+
+def _struct(values):
+    arr = np.zeros(1, np.dtype([(f, np.int32) for f in MMA_FIELDS]))
+    for f in MMA_FIELDS:
+        arr[f] = values[f]
+    return arr[0]
+
+
+class _Launch:
+    """Device tables, kernels and arguments of one configuration."""
+
+    def __init__(self, params, cfg):
+        import cupy
+
+        meta, btab = mma_tables(params, cfg)
+        nblocks = len(btab)
+        idx = pack_index(params, cfg.bn, cfg.bk)
+        ityp = np.int32 if cfg.index_t == "int" else np.int64
+        self.meta = cupy.asarray(meta)
+        self.btab = cupy.asarray(btab)
+        self.idx = cupy.asarray(idx.astype(ityp))
+        self.n_idx = ityp(idx.size)
+        get = _kernel_getter()
+        self.kern = get(cfg.name)
+        if cfg.smem > 48 * 1024 and cfg.smem > self.kern.max_dynamic_shared_size_bytes:
+            self.kern.max_dynamic_shared_size_bytes = cfg.smem
+        if cfg.dt == 0:  # float weights leave the pack rounded (and split)
+            self.pack = get(f"xconvt_mma_pack_tf32<{cfg.index_t}, {int(cfg.mode == 1)}>")
+        else:
+            self.pack = get(f"xconvt_mma_pack<unsigned short, {cfg.index_t}>")
+        self.wp_size = idx.size * (2 if cfg.mode == 1 else 1)
+        self.pack_grid = (max(1, min(-(-idx.size // 256), 132 * 16)),)
+        self.grid = (nblocks,)
+        self.block = (cfg.threads,)
+        self.smem = cfg.smem
+        geo = dict(
+            nphase=meta.shape[0], N=params.batch, G=params.groups,
+            Cig=params.in_channels_per_group, Cog=params.out_channels_per_group,
+            Cin=params.in_channels, Cout=params.out_channels,
+            **dict(zip(("ID", "IH", "IW"), params.in_size)),
+            **dict(zip(("OD", "OH", "OW"), params.out_size)),
+            **dict(zip(("sd", "sh", "sw"), params.stride)),
+            **dict(zip(("ed", "eh", "ew"), (ax[0].step for ax in params.axis_phases))),
+            nCB=-(-params.in_channels_per_group // cfg.bk),
+            NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn,
+            TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
+            WSMALL=idx.size if cfg.mode == 1 else 0)
+        self.args = [_struct({**geo, "has_bias": hb}) for hb in (0, 1)]
+
+    def __call__(self, x, w, b, out):
+        import cupy
+
+        wp = cupy.empty(self.wp_size, dtype=x.dtype)
+        if self.n_idx:
+            self.pack(self.pack_grid, (256,), (w, self.idx, wp, self.n_idx))
+        self.kern(self.grid, self.block,
+                  (x, wp, x if b is None else b, out, self.meta, self.btab,
+                   self.args[b is not None]),
+                  shared_mem=self.smem)
+
+
+@lru_cache(maxsize=None)
+def _launch_getter():
+    import cupy
+
+    return cupy.memoize(for_each_device=True)(_Launch)
+
+
+def _contiguous(a):
+    """C-contiguous ``a``; 16-bit arrays are copied as ``uint16`` (bit
+    copies need no bfloat16 support in CuPy's elementwise kernels)."""
+    import cupy
+
+    if a.flags.c_contiguous:
+        return a
+    if a.dtype.itemsize == 2:
+        return cupy.ascontiguousarray(a.view(cupy.uint16)).view(a.dtype)
+    return cupy.ascontiguousarray(a)
+
+
+def _run(params, cfg, x, w, b, out=None):
+    import cupy
+
+    with x.device:
+        x, w = _contiguous(x), _contiguous(w)
+        if b is not None:
+            b = _contiguous(b)
+        if out is None:
+            out = cupy.empty(params.batched_output_shape, dtype=x.dtype)
+        _launch_getter()(params, cfg)(x, w, b, out)
+        return out
+
+
+# --------------------------------------------------------------------------- planner
+class MmaPlan(Plan):
+    """A tensor-core plan (:func:`plan`): ``plan(x, w, b) -> out``."""
+
+    algorithm = "direct"
+
+    def __init__(self, params, cfg, estimate_s, mode_name):
+        self.params, self.cfg = params, cfg
+        self.estimate = float(estimate_s)
+        self.name = "cuda.mma"
+        nw = _sizes(params, cfg.bk, cfg.bn)[2] * (2 if cfg.mode == 1 else 1)
+        self.workspace = nw * (4 if cfg.dt == 0 else 2)
+        self.detail = (f"mma.sync {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
+                       f"{cfg.stages} stages, {cfg.threads} threads")
+
+    def __call__(self, x, w, b=None):
+        return _run(self.params, self.cfg, x, w, b)
+
+    def __repr__(self):
+        return (f"<MmaPlan {self.name}: {self.detail}, {self.estimate * 1e3:.3g} ms "
+                f"estimated, {self.workspace} bytes>")
+
+
+def plan(problem):
+    """Planner: an :class:`MmaPlan` for ``problem``, or the reason it does not apply.
+
+    ``problem`` has ``op``, ``params``, ``dtype``, ``precision`` and
+    ``device`` (``kind``, ``compute_capability``, ``sm_count``,
+    ``smem_per_block``), as :class:`xconvt._plan.Problem`.
+    """
+    dev = problem.device
+    if problem.op != "conv_transpose3d":
+        return f"the tensor-core kernel computes conv_transpose3d only, not {problem.op}"
+    if dev.kind != "cuda":
+        return "the tensor-core kernel runs on CUDA devices only"
+    if tuple(dev.compute_capability) < (8, 0):
+        cc = ".".join(map(str, dev.compute_capability))
+        return f"mma.sync with TF32/bf16 needs compute capability 8.0 or later, got {cc}"
+    got = mma_config(problem.params, problem.dtype, problem.precision, dev.sm_count,
+                     dev.smem_per_block)
+    if isinstance(got, str):
+        return got
+    cfg, t = got
+    return MmaPlan(problem.params, cfg, t, _mode(problem.dtype, problem.precision)[1])
+
+
+def _device_limits():
+    import cupy
+
+    dev = cupy.cuda.Device()
+    attrs = dev.attributes
+    cc = tuple(int(v) for v in dev.compute_capability)
+    return (cc if len(cc) == 2 else (int(dev.compute_capability) // 10,
+                                     int(dev.compute_capability) % 10),
+            attrs["MultiProcessorCount"], attrs["MaxSharedMemoryPerBlockOptin"])
+
+
+@lru_cache(maxsize=None)
+def _limits_cached(device_id):
+    return _device_limits()
+
+
+def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None,
+               variant=None):
+    """Transposed convolution of CuPy arrays with the tensor-core kernel.
+
+    ``precision`` applies to float32 (``"float32"``: 3xTF32, ``"tf32"``);
+    float16 and bfloat16 ignore it.  ``config`` forces an :class:`MmaConfig`;
+    ``out``, a C-contiguous array of the output's shape and dtype, receives
+    the result (tests poison it first); ``variant`` (``"tap"``, ``"slab"``)
+    restricts the choice (:func:`mma_config`).
+    Raises ``ValueError`` where the kernel does not apply (the reason from
+    :func:`mma_config`).
+    """
+    import cupy
+
+    name = dtype_name(x.dtype)
+    cc, sms, smem = _limits_cached(cupy.cuda.runtime.getDevice())
+    if cc < (8, 0):
+        raise ValueError(f"the tensor-core kernel needs compute capability >= 8.0, got {cc}")
+    if name != "float32":
+        precision = "float32"
+    if config is None:
+        got = mma_config(params, name, precision, sms, smem, variant)
+        if isinstance(got, str):
+            raise ValueError(f"the tensor-core kernel does not apply: {got}")
+        config = got[0]
+    return _run(params, config, x, w, b, out)
