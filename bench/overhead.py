@@ -9,6 +9,11 @@ called many times through every path that applies on the device:
   through DLPack and through ``__cuda_array_interface__``) and on a side stream, JAX
   GPU arrays (eager), JAX under ``jit``; and, for reference, the handshakes alone
   (``cupy.from_dlpack`` of a tensor against the pointer wrap xconvt uses).
+* PyTorch rows ``... xconvt.torch op``: the same call through the registered
+  operator ``torch.ops.xconvt.conv_transpose3d`` (the dispatcher's cost over the
+  plain call, which ``xconvt.torch.conv_transpose3d`` takes when nothing needs a
+  gradient), and ``... xconvt.torch grad``: ``xconvt.torch.conv_transpose3d`` on
+  tensors that require grad (the operator plus autograd's bookkeeping; forward only).
 * ``(boundary) ...`` rows: the library's conversions alone, around a stub that
   returns a ready native result (no kernel, no allocation).  The difference of a
   whole call to the anchor can exceed it: a tiny CPU call also pays for the caches
@@ -80,6 +85,7 @@ def paths(device):
         if torch is not None:
             tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
             out["torch cpu"] = (lambda: conv(tx, tw, tb, **KW), lambda t: t.numpy(), nosync)
+            _torch_op_paths(out, "torch cpu", tx, tw, tb, lambda t: t.numpy(), nosync)
             _boundary(boundary, "torch cpu", conv(x, w, b, **KW), (tx, tw, tb), nosync)
         if jax is not None:
             _jax_paths(out, boundary, jax.devices("cpu")[0], conv(x, w, b, **KW), nosync)
@@ -114,6 +120,7 @@ def paths(device):
                 return conv(tx, tw, tb, **KW)
 
         out["torch cuda side stream"] = (on_side, host, csync)
+        _torch_op_paths(out, "torch cuda", tx, tw, tb, host, csync)
         _boundary(boundary, "torch cuda", conv(cx, cw, cb, **KW), (tx, tw, tb), csync)
         lib = _interop._library("input", tx)
         out["(handshake) cupy.from_dlpack(t)"] = (lambda: cupy.from_dlpack(tx), None, csync)
@@ -130,6 +137,20 @@ def paths(device):
         if gpu is not None:
             _jax_paths(out, boundary, gpu, conv(cx, cw, cb, **KW), csync)
     return {**out, **boundary}
+
+
+def _torch_op_paths(table, name, tx, tw, tb, host, sync):
+    """The custom-operator rows (see the module docstring) for tensors ``tx, tw, tb``."""
+    import torch
+
+    import xconvt.torch as xt
+
+    op = torch.ops.xconvt.conv_transpose3d
+    geo = ([1] * 3, [KW["padding"]] * 3, [0] * 3, 1, [1] * 3, "auto", None)
+    table[f"{name} xconvt.torch op"] = (lambda: op(tx, tw, tb, *geo), host, sync)
+    gw = tw.detach().clone().requires_grad_()
+    table[f"{name} xconvt.torch grad"] = (lambda: xt.conv_transpose3d(tx, gw, tb, **KW),
+                                          lambda t: host(t.detach()), sync)
 
 
 def _jax_paths(table, boundary, device, native_result, sync):
