@@ -82,6 +82,14 @@ def test_grad_with_a_forced_algorithm(algorithm, rng):
     assert_close(np.asarray(gb), gy.sum(axis=(0, 2, 3, 4)), "float64")
 
 
+@pytest.mark.parametrize(("name", "case"), [CASES[0], CASES[3]])
+def test_check_grads_complex(name, case, rng):
+    x, w, b, kw = _arrays(case)
+    args = tuple(a + 1j * rng.standard_normal(a.shape) for a in (x, w, b))
+    fn = getattr(xjax, name)
+    _check(jax.jit(lambda x, w, b: fn(x, w, b, **kw)), _j(*args))
+
+
 def test_public_functions_are_differentiable_on_traced_arrays():
     """xconvt.conv_transpose3d / conv3d on traced JAX arrays take the custom_vjp too."""
     x, w, b, kw = _arrays(TRANSPOSED[0])

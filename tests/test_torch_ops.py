@@ -151,6 +151,16 @@ def test_gradients_with_a_forced_algorithm(algorithm):
             torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
 
 
+def test_complex_gradients():
+    """complex128: gradcheck (PyTorch's conjugate convention) and gradgradcheck."""
+    for case, fn in ((TRANSPOSED[0], xt.conv_transpose3d), (DIRECT[0], xt.conv3d)):
+        (x, w, b), kw = _case(case)
+        args = tuple((t.detach() + 1j * torch.randn_like(t)).requires_grad_() for t in (x, w, b))
+        f = lambda *a, fn=fn, kw=kw: fn(*a, **kw)  # noqa: E731
+        assert torch.autograd.gradcheck(f, args, fast_mode=True)
+        assert torch.autograd.gradgradcheck(f, args[:2], fast_mode=True)
+
+
 def test_gradgradcheck():
     """Second derivatives, through the weight-gradient operators' own autograd."""
     (x, w, b), kw = _case(TRANSPOSED[1])

@@ -108,6 +108,12 @@ def _direct_output_padding(x_shape, w_shape, stride, padding, dilation):
         x_shape[-3:], stride, padding, dilation, w_shape[2:])]
 
 
+def _conj(t):
+    """``t``'s complex conjugate (``t`` itself when real): PyTorch's gradients of
+    complex functions are adjoints, the transposes with the saved operands conjugated."""
+    return t.conj().resolve_conj() if t.is_complex() else t
+
+
 def _bias_sum(g):
     return g.sum((0, 2, 3, 4) if g.dim() == 5 else (1, 2, 3))
 
@@ -177,6 +183,7 @@ def _(input, grad_output, weight_size, stride, padding, dilation, groups, algori
 # adjoints, written with the operators above:
 #   T's input gradient:  C(g, w), cut to x's size (larger where output_padding >= stride)
 #   C's input gradient:  T(g, w) with the output_padding that gives x's size
+# (for complex tensors with the saved operands conjugated, :func:`_conj`).
 def _transposed_input_grad(g, w, x_shape, stride, padding, groups, dilation, algorithm,
                            precision):
     gx = _conv3d(g, w, None, stride, padding, dilation, groups, _grad_algorithm(algorithm),
@@ -201,7 +208,7 @@ def _setup_conv(ctx, inputs, output):
 
 
 def _backward_transposed(ctx, g):
-    x, w = ctx.saved_tensors
+    x, w = map(_conj, ctx.saved_tensors)
     stride, padding, output_padding, groups, dilation, algorithm, precision = ctx.args
     g = g.contiguous()  # sum().backward() hands an expanded (zero-stride) gradient
     need = ctx.needs_input_grad
@@ -218,7 +225,7 @@ def _backward_transposed(ctx, g):
 
 
 def _backward_direct(ctx, g):
-    x, w = ctx.saved_tensors
+    x, w = map(_conj, ctx.saved_tensors)
     stride, padding, dilation, groups, algorithm, precision = ctx.args
     g = g.contiguous()
     need = ctx.needs_input_grad
@@ -243,7 +250,7 @@ def _setup_weight(ctx, inputs, output):
 # d/dx is the input gradient of the convolution with weight G and d/dgy the
 # convolution of x by G.
 def _backward_transposed_weight(ctx, G):
-    x, gy = ctx.saved_tensors
+    x, gy = map(_conj, ctx.saved_tensors)
     stride, padding, output_padding, groups, dilation, algorithm = ctx.args
     G = G.contiguous()
     need = ctx.needs_input_grad
@@ -258,7 +265,7 @@ def _backward_transposed_weight(ctx, G):
 
 
 def _backward_direct_weight(ctx, G):
-    x, gy = ctx.saved_tensors
+    x, gy = map(_conj, ctx.saved_tensors)
     stride, padding, dilation, groups, algorithm = ctx.args
     G = G.contiguous()
     need = ctx.needs_input_grad
