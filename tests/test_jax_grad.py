@@ -234,6 +234,27 @@ def test_gradient_functions_name_their_operands(rng):
             jnp.asarray(gy[:, :, 1:]))
 
 
+def test_layer_backward_on_torch_and_jax_arrays(rng):
+    """The framework-free layer's backward takes the input's library (its parameters
+    are viewed there), and gives that library's gradients."""
+    torch = pytest.importorskip("torch")
+    m = xconvt.ConvTranspose3d(4, 6, 3, stride=2, groups=2, dtype="float64", rng=0)
+    m.requires_grad = True
+    x = random_array(rng, (2, 4, 3, 3, 3), "float64")
+    gy = random_array(rng, xconvt.output_shape(x.shape, m.weight.shape, stride=2, groups=2),
+                      "float64")
+    ref_gx = conv3d_ref(gy, m.weight, None, stride=2, groups=2)
+    ref_gw = conv_transpose3d_weight_ref(x, gy, (3, 3, 3), 2, 0, 2, 1)
+    for lib, conv in (("torch", torch.from_numpy), ("jax", jnp.asarray)):
+        m.zero_grad()
+        m(conv(x))
+        gx = m.backward(conv(gy))
+        assert type(gx).__module__.startswith(lib)
+        assert_close(np.asarray(gx), ref_gx, "float64", what=lib)
+        assert_close(np.asarray(m.weight_grad), ref_gw, "float64", what=lib)
+        assert_close(np.asarray(m.bias_grad), gy.sum(axis=(0, 2, 3, 4)), "float64", what=lib)
+
+
 # ================================================================================ GPU
 @pytest.mark.gpu
 @pytest.mark.parametrize("jit", [False, True])

@@ -280,7 +280,10 @@ class ConvTranspose3d:
         if self.bias is not None:
             db = grad.bias_grad(grad_output)
             self.bias_grad = db if self.bias_grad is None else self.bias_grad + db
-        gx = (grad.conv_transpose3d_input(input.shape, self.weight, grad_output, **kw)
+        weight = self.weight
+        if type(input) is not type(weight):  # the weight viewed in the input's library
+            weight = _interop.follow(input, weight, None)[0]
+        gx = (grad.conv_transpose3d_input(input.shape, weight, grad_output, **kw)
               if input_grad else None)
         self._saved = None
         return gx
