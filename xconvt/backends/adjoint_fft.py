@@ -24,7 +24,10 @@ The weight gradient convolves ``seg_r`` with the reversed ``x`` and keeps
 rows ``I - 1 + v*step`` of each phase; the batch is contracted per frequency
 (a fixed summation order: batch chunks, then phases, in sequence).
 
-Channel contractions are batched matmuls over frequencies (channels moved
+Transforms run axis by axis: forward from W (the zeros that extend the small
+sub-kernels are not transformed along W and H), inverse from D, cropping to the
+kept rows after each axis.  Channels are contracted per frequency by broadcast
+multiply-adds for few channel pairs, else by batched matmuls (channels moved
 last).  Work is chunked over batch elements and groups so that the spectra fit
 ``xconvt.get_memory_budget()``; the planner declines when one batch element of
 one group does not.  Inputs holding inf or NaN go to the GEMM path (a
@@ -47,7 +50,7 @@ __all__ = ["conv3d", "plan_conv3d", "plan_weight_grad", "weight_grad"]
 
 # Seconds per unit on the 2-core bench machine (float32; bench/NOTES.md): one
 # element-log2 of transform work, one complex multiply-add, one call overhead.
-_CPU = {"fft": 0.65e-9, "mac": 1.0e-9, "call": 3e-5}
+_CPU = {"fft": 0.45e-9, "mac": 1.0e-9, "call": 3e-5}
 _GPU = {"fft": 4e-12, "mac": 2e-11, "call": 3e-5}
 
 
@@ -131,13 +134,22 @@ def _tap_index(ph, length, reverse):
 
 
 def _forward(sfft, kw, a, geo, real):
-    fn = sfft.rfftn if real else sfft.fftn
-    return fn(a, s=geo.fft_shape, axes=(-3, -2, -1), **kw)
+    """Spectrum of ``a`` zero-extended to the FFT shape, axis by axis from W, so
+    that the zeros of small operands (the sub-kernels) are not transformed
+    along the first axes."""
+    fd, fh, fw = geo.fft_shape
+    a = (sfft.rfft if real else sfft.fft)(a, n=fw, axis=-1, **kw)
+    a = sfft.fft(a, n=fh, axis=-2, overwrite_x=True, **kw)
+    return sfft.fft(a, n=fd, axis=-3, overwrite_x=True, **kw)
 
 
-def _inverse(sfft, kw, a, geo, real):
-    fn = sfft.irfftn if real else sfft.ifftn
-    return fn(a, s=geo.fft_shape, axes=(-3, -2, -1), **kw)
+def _inverse(sfft, kw, a, geo, real, keep):
+    """Inverse transform keeping rows ``keep`` (3 slices), axis by axis from D,
+    cropping after each axis so that later axes transform only kept rows."""
+    fd, fh, fw = geo.fft_shape
+    a = sfft.ifft(a, n=fd, axis=-3, overwrite_x=True, **kw)[..., keep[0], :, :]
+    a = sfft.ifft(a, n=fh, axis=-2, overwrite_x=True, **kw)[..., keep[1], :]
+    return (sfft.irfft if real else sfft.ifft)(a, n=fw, axis=-1, **kw)[..., keep[2]]
 
 
 _FEW_CHANNEL_PAIRS = 16
@@ -242,8 +254,7 @@ def _run_conv3d(params, y, w, b, budget):
             kf = _forward(sfft, kw, ker, geo, real)                    # (g, c, o, *f)
             acc = _contract_conv3d(xp, kf, sf, acc)
         acc = _from_chan_last(xp, acc, (1, 2, 0)) if _matmul_layout(cig, cog) else acc
-        out = _inverse(sfft, kw, xp.ascontiguousarray(acc), geo, real)
-        x[ns, gs] = out[(Ellipsis,) + crop]
+        x[ns, gs] = _inverse(sfft, kw, acc, geo, real, crop)
     x = x.reshape(params.input_shape)
     if b is not None:
         x += b.astype(dtype, copy=False).reshape(1, -1, 1, 1, 1)
@@ -272,8 +283,10 @@ def _run_weight_grad(params, x, gy, budget):
             seg = seg.reshape((seg.shape[0], -1, cog) + geo.seg)
             sf = _forward(sfft, kw, seg, geo, real)                    # (n, g, o, *f)
             cf = xp.ascontiguousarray(_contract_weight(xp, xf, sf))   # (g, c, o, *f)
-            z = _inverse(sfft, kw, cf, geo, real)                      # (g, c, o, *F)
             rows = [[I[a] - 1 + q for q in _tap_index(ph[a], 0, False)] for a in range(3)]
+            keep = tuple(slice(r[0], r[-1] + 1) for r in rows)
+            z = _inverse(sfft, kw, cf, geo, real, keep)                # (g, c, o, *kept)
+            rows = [[v - r[0] for v in r] for r in rows]
             ks = [list(ph[a].ks) for a in range(3)]
             dw[gs][:, :, :, xp.asarray(ks[0])[:, None, None], xp.asarray(ks[1])[None, :, None],
                    xp.asarray(ks[2])[None, None, :]] += z[
