@@ -73,7 +73,7 @@ TRANSPOSED = [
 ]
 # conv3d: integer padding, "same" with odd total padding on some axes, "valid"
 DIRECT = [
-    ((2, 4, 5, 4, 5), (6, 2, 2, 2, 3), True,
+    ((1, 4, 3, 4, 5), (6, 2, 2, 2, 3), True,
      dict(stride=(2, 1, 2), padding=(1, 0, 1), dilation=(1, 2, 1), groups=2)),
     ((3, 4, 5, 4), (2, 3, 2, 3, 2), False, dict(padding="same", dilation=(1, 2, 1))),
     ((1, 2, 5, 5, 4), (3, 2, 3, 2, 2), True, dict(stride=2, padding="valid")),
