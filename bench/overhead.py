@@ -10,10 +10,11 @@ called many times through every path that applies on the device:
   GPU arrays (eager), JAX under ``jit``; and, for reference, the handshakes alone
   (``cupy.from_dlpack`` of a tensor against the pointer wrap xconvt uses).
 * PyTorch rows ``... xconvt.torch op``: the same call through the registered
-  operator ``torch.ops.xconvt.conv_transpose3d`` (the dispatcher's cost over the
-  plain call, which ``xconvt.torch.conv_transpose3d`` takes when nothing needs a
-  gradient), and ``... xconvt.torch grad``: ``xconvt.torch.conv_transpose3d`` on
-  tensors that require grad (the operator plus autograd's bookkeeping; forward only).
+  operator ``torch.ops.xconvt.conv_transpose3d`` (what ``torch.compile`` runs: the
+  dispatcher's cost over the plain call, which ``xconvt.torch.conv_transpose3d``
+  takes when nothing needs a gradient), and ``... xconvt.torch grad``:
+  ``xconvt.torch.conv_transpose3d`` with a weight that requires grad (its eager
+  ``autograd.Function``; forward only).
 * ``(boundary) ...`` rows: the library's conversions alone, around a stub that
   returns a ready native result (no kernel, no allocation).  The difference of a
   whole call to the anchor can exceed it: a tiny CPU call also pays for the caches
