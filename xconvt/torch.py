@@ -21,10 +21,14 @@ NumPy; CUDA: CuPy on PyTorch's current stream, zero-copy, see
 :mod:`xconvt._interop`).
 
 :func:`conv_transpose3d` and :func:`conv3d` take ``torch.nn.functional``'s
-arguments (``output_size``; ``padding="same"``/``"valid"``) and call the operators;
-when no tensor needs a gradient, outside ``torch.compile`` and tracing, they call
-:func:`xconvt.conv_transpose3d`/:func:`xconvt.conv3d` directly and skip the
-operator's dispatch.  :class:`ConvTranspose3d` and :class:`Conv3d` subclass
+arguments (``output_size``; ``padding="same"``/``"valid"``).  Under
+``torch.compile``, export and fake tensors they call the operators.  Eager calls
+skip the dispatcher (host time: ``bench overhead``): when no tensor needs a gradient they call :func:`xconvt.conv_transpose3d`/:func:`xconvt.conv3d`
+directly, otherwise the operator's Python function inside a
+``torch.autograd.Function`` with the same backward formulas (whose own kernel calls
+take the same route, so ``create_graph=True`` builds a differentiable graph).
+
+:class:`ConvTranspose3d` and :class:`Conv3d` subclass
 ``torch.nn.ConvTranspose3d``/``torch.nn.Conv3d``: same constructor, parameters,
 initialization, state dict keys and ``repr``, and ``isinstance`` checks hold;
 only the computation is xconvt's.
@@ -293,16 +297,15 @@ def _backward_direct_weight(ctx, G):
 
 _EAGER = {}
 """Operator -> a ``torch.autograd.Function`` running its Python function with the
-same autograd formula (eager calls: no dispatcher, a fifth of the host time)."""
+same autograd formula (eager calls: no dispatcher)."""
 
 
 
 def _function(impl, setup, backward):
     """The ``autograd.Function`` of an operator's Python function ``impl``.
 
-    ``forward`` takes ``ctx`` itself (a separate ``setup_context`` makes
-    ``Function.apply`` bind the signature with ``inspect`` on every call, about
-    100 us)."""
+    ``forward`` takes ``ctx`` itself (with a separate ``setup_context``,
+    ``Function.apply`` binds the arguments with ``inspect`` on every call)."""
 
     def forward(ctx, *inputs):
         out = impl(*inputs)
