@@ -23,7 +23,8 @@ NumPy; CUDA: CuPy on PyTorch's current stream, zero-copy, see
 :func:`conv_transpose3d` and :func:`conv3d` take ``torch.nn.functional``'s
 arguments (``output_size``; ``padding="same"``/``"valid"``).  Under
 ``torch.compile``, export and fake tensors they call the operators.  Eager calls
-skip the dispatcher (host time: ``bench overhead``): when no tensor needs a gradient they call :func:`xconvt.conv_transpose3d`/:func:`xconvt.conv3d`
+skip the dispatcher (host time: ``bench overhead``): when no tensor needs a
+gradient they call :func:`xconvt.conv_transpose3d`/:func:`xconvt.conv3d`
 directly, otherwise the operator's Python function inside a
 ``torch.autograd.Function`` with the same backward formulas (whose own kernel calls
 take the same route, so ``create_graph=True`` builds a differentiable graph).
