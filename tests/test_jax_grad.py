@@ -94,7 +94,7 @@ def test_public_functions_are_differentiable_on_traced_arrays():
     """xconvt.conv_transpose3d / conv3d on traced JAX arrays take the custom_vjp too."""
     x, w, b, kw = _arrays(TRANSPOSED[0])
     _check(jax.jit(lambda x, w, b: xconvt.conv_transpose3d(x, w, b, **kw)), _j(x, w, b))
-    y, w3, b3, kw3 = _arrays(DIRECT[0])
+    y, w3, _, kw3 = _arrays(DIRECT[0])
     _check(lambda y, w: xconvt.conv3d(y, w, None, **kw3), _j(y, w3))
 
 
