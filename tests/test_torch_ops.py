@@ -263,6 +263,22 @@ def test_torch_compile_fullgraph():
         torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
 
 
+def test_torch_export_dynamic_batch():
+    """torch.export sees the operators (not the NumPy calls), with a dynamic batch."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        xt.ConvTranspose3d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+        torch.nn.ReLU(), xt.Conv3d(6, 2, 3, padding="same"))
+    x = torch.randn(2, 4, 3, 4, 5)
+    batch = torch.export.Dim("batch", min=1, max=8)
+    ep = torch.export.export(model, (x,), dynamic_shapes={"input": {0: batch}})
+    ops = [n.target for n in ep.graph.nodes if n.op == "call_function"]
+    assert torch.ops.xconvt.conv_transpose3d.default in ops
+    assert torch.ops.xconvt.conv3d.default in ops
+    x5 = torch.randn(5, 4, 3, 4, 5)
+    torch.testing.assert_close(ep.module()(x5), model(x5), rtol=0, atol=0)
+
+
 # ============================================================================ modules
 MODULES = [
     dict(in_channels=4, out_channels=6, kernel_size=(3, 2, 3), stride=(2, 1, 2),
