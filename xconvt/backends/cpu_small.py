@@ -1,0 +1,438 @@
+"""Small transposed convolutions on the CPU in a handful of NumPy/BLAS calls.
+
+For small problems the per-phase formulations of :mod:`xconvt.backends.cpu`
+spend their time in Python and in per-phase NumPy calls, not in arithmetic.
+This path does the whole call in five array operations whose index tables
+are built once per geometry:
+
+1. copy the input into a zero-padded buffer (its borders stay zero);
+2. one strided copy, the im2col shared by every stride phase;
+3. one GEMM (batched over groups) for every phase, tap and batch element;
+4. one ``take`` that interleaves the phases into the output, crops it and
+   drops junk columns;
+5. a finite check of the result (see below).
+
+Geometry, per spatial axis (input ``I``, kernel ``K``, stride ``s``, padding
+``p``, dilation ``d``, output size ``O``).  Output ``o = s*j + r`` (phase
+``r < s``) receives tap ``k`` from input ``j - t_k`` exactly when
+``r == (k*d - p) mod s``, with ``t_k = floor((k*d - p) / s)``.  The shifts
+``t_k`` of every phase lie on one grid ``t_max - q*u`` (``u < T``, ``q`` the
+gcd of their differences), so every phase reads the same window::
+
+    out[s*j + r] = sum_u  xpad[j + q*u] * Wr[u]        (xpad[0] = x[-t_max])
+
+with ``Wr[u]`` the tap of phase ``r`` at shift ``t_max - q*u``, or zero.  In
+3-D, with ``R = s_d*s_h*s_w*Cout/groups`` rows (phase, channel) and
+``Cin/groups * T_d*T_h*T_w`` columns (channel, window slot), per group::
+
+    F[g] (R, N*cols)  =  Wall[g] (R, Cig*T^3 [+1])  @  Xcol[g] (Cig*T^3 [+1], N*cols)
+
+``cols`` is the ``J_d x G_h x G_w`` output grid per phase: the exact grid
+``J = ceil(O/s)`` per axis (im2col runs of ``J_w``), or the padded planes
+``G = L`` of the buffer ("flat": the im2col copies whole rows of
+``J_d*L_h*L_w`` and the GEMM computes a few junk columns).  A bias is a
+column of ``Wall`` times a row of ones in ``Xcol``.  The output is then one
+``take`` of ``F`` by a cached index table, or, for unit stride, the exact grid
+and one batch element, the GEMM's own output.
+
+Waste.  Padded window slots (zero weights) and junk columns cost GEMM FLOPs:
+``s^3*T^3 / K^3`` times the useful ones for ``K`` not a multiple of ``s``
+(2.4x for k3 s2), times ``G_h*G_w / (J_h*J_w)`` on the flat grid.  The
+estimate counts them; the path only applies to small problems (a size limit
+on the GEMM, the index table and the workspace), where they cost less than
+the Python and call overhead of the per-phase paths.
+
+Non-finite values.  Zero weights multiply window slots and zero padding
+multiplies taps, so an inf or NaN in the input or weight could make a NaN
+that PyTorch, which only multiplies existing inputs by taps, does not.  Such
+a NaN can only reach the output, whose every entry is checked with one sum
+(a finite result is exact: the extra products are then all zero); otherwise
+the call is computed again by the exact per-tap scatter of
+:mod:`xconvt.backends.cpu`.  float16 is computed in float32 and rounded once.
+
+Workspace (the padded input, the im2col operand, the GEMM output, the packed
+weights) is kept per thread and geometry for the next call; its padding and
+ones row are written once.  The output is always a new array.
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+import threading
+from dataclasses import dataclass
+from functools import reduce
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+__all__ = ["SmallPlan", "plan", "tables"]
+
+MAX_GEMM_FLOPS = 16e6
+"""Largest GEMM (counting padded slots and junk columns) this path takes."""
+
+MAX_OUT_ELEMENTS = 1 << 18
+"""Largest output (elements) whose index table (8 bytes each) is cached."""
+
+MAX_WORKSPACE = 8 << 20
+"""Most workspace bytes (within the problem's budget)."""
+
+_BLAS_ONE_THREAD_MNK = 2 * 65536 * 4
+"""``M*N*K`` up to which OpenBLAS runs a GEMM on the calling thread."""
+
+_MIN_CHUNK = 32
+"""Fewest GEMM columns per BLAS call (problems needing fewer are not small)."""
+
+_TABLES_MAX = 64
+"""Geometries whose tables are kept (least recently built dropped first)."""
+
+# Cost model, seconds (fitted in bench/NOTES.md "Small CPU path").
+_CALL_S = 9e-6          # Python and NumPy call overhead of one call
+_COPY_S = 0.35e-9       # per element copied in long runs (padding, flat im2col)
+_RUN_S = 6e-9           # per contiguous run of a strided copy
+_TAKE_S = 0.8e-9        # per output element gathered
+_GEMM_S = 0.012e-9      # per FLOP of a deep GEMM; shallow ones slower (below)
+
+_SUPPORTED = ("float16", "float32", "float64", "complex64", "complex128")
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One spatial axis: phases ``s``, output rows ``J``, window ``T`` slots of
+    step ``q``, padded input length ``L`` whose index 0 is input ``lo``."""
+
+    size: int      # input size I
+    out: int       # output size O
+    s: int
+    J: int
+    T: int
+    q: int
+    lo: int
+    L: int
+    r: tuple       # phase of each tap
+    u: tuple       # window slot of each tap
+
+
+def _axis(I, K, s, p, d, O):
+    v = [k * d - p for k in range(K)]
+    t = [x // s for x in v]
+    tmax, tmin = max(t), min(t)
+    q = reduce(math.gcd, (tmax - x for x in t), 0) or 1
+    T = (tmax - tmin) // q + 1
+    J = -(-O // s)
+    return _Axis(I, O, s, J, T, q, -tmax, J + q * (T - 1),
+                 tuple(x % s for x in v), tuple((tmax - x) // q for x in t))
+
+
+class _Tables:
+    """Everything built once per geometry: shapes, index tables, costs."""
+
+    def __init__(self, params, grid):
+        self.params, self.grid = params, grid
+        N, G = params.batch, params.groups
+        Cig, Cog = params.in_channels_per_group, params.out_channels_per_group
+        self.N, self.G, self.Cig, self.Cog = N, G, Cig, Cog
+        self.axes = ax = tuple(
+            _axis(params.in_size[a], params.kernel[a], params.stride[a],
+                  params.padding[a], params.dilation[a], params.out_size[a])
+            for a in range(3))
+        self.S = math.prod(a.s for a in ax)
+        self.R = self.S * Cog
+        self.slots = math.prod(a.T for a in ax)
+        self.depth = Cig * self.slots + params.has_bias
+        self.Lvol = ax[0].L * ax[1].L * ax[2].L
+        # the last channel's junk columns read past its padded volume
+        self.slack = ((ax[1].T - 1) * ax[1].q * ax[2].L + (ax[2].T - 1) * ax[2].q
+                      if grid == "flat" else 0)
+        self.gh = ax[1].L if grid == "flat" else ax[1].J
+        self.gw = ax[2].L if grid == "flat" else ax[2].J
+        self.cols = ax[0].J * self.gh * self.gw
+        # GEMMs of one thread: OpenBLAS threads those above _BLAS_ONE_THREAD_MNK,
+        # and a threaded call right after PyTorch's (whose OpenMP threads spin)
+        # took 30 ms on two cores; the columns are split into chunks under it
+        ncols = N * self.cols
+        self.chunk = min(ncols, max(1, _BLAS_ONE_THREAD_MNK // (self.R * self.depth)))
+        self.nchunks = -(-ncols // self.chunk)
+        self.ncols = self.nchunks * self.chunk  # junk columns up to whole chunks
+        self.flops = 2 * G * self.R * self.depth * self.ncols
+        self.in_place = (grid == "exact" and N == 1 and self.S == 1 and self.nchunks == 1)
+        self.out_elems = N * params.out_channels * math.prod(params.out_size)
+
+    def workspace(self, itemsize):
+        """Bytes of the buffers a thread keeps (index tables counted apart)."""
+        return itemsize * (self.N * self.G * self.Cig * self.Lvol + self.slack
+                           + self.G * self.depth * self.ncols
+                           + (0 if self.in_place else self.G * self.R * self.ncols)
+                           + self.G * self.R * self.depth + self.params.weight_shape[0]
+                           * math.prod(self.params.weight_shape[1:]) + self.params.out_channels
+                           + 1)
+
+    def table_bytes(self):
+        return 8 * ((0 if self.in_place else self.out_elems) + self.params.in_channels
+                    * math.prod(self.params.weight_shape[1:]) + self.params.out_channels)
+
+    def seconds(self, itemsize, complex_):
+        """Predicted seconds of one call (the module's cost model)."""
+        ax = self.axes
+        k = self.depth
+        thin = min(self.R, self.N * self.cols)
+        per_flop = _GEMM_S * (1 + 24 / k) * (1 + 8 / thin)
+        wide = itemsize / 4 if not complex_ else itemsize / 8
+        gemm = self.flops * per_flop * wide * (4 if complex_ else 1)
+        rows = self.G * self.Cig * self.slots * self.N
+        run = self.cols if self.grid == "flat" else ax[2].J
+        im2col = rows * self.cols * _COPY_S * wide + rows * self.cols / run * _RUN_S
+        pad = (self.N * self.G * self.Cig * ax[0].size * ax[1].size
+               * (ax[2].size * _COPY_S * wide + _RUN_S))
+        take = 0 if self.in_place else self.out_elems * _TAKE_S * wide
+        return _CALL_S + gemm + im2col + pad + take
+
+    # ------------------------------------------------------------- index tables
+    def build(self):
+        """The weight-packing and output index tables (once per geometry)."""
+        params, ax = self.params, self.axes
+        G, Cig, Cog = self.G, self.Cig, self.Cog
+        kd, kh, kw = params.kernel
+        # Wall[g, (rd, rh, rw, c), (ci, ud, uh, uw)] = w[g*Cig + ci, c, k]: the
+        # position in Wall of every weight, in the weight's order; window slots
+        # no tap reaches stay zero
+        ph = (ax[0].s, ax[1].s, ax[2].s)
+        rd, rh, rw = (np.array(a.r).reshape(sh) for a, sh in zip(
+            ax, ((-1, 1, 1), (1, -1, 1), (1, 1, -1))))
+        ud, uh, uw = (np.array(a.u).reshape(sh) for a, sh in zip(
+            ax, ((-1, 1, 1), (1, -1, 1), (1, 1, -1))))
+        row = ((rd * ph[1] + rh) * ph[2] + rw)[None, None, None]        # (.., kd, kh, kw)
+        slot = ((ud * ax[1].T + uh) * ax[2].T + uw)[None, None, None]
+        g = np.arange(G).reshape(-1, 1, 1, 1, 1, 1)
+        ci = np.arange(Cig).reshape(1, -1, 1, 1, 1, 1)
+        c = np.arange(Cog).reshape(1, 1, -1, 1, 1, 1)
+        self.wpos = (((g * self.R + row * Cog + c) * self.depth + ci * self.slots + slot)
+                     .astype(np.intp).ravel())
+        if params.has_bias:
+            # the bias column, ordered (phase, g, c) so that b repeats along it
+            r = np.arange(self.S).reshape(-1, 1, 1)
+            g = np.arange(G).reshape(1, -1, 1)
+            c = np.arange(Cog).reshape(1, 1, -1)
+            self.bpos = ((g * self.R + r * Cog + c) * self.depth + self.depth - 1).ravel()
+        if self.in_place:
+            self.oidx = None
+            return self
+        # out[n, g, c, o_d, o_h, o_w] = F[g, (r_d, r_h, r_w, c), n, (j_d, j_h, j_w)]
+        # with o = s*j + r per axis
+        def split(a, grid):
+            o = np.arange(a.out)
+            return o % a.s, (o // a.s) * grid
+        rd, jd = split(ax[0], self.gh * self.gw)
+        rh, jh = split(ax[1], self.gw)
+        rw, jw = split(ax[2], 1)
+        row = (((rd[:, None, None] * ax[1].s + rh[:, None]) * ax[2].s + rw)
+               .astype(np.intp))  # phase, (O_d, O_h, O_w)
+        col = jd[:, None, None] + jh[:, None] + jw
+        n = np.arange(self.N).reshape(-1, 1, 1, 1, 1, 1)
+        gg = np.arange(G).reshape(1, -1, 1, 1, 1, 1)
+        cc = np.arange(Cog).reshape(1, 1, -1, 1, 1, 1)
+        self.oidx = ((gg * self.R + row * Cog + cc) * self.ncols + n * self.cols + col).ravel()
+        return self
+
+
+_TABLES = {}
+_TABLES_LOCK = threading.Lock()
+
+
+def tables(params, grid):
+    """The cached :class:`_Tables` of ``params`` on ``grid`` (built on first use)."""
+    key = (params, grid)
+    t = _TABLES.get(key)
+    if t is None:
+        t = _Tables(params, grid).build()
+        with _TABLES_LOCK:
+            if len(_TABLES) >= _TABLES_MAX:
+                _TABLES.pop(next(iter(_TABLES)))
+            _TABLES[key] = t
+    return t
+
+
+# ------------------------------------------------------------------ workspace
+_LOCAL = threading.local()
+
+
+class _Work:
+    """One thread's buffers for one geometry and compute dtype."""
+
+    def __init__(self, t, dtype):
+        ax = t.axes
+        N, G, Cig = t.N, t.G, t.Cig
+        self.xbuf = np.zeros(N * G * Cig * t.Lvol + t.slack, dtype)
+        self.xpad = self.xbuf[:N * G * Cig * t.Lvol].reshape(
+            N, G * Cig, ax[0].L, ax[1].L, ax[2].L)
+        # the part of xpad that holds input, and the input planes it takes
+        self.dst, self.src = [], []
+        for a in ax:
+            a0, a1 = max(0, a.lo), min(a.size, a.lo + a.L)
+            a1 = max(a0, a1)
+            self.dst.append(slice(a0 - a.lo, a1 - a.lo))
+            self.src.append(slice(a0, a1))
+        self.empty = any(s.start == s.stop for s in self.src)
+        self.dst, self.src = (slice(None), slice(None), *self.dst), (slice(None), slice(None),
+                                                                     *self.src)
+        # zeros: the columns past N*cols (up to whole chunks) are never written
+        self.xcol = np.zeros((G, t.depth, t.ncols), dtype)
+        if t.params.has_bias:
+            self.xcol[:, -1] = 1
+        e = self.xbuf.itemsize
+        Lh, Lw = ax[1].L, ax[2].L
+        plane = ax[0].L * Lh * Lw
+        self.window = as_strided(
+            self.xbuf, writeable=False,
+            shape=(G, Cig, ax[0].T, ax[1].T, ax[2].T, N, ax[0].J, t.gh, t.gw),
+            strides=(Cig * plane * e, plane * e, ax[0].q * Lh * Lw * e, ax[1].q * Lw * e,
+                     ax[2].q * e, G * Cig * plane * e, Lh * Lw * e, Lw * e, e))
+        self.cols = self.xcol[:, :Cig * t.slots, :N * t.cols].reshape(self.window.shape)
+        self.f = None if t.in_place else np.empty((G, t.R, t.ncols), dtype)
+        self.ones = np.ones(t.out_elems, dtype)
+        self.wall = np.zeros((G, t.R, t.depth), dtype)  # unreached slots stay zero
+        # the GEMMs, a chunk of columns each: (G, chunks) batches of
+        # (R, depth) @ (depth, chunk)
+        self.a = self.wall[:, None]
+        self.b = self._chunks(self.xcol, t)
+        self.c = None if t.in_place else self._chunks(self.f, t)
+
+    @staticmethod
+    def _chunks(m, t):
+        """``m`` of shape ``(G, rows, ncols)`` as ``(G, nchunks, rows, chunk)``."""
+        if t.nchunks == 1:
+            return m[:, None]
+        sg, sr, sc = m.strides
+        return as_strided(m, shape=(m.shape[0], t.nchunks, m.shape[1], t.chunk),
+                          strides=(sg, t.chunk * sc, sr, sc))
+
+
+def _work(t, dtype):
+    cache = getattr(_LOCAL, "work", None)
+    if cache is None:
+        cache = _LOCAL.work = {}
+    key = (t.params, t.grid, dtype)
+    wk = cache.get(key)
+    if wk is None:
+        if len(cache) >= 8:
+            cache.pop(next(iter(cache)))
+        wk = cache[key] = _Work(t, dtype)
+    return wk
+
+
+# ---------------------------------------------------------------------- compute
+def run(t, x, w, b):
+    """The transposed convolution on tables ``t`` (see the module docstring).
+
+    ``x`` is the batched input, ``w`` the weight, ``b`` the bias or None, all of
+    one supported dtype; returns a new C-contiguous array of
+    ``params.batched_output_shape`` with ``x.dtype``.
+    """
+    params = t.params
+    dtype = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
+    wk = _work(t, dtype)
+    with np.errstate(all="ignore"):  # inf/NaN propagate silently, as in PyTorch
+        np.put(wk.wall, t.wpos, w.reshape(-1))
+        if b is not None:
+            np.put(wk.wall, t.bpos, b)
+        if not wk.empty:
+            wk.xpad[wk.dst] = x[wk.src]
+        np.copyto(wk.cols, wk.window)
+        out = np.empty(params.batched_output_shape, dtype)
+        flat = out.reshape(-1)
+        if t.in_place:
+            np.matmul(wk.a, wk.b, out=out.reshape(t.G, 1, t.R, t.cols))
+        else:
+            np.matmul(wk.a, wk.b, out=wk.c)
+            np.take(wk.f.reshape(-1), t.oidx, out=flat, mode="wrap")
+        if not cmath.isfinite(np.dot(flat, wk.ones)):
+            # a NaN from a zero weight or padding times inf or NaN, or a
+            # legitimate one: recompute exactly, multiplying only existing
+            # inputs by taps
+            from .cpu import _scatter
+
+            _scatter(params, x, w.astype(dtype, copy=False),
+                     None if b is None else b.astype(dtype, copy=False), out)
+    return out if out.dtype == x.dtype else out.astype(x.dtype)
+
+
+# ---------------------------------------------------------------------- planner
+class SmallPlan:
+    """A plan of the small path for one problem (see :func:`plan`)."""
+
+    algorithm = "direct"
+
+    def __init__(self, t, estimate, workspace):
+        self.name = "cpu.small"
+        self.tables, self.estimate, self.workspace = t, estimate, workspace
+
+    def __call__(self, x, w, b=None):
+        return run(self.tables, x, w, b)
+
+    def __repr__(self):
+        return (f"SmallPlan(grid={self.tables.grid!r}, estimate={self.estimate:.3g} s, "
+                f"workspace={self.workspace})")
+
+
+def plan(problem):
+    """A :class:`SmallPlan` for ``problem``, or the reason there is none.
+
+    Applies to a forward transposed convolution on the CPU whose GEMM (with
+    its padded slots and junk columns), output index table and workspace are
+    within :data:`MAX_GEMM_FLOPS`, :data:`MAX_OUT_ELEMENTS` and
+    ``min(problem.budget, MAX_WORKSPACE)``; of the two column grids it takes
+    the one with the lower estimate.
+    """
+    if problem.op != "conv_transpose3d":
+        return f"cpu.small computes conv_transpose3d only, not {problem.op}"
+    if problem.device.kind != "cpu":
+        return f"cpu.small runs on the CPU, not on {problem.device.kind}"
+    if problem.dtype not in _SUPPORTED:
+        return f"cpu.small does not support dtype {problem.dtype}"
+    params = problem.params
+    if params.batch == 0:
+        return "cpu.small needs a non-empty batch"
+    return _plan_cached(params, problem.dtype, min(problem.budget, MAX_WORKSPACE))
+
+
+_PLANS = {}
+
+
+def _plan_cached(params, dtype, limit):
+    key = (params, dtype, limit)
+    hit = _PLANS.get(key)
+    if hit is not None:
+        return hit
+    work = np.dtype("float32" if dtype == "float16" else dtype)
+    out_elems = params.batch * params.out_channels * math.prod(params.out_size)
+    best, why = None, None
+    if out_elems > MAX_OUT_ELEMENTS:
+        why = (f"cpu.small: output of {out_elems} elements exceeds its "
+               f"{MAX_OUT_ELEMENTS}-element index table limit")
+    else:
+        for grid in ("flat", "exact"):
+            t = _Tables(params, grid)
+            ws = t.workspace(work.itemsize) + t.table_bytes()
+            if t.flops > MAX_GEMM_FLOPS:
+                why = (f"cpu.small: GEMM of {t.flops:.3g} FLOPs (with padded slots) exceeds "
+                       f"{MAX_GEMM_FLOPS:.3g}")
+                continue
+            if t.nchunks > 1 and t.chunk < _MIN_CHUNK:
+                why = (f"cpu.small: a GEMM of {t.R}x{t.depth} weights per group runs on one "
+                       f"thread only for fewer than {_MIN_CHUNK} columns")
+                continue
+            if ws > limit:
+                why = f"cpu.small: workspace of {ws} bytes exceeds {limit}"
+                continue
+            est = t.seconds(work.itemsize, work.kind == "c")
+            if best is None or est < best[0]:
+                best = (est, ws, grid)
+    if best is None:
+        result = why
+    else:
+        est, ws, grid = best
+        result = SmallPlan(tables(params, grid), est, ws)
+    if len(_PLANS) >= 1024:
+        _PLANS.clear()
+    _PLANS[key] = result
+    return result
