@@ -86,12 +86,17 @@ _MIN_CHUNK = 32
 _TABLES_MAX = 64
 """Geometries whose tables are kept (least recently built dropped first)."""
 
-# Cost model, seconds (fitted in bench/NOTES.md "Small CPU path").
-_CALL_S = 9e-6          # Python and NumPy call overhead of one call
-_COPY_S = 0.35e-9       # per element copied in long runs (padding, flat im2col)
-_RUN_S = 6e-9           # per contiguous run of a strided copy
-_TAKE_S = 0.8e-9        # per output element gathered
-_GEMM_S = 0.012e-9      # per FLOP of a deep GEMM; shallow ones slower (below)
+# Cost model, seconds per unit (fitted in bench/NOTES.md, "Small CPU path")
+_CALL_S = 11.2e-6       # Python and NumPy call overhead of one call
+_GEMM_S = 0.0137e-9     # per GEMM FLOP (padded slots and junk columns included)
+_SHALLOW_S = 0.147e-9   # per GEMM FLOP / depth (shallow products run slower)
+_BLAS_S = 1.5e-6        # per BLAS call (groups times column chunks)
+_COPY_S = 0.29e-9       # per element of the im2col copy
+_RUN_S = 4.4e-9         # per contiguous run of the im2col copy
+_TAKE_S = 0.375e-9      # per output element gathered
+_WEIGHT_S = 3.6e-9      # per weight element packed
+
+_F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
 
 _SUPPORTED = ("float16", "float32", "float64", "complex64", "complex128")
 
@@ -172,20 +177,18 @@ class _Tables:
                     * math.prod(self.params.weight_shape[1:]) + self.params.out_channels)
 
     def seconds(self, itemsize, complex_):
-        """Predicted seconds of one call (the module's cost model)."""
+        """Predicted seconds of one call (the module's cost model): float64 and
+        complex128 move twice the bytes, complex GEMMs do 4 real multiply-adds."""
         ax = self.axes
-        k = self.depth
-        thin = min(self.R, self.N * self.cols)
-        per_flop = _GEMM_S * (1 + 24 / k) * (1 + 8 / thin)
-        wide = itemsize / 4 if not complex_ else itemsize / 8
-        gemm = self.flops * per_flop * wide * (4 if complex_ else 1)
+        wide = itemsize / (8 if complex_ else 4)
+        gemm = self.flops * (_GEMM_S + _SHALLOW_S / self.depth) * wide * (4 if complex_ else 1)
         rows = self.G * self.Cig * self.slots * self.N
         run = self.cols if self.grid == "flat" else ax[2].J
-        im2col = rows * self.cols * _COPY_S * wide + rows * self.cols / run * _RUN_S
-        pad = (self.N * self.G * self.Cig * ax[0].size * ax[1].size
-               * (ax[2].size * _COPY_S * wide + _RUN_S))
+        im2col = rows * self.cols * (_COPY_S * wide + _RUN_S / run)
         take = 0 if self.in_place else self.out_elems * _TAKE_S * wide
-        return _CALL_S + gemm + im2col + pad + take
+        weights = self.params.in_channels * math.prod(self.params.weight_shape[1:])
+        return (_CALL_S + gemm + self.G * self.nchunks * _BLAS_S + im2col + take
+                + weights * _WEIGHT_S)
 
     # ------------------------------------------------------------- index tables
     def build(self):
@@ -213,7 +216,8 @@ class _Tables:
             r = np.arange(self.S).reshape(-1, 1, 1)
             g = np.arange(G).reshape(1, -1, 1)
             c = np.arange(Cog).reshape(1, 1, -1)
-            self.bpos = ((g * self.R + r * Cog + c) * self.depth + self.depth - 1).ravel()
+            self.bpos = ((g * self.R + r * Cog + c) * self.depth + self.depth - 1).reshape(
+                self.S, -1)
         if self.in_place:
             self.oidx = None
             return self
@@ -273,8 +277,9 @@ class _Work:
             self.dst.append(slice(a0 - a.lo, a1 - a.lo))
             self.src.append(slice(a0, a1))
         self.empty = any(s.start == s.stop for s in self.src)
-        self.dst, self.src = (slice(None), slice(None), *self.dst), (slice(None), slice(None),
-                                                                     *self.src)
+        self.whole = all(s == slice(0, a.size) for s, a in zip(self.src, ax))
+        self.inner = self.xpad[(slice(None), slice(None), *self.dst)]
+        self.src = (slice(None), slice(None), *self.src)
         # zeros: the columns past N*cols (up to whole chunks) are never written
         self.xcol = np.zeros((G, t.depth, t.ncols), dtype)
         if t.params.has_bias:
@@ -291,11 +296,15 @@ class _Work:
         self.f = None if t.in_place else np.empty((G, t.R, t.ncols), dtype)
         self.ones = np.ones(t.out_elems, dtype)
         self.wall = np.zeros((G, t.R, t.depth), dtype)  # unreached slots stay zero
+        self.wflat = self.wall.reshape(-1)
+        self.fflat = None if t.in_place else self.f.reshape(-1)
         # the GEMMs, a chunk of columns each: (G, chunks) batches of
-        # (R, depth) @ (depth, chunk)
-        self.a = self.wall[:, None]
-        self.b = self._chunks(self.xcol, t)
-        self.c = None if t.in_place else self._chunks(self.f, t)
+        # (R, depth) @ (depth, chunk); ndarray.dot where there is one
+        self.single = G * t.nchunks == 1
+        self.a = self.wall[0] if self.single else self.wall[:, None]
+        self.b = self.xcol[0] if self.single else self._chunks(self.xcol, t)
+        self.c = (None if t.in_place else self.f[0] if self.single
+                  else self._chunks(self.f, t))
 
     @staticmethod
     def _chunks(m, t):
@@ -311,7 +320,7 @@ def _work(t, dtype):
     cache = getattr(_LOCAL, "work", None)
     if cache is None:
         cache = _LOCAL.work = {}
-    key = (t.params, t.grid, dtype)
+    key = (t, dtype)
     wk = cache.get(key)
     if wk is None:
         if len(cache) >= 8:
@@ -326,34 +335,46 @@ def run(t, x, w, b):
 
     ``x`` is the batched input, ``w`` the weight, ``b`` the bias or None, all of
     one supported dtype; returns a new C-contiguous array of
-    ``params.batched_output_shape`` with ``x.dtype``.
+    ``params.batched_output_shape`` with ``x.dtype``.  Array methods rather
+    than NumPy functions: their dispatch costs a third as much, which a call of
+    a few microseconds notices.
     """
-    params = t.params
-    dtype = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
-    wk = _work(t, dtype)
+    dtype = _F32 if x.dtype == _F16 else x.dtype
+    cache = _LOCAL.__dict__.get("work")
+    wk = None if cache is None else cache.get((t, dtype))
+    if wk is None:
+        wk = _work(t, dtype)
     with np.errstate(all="ignore"):  # inf/NaN propagate silently, as in PyTorch
-        np.put(wk.wall, t.wpos, w.reshape(-1))
+        wk.wflat[t.wpos] = w.ravel()
         if b is not None:
-            np.put(wk.wall, t.bpos, b)
-        if not wk.empty:
-            wk.xpad[wk.dst] = x[wk.src]
-        np.copyto(wk.cols, wk.window)
-        out = np.empty(params.batched_output_shape, dtype)
+            wk.wflat[t.bpos] = b
+        if wk.whole:
+            wk.inner[...] = x
+        elif not wk.empty:
+            wk.inner[...] = x[wk.src]
+        wk.cols[...] = wk.window
+        out = np.empty(t.params.batched_output_shape, dtype)
         flat = out.reshape(-1)
         if t.in_place:
-            np.matmul(wk.a, wk.b, out=out.reshape(t.G, 1, t.R, t.cols))
+            if wk.single:
+                wk.a.dot(wk.b, out=out.reshape(t.R, t.cols))
+            else:
+                np.matmul(wk.a, wk.b, out=out.reshape(t.G, 1, t.R, t.cols))
         else:
-            np.matmul(wk.a, wk.b, out=wk.c)
-            np.take(wk.f.reshape(-1), t.oidx, out=flat, mode="wrap")
-        if not cmath.isfinite(np.dot(flat, wk.ones)):
+            if wk.single:
+                wk.a.dot(wk.b, out=wk.c)
+            else:
+                np.matmul(wk.a, wk.b, out=wk.c)
+            wk.fflat.take(t.oidx, out=flat, mode="wrap")
+        if not cmath.isfinite(flat.dot(wk.ones)):
             # a NaN from a zero weight or padding times inf or NaN, or a
             # legitimate one: recompute exactly, multiplying only existing
             # inputs by taps
             from .cpu import _scatter
 
-            _scatter(params, x, w.astype(dtype, copy=False),
+            _scatter(t.params, x, w.astype(dtype, copy=False),
                      None if b is None else b.astype(dtype, copy=False), out)
-    return out if out.dtype == x.dtype else out.astype(x.dtype)
+    return out if dtype is x.dtype else out.astype(x.dtype, copy=False)
 
 
 # ---------------------------------------------------------------------- planner
@@ -387,22 +408,24 @@ def plan(problem):
         return f"cpu.small computes conv_transpose3d only, not {problem.op}"
     if problem.device.kind != "cpu":
         return f"cpu.small runs on the CPU, not on {problem.device.kind}"
-    if problem.dtype not in _SUPPORTED:
-        return f"cpu.small does not support dtype {problem.dtype}"
-    params = problem.params
-    if params.batch == 0:
-        return "cpu.small needs a non-empty batch"
-    return _plan_cached(params, problem.dtype, min(problem.budget, MAX_WORKSPACE))
+    return plan_for(problem.params, problem.dtype, problem.budget)
 
 
 _PLANS = {}
 
 
-def _plan_cached(params, dtype, limit):
+def plan_for(params, dtype, budget):
+    """:func:`plan` for a forward problem on the CPU (cached): ``dtype`` its name,
+    ``budget`` the workspace bytes allowed."""
+    limit = min(budget, MAX_WORKSPACE)
     key = (params, dtype, limit)
     hit = _PLANS.get(key)
     if hit is not None:
         return hit
+    if dtype not in _SUPPORTED:
+        return f"cpu.small does not support dtype {dtype}"
+    if params.batch == 0:
+        return "cpu.small needs a non-empty batch"
     work = np.dtype("float32" if dtype == "float16" else dtype)
     out_elems = params.batch * params.out_channels * math.prod(params.out_size)
     best, why = None, None
