@@ -32,7 +32,9 @@ PEAK_GBPS = 2980.0
 TIMING_DEFAULTS = {
     "cpu": (5, 1, 0.0, 30.0),
     "gpu": (20, 3, 1.0, 10.0),
-    "quick": (3, 1, 0.0, 5.0),
+    # quick: enough calls for a median of sub-millisecond calls (3 runs were
+    # dominated by whichever thread woke up late)
+    "quick": (30, 5, 0.05, 5.0),
     # small calls: a median of many, after enough warm-up calls that spinning
     # threads of the previous method have gone to sleep
     "small": (200, 20, 0.2, 5.0),
@@ -65,7 +67,8 @@ def _parser():
                    help="sweep input edge (default 32 on cpu, 64 on gpu)")
     p.add_argument("--dtype", choices=("float32", "float64", "float16"), default="float32")
     p.add_argument("--repeat", type=int, default=None,
-                   help="timed runs per method (default: cpu 5, gpu 20, quick 3, cpu sweep 3)")
+                   help="timed runs per method (default: cpu 5, gpu 20, quick 30, small 200, "
+                        "cpu sweep 3)")
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed calls first (default: cpu 1, gpu 3)")
     p.add_argument("--min-time", type=float, default=None,

@@ -87,14 +87,13 @@ _TABLES_MAX = 64
 """Geometries whose tables are kept (least recently built dropped first)."""
 
 # Cost model, seconds per unit (fitted in bench/NOTES.md, "Small CPU path")
-_CALL_S = 11.2e-6       # Python and NumPy call overhead of one call
-_GEMM_S = 0.0137e-9     # per GEMM FLOP (padded slots and junk columns included)
-_SHALLOW_S = 0.147e-9   # per GEMM FLOP / depth (shallow products run slower)
-_BLAS_S = 1.5e-6        # per BLAS call (groups times column chunks)
-_COPY_S = 0.29e-9       # per element of the im2col copy
-_RUN_S = 4.4e-9         # per contiguous run of the im2col copy
-_TAKE_S = 0.375e-9      # per output element gathered
-_WEIGHT_S = 3.6e-9      # per weight element packed
+_CALL_S = 6.5e-6        # Python and NumPy call overhead of one call
+_GEMM_S = 0.0175e-9     # per GEMM FLOP (padded slots and junk columns included)
+_SHALLOW_S = 0.141e-9   # per GEMM FLOP / depth (shallow products run slower)
+_THIN_S = 0.0995e-9     # per GEMM FLOP / thin side (thin products read more per FLOP)
+_BLAS_S = 1.3e-6        # per BLAS call (groups times column chunks)
+_RUN_S = 4.43e-9        # per contiguous run of the im2col copy
+_TAKE_S = 0.518e-9      # per output element gathered
 
 _F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
 
@@ -156,8 +155,8 @@ class _Tables:
         # and a threaded call right after PyTorch's (whose OpenMP threads spin)
         # took 30 ms on two cores; the columns are split into chunks under it
         ncols = N * self.cols
-        self.chunk = min(ncols, max(1, _BLAS_ONE_THREAD_MNK // (self.R * self.depth)))
-        self.nchunks = -(-ncols // self.chunk)
+        self.nchunks = -(-ncols // max(1, _BLAS_ONE_THREAD_MNK // (self.R * self.depth)))
+        self.chunk = -(-ncols // self.nchunks)
         self.ncols = self.nchunks * self.chunk  # junk columns up to whole chunks
         self.flops = 2 * G * self.R * self.depth * self.ncols
         self.in_place = (grid == "exact" and N == 1 and self.S == 1 and self.nchunks == 1)
@@ -179,16 +178,13 @@ class _Tables:
     def seconds(self, itemsize, complex_):
         """Predicted seconds of one call (the module's cost model): float64 and
         complex128 move twice the bytes, complex GEMMs do 4 real multiply-adds."""
-        ax = self.axes
         wide = itemsize / (8 if complex_ else 4)
-        gemm = self.flops * (_GEMM_S + _SHALLOW_S / self.depth) * wide * (4 if complex_ else 1)
-        rows = self.G * self.Cig * self.slots * self.N
-        run = self.cols if self.grid == "flat" else ax[2].J
-        im2col = rows * self.cols * (_COPY_S * wide + _RUN_S / run)
+        per_flop = _GEMM_S + _SHALLOW_S / self.depth + _THIN_S / min(self.R, self.chunk)
+        gemm = self.flops * per_flop * wide * (4 if complex_ else 1)
+        run = self.cols if self.grid == "flat" else self.axes[2].J
+        im2col = self.G * self.Cig * self.slots * self.N * self.cols / run * _RUN_S
         take = 0 if self.in_place else self.out_elems * _TAKE_S * wide
-        weights = self.params.in_channels * math.prod(self.params.weight_shape[1:])
-        return (_CALL_S + gemm + self.G * self.nchunks * _BLAS_S + im2col + take
-                + weights * _WEIGHT_S)
+        return _CALL_S + gemm + self.G * self.nchunks * _BLAS_S + im2col + take
 
     # ------------------------------------------------------------- index tables
     def build(self):
