@@ -241,12 +241,15 @@ def direct(params, x, w, b):
         return out if out.dtype == x.dtype else out.astype(x.dtype)
 
 
-_CALL_NS = 50e3
-"""Fixed cost of a call of the phase driver (workspace, chunks, Python), ns;
-measured 70-150 us on 1x1x4^3 to 1x6x8^3 layers on two busy cores."""
+_CALL_NS = 80e3
+"""Fixed cost of a call of the phase driver (workspace, chunks, Python, per-phase
+and per-tap NumPy calls) that ``cost()`` leaves out, ns: measured minus
+estimated time was 75-105 us on 1x1x4^3 k3, 1x2x8^3 k5 and 1x4x8^3 k5 g4
+(Toeplitz-W, 2 cores, 2026-12-02)."""
 
 _WORKERS_NS = 100e3
-"""Extra fixed cost of handing chunks to worker threads, ns (measured 60-500)."""
+"""Extra fixed cost of handing chunks to worker threads, ns (measured 60-500 on
+the same layers with the plane-major channel GEMM)."""
 
 _SMALL = {}
 
