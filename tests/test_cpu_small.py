@@ -23,7 +23,7 @@ from .helpers import assert_close, random_array
 from .reference import conv_transpose3d_ref
 from .strategies import configs, seeds
 
-GRIDS = ("flat", "exact")
+GRIDS = cpu_small.GRIDS
 
 
 @dataclass(frozen=True)

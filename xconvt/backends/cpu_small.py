@@ -28,16 +28,17 @@ with ``Wr[u]`` the tap of phase ``r`` at shift ``t_max - q*u``, or zero.  In
     F[g] (R, N*cols)  =  Wall[g] (R, Cig*T^3 [+1])  @  Xcol[g] (Cig*T^3 [+1], N*cols)
 
 ``cols`` is the ``J_d x G_h x G_w`` output grid per phase: the exact grid
-``J = ceil(O/s)`` per axis (im2col runs of ``J_w``), or the padded planes
-``G = L`` of the buffer ("flat": the im2col copies whole rows of
-``J_d*L_h*L_w`` and the GEMM computes a few junk columns).  A bias is a
+``J = ceil(O/s)`` per axis ("exact": im2col runs of ``J_w``), padded rows
+(``G_w = L_w``, "rows": runs of ``J_h*L_w``) or padded planes (``G = L``,
+"flat": runs of ``J_d*L_h*L_w``); the padded grids compute a few junk
+columns, which are never read.  A bias is a
 column of ``Wall`` times a row of ones in ``Xcol``.  The output is then one
 ``take`` of ``F`` by a cached index table, or, for unit stride, the exact grid
 and one batch element, the GEMM's own output.
 
 Waste.  Padded window slots (zero weights) and junk columns cost GEMM FLOPs:
 ``s^3*T^3 / K^3`` times the useful ones for ``K`` not a multiple of ``s``
-(2.4x for k3 s2), times ``G_h*G_w / (J_h*J_w)`` on the flat grid.  The
+(2.4x for k3 s2), times ``G_h*G_w / (J_h*J_w)`` on the padded grids.  The
 estimate counts them; the path only applies to small problems (a size limit
 on the GEMM, the index table and the workspace), where they cost less than
 the Python and call overhead of the per-phase paths.
@@ -95,6 +96,9 @@ _BLAS_S = 1.3e-6        # per BLAS call (groups times column chunks)
 _RUN_S = 4.43e-9        # per contiguous run of the im2col copy
 _TAKE_S = 0.518e-9      # per output element gathered
 
+GRIDS = ("flat", "rows", "exact")
+"""Column grids per phase: padded planes, padded rows, or the exact outputs."""
+
 _F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
 
 _SUPPORTED = ("float16", "float32", "float64", "complex64", "complex128")
@@ -145,11 +149,11 @@ class _Tables:
         self.slots = math.prod(a.T for a in ax)
         self.depth = Cig * self.slots + params.has_bias
         self.Lvol = ax[0].L * ax[1].L * ax[2].L
-        # the last channel's junk columns read past its padded volume
-        self.slack = ((ax[1].T - 1) * ax[1].q * ax[2].L + (ax[2].T - 1) * ax[2].q
-                      if grid == "flat" else 0)
+        # junk columns of the last channel read past its padded volume
+        self.slack = {"flat": (ax[1].T - 1) * ax[1].q * ax[2].L, "rows": 0, "exact": 0}[grid]
+        self.slack += (ax[2].T - 1) * ax[2].q if grid != "exact" else 0
         self.gh = ax[1].L if grid == "flat" else ax[1].J
-        self.gw = ax[2].L if grid == "flat" else ax[2].J
+        self.gw = ax[2].J if grid == "exact" else ax[2].L
         self.cols = ax[0].J * self.gh * self.gw
         # GEMMs of one thread: OpenBLAS threads those above _BLAS_ONE_THREAD_MNK,
         # and a threaded call right after PyTorch's (whose OpenMP threads spin)
@@ -181,7 +185,7 @@ class _Tables:
         wide = itemsize / (8 if complex_ else 4)
         per_flop = _GEMM_S + _SHALLOW_S / self.depth + _THIN_S / min(self.R, self.chunk)
         gemm = self.flops * per_flop * wide * (4 if complex_ else 1)
-        run = self.cols if self.grid == "flat" else self.axes[2].J
+        run = {"flat": self.cols, "rows": self.gh * self.gw, "exact": self.gw}[self.grid]
         im2col = self.G * self.Cig * self.slots * self.N * self.cols / run * _RUN_S
         take = 0 if self.in_place else self.out_elems * _TAKE_S * wide
         return _CALL_S + gemm + self.G * self.nchunks * _BLAS_S + im2col + take
@@ -429,7 +433,7 @@ def plan_for(params, dtype, budget):
         why = (f"cpu.small: output of {out_elems} elements exceeds its "
                f"{MAX_OUT_ELEMENTS}-element index table limit")
     else:
-        for grid in ("flat", "exact"):
+        for grid in GRIDS:
             t = _Tables(params, grid)
             ws = t.workspace(work.itemsize) + t.table_bytes()
             if t.flops > MAX_GEMM_FLOPS:
