@@ -293,6 +293,12 @@ class _Work:
             strides=(Cig * plane * e, plane * e, ax[0].q * Lh * Lw * e, ax[1].q * Lw * e,
                      ax[2].q * e, G * Cig * plane * e, Lh * Lw * e, Lw * e, e))
         self.cols = self.xcol[:, :Cig * t.slots, :N * t.cols].reshape(self.window.shape)
+        # without their unit axes (fewer dimensions, a cheaper copy to set up)
+        keep = tuple(i for i, n in enumerate(self.window.shape) if n != 1)
+        self.window = as_strided(self.window, writeable=False,
+                                 shape=[self.window.shape[i] for i in keep],
+                                 strides=[self.window.strides[i] for i in keep])
+        self.cols = self.cols.reshape([self.cols.shape[i] for i in keep])
         self.f = None if t.in_place else np.empty((G, t.R, t.ncols), dtype)
         self.ones = np.ones(t.out_elems, dtype)
         self.wall = np.zeros((G, t.R, t.depth), dtype)  # unreached slots stay zero
