@@ -275,3 +275,20 @@ def test_estimate_grows_with_work():
     e = [cpu_small.plan(Problem("conv_transpose3d", p, d)).estimate
          for p, d in ((small, "float32"), (larger, "float32"), (larger, "complex128"))]
     assert e[0] < e[1] < e[2]
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("kw", [dict(stride=2, dilation=2, padding=1, output_padding=1),
+                                dict(stride=(3, 1, 4), padding=(0, 1, 1),
+                                     output_padding=(2, 0, 3))],
+                         ids=["dilation-shares-stride", "stride-above-kernel"])
+def test_phases_without_taps_get_the_bias(grid, kw):
+    """Outputs that no tap reaches hold the bias alone (one shared block of GEMM rows)."""
+    rng = np.random.default_rng(8)
+    x = random_array(rng, (2, 4, 3, 4, 5), "float64")
+    w = random_array(rng, (4, 3, 2, 3, 2), "float64")
+    b = random_array(rng, (6,), "float64")
+    t = cpu_small.tables(_params(x, w, b, groups=2, **kw), grid)
+    assert t.extra == 1 and t.R == (t.S + 1) * t.Cog
+    out = cpu_small.run(t, x, w, b)
+    assert_close(out, conv_transpose3d_ref(x, w, b, groups=2, **kw), "float64")

@@ -36,6 +36,10 @@ column of ``Wall`` times a row of ones in ``Xcol``.  The output is then one
 ``take`` of ``F`` by a cached index table, or, for unit stride, the exact grid
 and one batch element, the GEMM's own output.
 
+Phases without taps (a dilation sharing a factor with the stride, a stride
+beyond the kernel's reach) get no rows of their own: their outputs read one
+extra block of rows that holds the bias (or zero).
+
 Waste.  Padded window slots (zero weights) and junk columns cost GEMM FLOPs:
 ``s^3*T^3 / K^3`` times the useful ones for ``K`` not a multiple of ``s``
 (2.4x for k3 s2), times ``G_h*G_w / (J_h*J_w)`` on the padded grids.  The
@@ -119,6 +123,12 @@ class _Axis:
     L: int
     r: tuple       # phase of each tap
     u: tuple       # window slot of each tap
+    act: tuple     # per phase, its index among the phases with taps, or -1
+
+    @property
+    def na(self):
+        """Phases with at least one tap."""
+        return sum(a >= 0 for a in self.act)
 
 
 def _axis(I, K, s, p, d, O):
@@ -128,8 +138,11 @@ def _axis(I, K, s, p, d, O):
     q = reduce(math.gcd, (tmax - x for x in t), 0) or 1
     T = (tmax - tmin) // q + 1
     J = -(-O // s)
-    return _Axis(I, O, s, J, T, q, -tmax, J + q * (T - 1),
-                 tuple(x % s for x in v), tuple((tmax - x) // q for x in t))
+    r = tuple(x % s for x in v)
+    used = sorted(set(r))
+    act = tuple(used.index(x) if x in used else -1 for x in range(s))
+    return _Axis(I, O, s, J, T, q, -tmax, J + q * (T - 1), r,
+                 tuple((tmax - x) // q for x in t), act)
 
 
 class _Tables:
@@ -144,8 +157,12 @@ class _Tables:
             _axis(params.in_size[a], params.kernel[a], params.stride[a],
                   params.padding[a], params.dilation[a], params.out_size[a])
             for a in range(3))
-        self.S = math.prod(a.s for a in ax)
-        self.R = self.S * Cog
+        # GEMM rows: the phases with taps on every axis; the others (dilation
+        # sharing a factor with the stride, a stride above the kernel's reach)
+        # receive the bias only, which one extra block of rows holds
+        self.S = math.prod(a.na for a in ax)
+        self.extra = int(any(a.na < a.s for a in ax))
+        self.R = (self.S + self.extra) * Cog
         self.slots = math.prod(a.T for a in ax)
         self.depth = Cig * self.slots + params.has_bias
         self.Lvol = ax[0].L * ax[1].L * ax[2].L
@@ -163,7 +180,8 @@ class _Tables:
         self.chunk = -(-ncols // self.nchunks)
         self.ncols = self.nchunks * self.chunk  # junk columns up to whole chunks
         self.flops = 2 * G * self.R * self.depth * self.ncols
-        self.in_place = (grid == "exact" and N == 1 and self.S == 1 and self.nchunks == 1)
+        self.in_place = (grid == "exact" and N == 1 and all(a.s == 1 for a in ax)
+                         and self.nchunks == 1)
         self.out_elems = N * params.out_channels * math.prod(params.out_size)
 
     def workspace(self, itemsize):
@@ -199,8 +217,8 @@ class _Tables:
         # Wall[g, (rd, rh, rw, c), (ci, ud, uh, uw)] = w[g*Cig + ci, c, k]: the
         # position in Wall of every weight, in the weight's order; window slots
         # no tap reaches stay zero
-        ph = (ax[0].s, ax[1].s, ax[2].s)
-        rd, rh, rw = (np.array(a.r).reshape(sh) for a, sh in zip(
+        ph = (ax[0].na, ax[1].na, ax[2].na)
+        rd, rh, rw = (np.array(a.act)[list(a.r)].reshape(sh) for a, sh in zip(
             ax, ((-1, 1, 1), (1, -1, 1), (1, 1, -1))))
         ud, uh, uw = (np.array(a.u).reshape(sh) for a, sh in zip(
             ax, ((-1, 1, 1), (1, -1, 1), (1, 1, -1))))
@@ -213,24 +231,26 @@ class _Tables:
                      .astype(np.intp).ravel())
         if params.has_bias:
             # the bias column, ordered (phase, g, c) so that b repeats along it
-            r = np.arange(self.S).reshape(-1, 1, 1)
+            r = np.arange(self.S + self.extra).reshape(-1, 1, 1)
             g = np.arange(G).reshape(1, -1, 1)
             c = np.arange(Cog).reshape(1, 1, -1)
             self.bpos = ((g * self.R + r * Cog + c) * self.depth + self.depth - 1).reshape(
-                self.S, -1)
+                self.S + self.extra, -1)
         if self.in_place:
             self.oidx = None
             return self
         # out[n, g, c, o_d, o_h, o_w] = F[g, (r_d, r_h, r_w, c), n, (j_d, j_h, j_w)]
-        # with o = s*j + r per axis
+        # with o = s*j + r per axis (r the phase's index among those with taps;
+        # outputs of a phase without taps read the bias rows)
         def split(a, grid):
             o = np.arange(a.out)
-            return o % a.s, (o // a.s) * grid
+            return np.array(a.act)[o % a.s], (o // a.s) * grid
         rd, jd = split(ax[0], self.gh * self.gw)
         rh, jh = split(ax[1], self.gw)
         rw, jw = split(ax[2], 1)
-        row = (((rd[:, None, None] * ax[1].s + rh[:, None]) * ax[2].s + rw)
-               .astype(np.intp))  # phase, (O_d, O_h, O_w)
+        row = (rd[:, None, None] * ph[1] + rh[:, None]) * ph[2] + rw
+        row[(rd[:, None, None] < 0) | (rh[:, None] < 0) | (rw < 0)] = self.S
+        row = row.astype(np.intp)  # (O_d, O_h, O_w)
         col = jd[:, None, None] + jh[:, None] + jw
         n = np.arange(self.N).reshape(-1, 1, 1, 1, 1, 1)
         gg = np.arange(G).reshape(1, -1, 1, 1, 1, 1)
