@@ -292,3 +292,18 @@ def test_phases_without_taps_get_the_bias(grid, kw):
     assert t.extra == 1 and t.R == (t.S + 1) * t.Cog
     out = cpu_small.run(t, x, w, b)
     assert_close(out, conv_transpose3d_ref(x, w, b, groups=2, **kw), "float64")
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_strided_and_float16_operands(grid):
+    """Operands of any strides (views), float16 weight and bias cast on the way in."""
+    rng = np.random.default_rng(9)
+    xb = random_array(rng, (2, 6, 9, 5, 8), "float16")
+    wb = random_array(rng, (6, 4, 3, 2, 3), "float16")
+    x = xb[:, ::2, ::-2].transpose(0, 1, 2, 4, 3)     # (2, 3, 5, 8, 5), negative strides
+    w = wb[::2, :, :, :, ::-1].transpose(0, 1, 2, 4, 3)  # (3, 4, 3, 3, 2)
+    b = random_array(rng, (8,), "float16")[::2]
+    kw = dict(stride=(1, 2, 2), padding=(1, 0, 1), output_padding=(0, 1, 0))
+    out = _forced(grid, x, w, b, **kw)
+    assert out.dtype == np.float16
+    assert_close(out, conv_transpose3d_ref(x, w, b, **kw), "float16")
