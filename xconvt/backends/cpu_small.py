@@ -412,6 +412,8 @@ class SmallPlan:
     def __init__(self, t, estimate, workspace):
         self.name = "cpu.small"
         self.tables, self.estimate, self.workspace = t, estimate, workspace
+        self.detail = (f"{t.grid} grid, GEMM {t.R}x{t.depth} by {t.N * t.cols} columns "
+                       f"per group in {t.nchunks} call(s), {t.flops / 1e6:.3g} MFLOP")
 
     def __call__(self, x, w, b=None):
         return run(self.tables, x, w, b)
