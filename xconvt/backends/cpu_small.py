@@ -2,9 +2,10 @@
 
 For small problems the per-phase formulations of :mod:`xconvt.backends.cpu`
 spend their time in Python and in per-phase NumPy calls, not in arithmetic.
-This path does the whole call in five array operations whose index tables
-are built once per geometry:
+This path does the whole call in a handful of array operations whose index
+tables are built once per geometry:
 
+0. scatter the weights (and bias) into the GEMM's weight matrix;
 1. copy the input into a zero-padded buffer (its borders stay zero);
 2. one strided copy, the im2col shared by every stride phase;
 3. one GEMM (batched over groups) for every phase, tap and batch element;
@@ -22,7 +23,8 @@ gcd of their differences), so every phase reads the same window::
     out[s*j + r] = sum_u  xpad[j + q*u] * Wr[u]        (xpad[0] = x[-t_max])
 
 with ``Wr[u]`` the tap of phase ``r`` at shift ``t_max - q*u``, or zero.  In
-3-D, with ``R = s_d*s_h*s_w*Cout/groups`` rows (phase, channel) and
+3-D, with ``R = S*Cout/groups`` rows (phase, channel; ``S`` the phases
+with taps, at most ``s_d*s_h*s_w``, see below) and
 ``Cin/groups * T_d*T_h*T_w`` columns (channel, window slot), per group::
 
     F[g] (R, N*cols)  =  Wall[g] (R, Cig*T^3 [+1])  @  Xcol[g] (Cig*T^3 [+1], N*cols)
@@ -50,8 +52,9 @@ the Python and call overhead of the per-phase paths.
 Non-finite values.  Zero weights multiply window slots and zero padding
 multiplies taps, so an inf or NaN in the input or weight could make a NaN
 that PyTorch, which only multiplies existing inputs by taps, does not.  Such
-a NaN can only reach the output, whose every entry is checked with one sum
-(a finite result is exact: the extra products are then all zero); otherwise
+a NaN can only reach the output, whose every entry is checked by one dot
+product with ones (a finite result is exact: the extra products are then all
+zero); otherwise
 the call is computed again by the exact per-tap scatter of
 :mod:`xconvt.backends.cpu`.  float16 is computed in float32 and rounded once.
 
@@ -71,7 +74,7 @@ from functools import reduce
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["SmallPlan", "plan", "tables"]
+__all__ = ["GRIDS", "SmallPlan", "plan", "plan_for", "run", "tables"]
 
 MAX_GEMM_FLOPS = 16e6
 """Largest GEMM (counting padded slots and junk columns) this path takes."""
@@ -89,7 +92,7 @@ _MIN_CHUNK = 32
 """Fewest GEMM columns per BLAS call (problems needing fewer are not small)."""
 
 _TABLES_MAX = 64
-"""Geometries whose tables are kept (least recently built dropped first)."""
+"""Geometries whose tables are kept (the oldest dropped first)."""
 
 # Cost model, seconds per unit (fitted in bench/NOTES.md, "Small CPU path")
 _CALL_S = 6.5e-6        # Python and NumPy call overhead of one call
