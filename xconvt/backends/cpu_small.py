@@ -432,8 +432,10 @@ def plan(problem):
     Applies to a forward transposed convolution on the CPU whose GEMM (with
     its padded slots and junk columns), output index table and workspace are
     within :data:`MAX_GEMM_FLOPS`, :data:`MAX_OUT_ELEMENTS` and
-    ``min(problem.budget, MAX_WORKSPACE)``; of the two column grids it takes
-    the one with the lower estimate.
+    ``min(problem.budget, MAX_WORKSPACE)``, and whose GEMM splits into column
+    chunks of at least ``_MIN_CHUNK`` under OpenBLAS's threading threshold;
+    of the column grids (:data:`GRIDS`) it takes the one with the lowest
+    estimate.
     """
     if problem.op != "conv_transpose3d":
         return f"cpu.small computes conv_transpose3d only, not {problem.op}"
