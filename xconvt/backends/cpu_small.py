@@ -216,7 +216,6 @@ class _Tables:
         """The weight-packing and output index tables (once per geometry)."""
         params, ax = self.params, self.axes
         G, Cig, Cog = self.G, self.Cig, self.Cog
-        kd, kh, kw = params.kernel
         # Wall[g, (rd, rh, rw, c), (ci, ud, uh, uw)] = w[g*Cig + ci, c, k]: the
         # position in Wall of every weight, in the weight's order; window slots
         # no tap reaches stay zero
