@@ -40,6 +40,7 @@ _FFT = "xconvt.backends.fft."
 
 _REGISTRY = {
     "numpy": (
+        Planner("cpu.small", "direct", _CPU + "small"),
         Planner("cpu.upsample", "direct", _CPU + "upsample"),
         Planner("cpu.channel_gemm", "direct", _CPU + "channel_gemm"),
         Planner("cpu.toeplitz_w", "direct", _CPU + "toeplitz"),
