@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
+from array_api_compat import array_namespace, is_cupy_array, is_dask_array, is_numpy_array
 
 from . import _cost, backends
 from ._params import ConvParams, dtype_name
@@ -179,6 +179,13 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     >>> xconvt.conv_transpose3d(x, w, stride=2).shape
     (1, 4, 6, 6, 6)
     """
+    if is_dask_array(input):  # a lazy result, block by block (xconvt/dask.py)
+        from . import dask
+
+        return dask.conv_transpose3d(
+            input, weight, bias, stride, padding, output_padding, groups, dilation,
+            output_size=output_size, algorithm=algorithm,
+        )
     kind = _check_arrays(input, weight, bias)
     _check_algorithm(kind, algorithm)
     params = _params(
