@@ -44,10 +44,10 @@ def _parser():
                     "(torch.nn.functional.conv_transpose3d) on the same inputs.",
     )
     p.add_argument("suite", nargs="?", default="quick",
-                   choices=("quick", "cpu", "gpu", "sweep"),
+                   choices=("quick", "cpu", "gpu", "sweep", "dask"),
                    help="quick: tiny self-checking CPU cases (default); cpu: issue 2's "
                         "suite (NumPy); gpu: issue 3's suite (CuPy); sweep: time vs kernel "
-                        "size k")
+                        "size k; dask: throughput on Dask (see python -m bench dask --help)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="device of the sweep (default cpu)")
     p.add_argument("--algorithms", default=None,
@@ -168,6 +168,10 @@ def _apply_defaults(args, device_name):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dask"]:  # its own options: python -m bench dask --help
+        from .dask_bench import main as dask_main
+
+        return dask_main(argv[1:])
     args = _parser().parse_args(argv)
     device_name = {"gpu": "gpu", "sweep": args.device}.get(args.suite, "cpu")
     try:
