@@ -30,6 +30,7 @@ Dask is imported lazily: ``import xconvt`` never needs it.
 from __future__ import annotations
 
 import inspect
+import uuid
 
 __all__ = ["conv_transpose3d", "plan_chunks"]
 
@@ -185,7 +186,9 @@ def _operand(a, name, kind):
         arg = a.rechunk(a.shape).to_delayed().ravel()[0]
     else:
         other = _kind_of(name, a)
-        token = dask.base.tokenize(a) if other == "numpy" else dask.base.tokenize(id(a))
+        # NumPy data is hashed (equal weights share a key); Dask has no
+        # tokenizer for CuPy arrays, so a device array gets a fresh key.
+        token = dask.base.tokenize(a) if other == "numpy" else uuid.uuid4().hex
         arg = dask.delayed(a, name=f"xconvt-{name}-{token}", pure=True)
     if other != kind:
         msg = f"input has {kind} chunks but {name} is a {other} array; use one library"
