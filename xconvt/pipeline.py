@@ -237,8 +237,9 @@ def main(argv=None):
             from dask_cuda import LocalCUDACluster
             from distributed import Client
 
-            cluster = stack.enter_context(LocalCUDACluster(
-                device_memory_limit=args.device_memory_limit))
+            limit = {} if args.device_memory_limit is None else dict(
+                device_memory_limit=args.device_memory_limit)
+            cluster = stack.enter_context(LocalCUDACluster(dashboard_address=None, **limit))
             client = stack.enter_context(Client(cluster))
             x = x.map_blocks(cupy.asarray, meta=cupy.empty((0,) * 5, dtype))
             w = cupy.asarray(w)
@@ -248,7 +249,8 @@ def main(argv=None):
             from distributed import Client, LocalCluster
 
             cluster = stack.enter_context(LocalCluster(
-                n_workers=args.workers, threads_per_worker=1, processes=True))
+                n_workers=args.workers, threads_per_worker=1, processes=True,
+                dashboard_address=None))
             client = stack.enter_context(Client(cluster))
             where = f"distributed.LocalCluster ({args.workers} processes x 1 thread)"
         else:
