@@ -184,7 +184,7 @@ def run_cpu(name, args):
                              scheduler="threads"), args.repeat))
     for n in args.workers:
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
             if args.pin:
                 _pin_workers(client)
             x = xl.persist()
@@ -239,7 +239,7 @@ def run_gpu(name, args):
                    "name"].decode())
     visible = ",".join(str(i) for i in range(args.gpus))
     with LocalCUDACluster(CUDA_VISIBLE_DEVICES=visible,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
         x = _volume(shape, chunk, dtype, "cupy").persist()
         wait(x)
         x_full = x.compute()  # the same volume, on this process's GPU 0

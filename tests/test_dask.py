@@ -111,8 +111,10 @@ def test_matches_single_array_threaded(problem, seed):
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
+    # dashboard_address=":0": a free port (None still binds the scheduler's HTTP
+    # server to 8787, and warns when another cluster holds it).
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as c:
             yield c
 

@@ -43,7 +43,7 @@ def cuda_client():
     from dask_cuda import LocalCUDACluster
     from distributed import Client
 
-    with LocalCUDACluster(dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCUDACluster(dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 
 
@@ -127,7 +127,7 @@ def test_spills_past_device_memory_limit():
     b = rng.standard_normal(2).astype(np.float32)
     kw = dict(stride=2, padding=1, output_padding=1)
     with LocalCUDACluster(n_workers=1, device_memory_limit=limit,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
         xd = _device_chunks(cupy, x, (1, 1, 64, 64, 64))
         y = xconvt.conv_transpose3d(xd, cupy.asarray(w), cupy.asarray(b), **kw)
         assert y.nbytes == 1 << 30 and y.nbytes >= 4 * limit

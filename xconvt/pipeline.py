@@ -239,7 +239,7 @@ def main(argv=None):
 
             limit = {} if args.device_memory_limit is None else dict(
                 device_memory_limit=args.device_memory_limit)
-            cluster = stack.enter_context(LocalCUDACluster(dashboard_address=None, **limit))
+            cluster = stack.enter_context(LocalCUDACluster(dashboard_address=":0", **limit))
             client = stack.enter_context(Client(cluster))
             x = x.map_blocks(cupy.asarray, meta=cupy.empty((0,) * 5, dtype))
             w = cupy.asarray(w)
@@ -250,7 +250,7 @@ def main(argv=None):
 
             cluster = stack.enter_context(LocalCluster(
                 n_workers=args.workers, threads_per_worker=1, processes=True,
-                dashboard_address=None))
+                dashboard_address=":0"))
             client = stack.enter_context(Client(cluster))
             where = f"distributed.LocalCluster ({args.workers} processes x 1 thread)"
         else:
