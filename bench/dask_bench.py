@@ -114,14 +114,14 @@ def _time_wall(fn, repeat, warmup=1):
     return times
 
 
-def _sample_check(y, single, n=3, seed=0):
+def _sample_check(y, single, n=3, seed=0, **compute):
     """Max relative error of ``n`` sampled blocks of ``y`` against ``single``."""
     rng = np.random.default_rng(seed)
     worst = 0.0
     for _ in range(n):
         idx = tuple(int(rng.integers(len(c))) for c in y.chunks)
         sl = tuple(slice(sum(c[:i]), sum(c[:i]) + c[i]) for c, i in zip(y.chunks, idx))
-        got = y.blocks[idx].compute()
+        got = y.blocks[idx].compute(**compute)
         want = single[sl]
         scale = float(abs(want).max()) or 1.0
         worst = max(worst, float(abs(got - want).max()) / scale)
@@ -163,6 +163,7 @@ def run_cpu(name, args):
     dtype = np.dtype(args.dtype)
     w = _weight(wshape, dtype)
     xl = _volume(shape, chunk, dtype, "numpy")
+    _wait_for_load(args.max_load)
     x_full = xl.compute(scheduler="threads")
     out_shape = xconvt.output_shape(shape, wshape, **kw)
     out_bytes = math.prod(out_shape) * dtype.itemsize
@@ -182,21 +183,33 @@ def run_cpu(name, args):
     rec["threads"] = _stats(_time_wall(
         lambda: dask.compute(y_threads.map_blocks(_corner, chunks=(1,) * 5),
                              scheduler="threads"), args.repeat))
-    for n in args.workers:
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
+    # One cluster per worker count, all started first; their runs alternate
+    # (1, 2, 1, 2, ...) so that both see the same load on a shared machine.
+    with contextlib.ExitStack() as stack:
+        runs = {}
+        for n in args.workers:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"))
+            client = stack.enter_context(Client(cluster, set_as_default=False))
             if args.pin:
                 _pin_workers(client)
-            x = xl.persist()
-            wait(x)
+            x = client.persist(xl)
+            with client.as_current():
+                wait(x)
             y = xdask.conv_transpose3d(x, w, algorithm=args.algorithm, **kw)
             corners = y.map_blocks(_corner, chunks=(1,) * 5)
-            load = _wait_for_load(args.max_load)
-            rec[f"workers{n}"] = _stats(_time_wall(
-                lambda corners=corners: client.compute(corners).result(), args.repeat))
-            rec[f"workers{n}"]["loadavg_before"] = load
-            rec[f"workers{n}"]["loadavg_after"] = os.getloadavg()
-            rec[f"workers{n}_check"] = _sample_check(y, single_out)
+            client.compute(corners).result()  # warm-up
+            runs[n] = (client, corners, [])
+            rec[f"workers{n}_check"] = _sample_check(y, single_out, scheduler=client)
+        load = _wait_for_load(args.max_load)
+        for _ in range(args.repeat):
+            for n, (client, corners, times) in runs.items():
+                t0 = time.perf_counter()
+                client.compute(corners).result()
+                times.append(time.perf_counter() - t0)
+        for n, (_, _, times) in runs.items():
+            rec[f"workers{n}"] = _stats(times)
+        rec["loadavg_before"], rec["loadavg_after"] = load, os.getloadavg()
     _derive(rec, args.workers)
     return rec
 
@@ -212,9 +225,10 @@ def _derive(rec, workers):
             if n > 1:
                 tn = rec[f"workers{n}"]["median"]
                 rec[f"efficiency{n}"] = t1 / (n * tn)
-                # Spread: the efficiency from every pair of runs (min/max).
-                pairs = [a / (n * b) for a in rec["workers1"]["all"]
-                         for b in rec[f"workers{n}"]["all"]]
+                # Spread: the efficiency of each pair of consecutive runs.
+                pairs = [a / (n * b) for a, b in zip(rec["workers1"]["all"],
+                                                     rec[f"workers{n}"]["all"])]
+                rec[f"efficiency{n}_pairs"] = pairs
                 rec[f"efficiency{n}_range"] = (min(pairs), max(pairs))
 
 
@@ -286,17 +300,19 @@ def _table(records, args):
             lines.append(f"  dask threaded scheduler:                   "
                          f"{_fmt_stats(r['threads'])}")
             for n in args.workers:
-                s = r[f"workers{n}"]
                 lines.append(f"  LocalCluster {n} worker(s) x 1 thread:       "
-                             f"{_fmt_stats(s)}  (sampled blocks max rel err "
-                             f"{r[f'workers{n}_check']:.1e}; load "
-                             f"{s['loadavg_before'][0]:.2f} -> {s['loadavg_after'][0]:.2f})")
+                             f"{_fmt_stats(r[f'workers{n}'])}  (sampled blocks max rel "
+                             f"err {r[f'workers{n}_check']:.1e})")
+            lines.append(f"  1-minute load average {r['loadavg_before'][0]:.2f} before, "
+                         f"{r['loadavg_after'][0]:.2f} after the worker runs")
             for n in args.workers:
                 if n > 1 and f"efficiency{n}" in r:
                     lo, hi = r[f"efficiency{n}_range"]
+                    pairs = r[f"efficiency{n}_pairs"]
                     lines.append(f"  parallel efficiency {n} workers: "
-                                 f"{100 * r[f'efficiency{n}']:.0f}% of medians "
-                                 f"(pairs of runs {100 * lo:.0f}-{100 * hi:.0f}%)")
+                                 f"{100 * r[f'efficiency{n}']:.0f}% of medians; median of "
+                                 f"paired runs {100 * statistics.median(pairs):.0f}% "
+                                 f"(range {100 * lo:.0f}-{100 * hi:.0f}%)")
         else:
             key = f"gpus{args.gpus}"
             lines.append(f"  single-array call ({r['gpu']}): {_fmt_stats(r['single'])}")
