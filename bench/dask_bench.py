@@ -154,9 +154,10 @@ def _wait_for_load(limit, patience=600.0):
 # ----------------------------------------------------------------------------- CPU
 def run_cpu(name, args):
     import dask
+    from distributed import Client, LocalCluster, wait
+
     import xconvt
     import xconvt.dask as xdask
-    from distributed import Client, LocalCluster, wait
 
     shape, wshape, kw, chunk = CPU_CASES[name]
     chunk = args.chunk or chunk
@@ -235,10 +236,11 @@ def _derive(rec, workers):
 # ----------------------------------------------------------------------------- GPU
 def run_gpu(name, args):
     import cupy
-    import xconvt
-    import xconvt.dask as xdask
     from dask_cuda import LocalCUDACluster
     from distributed import Client, wait
+
+    import xconvt
+    import xconvt.dask as xdask
 
     shape, wshape, kw, chunk = GPU_CASES[name]
     chunk = args.chunk or chunk

@@ -140,7 +140,7 @@ def test_spills_past_device_memory_limit():
             spilled = getattr(getattr(data, "device_buffer", None), "slow", {})
             return len(device), sum(v.nbytes for v in device.values()), len(spilled)
 
-        (n_dev, dev_bytes, n_spilled), = client.run(where).values()
+        (_, dev_bytes, n_spilled), = client.run(where).values()
         assert n_spilled > 0, "nothing was spilled to host memory"
         assert dev_bytes <= limit
         rng = np.random.default_rng(2)

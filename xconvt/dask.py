@@ -30,6 +30,7 @@ Dask is imported lazily: ``import xconvt`` never needs it.
 from __future__ import annotations
 
 import inspect
+import math
 import uuid
 
 __all__ = ["conv_transpose3d", "plan_chunks"]
@@ -180,7 +181,7 @@ def _operand(a, name, kind):
         return None, None
     if is_dask_array(a):
         other = _chunk_kind(a, name)
-        if any(n != n for n in a.shape):
+        if any(math.isnan(n) for n in a.shape):
             msg = f"{name} has unknown (NaN) chunk sizes; call {name}.compute_chunk_sizes()"
             raise ValueError(msg)
         arg = a.rechunk(a.shape).to_delayed().ravel()[0]
@@ -269,7 +270,7 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     weight, w_arg = _operand(weight, "weight", kind)
     bias, b_arg = _operand(bias, "bias", kind)
     _check_algorithm(kind, algorithm)
-    if any(n != n for n in input.shape):
+    if any(math.isnan(n) for n in input.shape):
         msg = "input has unknown (NaN) chunk sizes; call input.compute_chunk_sizes() first"
         raise ValueError(msg)
     params = _params(
