@@ -49,13 +49,15 @@ def _parser():
                     "(torch.nn.functional.conv_transpose3d) on the same inputs.",
     )
     p.add_argument("suite", nargs="?", default="quick",
-                   choices=("quick", "cpu", "small", "gpu", "sweep", "overhead", "grad"),
+                   choices=("quick", "cpu", "small", "gpu", "sweep", "overhead", "grad",
+                            "dask"),
                    help="quick: tiny self-checking CPU cases (default); cpu: issue 2's "
                         "suite (NumPy); small: issue 15's small layers (NumPy, per-call "
                         "medians); gpu: issue 3's suite (CuPy; --precisions for every "
                         "precision); sweep: time vs kernel size k; overhead: host time per "
                         "call of each array library's path; grad: forward, input and "
-                        "weight gradients")
+                        "weight gradients; dask: throughput on Dask (python -m bench dask "
+                        "--help)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="device of the sweep and of overhead (default cpu)")
     p.add_argument("--algorithms", default=None,
@@ -186,6 +188,10 @@ def main(argv=None):
         from .grad import main as grad_main
 
         return grad_main(argv[1:])
+    if argv[:1] == ["dask"]:  # its own options: python -m bench dask --help
+        from .dask_bench import main as dask_main
+
+        return dask_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.suite == "overhead":
         from .overhead import main as overhead
