@@ -119,7 +119,7 @@ NATIVE = {np.ndarray: "numpy"}
 NOT_YET = {}
 """Dtypes refused at the boundary with the reason; remove an entry to accept it."""
 
-TORCH_OUTPUT = "dlpack"
+TORCH_OUTPUT = "cai"
 """How a CuPy result becomes a CUDA tensor: ``"dlpack"`` (``torch.from_dlpack``) or
 ``"cai"`` (``torch.as_tensor`` over ``__cuda_array_interface__``); both are zero-copy
 and stream-safe here (CuPy's current stream is PyTorch's), ``bench overhead`` times
