@@ -18,6 +18,7 @@ __all__ = [
     "CPU_SUITE",
     "GPU_SUITE",
     "QUICK_SUITE",
+    "SMALL_SUITE",
     "SWEEP_KS",
     "SWEEP_VOLUME",
     "Case",
@@ -166,6 +167,28 @@ QUICK_SUITE = (
     Case("grouped_dilated", 1, 4, 6, 6, 3, 2, 1, 1, 2, 2, bias=True),
     Case("depthwise_k5", 1, 4, 4, 8, 5, 1, 2, 0, 4),
     Case("large_k9", 1, 2, 2, 12, 9, 1, 4, 0, 1),
+    Case("anisotropic", 1, 3, 2, (5, 7, 4), (2, 3, 4), (3, 1, 2), (1, 0, 2), (2, 0, 1), 1,
+         (1, 2, 1)),
+)
+
+# Issue 15: small layers (at most 1 MFLOP, nominal, except issue_c16), timed per
+# call against PyTorch CPU on 2 threads; the first three are the issue's.
+SMALL_SUITE = (
+    Case("issue_vnet", 1, 6, 3, 8, 3, 2, 1, 1, 1, bias=True),
+    Case("issue_seed", 2, 4, 5, (3, 6, 7), (3, 5, 2), (2, 1, 1), (0, 4, 2), 0, 1),
+    Case("issue_c16", 1, 16, 16, 16, 3, 2, 1, 1, 1),
+    Case("tiny_k3", 1, 1, 1, 4, 3, 1, 0, 0, 1),
+    Case("tiny_k3s2", 1, 1, 1, 4, 3, 2, 1, 1, 1),
+    Case("one_ch_16", 1, 1, 1, 16, 3, 2, 1, 1, 1),
+    Case("unet_8", 1, 8, 4, 8, 2, 2, 0, 0, 1),
+    Case("same_k3", 1, 4, 4, 8, 3, 1, 1, 0, 1, bias=True),
+    Case("k5_s1", 1, 2, 2, 8, 5, 1, 2, 0, 1),
+    Case("grouped_g4", 1, 8, 8, 6, 3, 2, 1, 1, 4),
+    Case("depthwise_k5", 1, 4, 4, 8, 5, 1, 2, 0, 4),
+    Case("dilated_d2", 1, 4, 4, 6, 3, 1, 2, 0, 1, 2),
+    Case("grouped_dilated", 1, 4, 6, 6, 3, 2, 1, 1, 2, 2, bias=True),
+    Case("outpad_k4s3", 1, 4, 4, 5, 4, 3, 1, 2, 1),
+    Case("batch4_k3s2", 4, 4, 4, 5, 3, 2, 1, 1, 1, bias=True),
     Case("anisotropic", 1, 3, 2, (5, 7, 4), (2, 3, 4), (3, 1, 2), (1, 0, 2), (2, 0, 1), 1,
          (1, 2, 1)),
 )

@@ -32,7 +32,12 @@ PEAK_GBPS = 2980.0
 TIMING_DEFAULTS = {
     "cpu": (5, 1, 0.0, 30.0),
     "gpu": (20, 3, 1.0, 10.0),
-    "quick": (3, 1, 0.0, 5.0),
+    # quick: enough calls for a median of sub-millisecond calls (3 runs were
+    # dominated by whichever thread woke up late)
+    "quick": (30, 5, 0.05, 5.0),
+    # small calls: a median of many, after enough warm-up calls that spinning
+    # threads of the previous method have gone to sleep
+    "small": (200, 20, 0.2, 5.0),
     "sweep-cpu": (3, 1, 0.0, 30.0),
 }
 
@@ -44,10 +49,15 @@ def _parser():
                     "(torch.nn.functional.conv_transpose3d) on the same inputs.",
     )
     p.add_argument("suite", nargs="?", default="quick",
-                   choices=("quick", "cpu", "gpu", "sweep", "overhead"),
+                   choices=("quick", "cpu", "small", "gpu", "sweep", "overhead", "grad",
+                            "dask"),
                    help="quick: tiny self-checking CPU cases (default); cpu: issue 2's "
-                        "suite (NumPy); gpu: issue 3's suite (CuPy); sweep: time vs kernel "
-                        "size k; overhead: host time per call of each array library's path")
+                        "suite (NumPy); small: issue 15's small layers (NumPy, per-call "
+                        "medians); gpu: issue 3's suite (CuPy; --precisions for every "
+                        "precision); sweep: time vs kernel size k; overhead: host time per "
+                        "call of each array library's path; grad: forward, input and "
+                        "weight gradients; dask: throughput on Dask (python -m bench dask "
+                        "--help)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="device of the sweep and of overhead (default cpu)")
     p.add_argument("--algorithms", default=None,
@@ -61,7 +71,8 @@ def _parser():
                    help="sweep input edge (default 32 on cpu, 64 on gpu)")
     p.add_argument("--dtype", choices=("float32", "float64", "float16"), default="float32")
     p.add_argument("--repeat", type=int, default=None,
-                   help="timed runs per method (default: cpu 5, gpu 20, quick 3, cpu sweep 3)")
+                   help="timed runs per method (default: cpu 5, gpu 20, quick 30, small 200, "
+                        "cpu sweep 3)")
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed calls first (default: cpu 1, gpu 3)")
     p.add_argument("--min-time", type=float, default=None,
@@ -147,6 +158,8 @@ def _suite_cases(args, device_name):
         return C.QUICK_SUITE
     if args.suite == "cpu":
         return C.CPU_SUITE
+    if args.suite == "small":
+        return C.SMALL_SUITE
     if args.suite == "gpu":
         return C.GPU_SUITE
     ks = C.SWEEP_KS if args.ks is None else tuple(int(k) for k in args.ks.split(","))
@@ -157,7 +170,7 @@ def _suite_cases(args, device_name):
 
 
 def _apply_defaults(args, device_name):
-    key = ("quick" if args.suite == "quick"
+    key = (args.suite if args.suite in ("quick", "small")
            else "sweep-cpu" if args.suite == "sweep" and device_name == "cpu"
            else device_name)
     repeat, warmup, min_time, max_time = TIMING_DEFAULTS[key]
@@ -175,6 +188,10 @@ def main(argv=None):
         from .grad import main as grad_main
 
         return grad_main(argv[1:])
+    if argv[:1] == ["dask"]:  # its own options: python -m bench dask --help
+        from .dask_bench import main as dask_main
+
+        return dask_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.suite == "overhead":
         from .overhead import main as overhead
@@ -195,6 +212,8 @@ def main(argv=None):
             print(f"{c.name:18s} {c.summary()}")
         return 0
     _apply_defaults(args, device_name)
+    if args.suite == "small" and args.threads is None:
+        args.threads = 2  # issue 15's comparison: PyTorch CPU on two threads
     try:
         device = make_device(device_name, args.threads)
     except DeviceUnavailable as e:  # e.g. `bench gpu` without CuPy: say so, exit 2
@@ -234,7 +253,7 @@ def _run(args, argv, device, cases, methods):
     progress = _Progress(len(cases) * (len(methods) + len(anchors)), f"bench {suite}",
                          use_tqdm=suite == "sweep", quiet=suite == "quick")
     skipper = SweepSkipper(args.max_seconds) if suite == "sweep" else None
-    oracle_mode = "reference" if suite == "quick" else "torch"
+    oracle_mode = "reference" if suite in ("quick", "small") else "torch"
     records = []
     try:
         for case in cases:
@@ -261,6 +280,47 @@ def _run(args, argv, device, cases, methods):
     return _report(args, argv, device, records, methods, anchors, cases)
 
 
+def _small_path(case, dtype):
+    """Which CPU path ``auto``'s direct call takes: the small-problem one or the
+    per-phase one (``?`` where that cannot be told)."""
+    chosen = auto_choice("numpy", case.params(), np.dtype(dtype), "auto")
+    if chosen is None:
+        return "?"
+    return "small" if chosen == "cpu.small" else chosen
+
+
+def _small_table(records, device):
+    """Per case: nominal MFLOP, PyTorch's and each method's microseconds, torch/auto."""
+    by_case = {}
+    for r in records:
+        by_case.setdefault(r["case"], {})[r["method"]] = r
+    methods = [m for m in dict.fromkeys(r["method"] for r in records) if m != TORCH]
+    headers = (["case", "shape", "MFLOP", "torch us"] + [f"{m} us" for m in methods]
+               + ["torch/auto", "min: torch/auto", "path"])
+    rows = []
+    for name, recs in by_case.items():
+        first = next(iter(recs.values()))
+        row = [name, first["shape"], f"{first['gflop_nominal'] * 1e3:.3f}"]
+        for m in [TORCH] + methods:
+            r = recs.get(m)
+            ok = r is not None and r["status"] in ("ok", "wrong") and r.get("ms")
+            row.append(f"{r['ms'] * 1e3:.1f}" + ("!" if r["status"] == "wrong" else "")
+                       if ok else (r["status"] if r else ""))
+        auto, torch = recs.get("auto"), recs.get(TORCH)
+        row.append(f"{auto['ratio']:.2f}x" if auto and auto.get("ratio") else "-")
+        # the fastest calls: what each does when no other process takes its CPU
+        row.append(f"{torch['ms_min'] / auto['ms_min']:.2f}x"
+                   if auto and torch and auto.get("ms_min") and torch.get("ms_min") else "-")
+        case = next((c for c in C.SMALL_SUITE if c.name == name), None)
+        chosen = auto.get("chosen") if auto else None
+        row.append(chosen if chosen != "direct" or case is None
+                   else "direct/" + _small_path(case, first["dtype"]))
+        rows.append(row)
+    right = tuple(h for h in headers if h.endswith("us") or h.endswith("torch/auto")
+                  or h == "MFLOP")
+    return headers, rows, right
+
+
 def _report(args, argv, device, records, methods, anchors, cases):
     suite = args.suite
     peak_tf = args.peak_tflops if device.name == "gpu" else None
@@ -278,6 +338,11 @@ def _report(args, argv, device, records, methods, anchors, cases):
     h, rows, right = summary_table(records, methods, anchors, extra)
     print_table(f"{suite}: summary (ms; '!' = result failed its check)", h, rows, right,
                 plain=args.plain)
+    if suite == "small" and TORCH in anchors:
+        print()
+        h, rows, right = _small_table(records, device)
+        print_table("small: microseconds per call (median) and torch/xconvt", h, rows, right,
+                    plain=args.plain)
     gm = geomeans(records, methods) if TORCH in anchors else {}
     n_cases = len({r["case"] for r in records})
     if gm:

@@ -12,13 +12,15 @@ if [ -n "$wheels" ]; then
     --target /tmp/site $wheels || exit 1
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+# JAX must not take 75% of the GPU's memory at start (CuPy and PyTorch share it)
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 export XCONVT_HYPOTHESIS_PROFILE=${XCONVT_HYPOTHESIS_PROFILE:-quick}
 nvidia-smi -L | tee "$OUT/card.txt"
 if [ "${TESTS:-tests}" != "none" ]; then
   timeout "${TEST_TIMEOUT:-360}" python3 -m pytest -q -m gpu -p no:cacheprovider ${TESTS:-tests} \
     > "$OUT/gpu_tests.log" 2>&1
   echo "pytest exit $?"; grep -E "passed|failed|error" "$OUT/gpu_tests.log" | tail -3
-  grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -20
+  grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | cut -c1-300 | head -30
 fi
 if [ "${BENCH:-gpu}" != "none" ]; then
   timeout "${BENCH_TIMEOUT:-300}" python3 -m bench ${BENCH:-gpu} --out "$OUT" > "$OUT/bench.log" 2>&1

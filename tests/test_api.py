@@ -50,7 +50,7 @@ def test_registry_lists_planners():
 
     for kind in backends.kinds():
         for p in backends.planners(kind):
-            assert callable(importlib.import_module(p.module).plan)
+            assert callable(getattr(importlib.import_module(p.module), p.function))
 
 
 def _python(code):

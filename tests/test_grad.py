@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 import xconvt
 from xconvt import grad
 from xconvt._params import conv3d_params
-from xconvt.backends import adjoint, adjoint_cuda, adjoint_fft, cpu
+from xconvt import _select
+from xconvt.backends import adjoint, adjoint_cuda, adjoint_fft
 
 from .helpers import assert_close, random_array, to_host
-from .reference import (conv3d_ref, conv_transpose3d_ref, conv_transpose3d_weight_ref,
+from .reference import (conv3d_ref, conv_transpose3d_weight_ref,
                         triple)
 from .strategies import configs, seeds
 
@@ -138,7 +139,9 @@ def test_gpu_rearrangement_on_cpu(cfg, seed):
     y5 = y[None] if cfg.batch is None else y
     params, crop = conv3d_params(y5.shape, w.shape, None, **_conv3d_kwargs(cfg))
     bias = None if b is None else np.ones(w.shape[0])
-    out = adjoint_cuda.conv3d(params, y5, w, bias, direct=cpu.direct)
+    tp = adjoint_cuda.rearrange_params(params)
+    inner = _select.choose(_select.problem_for("conv_transpose3d", tp, y5), "direct")
+    out = adjoint_cuda.conv3d(params, y5, w, bias, inner)
     ref = conv3d_ref(y5, w, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
     assert_close(out, ref, "float64", what="space-to-depth conv3d")
 
@@ -353,10 +356,10 @@ def test_fft_falls_back_on_non_finite():
 
 
 def test_planners_explain_refusals():
-    from xconvt._gradplan import Device, Problem
+    from xconvt._plan import Problem, cpu_device
 
     params, _ = conv3d_params((1, 64, 64, 64, 64), (64, 64, 3, 3, 3))
-    prob = Problem("conv3d", params, "float32", Device("cpu"), budget=1 << 20)
+    prob = Problem("conv3d", params, "float32", cpu_device(), budget=1 << 20)
     assert "budget" in adjoint_fft.plan_conv3d(prob)
     assert "CUDA" in adjoint_cuda.plan_conv3d(prob)
     assert "weight_grad" in adjoint.plan_weight_grad(prob)
@@ -421,8 +424,7 @@ def test_gpu_adjoint_identity(cfg, seed, algorithm):
 def test_gpu_conv3d_each_plan(plan):
     """Both direct-algorithm GPU plans of conv3d, on strided, dilated, grouped layers."""
     cp = pytest.importorskip("cupy")
-    from xconvt._gradplan import Problem
-    from xconvt._grad import _cuda_device
+    from xconvt._plan import Problem, cuda_device
 
     rng = np.random.default_rng(0)
     for ys, ws, kw in [((2, 8, 9, 10, 11), (6, 4, 3, 3, 3), dict(stride=2, padding=1,
@@ -433,7 +435,7 @@ def test_gpu_conv3d_each_plan(plan):
         for dtype in ("float32", "float64"):
             y, w = rng.standard_normal(ys).astype(dtype), rng.standard_normal(ws).astype(dtype)
             params, _ = conv3d_params(ys, ws, None, **kw)
-            prob = Problem("conv3d", params, dtype, _cuda_device(0))
+            prob = Problem("conv3d", params, dtype, cuda_device(0))
             p = (adjoint_cuda.plan_conv3d if plan.endswith("direct") else
                  adjoint.plan_conv3d)(prob)
             assert p.name == plan

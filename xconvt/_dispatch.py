@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from array_api_compat import array_namespace, is_cupy_array, is_numpy_array
+from array_api_compat import array_namespace, is_cupy_array, is_dask_array, is_numpy_array
 
 from . import _interop, _select, backends
 from ._config import check_precision, get_float32_precision, get_memory_budget
@@ -201,6 +201,13 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     native = _interop.NATIVE
     if type(input) not in native or type(weight) not in native or (
             bias is not None and type(bias) not in native):
+        if is_dask_array(input):  # a lazy result, block by block (xconvt/dask.py)
+            from . import dask
+
+            return dask.conv_transpose3d(
+                input, weight, bias, stride, padding, output_padding, groups, dilation,
+                output_size=output_size, algorithm=algorithm, precision=precision,
+            )
         return _interop.call(conv_transpose3d, input, weight, bias, stride, padding,
                              output_padding, groups, dilation, output_size=output_size,
                              algorithm=algorithm, precision=precision)

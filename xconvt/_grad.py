@@ -2,7 +2,7 @@
 (PyTorch, JAX and other libraries' arrays cross :mod:`xconvt._interop` first).
 
 Every operation here is described by the :class:`~xconvt._params.ConvParams`
-of a *transposed* convolution ``T`` (see :mod:`xconvt._gradplan`):
+of a *transposed* convolution ``T`` (see :mod:`xconvt._plan`):
 
 =======================================  ==========================================
 ``conv3d(y, w)``                         ``T``'s adjoint (op ``"conv3d"``)
@@ -13,78 +13,26 @@ of a *transposed* convolution ``T`` (see :mod:`xconvt._gradplan`):
 ``grad.conv3d_weight``                   ``weight_grad(grad_output, input)``
 =======================================  ==========================================
 
-Plans come from the planners of :data:`_PLANNERS` (a small local selector:
-the lowest estimate among those that apply, or the forced ``algorithm``).
+Plans come from the planners registered for each operation
+(:mod:`xconvt.backends`), chosen by :mod:`xconvt._select` like
+:func:`xconvt.conv_transpose3d`'s.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 
 import numpy as np
 from array_api_compat import array_namespace
 
-from . import _dispatch, _interop
-from ._config import get_memory_budget
-from ._gradplan import Device, Problem, select
-from ._params import ConvParams, conv3d_params, dtype_name
+from . import _dispatch, _interop, _select
+from ._config import check_precision, get_float32_precision, get_memory_budget
+from ._params import conv3d_params, dtype_name
 
 __all__ = ["bias_grad", "conv3d", "conv3d_input", "conv3d_weight",
            "conv_transpose3d_input", "conv_transpose3d_weight"]
 
-ALGORITHMS = ("auto", "direct", "fft")
-PRECISIONS = (None, "float32", "tf32")
-
-_PLANNERS = {
-    "numpy": {
-        "conv3d": (("xconvt.backends.adjoint", "plan_conv3d"),
-                   ("xconvt.backends.adjoint_fft", "plan_conv3d")),
-        "weight_grad": (("xconvt.backends.adjoint", "plan_weight_grad"),
-                        ("xconvt.backends.adjoint_fft", "plan_weight_grad")),
-    },
-    "cupy": {
-        "conv3d": (("xconvt.backends.adjoint_cuda", "plan_conv3d"),
-                   ("xconvt.backends.adjoint", "plan_conv3d"),
-                   ("xconvt.backends.adjoint_fft", "plan_conv3d")),
-        "weight_grad": (("xconvt.backends.adjoint", "plan_weight_grad"),
-                        ("xconvt.backends.adjoint_fft", "plan_weight_grad")),
-    },
-}
-"""Planners per (array library, operation), imported on first use."""
-
-
-@functools.lru_cache(maxsize=None)
-def _planners(kind, op):
-    return tuple(getattr(importlib.import_module(m), f) for m, f in _PLANNERS[kind][op])
-
-
-def _device(kind, a):
-    if kind == "numpy":
-        from .backends.cpu import available_cpus
-
-        return Device("cpu", "cpu", cpus=available_cpus())
-    dev = a.device
-    return _cuda_device(dev.id)
-
-
-@functools.lru_cache(maxsize=None)
-def _cuda_device(index):
-    import cupy
-
-    props = cupy.cuda.runtime.getDeviceProperties(index)
-    name = props["name"]
-    return Device("cuda", name.decode() if isinstance(name, bytes) else str(name), index,
-                  (props["major"], props["minor"]), props["multiProcessorCount"],
-                  props.get("sharedMemPerBlockOptin", 0),
-                  props.get("sharedMemPerMultiprocessor", 0),
-                  props.get("regsPerMultiprocessor", 0))
-
-
-@functools.lru_cache(maxsize=1024)
-def _plan(kind, problem, algorithm):
-    return select(problem, _planners(kind, problem.op), algorithm)
-
+ALGORITHMS = ("auto", "measure", "direct", "fft")
 
 def _check_algorithm(algorithm):
     if not (isinstance(algorithm, str) and algorithm in ALGORITHMS):
@@ -94,19 +42,19 @@ def _check_algorithm(algorithm):
 
 
 def _check_precision(precision):
-    if not (precision is None or (isinstance(precision, str) and precision in PRECISIONS)):
-        msg = (f"precision={precision!r} is not available; choose None, 'float32' "
-               "or 'tf32'")
-        raise ValueError(msg)
-    return precision or "float32"
+    """The call's float32 precision: ``precision`` validated, or the process
+    setting (:func:`xconvt.get_float32_precision`) where None."""
+    return get_float32_precision() if precision is None else check_precision(precision)
 
 
 def _run(op, kind, params, operands, algorithm, precision):
-    """Select the plan for ``op`` and run it on batched operands."""
+    """Run the plan chosen for ``op`` (:func:`xconvt._select.plan_for`) on
+    batched operands."""
     a = operands[0]
-    problem = Problem(op, params, dtype_name(a.dtype), _device(kind, a), precision,
-                      get_memory_budget())
-    plan = _plan(kind, problem, algorithm)
+    name = dtype_name(a.dtype)
+    plan = _select.plan_for(op, kind, params, name,
+                            precision if name in ("float32", "complex64") else "float32",
+                            get_memory_budget(), algorithm, operands)
     if kind == "cupy":
         with a.device:
             return plan(*operands)

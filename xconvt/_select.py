@@ -51,7 +51,7 @@ def candidates(problem, algorithm=None):
     whose plan then runs with the operands widened and the result rounded
     (exact widening, one rounding: :class:`xconvt._bf16.Upcast`)."""
     ok, rejected = [], []
-    for entry in backends.planners(problem.device.array_kind):
+    for entry in backends.planners(problem.device.array_kind, problem.op):
         if algorithm is not None and entry.algorithm != algorithm:
             continue
         result = entry(problem)
@@ -68,7 +68,7 @@ def named_plan(name, problem):
     """The plan of the planner called ``name`` (``"cuda.tile"``, ...), or
     ``ValueError`` with its reason where it does not apply (tests and
     benchmarks force variants with it)."""
-    entries = backends.planners(problem.device.array_kind)
+    entries = backends.planners(problem.device.array_kind, problem.op)
     for entry in entries:
         if entry.name == name:
             result = entry(problem)

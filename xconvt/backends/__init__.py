@@ -19,24 +19,36 @@ __all__ = ["Planner", "algorithms", "kinds", "planners"]
 
 
 class Planner(NamedTuple):
+    """A registered planner: ``module.function(problem)`` for the operations ``ops``."""
+
     name: str
     algorithm: str
     module: str
+    function: str = "plan"
+    ops: tuple = ("conv_transpose3d",)
 
     def __call__(self, problem):
-        return _resolve(self.module)(problem)
+        return _resolve(self.module, self.function)(problem)
 
 
 _CPU = "xconvt.backends.cpu."
+_ADJ = "xconvt.backends.adjoint"
+_CONV3D = ("conv3d",)
+_WGRAD = ("weight_grad",)
 _CUDA = "xconvt.backends.cuda."
 _FFT = "xconvt.backends.fft."
 
 _REGISTRY = {
     "numpy": (
+        Planner("cpu.small", "direct", _CPU + "small"),
         Planner("cpu.upsample", "direct", _CPU + "upsample"),
         Planner("cpu.channel_gemm", "direct", _CPU + "channel_gemm"),
         Planner("cpu.toeplitz_w", "direct", _CPU + "toeplitz"),
         Planner("fft.chunked", "fft", _FFT + "chunked"),
+        Planner("cpu.gemm_conv3d", "direct", _ADJ, "plan_conv3d", _CONV3D),
+        Planner("cpu.fft_conv3d", "fft", _ADJ + "_fft", "plan_conv3d", _CONV3D),
+        Planner("cpu.gemm_weight_grad", "direct", _ADJ, "plan_weight_grad", _WGRAD),
+        Planner("cpu.fft_weight_grad", "fft", _ADJ + "_fft", "plan_weight_grad", _WGRAD),
     ),
     "cupy": (
         Planner("cuda.mma", "direct", _CUDA + "mma"),
@@ -47,16 +59,21 @@ _REGISTRY = {
         Planner("cuda.fused", "direct", _CUDA + "fused"),
         Planner("fft.one_pass", "fft", _FFT + "one_pass"),
         Planner("fft.chunked", "fft", _FFT + "chunked"),
+        Planner("cuda.conv3d_direct", "direct", _ADJ + "_cuda", "plan_conv3d", _CONV3D),
+        Planner("cuda.gemm_conv3d", "direct", _ADJ, "plan_conv3d", _CONV3D),
+        Planner("cuda.fft_conv3d", "fft", _ADJ + "_fft", "plan_conv3d", _CONV3D),
+        Planner("cuda.gemm_weight_grad", "direct", _ADJ, "plan_weight_grad", _WGRAD),
+        Planner("cuda.fft_weight_grad", "fft", _ADJ + "_fft", "plan_weight_grad", _WGRAD),
     ),
 }
 
 _RESOLVED = {}
 
 
-def _resolve(module):
-    fn = _RESOLVED.get(module)
+def _resolve(module, function):
+    fn = _RESOLVED.get((module, function))
     if fn is None:  # first use: import the module (import_module costs ~4 us a call)
-        fn = _RESOLVED[module] = importlib.import_module(module).plan
+        fn = _RESOLVED[module, function] = getattr(importlib.import_module(module), function)
     return fn
 
 
@@ -65,9 +82,12 @@ def kinds():
     return tuple(_REGISTRY)
 
 
-def planners(kind):
-    """The :class:`Planner` entries for array library ``kind``, in order."""
-    return _REGISTRY[kind]
+def planners(kind, op=None):
+    """The :class:`Planner` entries for array library ``kind`` (and operation
+    ``op``), in order."""
+    if op is None:
+        return _REGISTRY[kind]
+    return tuple(p for p in _REGISTRY[kind] if op in p.ops)
 
 
 def algorithms(kind):

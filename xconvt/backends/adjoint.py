@@ -40,7 +40,7 @@ import numpy as np
 from array_api_compat import is_cupy_array
 from numpy.lib.stride_tricks import as_strided
 
-from .._gradplan import Plan
+from .._plan import FunctionPlan
 
 __all__ = ["conv3d", "plan_conv3d", "plan_weight_grad", "weight_grad"]
 
@@ -457,7 +457,7 @@ def _planner(problem, op, fn):
         limit = budget if problem.device.kind == "cuda" else min(budget, _CPU_CHUNK_BYTES)
         return fn(problem.params, *operands, limit=limit)
 
-    return Plan(name, "direct", t, workspace, run)
+    return FunctionPlan(name, "direct", t, run, workspace)
 
 
 def plan_conv3d(problem):

@@ -3,7 +3,8 @@
 conv3d ``x[c, i] = sum_{o, k} w[c, o, k] * ypad[o, i*s + k*d]`` (the adjoint of
 ``params``' transposed convolution, ``ypad[m] = y[m - p]``) is rewritten, per
 spatial axis, as a stride-1 transposed convolution ``T'`` that
-:func:`xconvt.backends.cuda.direct` computes:
+the best direct transposed-convolution plan computes (the FMA kernels, or
+the tensor cores where the precision allows):
 
 stride 1
     The axis keeps its kernel and dilation; ``y2[m] = ypad[m]`` for
@@ -22,7 +23,7 @@ is ``T'``'s input (no copy; ``T'`` pads by ``d(k - 1) - p`` and the extra
 ``output_padding`` planes of ``y`` are cut by a view).
 
 The rearrangement is written for any array library, so the CPU tests check it
-with :func:`xconvt.backends.cpu.direct` as the inner transposed convolution.
+with a CPU transposed-convolution plan as the inner one.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import math
 
 from array_api_compat import array_namespace
 
-from .._gradplan import Plan
+from .._plan import FunctionPlan
 from .._params import ConvParams
 
 __all__ = ["conv3d", "plan_conv3d", "rearrange"]
@@ -106,19 +107,11 @@ def rearrange(params, y, w):
     return tp, y2, wp
 
 
-def conv3d(params, y, w, b=None, direct=None):
-    """conv3d by the transposed-convolution kernels ``direct(T', y2, w', b)``.
-
-    ``direct`` defaults to :func:`xconvt.backends.cuda.direct`.
-    """
-    if direct is None:
-        from .cuda import direct
-    tp, y2, wp = rearrange(params, y, w)
-    if b is not None:
-        from dataclasses import replace
-
-        tp = replace(tp, has_bias=True)
-    return direct(tp, y2, wp, b)
+def conv3d(params, y, w, b, inner):
+    """conv3d by the transposed convolution ``inner(y2, w', b)`` of ``T'``
+    (a plan of :func:`rearrange_params`'s geometry)."""
+    _, y2, wp = rearrange(params, y, w)
+    return inner(y2, wp, b)
 
 
 def plan_conv3d(problem):
@@ -129,25 +122,25 @@ def plan_conv3d(problem):
         return "needs a CUDA device"
     if problem.dtype not in ("float16", "float32", "float64", "complex64", "complex128"):
         return f"dtype {problem.dtype} is not supported by the direct kernels"
+    from dataclasses import replace
+
+    from .._select import choose
+
     params = problem.params
     tp = rearrange_params(params)
-    from .. import _cost
-
+    try:  # the best direct plan of the rewritten transposed convolution
+        inner = choose(replace(problem, op="conv_transpose3d", params=tp), "direct")
+    except ValueError as e:
+        return f"no direct plan for the rewritten transposed convolution: {e}"
     itemsize = 8 if problem.dtype in ("float64", "complex128") else 4
-    wide = 2.0 if itemsize == 8 else 1.0
-    cplx = 4.0 if problem.dtype.startswith("complex") else 1.0
-    try:
-        t = wide * cplx * _cost._cupy_direct(tp, itemsize)
-    except Exception:  # noqa: BLE001 - a geometry the fused model does not cover
-        c = _cost.CONSTANTS["cupy"]["direct"]
-        t = wide * cplx * (c["call"] + tp.flops / c["rate_narrow"])
-    # the space-to-depth copy of y (read + write) at the direct model's bandwidth
-    if tp.in_size != params.out_size or tp.in_channels != params.out_channels:
-        t += 2 * itemsize * math.prod(tp.input_shape) / _cost.CONSTANTS["cupy"]["direct"][
-            "bandwidth"]
-    workspace = itemsize * math.prod(tp.input_shape)
-    return Plan("cuda.conv3d_direct", "direct", t, workspace,
-                lambda y, w, b=None: conv3d(params, y, w, b))
+    t = inner.estimate
+    copied = tp.in_size != params.out_size or tp.in_channels != params.out_channels
+    if copied:  # the space-to-depth copy of y, read and written once
+        t += 2 * itemsize * math.prod(tp.input_shape) / 2.5e12
+    workspace = itemsize * math.prod(tp.input_shape) if copied else 0
+    return FunctionPlan("cuda.conv3d_direct", "direct", t,
+                        lambda y, w, b=None: conv3d(params, y, w, b, inner), workspace,
+                        detail=f"stride-1 transposed convolution by {inner.name}")
 
 
 def _no_copy(params):

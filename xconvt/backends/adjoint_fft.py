@@ -44,7 +44,7 @@ from itertools import product
 import numpy as np
 from array_api_compat import is_cupy_array
 
-from .._gradplan import Plan
+from .._plan import FunctionPlan
 
 __all__ = ["conv3d", "plan_conv3d", "plan_weight_grad", "weight_grad"]
 
@@ -363,8 +363,8 @@ def _planner(problem, op, fn):
                 + macs * c["mac"] * 4) + n_chunks * P * c["call"]
     name = ("cuda" if gpu else "cpu") + f".fft_{op}"
     budget = problem.budget
-    return Plan(name, "fft", t, workspace,
-                lambda *ops: fn(params, *ops, budget=budget))
+    return FunctionPlan(name, "fft", t, lambda *ops: fn(params, *ops, budget=budget),
+                        workspace)
 
 
 def plan_conv3d(problem):

@@ -42,6 +42,16 @@ WORKER_GAIN = 0.6
 CHUNKS_PER_WORKER = 4
 """Chunks per worker thread to aim for, so that the load balances."""
 
+CALL_NS = 80e3
+"""Fixed cost of a call of the phase driver (workspace, chunks, Python, per-phase
+and per-tap NumPy calls) that the formulations' ``cost()`` leaves out, ns:
+measured minus estimated time was 75-105 us on 1x1x4^3 k3, 1x2x8^3 k5 and
+1x4x8^3 k5 g4 (Toeplitz-W, 2 cores, 2026-12-02)."""
+
+WORKERS_NS = 100e3
+"""Extra fixed cost of handing chunks to worker threads, ns (measured 60-500 on
+the same layers with the plane-major channel GEMM)."""
+
 MAX_WORKERS = 8
 """Most threads that share the small GEMMs and copies of a chunk."""
 
@@ -393,8 +403,9 @@ class PhasePlan(Plan):
         self.name, self.params, self.geo = name, problem.params, geo
         self.form_cls, self.variant = form_cls, variant
         wide = 2.0 if problem.real_dtype == "float64" else 1.0
-        self.estimate = cost_ns * 1e-9 * wide * (4.0 if problem.is_complex else 1.0)
         workers = getattr(form, "workers", 1) if form is not None else 1
+        fixed = CALL_NS + (WORKERS_NS if workers > 1 else 0)
+        self.estimate = (cost_ns * wide * (4.0 if problem.is_complex else 1.0) + fixed) * 1e-9
         target = PLANE_CHUNK_BYTES * workers if getattr(form, "plane_major", False) else CHUNK_BYTES
         self.workspace = min(problem.budget, target)
         self.detail = f"{form_cls.__name__} {variant!r}" + (
