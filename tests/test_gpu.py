@@ -236,8 +236,8 @@ def test_layer_on_cuda(device):
                                output_padding=1, groups=2)
     xd = cupy.asarray(x)
     _check(m(xd), ref, "float32", xd)
-    with pytest.raises(TypeError):
-        m(x)  # NumPy input against CuPy weights
+    with pytest.raises(ValueError, match="matching device="):
+        m(x)  # NumPy input against CuPy weights: the parameters never move
     # same rng seed on the CPU draws the same weights
     cpu = xconvt.ConvTranspose3d(4, 6, 3, stride=2, padding=1, output_padding=1,
                                  groups=2, rng=0)
