@@ -9,6 +9,11 @@ forward   ``xconvt.conv_transpose3d``        vs ``torch.nn.functional.conv_trans
 input     ``xconvt.grad.conv_transpose3d_input``  vs ``aten.convolution_backward``
           with output mask ``(True, False, False)``
 weight    ``xconvt.grad.conv_transpose3d_weight`` vs the same with ``(False, True, False)``
+autograd  (``--ops ...,autograd``) one forward and backward through PyTorch's autograd:
+          ``xconvt.torch.conv_transpose3d`` vs ``F.conv_transpose3d``, then
+          ``torch.autograd.grad`` for the input and the weight; both timed on
+          PyTorch's stream.  Against forward + input + weight above it shows what
+          the PyTorch integration adds.
 
 Each line gives both medians (ms), the ratio PyTorch / xconvt (above 1:
 xconvt faster) and xconvt's relative L2 difference from PyTorch; the last
@@ -33,14 +38,16 @@ from .devices import DeviceUnavailable, make_device
 
 __all__ = ["main"]
 
-OPS = ("forward", "input", "weight")
+OPS = ("forward", "input", "weight", "autograd")
+DEFAULT_OPS = OPS[:3]
 
 
 def _parser():
     p = argparse.ArgumentParser(prog="python -m bench grad", description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--cases", default=None, help="comma-separated case names or globs")
-    p.add_argument("--ops", default=",".join(OPS), help="comma-separated: forward,input,weight")
+    p.add_argument("--ops", default=",".join(DEFAULT_OPS),
+                   help="comma-separated: forward,input,weight,autograd")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads")
     p.add_argument("--repeat", type=int, default=None, help="timed runs (cpu 5, gpu 20)")
@@ -63,6 +70,7 @@ class _Opts:
 def _functions(case, dev, torch, x, w, gy, algorithm):
     """``{op: (xconvt_fn, torch_fn)}`` on device arrays / tensors."""
     import xconvt
+    import xconvt.torch as xt
     from xconvt import grad
 
     kw = case.kwargs
@@ -71,7 +79,20 @@ def _functions(case, dev, torch, x, w, gy, algorithm):
     bw = torch.ops.aten.convolution_backward
     t_args = (list(case.stride), list(case.padding), list(case.dilation), True,
               list(case.output_padding), case.groups)
+
+    def autograd(conv):
+        """One forward and backward through PyTorch's autograd; the weight gradient."""
+        xg, wg = tx.detach().requires_grad_(), tw.detach().requires_grad_()
+
+        def step():
+            out = conv(xg, wg, **kw)
+            return torch.autograd.grad(out, (xg, wg), tgy)[1]
+        return step
+
+    ours_autograd = autograd(lambda *a, **k: xt.conv_transpose3d(*a, **k,
+                                                                 algorithm=algorithm))
     return {
+        "autograd": (lambda: dev.from_torch(ours_autograd()), autograd(F.conv_transpose3d)),
         "forward": (lambda: xconvt.conv_transpose3d(x, w, **kw, algorithm=algorithm),
                     lambda: F.conv_transpose3d(tx, tw, **kw)),
         "input": (lambda: grad.conv_transpose3d_input(x.shape, w, gy, **kw,
@@ -115,7 +136,7 @@ def run(args):
             for op in ops:
                 ours, theirs = fns[op]
                 t_ref = dev.time_torch(theirs, opts)
-                t_ours = dev.time(ours, opts)
+                t_ours = (dev.time_torch if op == "autograd" else dev.time)(ours, opts)
                 rec = records.setdefault((case.name, op), {
                     "case": case.name, "summary": case.summary(), "op": op,
                     "torch_ms": [], "xconvt_ms": [], "ratio": []})
