@@ -310,3 +310,13 @@ def test_strided_and_float16_operands(grid):
     out = _forced(grid, x, w, b, **kw)
     assert out.dtype == np.float16
     assert_close(out, conv_transpose3d_ref(x, w, b, **kw), "float16")
+
+
+def test_bias_on_tables_built_without_one():
+    """A plan made for a bias-free geometry still adds a bias it is given."""
+    rng = np.random.default_rng(11)
+    x = random_array(rng, (1, 2, 4, 4, 4), "float64")
+    w = random_array(rng, (2, 3, 3, 3, 3), "float64")
+    b = random_array(rng, (3,), "float64")
+    t = cpu_small.tables(_params(x, w, None, stride=2), "exact")
+    assert_close(cpu_small.run(t, x, w, b), conv_transpose3d_ref(x, w, b, stride=2), "float64")

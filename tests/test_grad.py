@@ -139,7 +139,9 @@ def test_gpu_rearrangement_on_cpu(cfg, seed):
     y5 = y[None] if cfg.batch is None else y
     params, crop = conv3d_params(y5.shape, w.shape, None, **_conv3d_kwargs(cfg))
     bias = None if b is None else np.ones(w.shape[0])
-    tp = adjoint_cuda.rearrange_params(params)
+    from dataclasses import replace
+
+    tp = replace(adjoint_cuda.rearrange_params(params), has_bias=bias is not None)
     inner = _select.choose(_select.problem_for("conv_transpose3d", tp, y5), "direct")
     out = adjoint_cuda.conv3d(params, y5, w, bias, inner)
     ref = conv3d_ref(y5, w, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)

@@ -138,8 +138,18 @@ def plan_conv3d(problem):
     if copied:  # the space-to-depth copy of y, read and written once
         t += 2 * itemsize * math.prod(tp.input_shape) / 2.5e12
     workspace = itemsize * math.prod(tp.input_shape) if copied else 0
-    return FunctionPlan("cuda.conv3d_direct", "direct", t,
-                        lambda y, w, b=None: conv3d(params, y, w, b, inner), workspace,
+    # a bias is a call-time operand; plans may depend on it (has_bias is part of
+    # the geometry), so the biased problem gets its own inner plan on first use
+    inners = {False: inner}
+
+    def run(y, w, b=None):
+        biased = b is not None
+        if biased not in inners:
+            inners[biased] = choose(replace(problem, op="conv_transpose3d",
+                                            params=replace(tp, has_bias=True)), "direct")
+        return conv3d(params, y, w, b, inners[biased])
+
+    return FunctionPlan("cuda.conv3d_direct", "direct", t, run, workspace,
                         detail=f"stride-1 transposed convolution by {inner.name}")
 
 

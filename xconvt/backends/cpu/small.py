@@ -366,10 +366,16 @@ def run(t, x, w, b):
 
     ``x`` is the batched input, ``w`` the weight, ``b`` the bias or None, all of
     one supported dtype; returns a new C-contiguous array of
-    ``params.batched_output_shape`` with ``x.dtype``.  Array methods rather
+    ``params.batched_output_shape`` with ``x.dtype``.  Tables built without a
+    bias column (``params.has_bias`` False) take a bias as a separate add.
+    Array methods rather
     than NumPy functions: their dispatch costs a third as much, which a call of
     a few microseconds notices.
     """
+    if b is not None and not t.params.has_bias:
+        out = run(t, x, w, None)
+        out += b.astype(out.dtype, copy=False).reshape((1, -1, 1, 1, 1))
+        return out
     dtype = _F32 if x.dtype == _F16 else x.dtype
     cache = _LOCAL.__dict__.get("work")
     wk = None if cache is None else cache.get((t, dtype))
