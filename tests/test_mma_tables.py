@@ -173,14 +173,15 @@ def test_replay_small_tiles_many_blocks(slab):
                                atol=1e-10)
 
 
-def _problem(shape_x, shape_w, dtype, precision="float32", cc=(9, 0), **kw):
-    from types import SimpleNamespace
+def _problem(shape_x, shape_w, dtype, precision="float32", cc=(9, 0), budget=256 << 20,
+             **kw):
+    from dataclasses import replace
+
+    from xconvt._plan import DEVICE_PRESETS, Problem
 
     params = ConvParams.from_shapes(shape_x, shape_w, None, **kw)
-    dev = SimpleNamespace(kind="cuda", compute_capability=cc, sm_count=132,
-                          smem_per_block=232448)
-    return SimpleNamespace(op="conv_transpose3d", params=params, dtype=dtype,
-                           precision=precision, device=dev)
+    dev = replace(DEVICE_PRESETS["h100"], compute_capability=cc)
+    return Problem("conv_transpose3d", params, dtype, dev, precision, budget)
 
 
 def test_planner_applicability():
@@ -195,9 +196,11 @@ def test_planner_applicability():
     assert "compute capability" in cuda_mma.plan(
         _problem((1, 32, 8, 8, 8), (32, 32, 3, 3, 3), "float16", cc=(7, 5)))
     assert "float64" in cuda_mma.plan(_problem((1, 32, 8, 8, 8), (32, 32, 3, 3, 3), "float64"))
+    from dataclasses import replace
+
     p = _problem((1, 32, 8, 8, 8), (32, 32, 3, 3, 3), "float32")
-    p.op = "conv3d"
-    assert isinstance(cuda_mma.plan(p), str)
+    assert isinstance(cuda_mma.plan(replace(p, op="conv3d")), str)
+    assert "memory budget" in cuda_mma.plan(replace(p, budget=1))
 
 
 def test_planner_estimates_scale_with_precision():

@@ -559,7 +559,11 @@ def plan(problem):
     if isinstance(got, str):
         return got
     cfg, t = got
-    return MmaPlan(problem.params, cfg, t, _mode(problem.dtype, problem.precision)[1])
+    plan = MmaPlan(problem.params, cfg, t, _mode(problem.dtype, problem.precision)[1])
+    if plan.workspace > problem.budget:
+        return (f"its packed weights take {plan.workspace} bytes, over the memory budget of "
+                f"{problem.budget}")
+    return plan
 
 
 def _device_limits():
