@@ -80,6 +80,20 @@ def _fmt(t):
     return "(" + ", ".join(str(v) for v in t) + ")"
 
 
+def _check_groups_and_ranges(groups, **triples):
+    """``groups > 0``, then each 3-tuple in PyTorch's bounds (padding and
+    output_padding >= 0, stride and dilation >= 1), in the order given."""
+    if groups <= 0:
+        msg = f"groups must be a positive integer, got groups={groups}"
+        raise ValueError(msg)
+    for name, value in triples.items():
+        low = 1 if name in ("stride", "dilation") else 0
+        if min(value) < low:
+            msg = (f"{name} must be >= {low} in every dimension, "
+                   f"got {name}={_fmt(value)}")
+            raise ValueError(msg)
+
+
 @dataclass(frozen=True)
 class AxisPhase:
     """One stride phase along one axis (see the module docstring).
@@ -209,18 +223,8 @@ class ConvParams:
         if unbatched:
             input_shape = (1,) + input_shape
 
-        if groups <= 0:
-            msg = f"groups must be a positive integer, got groups={groups}"
-            raise ValueError(msg)
-        for name, value, low, rule in (
-            ("padding", padding, 0, ">= 0"),
-            ("output_padding", output_padding, 0, ">= 0"),
-            ("stride", stride, 1, ">= 1"),
-            ("dilation", dilation, 1, ">= 1"),
-        ):
-            if min(value) < low:
-                msg = f"{name} must be {rule} in every dimension, got {name}={_fmt(value)}"
-                raise ValueError(msg)
+        _check_groups_and_ranges(groups, padding=padding, output_padding=output_padding,
+                                 stride=stride, dilation=dilation)
 
         if len(weight_shape) != 5:
             msg = (
@@ -522,17 +526,7 @@ def conv3d_params(input_shape, weight_shape, bias_shape=None, stride=1, padding=
         msg = (f"padding='same' needs stride 1 in every dimension, "
                f"got stride={_fmt(stride)}")
         raise ValueError(msg)
-    if groups <= 0:
-        msg = f"groups must be a positive integer, got groups={groups}"
-        raise ValueError(msg)
-    for name, value, low, rule in (
-        ("padding", padding, 0, ">= 0"),
-        ("stride", stride, 1, ">= 1"),
-        ("dilation", dilation, 1, ">= 1"),
-    ):
-        if min(value) < low:
-            msg = f"{name} must be {rule} in every dimension, got {name}={_fmt(value)}"
-            raise ValueError(msg)
+    _check_groups_and_ranges(groups, padding=padding, stride=stride, dilation=dilation)
     if len(weight_shape) != 5:
         msg = (
             "weight must be 5-D (out_channels, in_channels/groups, kD, kH, kW), "
