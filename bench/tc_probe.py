@@ -45,8 +45,10 @@ MODES = ("3xtf32", "tf32", "float16", "bfloat16")
 def rel_l2(out, ref):
     import cupy
 
-    if out.dtype.itemsize == 2 and out.dtype.name == "bfloat16":
-        out = (out.view(cupy.uint16).astype(cupy.uint32) << 16).view(cupy.float32)
+    if out.dtype.name == "bfloat16":
+        from xconvt._bf16 import to_float32
+
+        out = to_float32(out)
     d = out.astype(cupy.float64) - ref
     return float(cupy.linalg.norm(d.ravel()) / cupy.linalg.norm(ref.ravel()))
 

@@ -52,6 +52,7 @@ import numpy as np
 
 from ..._params import dtype_name
 from ..._plan import Plan
+from . import runtime as rt
 
 __all__ = ["MMA_FIELDS", "MmaConfig", "MmaPlan", "mma_config", "mma_direct", "mma_tables",
            "pack_index", "plan"]
@@ -406,31 +407,6 @@ def pack_index(params, bn, bk):
 
 
 # --------------------------------------------------------------------------- launch
-@lru_cache(maxsize=None)
-def _source():
-    return _SOURCE_PATH.read_text()
-
-
-@lru_cache(maxsize=None)
-def _kernel_getter():
-    import cupy
-
-    @cupy.memoize(for_each_device=True)
-    def get(name):
-        module = cupy.RawModule(code=_source(), options=("-std=c++17",),
-                                name_expressions=(name,))
-        return module.get_function(name)
-
-    return get
-
-
-def _struct(values):
-    arr = np.zeros(1, np.dtype([(f, np.int32) for f in MMA_FIELDS]))
-    for f in MMA_FIELDS:
-        arr[f] = values[f]
-    return arr[0]
-
-
 class _Launch:
     """Device tables, kernels and arguments of one configuration."""
 
@@ -445,10 +421,11 @@ class _Launch:
         self.btab = cupy.asarray(btab)
         self.idx = cupy.asarray(idx.astype(ityp))
         self.n_idx = ityp(idx.size)
-        get = _kernel_getter()
+        def get(name):
+            return rt.kernel(_SOURCE_PATH, name)
+
         self.kern = get(cfg.name)
-        if cfg.smem > 48 * 1024 and cfg.smem > self.kern.max_dynamic_shared_size_bytes:
-            self.kern.max_dynamic_shared_size_bytes = cfg.smem
+        rt.allow_smem(self.kern, cfg.smem)
         if cfg.dt == 0:  # float weights leave the pack rounded (and split)
             self.pack = get(f"xconvt_mma_pack_tf32<{cfg.index_t}, {int(cfg.mode == 1)}>")
         else:
@@ -470,7 +447,7 @@ class _Launch:
             NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn,
             TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
             WSMALL=idx.size if cfg.mode == 1 else 0)
-        self.args = [_struct({**geo, "has_bias": hb}) for hb in (0, 1)]
+        self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):
         import cupy
@@ -566,20 +543,13 @@ def plan(problem):
     return plan
 
 
-def _device_limits():
-    import cupy
-
-    dev = cupy.cuda.Device()
-    attrs = dev.attributes
-    cc = tuple(int(v) for v in dev.compute_capability)
-    return (cc if len(cc) == 2 else (int(dev.compute_capability) // 10,
-                                     int(dev.compute_capability) % 10),
-            attrs["MultiProcessorCount"], attrs["MaxSharedMemoryPerBlockOptin"])
-
-
-@lru_cache(maxsize=None)
 def _limits_cached(device_id):
-    return _device_limits()
+    """``(compute capability, SM count, shared memory per block)`` of a device,
+    read once (:func:`xconvt._plan.cuda_device`)."""
+    from ..._plan import cuda_device
+
+    dev = cuda_device(device_id)
+    return dev.compute_capability, dev.sm_count, dev.smem_per_block
 
 
 def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None,
