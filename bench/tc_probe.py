@@ -89,11 +89,11 @@ def time_fn(fn, reps, target_ms=2.0):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=",".join(DENSE))
-    ap.add_argument("--sweep", choices=("", "all", "slab", "tap"), default="",
+    ap.add_argument("--sweep", choices=("", "all", "slab", "tap", "cl"), default="",
                     help="time every candidate tile (of one A staging)")
     ap.add_argument("--reps", type=int, default=15)
-    ap.add_argument("--variants", default="tap,slab",
-                    help="A stagings timed beside the planner's choice (tap, slab)")
+    ap.add_argument("--variants", default="tap,cl",
+                    help="A stagings timed beside the planner's choice (tap, slab, cl)")
     ap.add_argument("--no-anchors", action="store_true",
                     help="skip cuDNN and the FMA kernel (a second process for new variants)")
     ap.add_argument("--planner", action=argparse.BooleanOptionalAction, default=True,
@@ -205,7 +205,8 @@ def main(argv=None):
                 bk = 48 - c0.bk
                 if params.in_channels_per_group > 16 or bk == 16:
                     isz = 4 if c0.dt == 0 else 2
-                    sm = cuda_mma._smem(c0.bm, c0.bn, bk, c0.stages, isz, c0.sc, c0.mode)
+                    sm = cuda_mma._smem(c0.bm, c0.bn, bk, c0.stages, isz, c0.sc, c0.mode,
+                                        c0.slab)
                     if sm <= smem:
                         alt = c0._replace(bk=bk, smem=sm)
                         record(f"mma_{mode}_{var}_bk{bk}",
@@ -214,7 +215,8 @@ def main(argv=None):
             if args.sweep:
                 for cand in cuda_mma._candidates(params, cuda_mma.dtype_name(xi.dtype), prec,
                                                  smem, None):
-                    if args.sweep != "all" and cand.slab != (args.sweep == "slab"):
+                    if args.sweep != "all" and cand.slab != {"tap": 0, "slab": 1,
+                                                             "cl": 3}[args.sweep]:
                         continue
                     t_est = cuda_mma.estimate(params, cand, mode if mode != "3xtf32"
                                               else "3xtf32", sms)
@@ -322,19 +324,20 @@ def main(argv=None):
                      ("cudnn_float16", "mma_float16"), ("cudnn_bfloat16", "mma_bfloat16")):
             parts.append(f" {ms(c):7.3f} {cell(m):>15s} {ms(c) / ms(m):5.2f} |")
         print("".join(parts))
-    print("\nvariants, ms (estimate): tap | slab, per mode")
+    shown = [v for v in args.variants.split(",") if v][:2] or ["tap"]
+    print(f"\nvariants, ms (estimate): {' | '.join(shown)}, per mode")
     for row in results["cases"]:
         cells = []
         for mode in MODES:
-            for var in ("tap", "slab"):
+            for var in shown:
                 v = row.get(f"mma_{mode}_{var}", {})
                 cells.append(f"{v['ms']:6.3f}({v['est_ms']:6.3f})" if "ms" in v else "   -   ")
         print(f"{row['case']:14s} " + " ".join(cells))
-    print("\nother BK, ms: " + " ".join(f"{m}_{v}" for m in MODES for v in ("tap", "slab")))
+    print("\nother BK, ms: " + " ".join(f"{m}_{v}" for m in MODES for v in shown))
     for row in results["cases"]:
         cells = []
         for mode in MODES:
-            for var in ("tap", "slab"):
+            for var in shown:
                 v = next((row[k] for k in row if k.startswith(f"mma_{mode}_{var}_bk")), {})
                 cells.append(f"{v['ms']:6.3f}/{v['err']:.0e}" if "ms" in v else "   -   ")
         print(f"{row['case']:14s} " + " ".join(cells))

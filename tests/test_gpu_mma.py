@@ -121,7 +121,7 @@ def _check(mode, kw, x, w, b, noncontig=False, variant=None):
     return err
 
 
-VARIANTS = ("tap", "slab", "slab_async")
+VARIANTS = ("tap", "slab", "slab_async", "cl")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -32,7 +32,7 @@ C = {name: i for i, name in enumerate(META_COLUMNS)}
 def _cfg(params, bm, bn, bk, slab):
     """A configuration of ``xconvt_mma`` with the given tile (and, for the
     slab variant, the planner's box)."""
-    box, sc = cuda_mma.slab_box(params, bm) if slab else ((0, 0, 0), 0)
+    box, sc = cuda_mma.slab_box(params, bm) if slab in (1, 2) else ((0, 0, 0), 0)
     wm = 64 if bm == 128 and bn >= 64 else 32
     return MmaConfig(0, 0, "int", bm, bn, bk, wm, 32, 3, 128, 0, 2, slab, box, sc)
 
@@ -55,6 +55,22 @@ def _replay(params, x, w, b, cfg):
     np_ = -(-cog // bn) * bn
     xf = x.ravel()
     V = ID * IH * IW
+    if cfg.slab == 3:
+        # xconvt_mma_to_cl: the channels-last copy with its halo, by the
+        # kernel's index arithmetic
+        (PD, PH, PW), (LD, LH, LW), CT = cuda_mma.cl_layout(params, bk)
+        CP = CT // G
+        assert CP == ncb * bk
+        s_ = np.arange(PD * PH * PW)[:, None]
+        q_ = np.arange(CT)[None, :]
+        d_, h_, w_ = s_ // (PW * PH) - LD, (s_ // PW) % PH - LH, s_ % PW - LW
+        g_, c_ = q_ // CP, q_ % CP
+        inside = ((d_ >= 0) & (d_ < ID) & (h_ >= 0) & (h_ < IH) & (w_ >= 0) & (w_ < IW)
+                  & (c_ < cig))
+        off = np.where(inside, (d_ * IH + h_) * IW + w_, 0)
+        src = ((np.arange(N)[:, None, None] * cin + g_ * cig + np.minimum(c_, cig - 1)) * V
+               + off)
+        xcl = np.where(inside, xf[src], 0.0).ravel()
     out = np.full(params.batched_output_shape, np.nan).ravel()
     written = np.zeros(out.size, int)
     seen = set()
@@ -71,7 +87,7 @@ def _replay(params, x, w, b, cfg):
         nd, nh, nw = row[C["nd"]], row[C["nh"]], row[C["nw"]]
         per_n = cd * ch * cw
         m = np.arange(bm)
-        if cfg.slab:
+        if cfg.slab in (1, 2):
             mtw, mth, mtd = -(-cw // TW), -(-ch // TH), -(-cd // TD)
             q = mtile
             jw0 = (q % mtw) * TW
@@ -94,7 +110,7 @@ def _replay(params, x, w, b, cfg):
         acc = np.zeros((bm, bn))
         n0 = ntile * bn
         wph = row[C["woff"]] + g * ntaps * ncb * bk * np_ + n0
-        if cfg.slab and ntaps:
+        if cfg.slab in (1, 2) and ntaps:
             # the kernel's slab: position table, then words [c][pos]
             SD, SH, SW = TD + (nd - 1) * ed, TH + (nh - 1) * eh, TW + (nw - 1) * ew
             pos = np.arange(SD * SH * SW)
@@ -105,14 +121,28 @@ def _replay(params, x, w, b, cfg):
             ptab = np.where(inside, (i_d * IH + i_h) * IW + i_w, -1)
             moff = ((m // (TW * TH)) * SH + (m // TW) % TH) * SW + m % TW
             assert SD * SH * SW <= cfg.sc
+        if cfg.slab == 3:
+            mc = np.minimum(mtile * bm + np.arange(bm), N * per_n - 1)
+            nbc = mc // per_n
+            qc = mc - nbc * per_n
+            a_row = ((((nbc * PD + LD + row[C["bd"]] + qc // (cw * ch)) * PH + LH + row[C["bh"]]
+                       + (qc // cw) % ch) * PW + LW + row[C["bw"]] + qc % cw) * CT
+                     + g * ncb * bk)
         for kc in range(ntaps * ncb):
-            if cfg.slab:
+            if cfg.slab in (1, 2):
                 cb, t = divmod(kc, ntaps)
             else:
                 t, cb = divmod(kc, ncb)
             uw, uh, ud = t % nw, (t // nw) % nh, t // (nw * nh)
             c = cb * bk + np.arange(bk)
-            if cfg.slab:
+            if cfg.slab == 3:
+                # the kernel's row offsets (rows past the phase read its last
+                # position) plus the tap's offset; no bounds checks
+                toff = ((ud * ed * PH + uh * eh) * PW + uw * ew) * CT + cb * bk
+                src = a_row[:, None] + toff + np.arange(bk)[None, :]
+                assert src.min() >= 0 and src.max() < xcl.size
+                a = xcl[src]
+            elif cfg.slab:
                 chan = (nb[0] * cin + g * cig + np.minimum(c, cig - 1)) * V
                 valid = (ptab >= 0)[None, :] & (c < cig)[:, None]
                 slab = np.where(valid, xf[chan[:, None] + np.maximum(ptab, 0)[None, :]], 0.0)
@@ -148,7 +178,7 @@ def _replay(params, x, w, b, cfg):
 @settings(max_examples=60, deadline=None)
 @given(cfg=configs(batches=(1, 2), max_channels=5), seed=seeds,
        tile=st.sampled_from([(128, 32, 16), (64, 64, 16), (128, 64, 32)]),
-       slab=st.sampled_from([0, 1, 2]))
+       slab=st.sampled_from([0, 1, 2, 3]))
 def test_mma_tables_replay_to_reference(cfg, seed, tile, slab):
     x, w, b = cfg.arrays(seed, "float64")
     kw = cfg.kwargs
@@ -158,7 +188,7 @@ def test_mma_tables_replay_to_reference(cfg, seed, tile, slab):
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("slab", [0, 1])
+@pytest.mark.parametrize("slab", [0, 1, 3])
 def test_replay_small_tiles_many_blocks(slab):
     """Several m and n tiles per phase, channel blocks, groups and padding."""
     rng = np.random.default_rng(5)
@@ -224,18 +254,20 @@ def _instances(full=True):
         for bm, bn, wm, wn in cuda_mma.TILES if full or mode == 1 else cuda_mma.TILES[:1]:
             for bk in (16, 32) if full else (16,):
                 threads = (bm // wm) * (bn // wn) * 32
-                for slab in (0, 1, 2) if dt == 0 else (0, 1):
+                for slab in (0, 1, 2, 3) if dt == 0 else (0, 1, 3):
                     minb = cuda_mma._minb(mode, wm, threads, slab)
                     cfg = MmaConfig(dt, mode, "int", bm, bn, bk, wm, wn, 3, threads, 0, minb,
                                     slab)
                     names.append(cfg.name)
-        for slab in (0, 1) if full else (mode % 2,):
+        for slab in (0, 1, 3) if full else (mode % 2, 3):
             names.append(MmaConfig(dt, mode, "long long", 128, 64, 32, 64, 32, 3, 128, 0, 2,
                                    slab).name)
             names.append(MmaConfig(dt, mode, "int", 128, 128, 32, 64, 32, 2, 256, 0, 2,
                                    slab).name)
     for i in ("int", "long long"):
         names.append(f"xconvt_mma_pack<unsigned short, {i}>")
+        for bits in ("unsigned", "unsigned short"):
+            names.append(f"xconvt_mma_to_cl<{bits}, {i}>")
         for split in (0, 1):
             names.append(f"xconvt_mma_pack_tf32<{i}, {split}>")
     return names

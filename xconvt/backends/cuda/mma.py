@@ -66,7 +66,8 @@ DTYPES = {"float32": (0, 4), "float16": (1, 2), "bfloat16": (2, 2)}
 #: Fields of the kernel's ``MmaArgs`` struct, in order (all int32).
 MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
-              "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL")
+              "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL",
+              "PD", "PH", "PW", "LD", "LH", "LW", "CT")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
 META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
@@ -98,7 +99,15 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     # slab_async: not measured yet; the tap variant's per-element cost
     ("3xtf32", 2): (69.7e-6, 1.80, 9.86e-11),
     ("tf32", 2): (55.0e-6, 1.08, 1.08e-10),
+    # cl: not measured yet; guessed from tap (16-byte rows instead of
+    # element loads), plus the layout copy (_CL_COPY)
+    ("3xtf32", 3): (40e-6, 1.5, 4e-11),
+    ("tf32", 3): (30e-6, 1.0, 4e-11),
+    ("float16", 3): (30e-6, 1.0, 3e-11),
+    ("bfloat16", 3): (30e-6, 1.0, 3e-11),
 }
+#: The channels-last copy: (launch s, bytes per second) for x read and the copy written.
+_CL_COPY = (4e-6, 2.5e12)
 
 
 def _mode(dtype, precision):
@@ -125,7 +134,8 @@ class MmaConfig(NamedTuple):
     threads: int
     smem: int        # dynamic shared memory, bytes
     minb: int = 2    # resident blocks per SM the registers must allow
-    slab: int = 0    # A staging: 0 per tap, 1 slab (registers), 2 slab (cp.async, float)
+    slab: int = 0    # A staging: 0 per tap, 1 slab (registers), 2 slab (cp.async, float),
+                     # 3 channels-last copy (16-byte cp.async rows)
     box: tuple = (0, 0, 0)  # slab: the M tile (TD, TH, TW) in phase coordinates
     sc: int = 0      # slab: 32-bit words per k row of a slab buffer
 
@@ -135,11 +145,14 @@ class MmaConfig(NamedTuple):
                 f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}, {self.slab}>")
 
 
-def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0):
+def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0, slab=0):
     """Dynamic shared memory: B stages (twice for 3xTF32, ``mode`` 1: big and
     small), then A stages or (``sc``) two slab buffers of ``sc`` words per k
-    row (3xTF32: twice the rows) and the slab's position table."""
+    row (3xTF32: twice the rows) and the slab's position table; ``slab`` 3:
+    ``[m][k]`` A stages with rows padded by 16 bytes."""
     b = (2 if mode == 1 else 1) * stages * bk * (bn + 8) * itemsize
+    if slab == 3:
+        return b + stages * bm * (bk + 16 // itemsize) * itemsize
     if sc:
         kp = (bk if itemsize == 4 else bk // 2) * (2 if mode == 1 else 1)
         return b + (2 * kp + 1) * sc * 4
@@ -156,6 +169,31 @@ def _slab_dims(params, box):
             continue
         out.append(tuple(b + (k - 1) * e for b, k, e in zip(box, n, steps)))
     return out
+
+
+@lru_cache(maxsize=1024)
+def cl_layout(params, bk):
+    """The channels-last copy of x that the ``"cl"`` staging reads:
+    ``((PD, PH, PW), (LD, LH, LW), CT)``, the padded extents, the leading halo
+    and the channels per position (``groups * ceil(Cig/bk)*bk``).  The halo
+    covers every position a phase with taps reads, so the kernel needs no
+    bounds checks."""
+    lo, hi = [0, 0, 0], [0, 0, 0]
+    for tri in params.phases():
+        if min(len(ph.taps) for ph in tri) == 0:
+            continue
+        for a, (ph, n) in enumerate(zip(tri, params.in_size)):
+            lo[a] = max(lo[a], ph.pad_lo)
+            hi[a] = max(hi[a], ph.pad_hi(n))
+    ext = tuple(n + lo_ + hi_ for n, lo_, hi_ in zip(params.in_size, lo, hi))
+    ct = params.groups * -(-params.in_channels_per_group // bk) * bk
+    return ext, tuple(lo), ct
+
+
+def cl_elements(params, bk):
+    """Elements of the channels-last copy (:func:`cl_layout`)."""
+    ext, _, ct = cl_layout(params, bk)
+    return params.batch * math.prod(ext) * ct
 
 
 @lru_cache(maxsize=1024)
@@ -193,7 +231,7 @@ def _minb(mode, wm, threads, slab=0):
     a few spilled bytes), 168 (3 blocks) for 64x32 warp tiles, 207 (2) with
     3xTF32's split operands."""
     if threads == 256:
-        return 1 if slab else 2  # slab 128x128 tiles need 210-255 registers
+        return 1 if slab in (1, 2) else 2  # slab 128x128 tiles need 210-255 registers
     if wm == 32:
         return 4
     return 2 if mode == 1 else 3
@@ -210,8 +248,9 @@ def _sizes(params, cfg_bk, cfg_bn):
 
 
 def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
-    """Every configuration of A staging ``variant`` (``"tap"``, ``"slab"`` or
-    None for both) that fits in ``smem_per_block``."""
+    """Every configuration of A staging ``variant`` (``"tap"``, ``"slab"``,
+    ``"slab_async"``, ``"cl"``, ``"auto"`` for tap and cl, or None for all)
+    that fits in ``smem_per_block``."""
     dt, itemsize = DTYPES[dtype]
     mode = _mode(dtype, precision)[0]
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
@@ -230,17 +269,25 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
                 continue  # mostly padding
             threads = (bm // wm) * (bn // wn) * 32
             index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
-            for slab in {"tap": (0,), "slab": (1,), "slab_async": (2,),
-                         None: (0, 1, 2)}[variant]:
+            for slab in {"tap": (0,), "slab": (1,), "slab_async": (2,), "cl": (3,),
+                         "auto": (0, 3), None: (0, 1, 2, 3)}[variant]:
                 if (not slab and not tap_bk) or (slab == 2 and dt != 0):
                     continue
-                box, sc = slab_box(params, bm) if slab else ((0, 0, 0), 0)
+                if slab == 3 and params.batch > 65535:
+                    continue  # the layout copy's grid has one z block per sample
+                if slab in (1, 2):
+                    box, sc = slab_box(params, bm)
+                else:
+                    box, sc = (0, 0, 0), 0
                 for stages in (3, 2):
-                    smem = _smem(bm, bn, bk, stages, itemsize, sc, mode)
+                    smem = _smem(bm, bn, bk, stages, itemsize, sc, mode, slab)
                     if smem <= smem_per_block:
                         break
                 else:
                     continue
+                if slab == 3:
+                    if cl_elements(params, bk) > _INT32_MAX:
+                        index_t = "long long"
                 out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, wm, wn, stages, threads,
                                      smem, _minb(mode, wm, threads, slab), slab, box, sc))
     return out
@@ -257,7 +304,7 @@ def _work(params, cfg):
         nb = _m_tiles(params, tri, cfg) * nt * params.groups
         blocks += nb
         macs += nb * cfg.bm * cfg.bn * kp * taps
-        if cfg.slab and taps:
+        if cfg.slab in (1, 2) and taps:
             vol = math.prod(b + (len(ph.taps) - 1) * ax[0].step
                             for b, ph, ax in zip(cfg.box, tri, params.axis_phases))
             staged += nb * (vol + cfg.bn * taps) * kp
@@ -268,7 +315,7 @@ def _work(params, cfg):
 
 def _m_tiles(params, tri, cfg):
     """M tiles of one phase: flat runs of ``bm`` positions, or slab boxes."""
-    if cfg.slab:
+    if cfg.slab in (1, 2):
         return params.batch * math.prod(-(-ph.count // b) for ph, b in zip(tri, cfg.box))
     return -(-(params.batch * math.prod(ph.count for ph in tri)) // cfg.bm)
 
@@ -284,6 +331,10 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     waves = -(-blocks // (sm_count * per_sm))
     busy = min(sm_count, blocks / waves) if blocks else sm_count
     fixed, f_mma, per_elem = _FIT[(mode_name, cfg.slab)]
+    if cfg.slab == 3:
+        itemsize = DTYPES["float32" if cfg.dt == 0 else "float16"][1]
+        moved = (math.prod(params.input_shape) + cl_elements(params, cfg.bk)) * itemsize
+        fixed += _CL_COPY[0] + moved / _CL_COPY[1]
     return (fixed + f_mma * 2 * macs / (_CEILING[mode_name] / sm_count * busy)
             + per_elem * staged / busy)
 
@@ -307,9 +358,9 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
         return reason
     mode_name = _mode(dtype, precision)[1]
     best = None
-    cands = _candidates(params, dtype, precision, smem_per_block, variant or "tap")
-    if any(c.slab and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
-        cands = [c for c in cands if not c.slab or c.bk == 32]
+    cands = _candidates(params, dtype, precision, smem_per_block, variant or "auto")
+    if any(c.slab in (1, 2) and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
+        cands = [c for c in cands if c.slab not in (1, 2) or c.bk == 32]
     for cfg in cands:
         t = estimate(params, cfg, mode_name, sm_count)
         if best is None or t < best[1]:
@@ -447,6 +498,16 @@ class _Launch:
             NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn,
             TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
             WSMALL=idx.size if cfg.mode == 1 else 0)
+        self.to_cl = None
+        if cfg.slab == 3:
+            ext, lo, ct = cl_layout(params, cfg.bk)
+            geo.update(zip(("PD", "PH", "PW"), ext))
+            geo.update(zip(("LD", "LH", "LW"), lo))
+            geo["CT"] = ct
+            bits = "unsigned" if cfg.dt == 0 else "unsigned short"
+            self.to_cl = get(f"xconvt_mma_to_cl<{bits}, {cfg.index_t}>")
+            self.cl_size = cl_elements(params, cfg.bk)
+            self.cl_grid = (-(-math.prod(ext) // 32), -(-ct // 32), params.batch)
         self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):
@@ -455,6 +516,10 @@ class _Launch:
         wp = cupy.empty(self.wp_size, dtype=x.dtype)
         if self.n_idx:
             self.pack(self.pack_grid, (256,), (w, self.idx, wp, self.n_idx))
+        if self.to_cl is not None:
+            xcl = cupy.empty(self.cl_size, dtype=x.dtype)
+            self.to_cl(self.cl_grid, (256,), (x, xcl, self.args[0]))
+            x = xcl
         self.kern(self.grid, self.block,
                   (x, wp, x if b is None else b, out, self.meta, self.btab,
                    self.args[b is not None]),
@@ -504,9 +569,13 @@ class MmaPlan(Plan):
         self.estimate = float(estimate_s)
         self.name = "cuda.mma"
         nw = _sizes(params, cfg.bk, cfg.bn)[2] * (2 if cfg.mode == 1 else 1)
+        if cfg.slab == 3:
+            nw += cl_elements(params, cfg.bk)
         self.workspace = nw * (4 if cfg.dt == 0 else 2)
+        staging = {0: "A per tap", 1: "A slab", 2: "A slab (cp.async)",
+                   3: "A channels-last"}[cfg.slab]
         self.detail = (f"mma.sync {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
-                       f"{cfg.stages} stages, {cfg.threads} threads")
+                       f"{cfg.stages} stages, {cfg.threads} threads, {staging}")
 
     def __call__(self, x, w, b=None):
         return _run(self.params, self.cfg, x, w, b)

@@ -44,7 +44,11 @@
 //   SLAB  A staging: 0 per tap and channel block (cp.async for float, registers
 //         for 16-bit); 1 the tile's input box per channel block, through
 //         registers one step ahead; 2 (float only) the same box by cp.async,
-//         issued a channel block ahead and converted in place on arrival
+//         issued a channel block ahead and converted in place on arrival; 3 a
+//         channels-last copy of x (xconvt_mma_to_cl: [n][d][h][w][g][c], each
+//         group's channels padded to nCB*BK, a zero halo so that no tap
+//         reads outside it), A rows of BK channels by 16-byte cp.async into
+//         [m][k] stages, no bounds checks
 
 namespace xmma {
 
@@ -64,10 +68,12 @@ struct MmaArgs {
   int nCB, NP;
   int TD, TH, TW, SC;
   int WSMALL;
+  int PD, PH, PW, LD, LH, LW, CT;
 };
 // (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
 // a slab buffer.  WSMALL: MODE 1, offset of the small halves of the packed
-// weights.)
+// weights.  PD, PH, PW, LD, LH, LW, CT: SLAB 3, the channels-last copy's
+// padded extents, its leading halo and its channels per position.)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
@@ -118,6 +124,11 @@ __device__ __forceinline__ void mma_16(float (&c)[4], const unsigned (&a)[4], un
   }
 }
 
+__device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
 __device__ __forceinline__ void ldsm_x4_trans(unsigned (&r)[4], unsigned addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -173,7 +184,12 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   constexpr int THREADS = WARPS_M * WARPS_N * 32;
   constexpr int ES = sizeof(T);
   constexpr int LDA = BM + 8, LDB = BN + 8;  // padded rows (elements)
-  constexpr int A_STAGE = SLAB ? 0 : BK * LDA, B_STAGE = BK * LDB;
+  constexpr bool BOX = SLAB == 1 || SLAB == 2;  // box-shaped M tiles, slab A
+  constexpr bool CL = SLAB == 3;                 // channels-last A, [m][k] stages
+  constexpr int LDK = BK + 16 / ES;              // CL: padded A rows (elements)
+  constexpr int CPR = BK * ES / 16;              // CL: 16-byte chunks per A row
+  constexpr int ACH = CL ? BM * CPR / THREADS : 1;  // CL: A chunks per thread per stage
+  constexpr int A_STAGE = BOX ? 0 : (CL ? BM * LDK : BK * LDA), B_STAGE = BK * LDB;
   constexpr int BH = MODE == 1 ? 2 : 1;  // B halves (3xTF32: big, small)
   constexpr int KROWS = THREADS / BM;  // A rows loaded per pass (SLAB == 0)
   constexpr int APT = BK / KROWS;      // A elements per thread per stage (SLAB == 0)
@@ -182,7 +198,8 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   constexpr int KP = MODE == 2 ? BK / 2 : BK;  // 32-bit words per slab position
   constexpr int KPW = MODE == 1 ? 2 * KP : KP;  // k rows of a slab buffer (big, small)
   constexpr int R = THREADS >= 256 ? 8 : 16;   // slab words a thread stages per step
-  static_assert(THREADS % BM == 0 && BK % KROWS == 0, "A loader shape");
+  static_assert(CL || (THREADS % BM == 0 && BK % KROWS == 0), "A loader shape");
+  static_assert(!CL || (BM * CPR) % THREADS == 0, "CL A loader shape");
   static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "fragment shape");
   static_assert(MODE == 2 ? DT != 0 : DT == 0, "mode and dtype");
   static_assert(SLAB != 2 || MODE != 2, "cp.async slabs hold 32-bit values");
@@ -220,7 +237,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   // M tile origin: flat positions [m0, m0 + BM) (SLAB == 0) or a TD x TH x TW
   // box at (jd0, jh0, jw0) of sample nb0 (SLAB == 1).
   int m0 = 0, nb0 = 0, jd0 = 0, jh0 = 0, jw0 = 0;
-  if constexpr (SLAB) {
+  if constexpr (BOX) {
     const int mt_w = (cw + TW - 1) / TW, mt_h = (ch + TH - 1) / TH, mt_d = (cd + TD - 1) / TD;
     int r = mtile;
     jw0 = (r % mt_w) * TW;
@@ -234,7 +251,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   }
   // Output position of row m of the tile: (valid, sample, jd, jh, jw).
   auto decode = [&](int m, int& nb, int& jd, int& jh, int& jw) -> bool {
-    if constexpr (SLAB) {
+    if constexpr (BOX) {
       jw = m % TW;
       jh = (m / TW) % TH;
       jd = m / (TW * TH);
@@ -277,8 +294,8 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   bool a_ok = false;
   I a_base = 0;
   int id0 = 0, ih0 = 0, iw0 = 0;
-  T areg[(MODE == 2 && !SLAB) ? APT : 1];
-  if constexpr (!SLAB) {
+  T areg[(MODE == 2 && SLAB == 0) ? APT : 1];
+  if constexpr (SLAB == 0) {
     int nb, jd, jh, jw;
     a_ok = decode(am, nb, jd, jh, jw);
     a_base = ((I)nb * a.Cin + (I)g * Cig + ak0) * V;
@@ -286,8 +303,29 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     ih0 = pm[P_BH] + jh;
     iw0 = pm[P_BW] + jw;
   }
+  // ---- A, SLAB == 3: chunk q = tid + i * THREADS is row q / CPR, column
+  // chunk tid % CPR; a row past the phase's end reads the last position
+  I a_row[ACH];
+  if constexpr (CL) {
+#pragma unroll
+    for (int i = 0; i < ACH; ++i) {
+      int nb, jd, jh, jw;
+      if (!decode((tid + i * THREADS) / CPR, nb, jd, jh, jw)) decode(Mph - 1 - m0, nb, jd, jh, jw);
+      a_row[i] = ((((I)nb * a.PD + a.LD + pm[P_BD] + jd) * a.PH + a.LH + pm[P_BH] + jh) * a.PW +
+                  a.LW + pm[P_BW] + jw) * a.CT + g * nCB * BK + (tid % CPR) * (16 / ES);
+    }
+  }
   auto load_a = [&](int t, int cb, int st) {
-    if constexpr (!SLAB) {
+    if constexpr (CL) {
+      const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
+      const I toff = (((I)ud * a.ed * a.PH + uh * a.eh) * a.PW + uw * a.ew) * a.CT + cb * BK;
+#pragma unroll
+      for (int i = 0; i < ACH; ++i) {
+        const int q = tid + i * THREADS;
+        cp_async16(as_u32 + (st * A_STAGE + (q / CPR) * LDK + (q % CPR) * (16 / ES)) * ES,
+                   x + a_row[i] + toff);
+      }
+    } else if constexpr (SLAB == 0) {
       const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
       const int id = id0 + ud * a.ed, ih = ih0 + uh * a.eh, iw = iw0 + uw * a.ew;
       const bool ok = a_ok && id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW;
@@ -306,7 +344,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     }
   };
   auto store_a = [&](int st) {
-    if constexpr (MODE == 2 && !SLAB) {
+    if constexpr (MODE == 2 && SLAB == 0) {
 #pragma unroll
       for (int i = 0; i < APT; ++i) As[st * A_STAGE + (ak0 + i * KROWS) * LDA + am] = areg[i];
     }
@@ -317,7 +355,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   // 16-bit values), staged once and read at a per-tap offset.  ptab[pos]:
   // spatial offset in x of slab position pos, -1 outside the input.
   const int SDp = TD + (nd - 1) * a.ed, SHp = TH + (nh - 1) * a.eh, SWp = TW + (nw - 1) * a.ew;
-  const int NPOS = (SLAB && ntaps > 0) ? SDp * SHp * SWp : 0;
+  const int NPOS = (BOX && ntaps > 0) ? SDp * SHp * SWp : 0;
   const int PPT = (NPOS + THREADS - 1) / THREADS;  // positions per thread
   const int IPT = PPT * KP;                        // slab words per thread
   const I x_blk = ((I)nb0 * a.Cin + (I)g * Cig) * V;
@@ -411,8 +449,8 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
   // SLAB: slab offset of this thread's fragment rows (m = wm0 + 16 i + gq + 8 hr)
-  int moff[SLAB ? MT : 1][2];
-  if constexpr (SLAB) {
+  int moff[BOX ? MT : 1][2];
+  if constexpr (BOX) {
 #pragma unroll
     for (int i = 0; i < MT; ++i)
 #pragma unroll
@@ -454,7 +492,12 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
 #pragma unroll
       for (int kk = 0; kk < BK; kk += 16) {
         unsigned af[MT][4], bf[NT][2];
-        if constexpr (SLAB) {
+        if constexpr (CL) {
+          const unsigned abase = as_u32 + st * A_STAGE * ES;
+#pragma unroll
+          for (int i = 0; i < MT; ++i)
+            ldsm_x4(af[i], abase + ((wm0 + i * 16 + (lane & 15)) * LDK + kk + (lane >> 4) * 8) * ES);
+        } else if constexpr (BOX) {
           const unsigned* S = slab + (sbuf * KPW + kk / 2 + tq) * a.SC + toff;
 #pragma unroll
           for (int i = 0; i < MT; ++i) {
@@ -492,7 +535,13 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
         unsigned as_[MT][4], bs_[NT][2];
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
-          if constexpr (SLAB) {
+          if constexpr (CL) {
+            const float* p = reinterpret_cast<const float*>(As) + st * A_STAGE +
+                             (wm0 + i * 16 + gq) * LDK + kk + tq;
+            const float v[4] = {p[0], p[8 * LDK], p[4], p[8 * LDK + 4]};
+#pragma unroll
+            for (int r = 0; r < 4; ++r) split(v[r], ab[i][r], as_[i][r]);
+          } else if constexpr (BOX) {
             const unsigned* S = slab + (sbuf * KPW + kk + tq) * a.SC + toff;
             ab[i][0] = S[moff[i][0]]; ab[i][1] = S[moff[i][1]];
             ab[i][2] = S[4 * a.SC + moff[i][0]]; ab[i][3] = S[4 * a.SC + moff[i][1]];
@@ -528,7 +577,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   };
 
   // ---- main loop: STAGES-deep cp.async pipeline, one commit group per K block
-  if constexpr (SLAB) {
+  if constexpr (BOX) {
     // K blocks in (channel block, tap) order; the slab of channel block cb + 1
     // is loaded R words per tap step of cb (the rest at its last tap).
     for (int p = tid; p < NPOS; p += THREADS) {
@@ -668,5 +717,50 @@ xconvt_mma_pack_tf32(const float* __restrict__ src, const I* __restrict__ idx,
     const unsigned big = xmma::to_tf32(v);
     dst[i] = big;
     if (SPLIT) dst[n + i] = xmma::to_tf32(v - __uint_as_float(big));
+  }
+}
+
+// The channels-last copy of x that SLAB 3 reads: y[n][pd][ph][pw][g][c] =
+// x[n][g*Cig + c][pd - LD][ph - LH][pw - LW] for c < Cig, zero in the halo and
+// in each group's channel padding (CP = nCB * BK channels a group).  Tiles of
+// 32 padded positions x 32 channels through shared memory: reads along the
+// positions, writes along the channels.  U: the storage's bits; grid
+// (ceil(PD*PH*PW / 32), ceil(CT / 32), N).
+template <typename U, typename I>
+__global__ void __launch_bounds__(256)
+xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs a) {
+  __shared__ U tile[32][33];
+  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  const int CP = a.nCB * (a.CT / (a.G * a.nCB));  // = CT / G
+  const I SP = (I)a.PD * a.PH * a.PW;
+  const I V = (I)a.ID * a.IH * a.IW;
+  const I s0 = (I)blockIdx.x * 32;
+  const int q0 = blockIdx.y * 32;
+  const int n = blockIdx.z;
+  int off = -1;  // spatial offset in x of position s0 + tx, -1 in the halo
+  {
+    const I s = s0 + tx;
+    if (s < SP) {
+      const int pw = (int)(s % a.PW);
+      const I r = s / a.PW;
+      const int ph = (int)(r % a.PH), pd = (int)(r / a.PH);
+      const int d = pd - a.LD, h = ph - a.LH, w = pw - a.LW;
+      if (d >= 0 && d < a.ID && h >= 0 && h < a.IH && w >= 0 && w < a.IW)
+        off = (d * a.IH + h) * a.IW + w;
+    }
+  }
+#pragma unroll
+  for (int j = ty; j < 32; j += 8) {
+    const int q = q0 + j, g = q / CP, c = q - g * CP;
+    U v = 0;
+    if (off >= 0 && g < a.G && c < a.Cig) v = x[((I)n * a.Cin + g * a.Cig + c) * V + off];
+    tile[j][tx] = v;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = ty; j < 32; j += 8) {
+    const I s = s0 + j;
+    const int q = q0 + tx;
+    if (s < SP && q < a.CT) y[((I)n * SP + s) * a.CT + q] = tile[tx][j];
   }
 }
