@@ -89,7 +89,7 @@ def time_fn(fn, reps, target_ms=2.0):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=",".join(DENSE))
-    ap.add_argument("--sweep", choices=("", "all", "slab", "tap", "cl"), default="",
+    ap.add_argument("--sweep", choices=("", "all", "slab", "tap", "cl", "cl_slab", "cls"), default="",
                     help="time every candidate tile (of one A staging)")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--variants", default="tap,cl",
@@ -215,8 +215,9 @@ def main(argv=None):
             if args.sweep:
                 for cand in cuda_mma._candidates(params, cuda_mma.dtype_name(xi.dtype), prec,
                                                  smem, None):
-                    if args.sweep != "all" and cand.slab != {"tap": 0, "slab": 1,
-                                                             "cl": 3}[args.sweep]:
+                    if args.sweep != "all" and cand.slab not in {
+                            "tap": (0,), "slab": (1,), "cl": (3,), "cl_slab": (4,),
+                            "cls": (3, 4)}[args.sweep]:
                         continue
                     t_est = cuda_mma.estimate(params, cand, mode if mode != "3xtf32"
                                               else "3xtf32", sms)

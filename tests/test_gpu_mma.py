@@ -121,7 +121,7 @@ def _check(mode, kw, x, w, b, noncontig=False, variant=None):
     return err
 
 
-VARIANTS = ("tap", "slab", "slab_async", "cl")
+VARIANTS = ("tap", "slab", "slab_async", "cl", "cl_slab")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

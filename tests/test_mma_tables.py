@@ -32,7 +32,7 @@ C = {name: i for i, name in enumerate(META_COLUMNS)}
 def _cfg(params, bm, bn, bk, slab):
     """A configuration of ``xconvt_mma`` with the given tile (and, for the
     slab variant, the planner's box)."""
-    box, sc = cuda_mma.slab_box(params, bm) if slab in (1, 2) else ((0, 0, 0), 0)
+    box, sc = cuda_mma.slab_box(params, bm) if slab in (1, 2, 4) else ((0, 0, 0), 0)
     wm = 64 if bm == 128 and bn >= 64 else 32
     return MmaConfig(0, 0, "int", bm, bn, bk, wm, 32, 3, 128, 0, 2, slab, box, sc)
 
@@ -55,7 +55,7 @@ def _replay(params, x, w, b, cfg):
     np_ = -(-cog // bn) * bn
     xf = x.ravel()
     V = ID * IH * IW
-    if cfg.slab == 3:
+    if cfg.slab >= 3:
         # xconvt_mma_to_cl: the channels-last copy with its halo, by the
         # kernel's index arithmetic
         (PD, PH, PW), (LD, LH, LW), CT = cuda_mma.cl_layout(params, bk)
@@ -87,7 +87,7 @@ def _replay(params, x, w, b, cfg):
         nd, nh, nw = row[C["nd"]], row[C["nh"]], row[C["nw"]]
         per_n = cd * ch * cw
         m = np.arange(bm)
-        if cfg.slab in (1, 2):
+        if cfg.slab in (1, 2, 4):
             mtw, mth, mtd = -(-cw // TW), -(-ch // TH), -(-cd // TD)
             q = mtile
             jw0 = (q % mtw) * TW
@@ -110,7 +110,7 @@ def _replay(params, x, w, b, cfg):
         acc = np.zeros((bm, bn))
         n0 = ntile * bn
         wph = row[C["woff"]] + g * ntaps * ncb * bk * np_ + n0
-        if cfg.slab in (1, 2) and ntaps:
+        if cfg.slab in (1, 2, 4) and ntaps:
             # the kernel's slab: position table, then words [c][pos]
             SD, SH, SW = TD + (nd - 1) * ed, TH + (nh - 1) * eh, TW + (nw - 1) * ew
             pos = np.arange(SD * SH * SW)
@@ -120,7 +120,7 @@ def _replay(params, x, w, b, cfg):
             inside = (i_d >= 0) & (i_d < ID) & (i_h >= 0) & (i_h < IH) & (i_w >= 0) & (i_w < IW)
             ptab = np.where(inside, (i_d * IH + i_h) * IW + i_w, -1)
             moff = ((m // (TW * TH)) * SH + (m // TW) % TH) * SW + m % TW
-            assert SD * SH * SW <= cfg.sc
+            assert SD * SH * SW <= cfg.sc or cfg.slab == 4
         if cfg.slab == 3:
             mc = np.minimum(mtile * bm + np.arange(bm), N * per_n - 1)
             nbc = mc // per_n
@@ -129,13 +129,25 @@ def _replay(params, x, w, b, cfg):
                        + (qc // cw) % ch) * PW + LW + row[C["bw"]] + qc % cw) * CT
                      + g * ncb * bk)
         for kc in range(ntaps * ncb):
-            if cfg.slab in (1, 2):
+            if cfg.slab in (1, 2, 4):
                 cb, t = divmod(kc, ntaps)
             else:
                 t, cb = divmod(kc, ncb)
             uw, uh, ud = t % nw, (t // nw) % nh, t // (nw * nh)
             c = cb * bk + np.arange(bk)
-            if cfg.slab == 3:
+            if cfg.slab == 4:
+                # the box of the padded copy (positions clamped into it),
+                # [pos][k], read at the tap's offset
+                cpd = np.minimum(LD + i_d, PD - 1)
+                cph = np.minimum(LH + i_h, PH - 1)
+                cpw = np.minimum(LW + i_w, PW - 1)
+                cpos = (cpd * PH + cph) * PW + cpw
+                src = ((nb[0] * PD * PH * PW + cpos[:, None]) * CT + g * ncb * bk + cb * bk
+                       + np.arange(bk)[None, :])
+                assert src.min() >= 0 and src.max() < xcl.size
+                toff = (ud * ed * SH + uh * eh) * SW + uw * ew
+                a = xcl[src][moff + toff]
+            elif cfg.slab == 3:
                 # the kernel's row offsets (rows past the phase read its last
                 # position) plus the tap's offset; no bounds checks
                 toff = ((ud * ed * PH + uh * eh) * PW + uw * ew) * CT + cb * bk
@@ -178,7 +190,7 @@ def _replay(params, x, w, b, cfg):
 @settings(max_examples=60, deadline=None)
 @given(cfg=configs(batches=(1, 2), max_channels=5), seed=seeds,
        tile=st.sampled_from([(128, 32, 16), (64, 64, 16), (128, 64, 32)]),
-       slab=st.sampled_from([0, 1, 2, 3]))
+       slab=st.sampled_from([0, 1, 2, 3, 4]))
 def test_mma_tables_replay_to_reference(cfg, seed, tile, slab):
     x, w, b = cfg.arrays(seed, "float64")
     kw = cfg.kwargs
@@ -188,7 +200,7 @@ def test_mma_tables_replay_to_reference(cfg, seed, tile, slab):
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("slab", [0, 1, 3])
+@pytest.mark.parametrize("slab", [0, 1, 3, 4])
 def test_replay_small_tiles_many_blocks(slab):
     """Several m and n tiles per phase, channel blocks, groups and padding."""
     rng = np.random.default_rng(5)
@@ -254,12 +266,12 @@ def _instances(full=True):
         for bm, bn, wm, wn in cuda_mma.TILES if full or mode == 1 else cuda_mma.TILES[:1]:
             for bk in (16, 32) if full else (16,):
                 threads = (bm // wm) * (bn // wn) * 32
-                for slab in (0, 1, 2, 3) if dt == 0 else (0, 1, 3):
+                for slab in (0, 1, 2, 3, 4) if dt == 0 else (0, 1, 3, 4):
                     minb = cuda_mma._minb(mode, wm, threads, slab)
                     cfg = MmaConfig(dt, mode, "int", bm, bn, bk, wm, wn, 3, threads, 0, minb,
                                     slab)
                     names.append(cfg.name)
-        for slab in (0, 1, 3) if full else (mode % 2, 3):
+        for slab in (0, 1, 3, 4) if full else (mode % 2, 3, 4):
             names.append(MmaConfig(dt, mode, "long long", 128, 64, 32, 64, 32, 3, 128, 0, 2,
                                    slab).name)
             names.append(MmaConfig(dt, mode, "int", 128, 128, 32, 64, 32, 2, 256, 0, 2,

@@ -105,6 +105,11 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     ("tf32", 3): (30e-6, 1.0, 4e-11),
     ("float16", 3): (30e-6, 1.0, 3e-11),
     ("bfloat16", 3): (30e-6, 1.0, 3e-11),
+    # cl_slab: not measured yet; as cl
+    ("3xtf32", 4): (40e-6, 1.5, 4e-11),
+    ("tf32", 4): (30e-6, 1.0, 4e-11),
+    ("float16", 4): (30e-6, 1.0, 3e-11),
+    ("bfloat16", 4): (30e-6, 1.0, 3e-11),
 }
 #: The channels-last copy: (launch s, bytes per second) for x read and the copy written.
 _CL_COPY = (4e-6, 2.5e12)
@@ -135,7 +140,8 @@ class MmaConfig(NamedTuple):
     smem: int        # dynamic shared memory, bytes
     minb: int = 2    # resident blocks per SM the registers must allow
     slab: int = 0    # A staging: 0 per tap, 1 slab (registers), 2 slab (cp.async, float),
-                     # 3 channels-last copy (16-byte cp.async rows)
+                     # 3 channels-last copy (16-byte cp.async rows), 4 the copy's
+                     # slabs (box tiles, 16-byte cp.async rows)
     box: tuple = (0, 0, 0)  # slab: the M tile (TD, TH, TW) in phase coordinates
     sc: int = 0      # slab: 32-bit words per k row of a slab buffer
 
@@ -149,10 +155,13 @@ def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0, slab=0):
     """Dynamic shared memory: B stages (twice for 3xTF32, ``mode`` 1: big and
     small), then A stages or (``sc``) two slab buffers of ``sc`` words per k
     row (3xTF32: twice the rows) and the slab's position table; ``slab`` 3:
-    ``[m][k]`` A stages with rows padded by 16 bytes."""
+    ``[m][k]`` A stages with rows padded by 16 bytes; 4: two ``[pos][k]``
+    slabs of ``sc`` positions and their position table."""
     b = (2 if mode == 1 else 1) * stages * bk * (bn + 8) * itemsize
     if slab == 3:
         return b + stages * bm * (bk + 16 // itemsize) * itemsize
+    if slab == 4:  # two [pos][k] slab buffers (rows padded by 16 bytes), position table
+        return b + 2 * sc * (bk + 16 // itemsize) * itemsize + 4 * sc
     if sc:
         kp = (bk if itemsize == 4 else bk // 2) * (2 if mode == 1 else 1)
         return b + (2 * kp + 1) * sc * 4
@@ -270,13 +279,18 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
             threads = (bm // wm) * (bn // wn) * 32
             index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
             for slab in {"tap": (0,), "slab": (1,), "slab_async": (2,), "cl": (3,),
-                         "auto": (0, 3), None: (0, 1, 2, 3)}[variant]:
+                         "cl_slab": (4,), "auto": (0, 3, 4), None: (0, 1, 2, 3, 4)}[variant]:
                 if (not slab and not tap_bk) or (slab == 2 and dt != 0):
                     continue
-                if slab == 3 and params.batch > 65535:
+                if slab >= 3 and params.batch > 65535:
                     continue  # the layout copy's grid has one z block per sample
+                if slab == 4 and math.prod(cl_layout(params, bk)[0]) > _INT32_MAX:
+                    continue  # 32-bit slab position table
                 if slab in (1, 2):
                     box, sc = slab_box(params, bm)
+                elif slab == 4:
+                    box = slab_box(params, bm)[0]
+                    sc = max([math.prod(d) for d in _slab_dims(params, box)] + [1])
                 else:
                     box, sc = (0, 0, 0), 0
                 for stages in (3, 2):
@@ -285,7 +299,7 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
                         break
                 else:
                     continue
-                if slab == 3:
+                if slab >= 3:
                     if cl_elements(params, bk) > _INT32_MAX:
                         index_t = "long long"
                 out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, wm, wn, stages, threads,
@@ -304,7 +318,7 @@ def _work(params, cfg):
         nb = _m_tiles(params, tri, cfg) * nt * params.groups
         blocks += nb
         macs += nb * cfg.bm * cfg.bn * kp * taps
-        if cfg.slab in (1, 2) and taps:
+        if cfg.slab in (1, 2, 4) and taps:
             vol = math.prod(b + (len(ph.taps) - 1) * ax[0].step
                             for b, ph, ax in zip(cfg.box, tri, params.axis_phases))
             staged += nb * (vol + cfg.bn * taps) * kp
@@ -315,7 +329,7 @@ def _work(params, cfg):
 
 def _m_tiles(params, tri, cfg):
     """M tiles of one phase: flat runs of ``bm`` positions, or slab boxes."""
-    if cfg.slab in (1, 2):
+    if cfg.slab in (1, 2, 4):
         return params.batch * math.prod(-(-ph.count // b) for ph, b in zip(tri, cfg.box))
     return -(-(params.batch * math.prod(ph.count for ph in tri)) // cfg.bm)
 
@@ -331,7 +345,7 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     waves = -(-blocks // (sm_count * per_sm))
     busy = min(sm_count, blocks / waves) if blocks else sm_count
     fixed, f_mma, per_elem = _FIT[(mode_name, cfg.slab)]
-    if cfg.slab == 3:
+    if cfg.slab >= 3:
         itemsize = DTYPES["float32" if cfg.dt == 0 else "float16"][1]
         moved = (math.prod(params.input_shape) + cl_elements(params, cfg.bk)) * itemsize
         fixed += _CL_COPY[0] + moved / _CL_COPY[1]
@@ -499,7 +513,7 @@ class _Launch:
             TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
             WSMALL=idx.size if cfg.mode == 1 else 0)
         self.to_cl = None
-        if cfg.slab == 3:
+        if cfg.slab >= 3:
             ext, lo, ct = cl_layout(params, cfg.bk)
             geo.update(zip(("PD", "PH", "PW"), ext))
             geo.update(zip(("LD", "LH", "LW"), lo))
@@ -569,11 +583,11 @@ class MmaPlan(Plan):
         self.estimate = float(estimate_s)
         self.name = "cuda.mma"
         nw = _sizes(params, cfg.bk, cfg.bn)[2] * (2 if cfg.mode == 1 else 1)
-        if cfg.slab == 3:
+        if cfg.slab >= 3:
             nw += cl_elements(params, cfg.bk)
         self.workspace = nw * (4 if cfg.dt == 0 else 2)
         staging = {0: "A per tap", 1: "A slab", 2: "A slab (cp.async)",
-                   3: "A channels-last"}[cfg.slab]
+                   3: "A channels-last", 4: "A channels-last slab"}[cfg.slab]
         self.detail = (f"mma.sync {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
                        f"{cfg.stages} stages, {cfg.threads} threads, {staging}")
 

@@ -48,7 +48,10 @@
 //         channels-last copy of x (xconvt_mma_to_cl: [n][d][h][w][g][c], each
 //         group's channels padded to nCB*BK, a zero halo so that no tap
 //         reads outside it), A rows of BK channels by 16-byte cp.async into
-//         [m][k] stages, no bounds checks
+//         [m][k] stages, no bounds checks; 4 the same copy, box-shaped M
+//         tiles: per channel block the tile's input box ([pos][k], 16-byte
+//         cp.async rows, issued a channel block ahead), read at each tap's
+//         offset (ldmatrix rows for 16-bit values: any row address)
 
 namespace xmma {
 
@@ -184,8 +187,10 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   constexpr int THREADS = WARPS_M * WARPS_N * 32;
   constexpr int ES = sizeof(T);
   constexpr int LDA = BM + 8, LDB = BN + 8;  // padded rows (elements)
-  constexpr bool BOX = SLAB == 1 || SLAB == 2;  // box-shaped M tiles, slab A
+  constexpr bool BOX = SLAB == 1 || SLAB == 2 || SLAB == 4;  // box M tiles, slab A
   constexpr bool CL = SLAB == 3;                 // channels-last A, [m][k] stages
+  constexpr bool CLS = SLAB == 4;                // channels-last A, [pos][k] slabs
+  constexpr bool ASYNC = SLAB == 2 || SLAB == 4;  // slabs by cp.async a block ahead
   constexpr int LDK = BK + 16 / ES;              // CL: padded A rows (elements)
   constexpr int CPR = BK * ES / 16;              // CL: 16-byte chunks per A row
   constexpr int ACH = CL ? BM * CPR / THREADS : 1;  // CL: A chunks per thread per stage
@@ -211,7 +216,9 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   T* const Bs = reinterpret_cast<T*>(smem_raw);
   T* const As = Bs + BH * STAGES * B_STAGE;
   unsigned* const slab = reinterpret_cast<unsigned*>(smem_raw + BH * STAGES * B_STAGE * ES);
-  int* const ptab = reinterpret_cast<int*>(slab + 2 * KPW * a.SC);
+  int* const ptab = CLS ? reinterpret_cast<int*>(smem_raw + BH * STAGES * B_STAGE * ES +
+                                                  2 * a.SC * LDK * ES)
+                        : reinterpret_cast<int*>(slab + 2 * KPW * a.SC);
 
   // ---- block -> (phase, group, m tile, n tile)
   const int* pm = meta + btab[2 * blockIdx.x] * PMETA;
@@ -358,7 +365,8 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   const int NPOS = (BOX && ntaps > 0) ? SDp * SHp * SWp : 0;
   const int PPT = (NPOS + THREADS - 1) / THREADS;  // positions per thread
   const int IPT = PPT * KP;                        // slab words per thread
-  const I x_blk = ((I)nb0 * a.Cin + (I)g * Cig) * V;
+  const I x_blk = CLS ? (I)nb0 * a.PD * a.PH * a.PW * a.CT + g * nCB * BK
+                      : ((I)nb0 * a.Cin + (I)g * Cig) * V;
   unsigned sreg[SLAB == 1 ? R : 1];
   auto slab_load = [&](int cb, int i0) {  // words i0 .. i0 + R - 1 of this thread
 #pragma unroll
@@ -410,6 +418,14 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   // has arrived (each thread converts the words it copied).
   const unsigned slab_u32 = smem_u32(slab);
   auto slab_issue = [&](int cb, int buf) {
+    if constexpr (CLS) {
+      for (int q = tid; q < NPOS * CPR; q += THREADS) {
+        const int pos = q / CPR, c = (q % CPR) * (16 / ES);
+        cp_async16(slab_u32 + ((buf * a.SC + pos) * LDK + c) * ES,
+                   x + x_blk + (I)ptab[pos] * a.CT + cb * BK + c);
+      }
+      return;
+    }
     for (int i = 0; i < IPT; ++i) {
       const int p = i / KP, kr = i % KP;
       const int pos = tid + p * THREADS;
@@ -450,6 +466,14 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
   // SLAB: slab offset of this thread's fragment rows (m = wm0 + 16 i + gq + 8 hr)
   int moff[BOX ? MT : 1][2];
+  int mrow[CLS ? MT : 1];  // CLS, 16-bit: slab position of this lane's ldmatrix row
+  if constexpr (CLS) {
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+      const int m = wm0 + i * 16 + (lane & 15);
+      mrow[i] = ((m / (TW * TH)) * SHp + (m / TW) % TH) * SWp + m % TW;
+    }
+  }
   if constexpr (BOX) {
 #pragma unroll
     for (int i = 0; i < MT; ++i)
@@ -497,6 +521,11 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
 #pragma unroll
           for (int i = 0; i < MT; ++i)
             ldsm_x4(af[i], abase + ((wm0 + i * 16 + (lane & 15)) * LDK + kk + (lane >> 4) * 8) * ES);
+        } else if constexpr (CLS) {
+          const unsigned sb = slab_u32 + sbuf * a.SC * LDK * ES;
+#pragma unroll
+          for (int i = 0; i < MT; ++i)
+            ldsm_x4(af[i], sb + ((mrow[i] + toff) * LDK + kk + (lane >> 4) * 8) * ES);
         } else if constexpr (BOX) {
           const unsigned* S = slab + (sbuf * KPW + kk / 2 + tq) * a.SC + toff;
 #pragma unroll
@@ -541,6 +570,12 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
             const float v[4] = {p[0], p[8 * LDK], p[4], p[8 * LDK + 4]};
 #pragma unroll
             for (int r = 0; r < 4; ++r) split(v[r], ab[i][r], as_[i][r]);
+          } else if constexpr (CLS) {
+            const float* S = reinterpret_cast<const float*>(slab) + sbuf * a.SC * LDK + kk + tq;
+            const int r0 = (moff[i][0] + toff) * LDK, r1 = (moff[i][1] + toff) * LDK;
+            const float v[4] = {S[r0], S[r1], S[r0 + 4], S[r1 + 4]};
+#pragma unroll
+            for (int r = 0; r < 4; ++r) split(v[r], ab[i][r], as_[i][r]);
           } else if constexpr (BOX) {
             const unsigned* S = slab + (sbuf * KPW + kk + tq) * a.SC + toff;
             ab[i][0] = S[moff[i][0]]; ab[i][1] = S[moff[i][1]];
@@ -583,12 +618,20 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     for (int p = tid; p < NPOS; p += THREADS) {
       const int sw_ = p % SWp, sh_ = (p / SWp) % SHp, sd_ = p / (SWp * SHp);
       const int id = pm[P_BD] + jd0 + sd_, ih = pm[P_BH] + jh0 + sh_, iw = pm[P_BW] + jw0 + sw_;
-      ptab[p] = (id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW)
-                    ? (id * IH + ih) * IW + iw : -1;
+      if constexpr (CLS) {
+        // position in the padded copy; past the phase's end (read only by
+        // rows that are not stored) clamped into it
+        const int pd_ = min(a.LD + id, a.PD - 1), ph_ = min(a.LH + ih, a.PH - 1),
+                  pw_ = min(a.LW + iw, a.PW - 1);
+        ptab[p] = (pd_ * a.PH + ph_) * a.PW + pw_;
+      } else {
+        ptab[p] = (id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW)
+                      ? (id * IH + ih) * IW + iw : -1;
+      }
     }
     __syncthreads();
     if (nkc > 0) {
-      if constexpr (SLAB == 2) {
+      if constexpr (ASYNC) {
         slab_issue(0, 0);  // joins the first commit group
       } else {
         for (int i0 = 0; i0 < IPT; i0 += R) {
@@ -604,7 +647,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     }
     int cb = 0, t = 0;
     for (int kc = 0; kc < nkc; ++kc) {
-      if constexpr (SLAB == 2) {
+      if constexpr (ASYNC) {
         // The slab of cb was issued with the group of step (cb - 1, 0), which
         // the pipelined wait covers once a channel block has STAGES - 1 taps.
         if (t == 0 && cb > 0 && ntaps < STAGES - 1) {
@@ -612,14 +655,16 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
         } else {
           cp_async_wait<STAGES - 2>();
         }
-        if (t == 0) slab_convert(cb & 1);
+        if constexpr (SLAB == 2) {
+          if (t == 0) slab_convert(cb & 1);
+        }
       } else {
         cp_async_wait<STAGES - 2>();
       }
       __syncthreads();
       const int nk = kc + STAGES - 1;
       if (nk < nkc) load_b(nk % ntaps, nk / ntaps, nk % STAGES);
-      if constexpr (SLAB == 2) {
+      if constexpr (ASYNC) {
         if (t == 0 && cb + 1 < nCB) slab_issue(cb + 1, (cb + 1) & 1);
       }
       cp_async_commit();
