@@ -267,7 +267,7 @@ def _instances(full=True):
             for bk in (16, 32) if full else (16,):
                 threads = (bm // wm) * (bn // wn) * 32
                 for slab in (0, 1, 2, 3, 4) if dt == 0 else (0, 1, 3, 4):
-                    minb = cuda_mma._minb(mode, wm, threads, slab)
+                    minb = cuda_mma._minb(mode, wm, threads, slab, wn)
                     cfg = MmaConfig(dt, mode, "int", bm, bn, bk, wm, wn, 3, threads, 0, minb,
                                     slab)
                     names.append(cfg.name)

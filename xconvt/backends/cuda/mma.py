@@ -75,7 +75,8 @@ META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
 
 #: Block tiles the kernel is instantiated for: (BM, BN, WM, WN).  Threads are
 #: (BM/WM) * (BN/WN) warps.
-TILES = ((128, 128, 64, 32), (128, 64, 64, 32), (128, 32, 32, 32), (64, 64, 32, 32))
+TILES = ((128, 128, 64, 32), (128, 64, 64, 32), (128, 32, 32, 32), (64, 64, 32, 32),
+         (128, 128, 64, 64), (256, 128, 64, 64))
 
 # Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
 # measured mma.sync ceiling times a factor, and the operand elements the
@@ -234,11 +235,14 @@ def slab_box(params, bm):
     return box, npos + (8 - npos) % 32
 
 
-def _minb(mode, wm, threads, slab=0):
+def _minb(mode, wm, threads, slab=0, wn=32):
     """Blocks per SM the kernel's registers are capped for: 128 registers a
     thread for 256-thread blocks and 32x32 warp tiles (ptxas, sm_90a: no or
     a few spilled bytes), 168 (3 blocks) for 64x32 warp tiles, 207 (2) with
-    3xTF32's split operands."""
+    3xTF32's split operands; 64x64 warp tiles (128 accumulators) may use
+    255."""
+    if wm * wn >= 64 * 64:  # 128 accumulators a thread: up to 255 registers
+        return max(1, 256 // threads)
     if threads == 256:
         return 1 if slab in (1, 2) else 2  # slab 128x128 tiles need 210-255 registers
     if wm == 32:
@@ -276,6 +280,8 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
             tap_bk = (bk == 32) == (bn == 128 and mode != 1)
             if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
                 continue  # mostly padding
+            if mode == 1 and wm * wn >= 64 * 64:
+                continue  # 3xTF32's split fragments beside 128 accumulators spill
             threads = (bm // wm) * (bn // wn) * 32
             index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
             for slab in {"tap": (0,), "slab": (1,), "slab_async": (2,), "cl": (3,),
@@ -303,7 +309,8 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
                     if cl_elements(params, bk) > _INT32_MAX:
                         index_t = "long long"
                 out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, wm, wn, stages, threads,
-                                     smem, _minb(mode, wm, threads, slab), slab, box, sc))
+                                     smem, _minb(mode, wm, threads, slab, wn), slab, box,
+                                     sc))
     return out
 
 
