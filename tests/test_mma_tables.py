@@ -200,6 +200,32 @@ def test_mma_tables_replay_to_reference(cfg, seed, tile, slab):
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
 
 
+@settings(max_examples=40, deadline=None)
+@given(cfg=configs(batches=(1,), max_channels=6), bn=st.sampled_from([32, 64]),
+       bk=st.sampled_from([16, 32]))
+def test_pack_kernel_index_math_matches_the_packed_layout(cfg, bn, bk):
+    """``xconvt_mma_pack_t``'s destination of each weight (``pack_taps``)
+    is where :func:`pack_index` says it goes, every packed slot of a real
+    weight is written once, and the rest is padding."""
+    x, w, b = cfg.arrays(0, "float64")
+    params = ConvParams.from_shapes(x.shape, w.shape, None, **cfg.kwargs)
+    idx = pack_index(params, bn, bk)
+    tapoff, gstride = cuda_mma.pack_taps(params, bn, bk)
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    k3 = int(np.prod(params.kernel))
+    np_ = -(-cog // bn) * bn
+    got = np.full(idx.size, -1, np.int64)
+    cc, o, k = np.meshgrid(np.arange(params.in_channels), np.arange(cog), np.arange(k3),
+                           indexing="ij")
+    keep = tapoff[k] >= 0
+    g, c = cc // cig, cc % cig
+    dst = (tapoff[k] + g * gstride[k] + c * np_ + o)[keep]
+    src = ((cc * cog + o) * k3 + k)[keep]
+    assert np.unique(dst).size == dst.size
+    got[dst] = src
+    np.testing.assert_array_equal(got, idx)
+
+
 @pytest.mark.parametrize("slab", [0, 1, 3, 4])
 def test_replay_small_tiles_many_blocks(slab):
     """Several m and n tiles per phase, channel blocks, groups and padding."""
@@ -277,11 +303,10 @@ def _instances(full=True):
             names.append(MmaConfig(dt, mode, "int", 128, 128, 32, 64, 32, 2, 256, 0, 2,
                                    slab).name)
     for i in ("int", "long long"):
-        names.append(f"xconvt_mma_pack<unsigned short, {i}>")
+        for bits, conv in (("unsigned short", 0), ("unsigned", 1), ("unsigned", 2)):
+            names.append(f"xconvt_mma_pack_t<{bits}, {i}, {conv}>")
         for bits in ("unsigned", "unsigned short"):
             names.append(f"xconvt_mma_to_cl<{bits}, {i}>")
-        for split in (0, 1):
-            names.append(f"xconvt_mma_pack_tf32<{i}, {split}>")
     return names
 
 

@@ -14,7 +14,7 @@ so taps that meet only stride zeros cost nothing.  One launch of
 table and a block table (:func:`mma_tables`; blocks round-robin over the
 phases, so that a strided output's interleaved sectors are completed in L2)
 map each block to its phase, group and ``BM x BN`` tile.  The weights are
-packed per call (``xconvt_mma_pack``/``_pack_tf32``) into
+packed per call (``xconvt_mma_pack_t``, tiled through shared memory) into
 ``[phase][group][tap][channel][o]`` with zero padding, float weights rounded
 to TF32 (and split for 3xTF32), so B tiles are 16-byte ``cp.async`` copies
 through ``STAGES`` shared-memory buffers.  A is staged per tap and channel
@@ -478,6 +478,32 @@ def pack_index(params, bn, bk):
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
+@lru_cache(maxsize=256)
+def pack_taps(params, bn, bk):
+    """Per kernel tap ``k`` (``(kd_i*kh + kh_i)*kw + kw_i``) of ``xconvt_mma_pack_t``:
+    ``tapoff[k]``, the packed offset of its ``(phase, tap)`` block at group 0,
+    channel 0, column 0 (-1 for a tap of no phase with outputs), and
+    ``gstride[k]``, the step between groups; the layout of :func:`pack_index`."""
+    kd, kh, kw = params.kernel
+    cp = -(-params.in_channels_per_group // bk) * bk
+    np_ = -(-params.out_channels_per_group // bn) * bn
+    tapoff = np.full(kd * kh * kw, -1, np.int64)
+    gstride = np.zeros(kd * kh * kw, np.int64)
+    woff = 0
+    for pd, ph, pw in _phase_order(params):
+        taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
+        t = 0
+        for td in pd.taps:
+            for th in ph.taps:
+                for tw in pw.taps:
+                    k = (td * kh + th) * kw + tw
+                    tapoff[k] = woff + t * cp * np_
+                    gstride[k] = taps * cp * np_
+                    t += 1
+        woff += params.groups * taps * cp * np_
+    return tapoff, gstride
+
+
 # --------------------------------------------------------------------------- launch
 class _Launch:
     """Device tables, kernels and arguments of one configuration."""
@@ -487,23 +513,31 @@ class _Launch:
 
         meta, btab = mma_tables(params, cfg)
         nblocks = len(btab)
-        idx = pack_index(params, cfg.bn, cfg.bk)
         ityp = np.int32 if cfg.index_t == "int" else np.int64
         self.meta = cupy.asarray(meta)
         self.btab = cupy.asarray(btab)
-        self.idx = cupy.asarray(idx.astype(ityp))
-        self.n_idx = ityp(idx.size)
+        tapoff, gstride = pack_taps(params, cfg.bn, cfg.bk)
+        self.tapoff = cupy.asarray(tapoff.astype(ityp))
+        self.gstride = cupy.asarray(gstride.astype(ityp))
+        cig, cog = params.in_channels_per_group, params.out_channels_per_group
+        ncb, np_ = -(-cig // cfg.bk), -(-cog // cfg.bn) * cfg.bn
+        n_packed = _sizes(params, cfg.bk, cfg.bn)[2]
+        self.n_idx = ityp(n_packed)
+        self.padded = ncb * cfg.bk != cig or np_ != cog
+        k3 = math.prod(params.kernel)
+        self.pack_args = (self.tapoff, self.gstride, None, np.int32(cig), np.int32(cog),
+                          np.int32(k3), np.int32(np_), ityp(n_packed))
+        self.pack_grid = (params.in_channels, -(-k3 // 32), -(-cog // 32))
         def get(name):
             return rt.kernel(_SOURCE_PATH, name)
 
         self.kern = get(cfg.name)
         rt.allow_smem(self.kern, cfg.smem)
-        if cfg.dt == 0:  # float weights leave the pack rounded (and split)
-            self.pack = get(f"xconvt_mma_pack_tf32<{cfg.index_t}, {int(cfg.mode == 1)}>")
-        else:
-            self.pack = get(f"xconvt_mma_pack<unsigned short, {cfg.index_t}>")
-        self.wp_size = idx.size * (2 if cfg.mode == 1 else 1)
-        self.pack_grid = (max(1, min(-(-idx.size // 256), 132 * 16)),)
+        # float weights leave the pack rounded to tf32 (and split, 3xTF32)
+        conv = 0 if cfg.dt else (2 if cfg.mode == 1 else 1)
+        bits = "unsigned" if cfg.dt == 0 else "unsigned short"
+        self.pack = get(f"xconvt_mma_pack_t<{bits}, {cfg.index_t}, {conv}>")
+        self.wp_size = n_packed * (2 if cfg.mode == 1 else 1)
         self.grid = (nblocks,)
         self.block = (cfg.threads,)
         self.smem = cfg.smem
@@ -518,7 +552,7 @@ class _Launch:
             nCB=-(-params.in_channels_per_group // cfg.bk),
             NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn,
             TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
-            WSMALL=idx.size if cfg.mode == 1 else 0)
+            WSMALL=n_packed if cfg.mode == 1 else 0)
         self.to_cl = None
         if cfg.slab >= 3:
             ext, lo, ct = cl_layout(params, cfg.bk)
@@ -534,9 +568,10 @@ class _Launch:
     def __call__(self, x, w, b, out):
         import cupy
 
-        wp = cupy.empty(self.wp_size, dtype=x.dtype)
+        wp = (cupy.zeros if self.padded else cupy.empty)(self.wp_size, dtype=x.dtype)
         if self.n_idx:
-            self.pack(self.pack_grid, (256,), (w, self.idx, wp, self.n_idx))
+            a = self.pack_args
+            self.pack(self.pack_grid, (256,), (w, a[0], a[1], wp) + a[3:])
         if self.to_cl is not None:
             xcl = cupy.empty(self.cl_size, dtype=x.dtype)
             self.to_cl(self.cl_grid, (256,), (x, xcl, self.args[0]))

@@ -740,33 +740,6 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   }
 }
 
-// Packed weights: dst[i] = src[idx[i]], 0 where idx[i] < 0 (bit copies, so one
-// kernel serves every storage type of its width).  xconvt_mma_pack_tf32
-// stores float weights rounded to tf32 and, with SPLIT, the small halves
-// tf32(v - big) n elements further (3xTF32).
-template <typename U, typename I>
-__global__ void __launch_bounds__(256)
-xconvt_mma_pack(const U* __restrict__ src, const I* __restrict__ idx, U* __restrict__ dst,
-                I n) {
-  for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
-    const I s = idx[i];
-    dst[i] = s >= 0 ? src[s] : (U)0;
-  }
-}
-
-template <typename I, int SPLIT>
-__global__ void __launch_bounds__(256)
-xconvt_mma_pack_tf32(const float* __restrict__ src, const I* __restrict__ idx,
-                     unsigned* __restrict__ dst, I n) {
-  for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
-    const I s = idx[i];
-    const float v = s >= 0 ? src[s] : 0.f;
-    const unsigned big = xmma::to_tf32(v);
-    dst[i] = big;
-    if (SPLIT) dst[n + i] = xmma::to_tf32(v - __uint_as_float(big));
-  }
-}
-
 // The channels-last copy of x that SLAB 3 reads: y[n][pd][ph][pw][g][c] =
 // x[n][g*Cig + c][pd - LD][ph - LH][pw - LW] for c < Cig, zero in the halo and
 // in each group's channel padding (CP = nCB * BK channels a group).  Tiles of
@@ -796,12 +769,22 @@ xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs
         off = (d * a.IH + h) * a.IW + w;
     }
   }
+  // channel q0 + ty of the copy: group g, channel c of the group; the next
+  // rows (8 channels on) by carrying c past CP (>= 16) into the next group
+  int g = (q0 + ty) / CP, c = q0 + ty - g * CP;
+  const U* xs = x + ((I)n * a.Cin + g * a.Cig + c) * V + off;
 #pragma unroll
   for (int j = ty; j < 32; j += 8) {
-    const int q = q0 + j, g = q / CP, c = q - g * CP;
     U v = 0;
-    if (off >= 0 && g < a.G && c < a.Cig) v = x[((I)n * a.Cin + g * a.Cig + c) * V + off];
+    if (off >= 0 && g < a.G && c < a.Cig) v = *xs;
     tile[j][tx] = v;
+    c += 8;
+    xs += (I)8 * V;
+    if (c >= CP) {
+      c -= CP;
+      ++g;
+      xs += (I)(a.Cig - CP) * V;
+    }
   }
   __syncthreads();
 #pragma unroll
@@ -809,5 +792,49 @@ xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs
     const I s = s0 + j;
     const int q = q0 + tx;
     if (s < SP && q < a.CT) y[((I)n * SP + s) * a.CT + q] = tile[tx][j];
+  }
+}
+
+// Packed weights straight from w [Cin][Cog][K3] (K3 = kd*kh*kw): per input
+// channel, 32 x 32 tiles of (o, kernel tap) through shared memory, read along
+// the taps and written along o.  Kernel tap k goes to dst[tapoff[k] +
+// g*gstride[k] + c*NP + o] (tapoff -1: a tap of no phase with outputs); the
+// host zeroes dst first where channels or columns are padded.  CONV 0: bit
+// copy; 1: float rounded to tf32; 2: also the small half tf32(v - big), at
+// dst + small.  Grid (Cin, ceil(K3/32), ceil(Cog/32)).
+template <typename U, typename I, int CONV>
+__global__ void __launch_bounds__(256)
+xconvt_mma_pack_t(const U* __restrict__ src, const I* __restrict__ tapoff,
+                  const I* __restrict__ gstride, U* __restrict__ dst, int Cig, int Cog, int K3,
+                  int NP, I small) {
+  __shared__ U tile[32][33];
+  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  const int cc = blockIdx.x, k0 = blockIdx.y * 32, o0 = blockIdx.z * 32;
+  const int g = cc / Cig, c = cc - g * Cig;
+  const U* s = src + (I)cc * Cog * K3;
+#pragma unroll
+  for (int j = ty; j < 32; j += 8) {
+    const int o = o0 + j, k = k0 + tx;
+    tile[j][tx] = (o < Cog && k < K3) ? s[(I)o * K3 + k] : (U)0;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = ty; j < 32; j += 8) {
+    const int k = k0 + j, o = o0 + tx;
+    if (k < K3 && o < Cog) {
+      const I base = tapoff[k];
+      if (base >= 0) {
+        const I d = base + g * gstride[k] + (I)c * NP + o;
+        const U v = tile[tx][j];
+        if constexpr (CONV == 0) {
+          dst[d] = v;
+        } else {
+          const float f = __uint_as_float(v);
+          const unsigned big = xmma::to_tf32(f);
+          dst[d] = big;
+          if constexpr (CONV == 2) dst[small + d] = xmma::to_tf32(f - __uint_as_float(big));
+        }
+      }
+    }
   }
 }
