@@ -70,12 +70,13 @@ def main(argv=None):
             cfg, est = mma.mma_config(params, dtype, prec, variant=args.variant)
             lau = mma._launch_getter()(params, cfg)
             out = cupy.empty(params.batched_output_shape, xd.dtype)
-            wp = cupy.empty(lau.wp_size, dtype=xd.dtype)
+            wp = cupy.zeros(lau.wp_size, dtype=xd.dtype)
             r = {"case": name, "mode": mode, "config": cfg.name, "est_ms": est * 1e3}
             r["call"] = time_fn(lambda: mma.mma_direct(params, xd, wd, None, prec, config=cfg,
                                                        out=out))
+            pa = lau.pack_args
             r["pack"] = time_fn(lambda: lau.pack(lau.pack_grid, (256,),
-                                                 (wd, lau.idx, wp, lau.n_idx)))
+                                                 (wd, pa[0], pa[1], wp) + pa[3:]))
             xin = xd
             if lau.to_cl is not None:
                 xcl = cupy.empty(lau.cl_size, dtype=xd.dtype)
@@ -85,7 +86,8 @@ def main(argv=None):
             r["kernel"] = time_fn(lambda: lau.kern(
                 lau.grid, lau.block, (xin, wp, xin, out, lau.meta, lau.btab, lau.args[0]),
                 shared_mem=lau.smem))
-            r["fill_out"] = time_fn(lambda: out.view(cupy.uint8).fill(1))
+            r["fill_out"] = time_fn(lambda: out.view(cupy.uint32 if out.dtype.itemsize == 4
+                                                     else cupy.uint16).fill(1))
             r["blocks"] = lau.grid[0]
             r["gflop"] = 2 * params.macs / 1e9 if hasattr(params, "macs") else None
             rows.append(r)

@@ -18,7 +18,7 @@
 // with no work on the taps that only meet stride zeros.  K is padded per tap
 // to whole BK blocks of channels and N to whole BN tiles: the host packs B
 // per call into [phase][g][t][c < nCB*BK][o < NP] with zeros in the padding
-// (xconvt_mma_pack), so a B tile is rows of 16-byte copies.
+// (xconvt_mma_pack_t), so a B tile is rows of 16-byte copies.
 //
 // One launch covers every phase: block b reads its phase and its index in
 // the phase from a block table (btab), and from that index its n tile
