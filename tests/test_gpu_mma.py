@@ -88,7 +88,12 @@ def _run(mode, params, x, w, b, noncontig=False, variant=None):
     bd = None if bs is None else _dev(bs)
     out = _poisoned(params.batched_output_shape, np.dtype(dt))
     prec = "tf32" if mode == "tf32" else "float32"
-    got = mma_direct(params, xd, wd, bd, prec, out=out, variant=variant)
+    try:
+        got = mma_direct(params, xd, wd, bd, prec, out=out, variant=variant)
+    except ValueError as exc:
+        if variant in ("slab", "slab_async", "cl_slab") and "no tile fits" in str(exc):
+            pytest.skip(f"the {variant} staging does not fit here (the planner takes another)")
+        raise
     assert got is out
     host = _host(got)
     # float64 reference of the rounded operands

@@ -112,6 +112,8 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     ("float16", 4): (30e-6, 1.0, 3e-11),
     ("bfloat16", 4): (30e-6, 1.0, 3e-11),
 }
+#: Position tiles of 32 a block of the channels-last copy copies (CL_TILES in mma.cu).
+_CL_TILES = 8
 #: The channels-last copy: (launch s, bytes per second) for x read and the copy written.
 _CL_COPY = (4e-6, 2.5e12)
 
@@ -562,7 +564,7 @@ class _Launch:
             bits = "unsigned" if cfg.dt == 0 else "unsigned short"
             self.to_cl = get(f"xconvt_mma_to_cl<{bits}, {cfg.index_t}>")
             self.cl_size = cl_elements(params, cfg.bk)
-            self.cl_grid = (-(-math.prod(ext) // 32), -(-ct // 32), params.batch)
+            self.cl_grid = (-(-math.prod(ext) // (32 * _CL_TILES)), -(-ct // 32), params.batch)
         self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):

@@ -53,6 +53,8 @@
 //         cp.async rows, issued a channel block ahead), read at each tap's
 //         offset (ldmatrix rows for 16-bit values: any row address)
 
+#define CL_TILES 8  // position tiles a block of xconvt_mma_to_cl copies
+
 namespace xmma {
 
 // Per-phase table, PMETA int32 values per phase (written by cuda_mma.py).
@@ -745,53 +747,59 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
 // in each group's channel padding (CP = nCB * BK channels a group).  Tiles of
 // 32 padded positions x 32 channels through shared memory: reads along the
 // positions, writes along the channels.  U: the storage's bits; grid
-// (ceil(PD*PH*PW / 32), ceil(CT / 32), N).
+// (ceil(PD*PH*PW / (32 * CL_TILES)), ceil(CT / 32), N).
 template <typename U, typename I>
 __global__ void __launch_bounds__(256)
 xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs a) {
   __shared__ U tile[32][33];
   const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-  const int CP = a.nCB * (a.CT / (a.G * a.nCB));  // = CT / G
+  const int CP = a.CT / a.G;
   const I SP = (I)a.PD * a.PH * a.PW;
   const I V = (I)a.ID * a.IH * a.IW;
-  const I s0 = (I)blockIdx.x * 32;
   const int q0 = blockIdx.y * 32;
   const int n = blockIdx.z;
-  int off = -1;  // spatial offset in x of position s0 + tx, -1 in the halo
-  {
-    const I s = s0 + tx;
-    if (s < SP) {
-      const int pw = (int)(s % a.PW);
-      const I r = s / a.PW;
-      const int ph = (int)(r % a.PH), pd = (int)(r / a.PH);
-      const int d = pd - a.LD, h = ph - a.LH, w = pw - a.LW;
-      if (d >= 0 && d < a.ID && h >= 0 && h < a.IH && w >= 0 && w < a.IW)
-        off = (d * a.IH + h) * a.IW + w;
-    }
-  }
-  // channel q0 + ty of the copy: group g, channel c of the group; the next
+  // channel q0 + ty of the copy: group g0, channel c0 of the group; the next
   // rows (8 channels on) by carrying c past CP (>= 16) into the next group
-  int g = (q0 + ty) / CP, c = q0 + ty - g * CP;
-  const U* xs = x + ((I)n * a.Cin + g * a.Cig + c) * V + off;
-#pragma unroll
-  for (int j = ty; j < 32; j += 8) {
-    U v = 0;
-    if (off >= 0 && g < a.G && c < a.Cig) v = *xs;
-    tile[j][tx] = v;
-    c += 8;
-    xs += (I)8 * V;
-    if (c >= CP) {
-      c -= CP;
-      ++g;
-      xs += (I)(a.Cig - CP) * V;
+  const int g0 = (q0 + ty) / CP, c0 = q0 + ty - g0 * CP;
+  // CL_TILES tiles of 32 positions a block (few blocks: each is short)
+  for (int it = 0; it < CL_TILES; ++it) {
+    const I s0 = ((I)blockIdx.x * CL_TILES + it) * 32;
+    if (s0 >= SP) break;
+    int off = -1;  // spatial offset in x of position s0 + tx, -1 in the halo
+    {
+      const I s = s0 + tx;
+      if (s < SP) {
+        const int pw = (int)(s % a.PW);
+        const I r = s / a.PW;
+        const int ph = (int)(r % a.PH), pd = (int)(r / a.PH);
+        const int d = pd - a.LD, h = ph - a.LH, w = pw - a.LW;
+        if (d >= 0 && d < a.ID && h >= 0 && h < a.IH && w >= 0 && w < a.IW)
+          off = (d * a.IH + h) * a.IW + w;
+      }
     }
-  }
-  __syncthreads();
+    int g = g0, c = c0;
+    const U* xs = x + ((I)n * a.Cin + g * a.Cig + c) * V + off;
 #pragma unroll
-  for (int j = ty; j < 32; j += 8) {
-    const I s = s0 + j;
-    const int q = q0 + tx;
-    if (s < SP && q < a.CT) y[((I)n * SP + s) * a.CT + q] = tile[tx][j];
+    for (int j = ty; j < 32; j += 8) {
+      U v = 0;
+      if (off >= 0 && g < a.G && c < a.Cig) v = *xs;
+      tile[j][tx] = v;
+      c += 8;
+      xs += (I)8 * V;
+      if (c >= CP) {
+        c -= CP;
+        ++g;
+        xs += (I)(a.Cig - CP) * V;
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int j = ty; j < 32; j += 8) {
+      const I s = s0 + j;
+      const int q = q0 + tx;
+      if (s < SP && q < a.CT) y[((I)n * SP + s) * a.CT + q] = tile[tx][j];
+    }
+    __syncthreads();
   }
 }
 
