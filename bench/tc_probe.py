@@ -89,7 +89,7 @@ def time_fn(fn, reps, target_ms=2.0):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=",".join(DENSE))
-    ap.add_argument("--sweep", choices=("", "all", "slab", "tap", "cl", "cl_slab", "cls"), default="",
+    ap.add_argument("--sweep", choices=("", "all", "slab", "tap", "cl", "cl_slab", "cls", "new"), default="",
                     help="time every candidate tile (of one A staging)")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--variants", default="tap,cl",
@@ -100,6 +100,7 @@ def main(argv=None):
                     help="time the planner's choice")
     ap.add_argument("--random", type=int, default=6, help="random small correctness cases")
     ap.add_argument("--tag", default="", help="suffix of the JSON file's name")
+    ap.add_argument("--modes", default=",".join(MODES), help="tensor-core modes timed")
     args = ap.parse_args(argv)
 
     import cupy
@@ -176,7 +177,7 @@ def main(argv=None):
             x16, w16, b16 = ops16[name]
             ins[name] = (cupy.from_dlpack(x16), cupy.from_dlpack(w16),
                          None if b16 is None else cupy.from_dlpack(b16), "float32")
-        for mode in MODES:
+        for mode in [m for m in MODES if m in args.modes.split(",")]:
             xi, wi, bi, prec = ins[mode]
             ref = refs["float32" if mode in ("3xtf32", "tf32") else mode]
             got = cuda_mma.mma_config(params, cuda_mma.dtype_name(xi.dtype), prec, sms, smem)
@@ -217,7 +218,7 @@ def main(argv=None):
                                                  smem, None):
                     if args.sweep != "all" and cand.slab not in {
                             "tap": (0,), "slab": (1,), "cl": (3,), "cl_slab": (4,),
-                            "cls": (3, 4)}[args.sweep]:
+                            "cls": (3, 4), "new": (0, 3, 4)}[args.sweep]:
                         continue
                     t_est = cuda_mma.estimate(params, cand, mode if mode != "3xtf32"
                                               else "3xtf32", sms)
