@@ -100,17 +100,20 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     # slab_async: not measured yet; the tap variant's per-element cost
     ("3xtf32", 2): (69.7e-6, 1.80, 9.86e-11),
     ("tf32", 2): (55.0e-6, 1.08, 1.08e-10),
-    # cl: not measured yet; guessed from tap (16-byte rows instead of
-    # element loads), plus the layout copy (_CL_COPY)
-    ("3xtf32", 3): (40e-6, 1.5, 4e-11),
-    ("tf32", 3): (30e-6, 1.0, 4e-11),
-    ("float16", 3): (30e-6, 1.0, 3e-11),
-    ("bfloat16", 3): (30e-6, 1.0, 3e-11),
-    # cl_slab: not measured yet; as cl
-    ("3xtf32", 4): (40e-6, 1.5, 4e-11),
-    ("tf32", 4): (30e-6, 1.0, 4e-11),
-    ("float16", 4): (30e-6, 1.0, 3e-11),
-    ("bfloat16", 4): (30e-6, 1.0, 3e-11),
+    # cl and cl_slab: five terms (fixed s, factor on the tensor-core time, s
+    # per staged element per SM, s per K step per SM, s per output byte),
+    # fitted by relative least squares (non-negative) to the H200 sweep of
+    # bench/tc_probe.py --sweep new of 2026-12-02 (seven dense suite cases,
+    # every tile and BK; 24-29 timings a mode): predictions 0.71-1.18x the
+    # measured times.  bfloat16 takes float16's.
+    ("3xtf32", 3): (4.26e-05, 1.68, 7.56e-11, 0.0, 5.68e-13),
+    ("tf32", 3): (1.89e-05, 1.91, 3.93e-11, 6.45e-08, 5.7e-13),
+    ("float16", 3): (2.12e-05, 1.13, 2.81e-11, 7.38e-08, 1.09e-12),
+    ("bfloat16", 3): (2.12e-05, 1.13, 2.81e-11, 7.38e-08, 1.09e-12),
+    ("3xtf32", 4): (7.14e-05, 2.53, 0.0, 6.83e-08, 3.42e-13),
+    ("tf32", 4): (4.53e-05, 2.0, 0.0, 2.04e-07, 5.05e-13),
+    ("float16", 4): (3.24e-05, 1.4, 0.0, 1.48e-07, 1.33e-12),
+    ("bfloat16", 4): (3.24e-05, 1.4, 0.0, 1.48e-07, 1.33e-12),
 }
 #: Position tiles of 32 a block of the channels-last copy copies (CL_TILES in mma.cu).
 _CL_TILES = 8
@@ -264,7 +267,8 @@ def _sizes(params, cfg_bk, cfg_bn):
 
 def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
     """Every configuration of A staging ``variant`` (``"tap"``, ``"slab"``,
-    ``"slab_async"``, ``"cl"``, ``"auto"`` for tap and cl, or None for all)
+    ``"slab_async"``, ``"cl"``, ``"cl_slab"``, ``"auto"`` for cl and cl_slab,
+    or None for all)
     that fits in ``smem_per_block``."""
     dt, itemsize = DTYPES[dtype]
     mode = _mode(dtype, precision)[0]
@@ -287,7 +291,7 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
             threads = (bm // wm) * (bn // wn) * 32
             index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
             for slab in {"tap": (0,), "slab": (1,), "slab_async": (2,), "cl": (3,),
-                         "cl_slab": (4,), "auto": (0, 3, 4), None: (0, 1, 2, 3, 4)}[variant]:
+                         "cl_slab": (4,), "auto": (3, 4), None: (0, 1, 2, 3, 4)}[variant]:
                 if (not slab and not tap_bk) or (slab == 2 and dt != 0):
                     continue
                 if slab >= 3 and params.batch > 65535:
@@ -343,45 +347,62 @@ def _m_tiles(params, tri, cfg):
     return -(-(params.batch * math.prod(ph.count for ph in tri)) // cfg.bm)
 
 
-def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
-    """Predicted seconds of one call with ``cfg``: ``_FIT``'s fixed part, plus
-    the tensor-core time of the padded multiply-adds at ``_CEILING`` and the
-    staged operand elements, both over the SMs the blocks keep busy (blocks
-    per SM from shared memory and the register cap; a partial last wave
-    counts as a whole one)."""
+def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
+    """``(copy seconds, terms)`` of :func:`estimate`: the channels-last copy's
+    time (``_CL_COPY``; 0 without it) and the terms ``_FIT`` weighs: 1, the
+    tensor-core time of the padded multiply-adds at ``_CEILING``, the staged
+    operand elements and the K steps (each with its barrier), both per SM
+    the blocks keep busy, and the output's bytes (blocks per SM from shared
+    memory and the register cap; a partial last wave counts as a whole)."""
     macs, staged, blocks = _work(params, cfg)
     per_sm = max(1, min(smem_per_sm // (cfg.smem + 1024), cfg.minb))
     waves = -(-blocks // (sm_count * per_sm))
     busy = min(sm_count, blocks / waves) if blocks else sm_count
-    fixed, f_mma, per_elem = _FIT[(mode_name, cfg.slab)]
+    itemsize = DTYPES["float32" if cfg.dt == 0 else "float16"][1]
+    copy = 0.0
     if cfg.slab >= 3:
-        itemsize = DTYPES["float32" if cfg.dt == 0 else "float16"][1]
         moved = (math.prod(params.input_shape) + cl_elements(params, cfg.bk)) * itemsize
-        fixed += _CL_COPY[0] + moved / _CL_COPY[1]
-    return (fixed + f_mma * 2 * macs / (_CEILING[mode_name] / sm_count * busy)
-            + per_elem * staged / busy)
+        copy = _CL_COPY[0] + moved / _CL_COPY[1]
+    cig = params.in_channels_per_group
+    steps = 0
+    for tri in params.phases():
+        taps = math.prod(len(ph.taps) for ph in tri)
+        steps += (_m_tiles(params, tri, cfg) * -(-params.out_channels_per_group // cfg.bn)
+                  * params.groups * taps * -(-cig // cfg.bk))
+    out_bytes = math.prod(params.batched_output_shape) * itemsize
+    return copy, (1.0, 2 * macs / (_CEILING[mode_name] / sm_count * busy), staged / busy,
+                  steps / busy, out_bytes)
+
+
+def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
+    """Predicted seconds of one call with ``cfg``: the copy and ``_FIT``'s
+    weights of the terms of :func:`features`."""
+    copy, terms = features(params, cfg, mode_name, sm_count, smem_per_sm)
+    fit = _FIT[(mode_name, cfg.slab)]
+    return copy + sum(f * t for f, t in zip(fit, terms))
 
 
 @lru_cache(maxsize=1024)
 def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=232448,
                variant=None):
     """The fastest predicted :class:`MmaConfig` and its estimate, or a reason
-    string where none applies.  ``variant`` is the A staging: ``"tap"`` (the
-    default: A per tap and channel block through ``cp.async``) or ``"slab"``
-    (the input box of the tile per channel block, read at each tap's offset).
-    The slab variant stages up to 27x fewer A elements but loads them
-    through registers one step ahead, unpipelined: on the H200 it was slower
-    than tap on 6 of the 7 dense suite cases (faster only on same_k3s1 in
-    float16/bfloat16, 0.173 ms against 0.261), so it is not chosen unless
-    asked for (bench/NOTES.md).  ``"slab_async"`` (float storage) stages the
-    same box by ``cp.async`` a channel block ahead; it has not run on a GPU
-    yet and is only used when asked for."""
+    string where none applies.  ``variant`` is the A staging; by default the
+    two that read a channels-last copy of x: ``"cl"`` (A per tap and channel
+    block, rows of BK channels by 16-byte ``cp.async``) and ``"cl_slab"``
+    (the tile's input box per channel block, read at each tap's offset),
+    with ``"tap"`` (A from x itself, element by element) where neither
+    applies.  On the H200 the channels-last stagings beat ``"tap"`` on every
+    dense suite case (bench/NOTES.md).  ``"tap"``, ``"slab"`` and
+    ``"slab_async"`` (the input box through registers or 4-byte copies)
+    are used only when asked for."""
     reason = _reject(params, dtype, precision, smem_per_block)
     if reason:
         return reason
     mode_name = _mode(dtype, precision)[1]
     best = None
     cands = _candidates(params, dtype, precision, smem_per_block, variant or "auto")
+    if not cands and variant is None:  # no channels-last copy applies: A per tap
+        cands = _candidates(params, dtype, precision, smem_per_block, "tap")
     if any(c.slab in (1, 2) and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
         cands = [c for c in cands if c.slab not in (1, 2) or c.bk == 32]
     for cfg in cands:
@@ -554,7 +575,8 @@ class _Launch:
             nCB=-(-params.in_channels_per_group // cfg.bk),
             NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn,
             TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
-            WSMALL=n_packed if cfg.mode == 1 else 0)
+            WSMALL=n_packed if cfg.mode == 1 else 0,
+            PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0)
         self.to_cl = None
         if cfg.slab >= 3:
             ext, lo, ct = cl_layout(params, cfg.bk)
@@ -664,8 +686,14 @@ def plan(problem):
         return got
     cfg, t = got
     plan = MmaPlan(problem.params, cfg, t, _mode(problem.dtype, problem.precision)[1])
+    if plan.workspace > problem.budget and cfg.slab >= 3:  # without the copy of x
+        got = mma_config(problem.params, problem.dtype, problem.precision, dev.sm_count,
+                         dev.smem_per_block, "tap")
+        if not isinstance(got, str):
+            plan = MmaPlan(problem.params, got[0], got[1],
+                           _mode(problem.dtype, problem.precision)[1])
     if plan.workspace > problem.budget:
-        return (f"its packed weights take {plan.workspace} bytes, over the memory budget of "
+        return (f"its workspace takes {plan.workspace} bytes, over the memory budget of "
                 f"{problem.budget}")
     return plan
 
