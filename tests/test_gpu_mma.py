@@ -126,7 +126,10 @@ def _check(mode, kw, x, w, b, noncontig=False, variant=None):
     return err
 
 
-VARIANTS = ("tap", "slab", "slab_async", "cl", "cl_slab")
+#: A stagings the planner chooses among (the register and 4-byte slabs,
+#: "slab" and "slab_async", are only run when asked for: the suite-like test).
+VARIANTS = ("tap", "cl", "cl_slab")
+ALL_VARIANTS = ("tap", "slab", "slab_async", "cl", "cl_slab")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -158,7 +161,7 @@ def test_mma_many_channels(mode, variant, seed, cin, cout, groups, stride, k, di
     _check(mode, kw, x, w, b, variant=variant)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
 @pytest.mark.parametrize("mode", list(BOUNDS))
 def test_mma_suite_like(mode, variant):
     """A gan-like layer (k4 s2 p1) with full 128-channel tiles."""
@@ -166,6 +169,35 @@ def test_mma_suite_like(mode, variant):
     x = rng.standard_normal((2, 64, 6, 6, 6))
     w = rng.standard_normal((64, 128, 4, 4, 4)) / np.sqrt(64 * 8)
     _check(mode, dict(stride=2, padding=1), x, w, None, variant=variant)
+
+
+@pytest.mark.parametrize("variant", ["cl", "cl_slab"])
+@pytest.mark.parametrize("mode", ["tf32", "float16", "bfloat16"])
+def test_mma_wide_warp_tiles(mode, variant):
+    """The 64x64 warp tiles (128x128 and 256x128 blocks), forced, on a
+    layer with several m tiles, two channel blocks and a ragged batch tail."""
+    from xconvt.backends.cuda.mma import _candidates
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 64, 5, 7, 9))
+    w = rng.standard_normal((64, 128, 3, 3, 3)) / np.sqrt(64 * 27)
+    b = rng.standard_normal(128)
+    kw = dict(stride=(2, 1, 2), padding=1, output_padding=(1, 0, 0))
+    params = ConvParams.from_shapes(x.shape, w.shape, b.shape, **kw)
+    dtype = "float32" if mode == "tf32" else mode
+    cands = [c for c in _candidates(params, dtype, "tf32", 232448, variant)
+             if c.wm == 64 and c.wn == 64 and c.bk == 32]
+    assert cands, "no 64x64 warp tile among the candidates"
+    dt = _storage(mode)
+    for cfg in cands:
+        xs, ws, bs = x.astype(dt), w.astype(dt), b.astype(dt)
+        out = _poisoned(params.batched_output_shape, np.dtype(dt))
+        got = mma_direct(params, _dev(xs), _dev(ws), _dev(bs), "tf32", config=cfg, out=out)
+        host = _host(got)
+        assert not np.isnan(host).any(), (cfg.name, "unwritten (NaN) outputs")
+        ref = conv_transpose3d_ref(xs.astype(np.float64), ws.astype(np.float64),
+                                   bs.astype(np.float64), **kw).reshape(host.shape)
+        assert rel_l2(host, ref) <= BOUNDS[mode], cfg.name
 
 
 def test_mma_planner_plan_runs():
