@@ -10,8 +10,8 @@ import numpy as np
 from array_api_compat import array_namespace, is_cupy_array, is_dask_array, is_numpy_array
 
 from . import _interop, _select, backends
-from ._config import _budget, _precision as _precision_var
-from ._config import check_precision, get_float32_precision, get_memory_budget
+from ._config import _budget, check_precision, get_float32_precision, get_memory_budget
+from ._config import _precision as _precision_var
 from ._params import ConvParams, dtype_name
 
 __all__ = ["conv_transpose3d", "explain", "output_shape"]

@@ -261,7 +261,8 @@ class _Tables:
         n = np.arange(self.N).reshape(-1, 1, 1, 1, 1, 1)
         gg = np.arange(G).reshape(1, -1, 1, 1, 1, 1)
         cc = np.arange(Cog).reshape(1, 1, -1, 1, 1, 1)
-        self.oidx = ((gg * self.R + row * Cog + cc) * self.ncols + n * self.cols + col).ravel()
+        self.oidx = ((gg * self.R + row * Cog + cc) * self.ncols + n * self.cols + col).reshape(
+            params.batched_output_shape)  # take() returns the output in its shape
         return self
 
 
@@ -399,9 +400,8 @@ def run(t, x, w, b):
         elif not wk.empty:
             wk.inner[...] = x[wk.src]
         wk.cols[...] = wk.window
-        out = np.empty(wk.out_shape, dtype)
-        flat = out.reshape(-1)
         if t.in_place:
+            out = np.empty(wk.out_shape, dtype)
             if wk.single:
                 wk.a.dot(wk.b, out=out.reshape(wk.f_shape))
             else:
@@ -411,8 +411,8 @@ def run(t, x, w, b):
                 wk.a.dot(wk.b, out=wk.c)
             else:
                 np.matmul(wk.a, wk.b, out=wk.c)
-            wk.fflat.take(t.oidx, out=flat, mode="wrap")
-        if not cmath.isfinite(flat.dot(wk.ones)):
+            out = wk.fflat.take(t.oidx, mode="wrap")  # a new array
+        if not cmath.isfinite(out.reshape(-1).dot(wk.ones)):
             # a NaN from a zero weight or padding times inf or NaN, or a
             # legitimate one: recompute exactly, multiplying only existing
             # inputs by taps
