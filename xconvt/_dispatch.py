@@ -261,7 +261,6 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     (1, 4, 6, 6, 6)
     """
     kind = type(input)
-    key = None
     if kind in _interop.NATIVE and type(weight) is kind and (bias is None or type(bias) is kind):
         # the call cache: a call like one that validated before is planned already
         key = _call_key(input, weight, bias, stride, padding, output_padding, groups,
@@ -273,6 +272,13 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
             return hit[2](input, weight, bias)
         return _conv_transpose3d(input, weight, bias, stride, padding, output_padding, groups,
                                  dilation, output_size, algorithm, precision, key)
+    fast = _interop.FAST.get(kind)
+    if fast is not None:  # PyTorch CUDA tensors (xconvt._interop._Torch.fast)
+        out = fast(conv_transpose3d, input, weight, bias,
+                   (stride, padding, output_padding, groups, dilation),
+                   {"output_size": output_size, "algorithm": algorithm, "precision": precision})
+        if out is not NotImplemented:
+            return out
     native = _interop.NATIVE
     if type(input) not in native or type(weight) not in native or (
             bias is not None and type(bias) not in native):
