@@ -172,6 +172,23 @@ def _plain_arg(v):
     return None
 
 
+def _plain_geometry(args):
+    """:func:`_plain_arg` of each geometry argument (ints or 3 ints each: other
+    lengths fail validation and are not cached), or None; unrolled, as a call
+    with four tuple arguments would otherwise spend microseconds here."""
+    out = []
+    for v in args:
+        t = type(v)
+        if t is int:
+            out.append(v)
+        elif ((t is tuple or t is list) and len(v) == 3 and type(v[0]) is int
+              and type(v[1]) is int and type(v[2]) is int):
+            out.append(v if t is tuple else tuple(v))
+        else:
+            return None
+    return tuple(out)
+
+
 def _call_key(input, weight, bias, stride, padding, output_padding, groups, dilation,
               output_size, algorithm, precision):
     """The call cache's key, or None where an argument is not plain (see
@@ -187,8 +204,8 @@ def _call_key(input, weight, bias, stride, padding, output_padding, groups, dila
     geometry = (stride, padding, output_padding, groups, dilation)
     if (type(stride) is not int or type(padding) is not int or type(output_padding) is not int
             or type(groups) is not int or type(dilation) is not int):
-        geometry = tuple(map(_plain_arg, geometry))
-        if None in geometry:
+        geometry = _plain_geometry(geometry)
+        if geometry is None:
             return None
     if output_size is not None:
         output_size = _plain_arg(output_size)
