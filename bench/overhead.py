@@ -6,9 +6,13 @@ called many times through every path that applies on the device:
 * CPU: NumPy (the anchor), PyTorch CPU tensors, JAX CPU arrays (eager), JAX under
   ``jit`` (``buffer_callback``).
 * GPU: CuPy (the anchor), PyTorch CUDA tensors on the default stream (result back
-  through DLPack and through ``__cuda_array_interface__``) and on a side stream, JAX
-  GPU arrays (eager), JAX under ``jit``; and, for reference, the handshakes alone
-  (``cupy.from_dlpack`` of a tensor against the pointer wrap xconvt uses).
+  through DLPack and through ``__cuda_array_interface__``) and on a side stream (all
+  three through the public function, i.e. the CUDA fast path ``_Torch.fast``), the
+  same call through the general path (``torch cuda (general path)``: ``_interop.call``,
+  what every PyTorch CUDA call took before the fast path), JAX GPU arrays (eager),
+  JAX under ``jit``; and, for reference, the handshakes alone (``cupy.from_dlpack``
+  of a tensor against the pointer wraps xconvt uses: the general path's
+  ``native``, the fast path's input view and its cached parameter view).
 * PyTorch rows ``... xconvt.torch op``: the same call through the registered
   operator ``torch.ops.xconvt.conv_transpose3d`` (what ``torch.compile`` runs: the
   dispatcher's cost over the plain call, which ``xconvt.torch.conv_transpose3d``
@@ -16,7 +20,8 @@ called many times through every path that applies on the device:
   ``xconvt.torch.conv_transpose3d`` with a weight that requires grad (its eager
   ``autograd.Function``; forward only).
 * ``(boundary) ...`` rows: the library's conversions alone, around a stub that
-  returns a ready native result (no kernel, no allocation).  The difference of a
+  returns a ready native result (no kernel, no allocation); ``(boundary) torch cuda``
+  is the general path's, ``(boundary) torch cuda fast`` the fast path's.  The difference of a
   whole call to the anchor can exceed it: a tiny CPU call also pays for the caches
   the extra Python objects evict.
 
@@ -105,11 +110,12 @@ def paths(device):
 
         def with_output(how):
             def call():
+                old = _interop.TORCH_OUTPUT
                 _interop.TORCH_OUTPUT = how
                 try:
                     return conv(tx, tw, tb, **KW)
                 finally:
-                    _interop.TORCH_OUTPUT = "dlpack"
+                    _interop.TORCH_OUTPUT = old
             return call
 
         out["torch cuda (dlpack out)"] = (with_output("dlpack"), host, csync)
@@ -121,11 +127,24 @@ def paths(device):
                 return conv(tx, tw, tb, **KW)
 
         out["torch cuda side stream"] = (on_side, host, csync)
+        out["torch cuda (general path)"] = (
+            lambda: _interop.call(conv, tx, tw, tb, **KW), host, csync)
         _torch_op_paths(out, "torch cuda", tx, tw, tb, host, csync)
-        _boundary(boundary, "torch cuda", conv(cx, cw, cb, **KW), (tx, tw, tb), csync)
+        ready = conv(cx, cw, cb, **KW)
+        _boundary(boundary, "torch cuda", ready, (tx, tw, tb), csync)
+
+        def stub(*args, **kwargs):
+            return ready
+
         lib = _interop._library("input", tx)
+        boundary["(boundary) torch cuda fast"] = (
+            lambda: lib.fast(stub, tx, tw, tb, (), KW), None, csync)
         out["(handshake) cupy.from_dlpack(t)"] = (lambda: cupy.from_dlpack(tx), None, csync)
         out["(handshake) xconvt wrap(t)"] = (lambda: lib.native(tx), None, csync)
+        xdtype = np.dtype(np.float32)
+        out["(handshake) xconvt input view(t)"] = (
+            lambda: lib._input_view(tx, xdtype, tx.get_device()), None, csync)
+        out["(handshake) cached parameter view(w)"] = (lambda: lib.parameter(tw), None, csync)
         r = cupy.empty(SHAPE_X, cupy.float32)
         out["(handshake) torch.from_dlpack(c)"] = (lambda: torch.from_dlpack(r), None, csync)
         out["(handshake) torch.as_tensor(c)"] = (

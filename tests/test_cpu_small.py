@@ -320,3 +320,19 @@ def test_bias_on_tables_built_without_one():
     b = random_array(rng, (3,), "float64")
     t = cpu_small.tables(_params(x, w, None, stride=2), "exact")
     assert_close(cpu_small.run(t, x, w, b), conv_transpose3d_ref(x, w, b, stride=2), "float64")
+
+
+def test_float16_overflow_is_silent():
+    """A float32 result beyond float16's range rounds to inf without a warning
+    (PyTorch's float16 does the same); the rounding runs with errors ignored."""
+    import warnings
+
+    x = np.full((1, 1, 2, 2, 2), 300, np.float16)
+    w = np.full((1, 1, 2, 2, 2), 300, np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = xconvt.conv_transpose3d(x, w)
+    assert out.dtype == np.float16 and np.isinf(out).any()
+    ref = conv_transpose3d_ref(x.astype(np.float64), w.astype(np.float64))
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(out, ref.astype(np.float16))

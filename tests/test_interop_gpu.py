@@ -168,6 +168,92 @@ def test_torch_cuda_layer(torch):
         g(torch.from_numpy(x))
 
 
+# ---------------------------------------------------- PyTorch CUDA fast path (_Torch.fast)
+def _torch_lib():
+    return _interop._named(_interop._Torch, "torch")
+
+
+def _no_general_path(monkeypatch):
+    def refuse(fn, call):
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(_torch_lib(), "call", refuse)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "complex64", "bfloat16"])
+def test_torch_cuda_fast_path(torch, monkeypatch, dtype):
+    """The public call on CUDA tensors takes the fast path (no general path), on
+    views of the tensors' memory, and returns a CUDA tensor of the input's dtype."""
+    x, w, b = _problem(dtype="float32" if dtype == "bfloat16" else dtype)
+    tx, tw, tb = _cuda(torch, x, w, b)
+    if dtype == "bfloat16":
+        tx, tw, tb = tx.bfloat16(), tw.bfloat16(), tb.bfloat16()
+        x, w, b = (t.float().cpu().numpy() for t in (tx, tw, tb))  # the rounded operands
+    xconvt.conv_transpose3d(tx, tw, tb, **CONFIG)  # registers the types, compiles
+    _no_general_path(monkeypatch)
+    out = xconvt.conv_transpose3d(tx, tw, tb, **CONFIG)
+    assert type(out) is torch.Tensor and out.is_cuda and out.device == tx.device
+    assert out.dtype == tx.dtype and out.is_contiguous()
+    if dtype == "bfloat16":
+        assert_close(out.float().cpu().numpy(), _ref(x, w, b), tol=2e-2)
+    else:
+        assert_close(out.cpu().numpy(), _ref(x, w, b), dtype)
+    lib = _torch_lib()
+    assert lib._input_view(tx, lib.cuda_dtypes[tx.dtype], 0).data.ptr == tx.data_ptr()
+    assert lib.parameter(tw).data.ptr == tw.data_ptr()
+    assert lib.parameter(tb).data.ptr == tb.data_ptr()
+
+
+def test_torch_cuda_fast_parameter_updated_in_place(torch, monkeypatch):
+    """Weight and bias written in place between calls (``_version`` changes) are
+    read afresh: the cached views are views of their memory."""
+    x, w, b = _problem()
+    tx, tw, tb = _cuda(torch, x, w, b)
+    xconvt.conv_transpose3d(tx, tw, tb, **CONFIG)
+    _no_general_path(monkeypatch)
+    view = _torch_lib().views[id(tw)][2]
+    version = tw._version
+    with torch.no_grad():
+        tw.mul_(2.0)
+        tb.add_(1.0)
+    assert tw._version != version
+    out = xconvt.conv_transpose3d(tx, tw, tb, **CONFIG)  # queued after the updates
+    assert_close(out.cpu().numpy(), _ref(x, 2 * w, b + 1), "float32")
+    assert _torch_lib().views[id(tw)][2] is view
+
+
+def test_torch_cuda_fast_parameter_replaced_or_reallocated(torch, monkeypatch):
+    """``.data`` replaced, a dtype view of the same memory, and a new tensor at a
+    freed tensor's address: each call reads the tensor it is given."""
+    x, w, b = _problem()
+    tx, tw, tb = _cuda(torch, x, w, b)
+    xconvt.conv_transpose3d(tx, tw, tb, **CONFIG)
+    _no_general_path(monkeypatch)
+    tw.data = torch.from_numpy(3 * w).cuda()
+    out = xconvt.conv_transpose3d(tx, tw, tb, **CONFIG)
+    assert_close(out.cpu().numpy(), _ref(x, 3 * w, b), "float32")
+    # complex64 memory seen as float64 (same address, shape and strides)
+    xd, wd, bd = _problem(dtype="float64")
+    tc = torch.from_numpy(wd).cuda().view(torch.complex64)
+    xconvt.conv_transpose3d(*_cuda(torch, xd.astype(np.complex64)), tc, None, **CONFIG)
+    tc.data = tc.data.view(torch.float64)
+    txd, tbd = _cuda(torch, xd, bd)
+    out = xconvt.conv_transpose3d(txd, tc, tbd, **CONFIG)
+    assert_close(out.cpu().numpy(), _ref(xd, wd, bd), "float64")
+    # free a weight, allocate another of the same size (PyTorch's caching
+    # allocator usually hands back the same block)
+    ptr = tw.data_ptr()
+    del tw
+    for seed in range(1, 4):
+        _, w2, _ = _problem(seed)
+        tw2 = torch.empty(W_SHAPE, device="cuda")
+        tw2.copy_(torch.from_numpy(w2))
+        out = xconvt.conv_transpose3d(tx, tw2, tb, **CONFIG)
+        assert_close(out.cpu().numpy(), _ref(x, w2, b), "float32",
+                     what=f"same address: {tw2.data_ptr() == ptr}")
+        del tw2
+
+
 # ================================================================================ JAX
 @pytest.fixture
 def jax():

@@ -10,7 +10,8 @@ import numpy as np
 from array_api_compat import array_namespace, is_cupy_array, is_dask_array, is_numpy_array
 
 from . import _interop, _select, backends
-from ._config import check_precision, get_float32_precision, get_memory_budget
+from ._config import _budget, check_precision, get_float32_precision, get_memory_budget
+from ._config import _precision as _precision_var
 from ._params import ConvParams, dtype_name
 
 __all__ = ["conv_transpose3d", "explain", "output_shape"]
@@ -145,6 +146,84 @@ def _precision(precision, dtype):
     return precision if dtype_name(dtype) in PRECISE_DTYPES else "float32"
 
 
+_CALLS = {}
+"""The call cache: :func:`_call_key` of a call that validated and planned
+-> ``(plans, unbatched, plan)``.  ``plans`` is the :data:`xconvt._select._PLANS`
+dictionary the plan was chosen under: an entry is used only while that is
+still the planner cache (code and tests that replace it to plan afresh get a
+fresh choice here too)."""
+
+_CALLS_MAX = 4096
+
+
+def _plain_arg(v):
+    """``v`` when it is an int, a tuple of ints as itself, a list of ints as a
+    tuple; else None (the call is not cached).  Exact types only: ``1.0``,
+    ``True`` and ``numpy.int64(1)`` compare and hash equal to ``1`` but are
+    validated differently, so they never share an entry with it."""
+    t = type(v)
+    if t is int:
+        return v
+    if t is tuple or t is list:
+        for e in v:
+            if type(e) is not int:
+                return None
+        return tuple(v)
+    return None
+
+
+def _plain_geometry(args):
+    """:func:`_plain_arg` of each geometry argument (ints or 3 ints each: other
+    lengths fail validation and are not cached), or None; unrolled, as a call
+    with four tuple arguments would otherwise spend microseconds here."""
+    out = []
+    for v in args:
+        t = type(v)
+        if t is int:
+            out.append(v)
+        elif ((t is tuple or t is list) and len(v) == 3 and type(v[0]) is int
+              and type(v[1]) is int and type(v[2]) is int):
+            out.append(v if t is tuple else tuple(v))
+        else:
+            return None
+    return tuple(out)
+
+
+def _call_key(input, weight, bias, stride, padding, output_padding, groups, dilation,
+              output_size, algorithm, precision):
+    """The call cache's key, or None where an argument is not plain (see
+    :func:`_plain_arg`; ``algorithm`` and ``precision`` exact ``str``).
+
+    It holds everything validation and the plan choice read: the array type,
+    shapes and dtypes of the three operands (byte order is part of a dtype),
+    their CUDA devices, the geometry arguments, ``algorithm``, ``precision``
+    and the process settings in effect (memory budget, float32 precision).
+    Strides and contiguity are not in it: neither validation nor the choice
+    reads them, and the plan takes the arrays as they are.
+    """
+    geometry = (stride, padding, output_padding, groups, dilation)
+    if (type(stride) is not int or type(padding) is not int or type(output_padding) is not int
+            or type(groups) is not int or type(dilation) is not int):
+        geometry = _plain_geometry(geometry)
+        if geometry is None:
+            return None
+    if output_size is not None:
+        output_size = _plain_arg(output_size)
+        if output_size is None:
+            return None
+    if type(algorithm) is not str or (precision is not None and type(precision) is not str):
+        return None
+    kind = type(input)
+    if kind is np.ndarray:
+        devices = None
+    else:  # CuPy: every operand's device
+        devices = (input.device.id, weight.device.id,
+                   None if bias is None else bias.device.id)
+    return (kind, input.shape, input.dtype, weight.shape, weight.dtype,
+            None if bias is None else (bias.shape, bias.dtype), geometry, output_size,
+            algorithm, precision, _budget.get(), _precision_var.get(), devices)
+
+
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
                      groups=1, dilation=1, *, output_size=None, algorithm="auto",
                      precision=None):
@@ -198,6 +277,25 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     >>> xconvt.conv_transpose3d(x, w, stride=2).shape
     (1, 4, 6, 6, 6)
     """
+    kind = type(input)
+    if kind in _interop.NATIVE and type(weight) is kind and (bias is None or type(bias) is kind):
+        # the call cache: a call like one that validated before is planned already
+        key = _call_key(input, weight, bias, stride, padding, output_padding, groups,
+                        dilation, output_size, algorithm, precision)
+        hit = _CALLS.get(key)
+        if hit is not None and hit[0] is _select._PLANS:
+            if hit[1]:  # unbatched
+                return hit[2](input[None], weight, bias)[0]
+            return hit[2](input, weight, bias)
+        return _conv_transpose3d(input, weight, bias, stride, padding, output_padding, groups,
+                                 dilation, output_size, algorithm, precision, key)
+    fast = _interop.FAST.get(kind)
+    if fast is not None:  # PyTorch CUDA tensors (xconvt._interop._Torch.fast)
+        out = fast(conv_transpose3d, input, weight, bias,
+                   (stride, padding, output_padding, groups, dilation),
+                   {"output_size": output_size, "algorithm": algorithm, "precision": precision})
+        if out is not NotImplemented:
+            return out
     native = _interop.NATIVE
     if type(input) not in native or type(weight) not in native or (
             bias is not None and type(bias) not in native):
@@ -211,6 +309,15 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         return _interop.call(conv_transpose3d, input, weight, bias, stride, padding,
                              output_padding, groups, dilation, output_size=output_size,
                              algorithm=algorithm, precision=precision)
+    return _conv_transpose3d(input, weight, bias, stride, padding, output_padding, groups,
+                             dilation, output_size, algorithm, precision, None)
+
+
+def _conv_transpose3d(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                      output_size, algorithm, precision, key):
+    """:func:`conv_transpose3d` on NumPy/CuPy operands: validate, plan, run; a
+    call that validates and runs a plan is entered in :data:`_CALLS` under
+    ``key`` (None: not cached)."""
     kind = _check_arrays(input, weight, bias)
     _check_algorithm(kind, algorithm)
     if precision is not None:
@@ -221,6 +328,9 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     )
     dtype = _check_dtypes(input, weight, bias)
     _check_devices(kind, input, weight, bias)
+    # a cache hit hands the operands to the plan as they are: native byte order only
+    cacheable = dtype is input.dtype and weight.dtype.isnative and (
+        bias is None or bias.dtype.isnative)
     input, weight, bias = _native(input), _native(weight), _native(bias)
     x = input[None] if params.unbatched else input
 
@@ -232,10 +342,15 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         else:
             out = xp.zeros(params.batched_output_shape, dtype=dtype)
     else:
+        plans = _select._PLANS
         plan = _select.plan_for("conv_transpose3d", kind, params, dtype_name(dtype),
                                 _precision(precision, dtype), get_memory_budget(), algorithm,
                                 (x, weight, bias))
         out = plan(x, weight, bias)
+        if key is not None and cacheable:
+            if len(_CALLS) >= _CALLS_MAX:
+                _CALLS.clear()
+            _CALLS[key] = (plans, params.unbatched, plan)
     return out[0] if params.unbatched else out
 
 

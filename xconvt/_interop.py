@@ -323,6 +323,9 @@ class _Torch(_Library):
         self.accepted = None
         self.views = {}
         self.np_dtypes = {}
+        self.cuda_dtypes = None  # torch dtype -> NumPy dtype of the fast path
+        self.devices = {}  # CUDA device index -> torch.device
+        self.cupy = None
 
     def check(self, operands):
         ok = self.accepted
@@ -403,14 +406,20 @@ class _Torch(_Library):
         bias come back every call; building a CuPy view costs microseconds).
 
         The cached view does not keep ``t`` alive (the call's operands do); it
-        is used only while ``t`` lives and still has the same data pointer,
-        shape and strides, and dropped when ``t`` dies.
+        is used only while ``t`` itself lives (a weak reference: another tensor
+        at the same address, or with the same ``id`` after ``t`` died, never
+        gets it) and still has the same data pointer, shape, strides and dtype
+        (``.data`` replaced, ``set_``, ``resize_``, a dtype view all miss), and
+        dropped when ``t`` dies.  The view reads ``t``'s memory, not a copy of
+        it, so writes into ``t`` between calls (an optimizer step, ``copy_``,
+        ``torch.no_grad()`` updates: ``t._version`` changes) are seen without
+        rebuilding it.
         """
         key = id(t)
         e = self.views.get(key)
-        if (e is not None and e[0]() is t and e[1] == t.data_ptr() and e[2] == t.shape
-                and e[3] == t.stride()):
-            return e[4]
+        if e is not None and e[0]() is t and e[1] == (t.data_ptr(), t.shape, t.stride(),
+                                                      t.dtype):
+            return e[2]
         if t.is_conj() or t.is_neg():
             return self.native(t)
         if len(self.views) > 256:
@@ -418,11 +427,87 @@ class _Torch(_Library):
         views = self.views
         ref = weakref.ref(t, lambda _, key=key: views.pop(key, None))
         view = self._view(t, ref)
-        views[key] = (ref, t.data_ptr(), t.shape, t.stride(), view)
+        views[key] = (ref, (t.data_ptr(), t.shape, t.stride(), t.dtype), view)
         return view
 
+    def _fast_dtypes(self):
+        """torch dtype -> NumPy dtype for every dtype the boundary accepts."""
+        table = {}
+        for name in ("float16", "float32", "float64", "complex64", "complex128", "bfloat16"):
+            try:
+                check_dtype("input", name)
+                if name == "bfloat16":
+                    from ._bf16 import dtype as bf16
+
+                    table[self.torch.bfloat16] = bf16()
+                else:
+                    table[getattr(self.torch, name)] = np.dtype(name)
+            except (TypeError, ImportError):  # refused here, or no ml_dtypes
+                continue
+        self.cuda_dtypes = table
+        return table
+
+    def fast(self, fn, x, w, b, args, kwargs):
+        """``fn(x, w, b, *args, **kwargs)`` on CUDA tensors with the least host
+        work, or ``NotImplemented`` for any other call (CPU tensors, other
+        types, mixed dtypes or devices, conjugate or negative bits): :func:`call`
+        takes those, and raises where it must.
+
+        Per call: the three tensors' types, dtypes and devices compared; the
+        device's current PyTorch stream read as a raw handle and its CuPy stream
+        taken from a cache (:func:`on_stream`); the input wrapped by pointer in a
+        view that keeps it alive (:meth:`_input_view`); weight and bias views
+        from :meth:`parameter`'s cache; ``fn`` on the views with that stream
+        current, so that its call cache, kernels and allocations see it; the
+        result handed to PyTorch (:meth:`wrap`) with the stream still current,
+        so that no event is recorded.  Nothing synchronizes the host.
+        """
+        if not x.is_cuda:
+            return NotImplemented
+        table = self.cuda_dtypes
+        if table is None:
+            table = self._fast_dtypes()
+        dt = x.dtype
+        dtype = table.get(dt)
+        if dtype is None:
+            return NotImplemented
+        dev = x.get_device()
+        if (_BY_TYPE.get(type(w)) is not self or w.dtype is not dt or not w.is_cuda
+                or w.get_device() != dev):
+            return NotImplemented
+        if b is not None and (_BY_TYPE.get(type(b)) is not self or b.dtype is not dt
+                              or not b.is_cuda or b.get_device() != dev):
+            return NotImplemented
+        if x.is_conj() or x.is_neg():
+            return NotImplemented
+        raw = self.raw_stream
+        ptr = raw(dev) if raw is not None else self.torch.cuda.current_stream(dev).cuda_stream
+        xv = self._input_view(x, dtype, dev)
+        wv = self.parameter(w)
+        bv = None if b is None else self.parameter(b)
+        with on_stream(ptr, dev):
+            return self.wrap(fn(xv, wv, bv, *args, **kwargs), x)
+
+    def _input_view(self, t, dtype, dev):
+        """A CuPy view of CUDA tensor ``t`` (of NumPy ``dtype``, on GPU ``dev``)
+        whose memory keeps ``t`` alive: for a contiguous, non-empty tensor one
+        ``UnownedMemory``, ``MemoryPointer`` and ``ndarray`` (the cheapest
+        construction), else :meth:`_view`."""
+        if t.is_contiguous():
+            n = t.numel()
+            if n:
+                cupy = self.cupy
+                if cupy is None:
+                    import cupy
+
+                    self.cupy = cupy
+                cuda = cupy.cuda
+                mem = cuda.UnownedMemory(t.data_ptr(), n * dtype.itemsize, t, dev)
+                return cupy.ndarray(t.shape, dtype, cuda.MemoryPointer(mem, 0))
+        return self._view(t, t)
+
     def wrap(self, out, like, native=()):
-        if out.dtype.name == "bfloat16":  # as int16 bits, relabelled
+        if self.dtype_name(out) == "bfloat16":  # as int16 bits, relabelled
             bits = out.view(np.int16) if type(out) is np.ndarray else out.view("int16")
             return self.wrap(bits, like, native).view(self.torch.bfloat16)
         if type(out) is np.ndarray:
@@ -435,7 +520,11 @@ class _Torch(_Library):
             return self.torch.empty(out.shape, dtype=self.torch.int16 if out.dtype == np.int16
                                     else like.dtype, device=like.device)
         if TORCH_OUTPUT == "cai":
-            return self.torch.as_tensor(out, device=like.device)
+            dev = like.get_device()
+            device = self.devices.get(dev)
+            if device is None:
+                device = self.devices[dev] = self.torch.device("cuda", dev)
+            return self.torch.as_tensor(out, device=device)
         return self.torch.from_dlpack(out)
 
 
@@ -531,6 +620,12 @@ class _DLPack(_Library):
 _BY_TYPE = {}
 _BY_NAME = {}
 
+FAST = {}
+"""Exact array types with a fast path for ``fn(input, weight, bias, ...)`` -> a
+function ``fast(fn, input, weight, bias, args, kwargs)`` that computes the call
+or returns ``NotImplemented`` (PyTorch tensors: :meth:`_Torch.fast`, which takes
+CUDA tensors); filled as :func:`_library` meets the types."""
+
 
 def _named(cls, name):
     lib = _BY_NAME.get(name)
@@ -552,6 +647,7 @@ def _library(arg, a):
             NATIVE[type(a)] = "cupy"
     elif is_torch_array(a):
         lib = _named(_Torch, "torch")
+        FAST[type(a)] = lib.fast
     elif is_jax_array(a):
         lib = _named(_Jax, "jax")
     else:

@@ -186,6 +186,7 @@ class _Tables:
         self.chunk = -(-ncols // self.nchunks)
         self.ncols = self.nchunks * self.chunk  # junk columns up to whole chunks
         self.flops = 2 * G * self.R * self.depth * self.ncols
+        self.has_bias = params.has_bias
         self.in_place = (grid == "exact" and N == 1 and all(a.s == 1 for a in ax)
                          and self.nchunks == 1)
         self.out_elems = N * params.out_channels * math.prod(params.out_size)
@@ -260,7 +261,8 @@ class _Tables:
         n = np.arange(self.N).reshape(-1, 1, 1, 1, 1, 1)
         gg = np.arange(G).reshape(1, -1, 1, 1, 1, 1)
         cc = np.arange(Cog).reshape(1, 1, -1, 1, 1, 1)
-        self.oidx = ((gg * self.R + row * Cog + cc) * self.ncols + n * self.cols + col).ravel()
+        self.oidx = ((gg * self.R + row * Cog + cc) * self.ncols + n * self.cols + col).reshape(
+            params.batched_output_shape)  # take() returns the output in its shape
         return self
 
 
@@ -326,6 +328,8 @@ class _Work:
         self.cols = self.cols.reshape([self.cols.shape[i] for i in keep])
         self.f = None if t.in_place else np.empty((G, t.R, t.ncols), dtype)
         self.ones = np.ones(t.out_elems, dtype)
+        self.out_shape = t.params.batched_output_shape
+        self.f_shape = (t.R, t.cols) if G * t.nchunks == 1 else (t.G, 1, t.R, t.cols)
         self.wall = np.zeros((G, t.R, t.depth), dtype)  # unreached slots stay zero
         self.wflat = self.wall.reshape(-1)
         self.fflat = None if t.in_place else self.f.reshape(-1)
@@ -368,20 +372,26 @@ def run(t, x, w, b):
     one supported dtype; returns a new C-contiguous array of
     ``params.batched_output_shape`` with ``x.dtype``.  Tables built without a
     bias column (``params.has_bias`` False) take a bias as a separate add.
-    Array methods rather
-    than NumPy functions: their dispatch costs a third as much, which a call of
-    a few microseconds notices.
+
+    A call of a few microseconds notices every Python-level step: array
+    methods rather than NumPy functions (their dispatch costs a third as
+    much), the buffers, shapes and GEMM operands prepared in the thread's
+    :class:`_Work`, and floating-point errors ignored by :func:`_quiet`
+    rather than ``numpy.errstate`` (2 us a call).
     """
-    if b is not None and not t.params.has_bias:
+    if b is not None and not t.has_bias:
         out = run(t, x, w, None)
         out += b.astype(out.dtype, copy=False).reshape((1, -1, 1, 1, 1))
         return out
-    dtype = _F32 if x.dtype == _F16 else x.dtype
+    dtype = x.dtype
+    if dtype == _F16:
+        dtype = _F32
     cache = _LOCAL.__dict__.get("work")
     wk = None if cache is None else cache.get((t, dtype))
     if wk is None:
         wk = _work(t, dtype)
-    with np.errstate(all="ignore"):  # inf/NaN propagate silently, as in PyTorch
+    token = _quiet()  # inf/NaN propagate silently, as in PyTorch
+    try:
         wk.wflat[t.wpos] = w.ravel()
         if b is not None:
             wk.wflat[t.bpos] = b
@@ -390,28 +400,69 @@ def run(t, x, w, b):
         elif not wk.empty:
             wk.inner[...] = x[wk.src]
         wk.cols[...] = wk.window
-        out = np.empty(t.params.batched_output_shape, dtype)
-        flat = out.reshape(-1)
         if t.in_place:
+            out = np.empty(wk.out_shape, dtype)
             if wk.single:
-                wk.a.dot(wk.b, out=out.reshape(t.R, t.cols))
+                wk.a.dot(wk.b, out=out.reshape(wk.f_shape))
             else:
-                np.matmul(wk.a, wk.b, out=out.reshape(t.G, 1, t.R, t.cols))
+                np.matmul(wk.a, wk.b, out=out.reshape(wk.f_shape))
         else:
             if wk.single:
                 wk.a.dot(wk.b, out=wk.c)
             else:
                 np.matmul(wk.a, wk.b, out=wk.c)
-            wk.fflat.take(t.oidx, out=flat, mode="wrap")
-        if not cmath.isfinite(flat.dot(wk.ones)):
+            out = wk.fflat.take(t.oidx, mode="wrap")  # a new array
+        if not cmath.isfinite(out.reshape(-1).dot(wk.ones)):
             # a NaN from a zero weight or padding times inf or NaN, or a
             # legitimate one: recompute exactly, multiplying only existing
             # inputs by taps
             from .scatter import scatter
 
             scatter(t.params, x, w.astype(dtype, copy=False),
-                     None if b is None else b.astype(dtype, copy=False), out)
-    return out if dtype is x.dtype else out.astype(x.dtype, copy=False)
+                    None if b is None else b.astype(dtype, copy=False), out)
+        if dtype is not x.dtype:
+            out = out.astype(x.dtype)
+    finally:
+        _unquiet(token)
+    return out
+
+
+try:  # NumPy 2: the floating-point error state is a context variable
+    from numpy._core.umath import _extobj_contextvar as _FP_STATE
+    from numpy._core.umath import _make_extobj
+except ImportError:  # pragma: no cover - NumPy 1.x: numpy.errstate below
+    _FP_STATE = None
+
+_IGNORING = {}
+"""NumPy's error state in effect -> the same state with every floating-point
+error ignored (what ``numpy.errstate(all="ignore")`` would enter)."""
+
+
+def _quiet():
+    """Ignore floating-point errors until :func:`_unquiet` of the returned token:
+    ``numpy.errstate(all="ignore")``, whose state is built once per state in
+    effect (NumPy 2's context variable) instead of on every call; the call's
+    own buffer size and error callback are kept.  A fallback enters
+    ``numpy.errstate`` where NumPy lacks that variable."""
+    if _FP_STATE is None:
+        ctx = np.errstate(all="ignore")
+        ctx.__enter__()
+        return ctx
+    current = _FP_STATE.get()
+    ignoring = _IGNORING.get(current)
+    if ignoring is None:
+        if len(_IGNORING) >= 16:
+            _IGNORING.clear()
+        ignoring = _IGNORING[current] = _make_extobj(all="ignore")
+    return _FP_STATE.set(ignoring)
+
+
+def _unquiet(token):
+    """Restore the error state :func:`_quiet` replaced."""
+    if _FP_STATE is None:
+        token.__exit__(None, None, None)
+    else:
+        _FP_STATE.reset(token)
 
 
 # ---------------------------------------------------------------------- planner
