@@ -218,7 +218,7 @@ def test_mma_planner_plan_runs():
     b = rng.standard_normal(20)
     kw = dict(stride=2, padding=1, output_padding=1)
     params = ConvParams.from_shapes(x.shape, w.shape, b.shape, **kw)
-    problem = SimpleNamespace(op="conv_transpose3d", params=params, dtype="float32",
+    problem = SimpleNamespace(op="conv_transpose3d", params=params, dtype="float32", budget=2**40,
                               precision="float32", device=device)
     plan = cuda_mma.plan(problem)
     assert isinstance(plan, cuda_mma.MmaPlan), plan

@@ -267,8 +267,8 @@ def _sizes(params, cfg_bk, cfg_bn):
 
 def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
     """Every configuration of A staging ``variant`` (``"tap"``, ``"slab"``,
-    ``"slab_async"``, ``"cl"``, ``"cl_slab"``, ``"auto"`` for cl and cl_slab,
-    or None for all)
+    ``"slab_async"``, ``"cl"``, ``"cl_slab"``, ``"auto"`` for tap, cl and
+    cl_slab, or None for all)
     that fits in ``smem_per_block``."""
     dt, itemsize = DTYPES[dtype]
     mode = _mode(dtype, precision)[0]
@@ -291,7 +291,7 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
             threads = (bm // wm) * (bn // wn) * 32
             index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
             for slab in {"tap": (0,), "slab": (1,), "slab_async": (2,), "cl": (3,),
-                         "cl_slab": (4,), "auto": (3, 4), None: (0, 1, 2, 3, 4)}[variant]:
+                         "cl_slab": (4,), "auto": (0, 3, 4), None: (0, 1, 2, 3, 4)}[variant]:
                 if (not slab and not tap_bk) or (slab == 2 and dt != 0):
                     continue
                 if slab >= 3 and params.batch > 65535:
@@ -387,13 +387,14 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
                variant=None):
     """The fastest predicted :class:`MmaConfig` and its estimate, or a reason
     string where none applies.  ``variant`` is the A staging; by default the
-    two that read a channels-last copy of x: ``"cl"`` (A per tap and channel
-    block, rows of BK channels by 16-byte ``cp.async``) and ``"cl_slab"``
-    (the tile's input box per channel block, read at each tap's offset),
-    with ``"tap"`` (A from x itself, element by element) where neither
-    applies.  On the H200 the channels-last stagings beat ``"tap"`` on every
-    dense suite case (bench/NOTES.md).  ``"tap"``, ``"slab"`` and
-    ``"slab_async"`` (the input box through registers or 4-byte copies)
+    fastest predicted of ``"tap"`` (A from x itself, element by element),
+    ``"cl"`` (a channels-last copy of x; A per tap and channel block, rows of
+    BK channels by 16-byte ``cp.async``) and ``"cl_slab"`` (the same copy;
+    the tile's input box per channel block, read at each tap's offset).  On
+    the H200 the copy pays off where taps reuse the input (vnet, gan, same,
+    dilated: up to 1.6x faster than tap in float16) and not for one-tap
+    layers (unet: tap is up to 1.3x faster; bench/NOTES.md).  ``"slab"``
+    and ``"slab_async"`` (the input box through registers or 4-byte copies)
     are used only when asked for."""
     reason = _reject(params, dtype, precision, smem_per_block)
     if reason:
@@ -401,8 +402,6 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     mode_name = _mode(dtype, precision)[1]
     best = None
     cands = _candidates(params, dtype, precision, smem_per_block, variant or "auto")
-    if not cands and variant is None:  # no channels-last copy applies: A per tap
-        cands = _candidates(params, dtype, precision, smem_per_block, "tap")
     if any(c.slab in (1, 2) and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
         cands = [c for c in cands if c.slab not in (1, 2) or c.bk == 32]
     for cfg in cands:
