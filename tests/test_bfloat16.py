@@ -97,3 +97,65 @@ def test_without_ml_dtypes_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ml_dtypes", None)
     with pytest.raises(TypeError, match="pip install ml_dtypes"):
         _bf16.dtype()
+
+
+# ------------------------------------------------------------------ GPU (CuPy)
+def _cupy():
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("needs a CUDA device")
+    except Exception:  # noqa: BLE001 - no driver, no device
+        pytest.skip("needs a CUDA device")
+    return cupy
+
+
+@pytest.mark.gpu
+def test_gpu_conversions_match_ml_dtypes():
+    """The CuPy widening and rounding kernels equal ml_dtypes' conversions bit
+    for bit: ties to even, subnormals, infinities, NaN kept a NaN."""
+    cupy = _cupy()
+    from xconvt._bf16 import to_bfloat16, to_float32
+
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    special = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001,
+                        0x00000001, 0x007FFFFF, 0x3F808000, 0x3F818000, 0x3F80FFFF,
+                        0x7F7FFFFF, 0x7F7F8000], np.uint32)
+    f = np.concatenate([bits, special]).view(np.float32)
+    got = to_bfloat16(cupy.asarray(f)).get()
+    want = f.astype(BF16)
+    finite = ~np.isnan(f)
+    np.testing.assert_array_equal(got.view(np.uint16)[finite], want.view(np.uint16)[finite])
+    assert np.isnan(got[~finite].astype(np.float32)).all()
+    h = want[finite]
+    back = to_float32(cupy.asarray(h)[::-1][::-1]).get()     # a strided view in
+    np.testing.assert_array_equal(back.view(np.uint32), h.astype(np.float32).view(np.uint32))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("algorithm", ["direct", "fft", "auto"])
+def test_gpu_bfloat16_on_float32_plans(algorithm):
+    """Layers with few channels (no tensor-core plan) run in float32 and come
+    back bfloat16, equal to the float32 call rounded once."""
+    cupy = _cupy()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 9, 8, 7)).astype(BF16)
+    w = rng.standard_normal((2, 3, 5, 5, 5)).astype(BF16)
+    b = rng.standard_normal(3).astype(BF16)
+    kw = dict(stride=2, padding=2, output_padding=1)
+    xd, wd, bd = (cupy.asarray(a.view(np.uint16)).view(BF16) for a in (x, w, b))
+    out = xconvt.conv_transpose3d(xd, wd, bd, algorithm=algorithm, **kw)
+    assert out.dtype == BF16 and isinstance(out, cupy.ndarray)
+    ref = xconvt.conv_transpose3d(x.astype(np.float64), w.astype(np.float64),
+                                  b.astype(np.float64), **kw)
+    assert _rel(out.get().astype(np.float64), ref) <= TOL
+    choice = xconvt.explain(x.shape, w.shape, True, dtype="bfloat16", device="cuda",
+                            algorithm=algorithm if algorithm != "auto" else "auto",
+                            **kw).choice
+    if "in float32" in (choice.detail or ""):   # widened, computed, rounded once
+        wide = xconvt.conv_transpose3d(
+            *(cupy.asarray(a.astype(np.float32)) for a in (x, w, b)), algorithm=algorithm,
+            **kw).get()
+        np.testing.assert_array_equal(out.view(cupy.uint16).get(),
+                                      wide.astype(BF16).view(np.uint16))

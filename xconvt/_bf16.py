@@ -4,12 +4,15 @@ from float32 for NumPy and CuPy arrays.
 Plans that do not compute in bfloat16 run a bfloat16 problem as its float32
 problem (:class:`Upcast`): the operands widen exactly (a bfloat16 is the top
 16 bits of a float32), the result is rounded once to nearest even.  On CuPy
-the conversions work on the bits (CuPy's elementwise kernels need not know
-bfloat16).  ``ml_dtypes`` is imported lazily; without it bfloat16 arrays
+each conversion is one elementwise kernel on the bits (CuPy's kernels need
+not know bfloat16; one launch instead of a dozen ufunc calls, whose host time
+dominated small layers: 0.45 ms for sweep_k3 on an H200).  ``ml_dtypes`` is imported lazily; without it bfloat16 arrays
 cannot exist in NumPy or CuPy, and :func:`dtype` says what to install.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
@@ -39,13 +42,33 @@ def _is_cupy(a):
     return type(a).__module__.startswith("cupy")
 
 
+@lru_cache(maxsize=None)
+def _kernels():
+    """CuPy elementwise kernels: bfloat16 bits -> float32, and float32 ->
+    bfloat16 bits rounded to nearest even (a NaN stays a quiet NaN)."""
+    import cupy
+
+    widen = cupy.ElementwiseKernel(
+        "uint16 h", "float32 f", "f = __uint_as_float(((unsigned int)h) << 16)",
+        "xconvt_bf16_widen")
+    round_ = cupy.ElementwiseKernel(
+        "float32 f", "uint16 h",
+        """
+        unsigned int u = __float_as_uint(f);
+        h = (unsigned short)(((u & 0x7FFFFFFFu) > 0x7F800000u)
+                             ? ((u >> 16) | 0x40u)
+                             : ((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16));
+        """,
+        "xconvt_bf16_round")
+    return widen, round_
+
+
 def to_float32(a):
     """``a`` (bfloat16) widened to float32, exactly."""
     if _is_cupy(a):
         import cupy
 
-        bits = cupy.ascontiguousarray(a).view(cupy.uint16).astype(cupy.uint32)
-        return (bits << 16).view(cupy.float32)
+        return _kernels()[0](cupy.ascontiguousarray(a).view(cupy.uint16))
     return np.asarray(a).astype(np.float32)
 
 
@@ -54,11 +77,7 @@ def to_bfloat16(a):
     if _is_cupy(a):
         import cupy
 
-        u = cupy.ascontiguousarray(a).view(cupy.uint32)
-        nan = (u & 0x7FFFFFFF) > 0x7F800000
-        r = (u + (0x7FFF + ((u >> 16) & 1))) >> 16
-        r = cupy.where(nan, (u >> 16) | 0x40, r)  # keep NaN a (quiet) NaN
-        return r.astype(cupy.uint16).view(dtype())
+        return _kernels()[1](cupy.ascontiguousarray(a)).view(dtype())
     return np.asarray(a).astype(dtype())
 
 
