@@ -294,6 +294,8 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
                          "cl_slab": (4,), "auto": (0, 3, 4), None: (0, 1, 2, 3, 4)}[variant]:
                 if (not slab and not tap_bk) or (slab == 2 and dt != 0):
                     continue
+                if slab in (1, 2) and wm * wn >= 64 * 64:
+                    continue  # the register and 4-byte slabs keep their original tiles
                 if slab >= 3 and params.batch > 65535:
                     continue  # the layout copy's grid has one z block per sample
                 if slab == 4 and math.prod(cl_layout(params, bk)[0]) > _INT32_MAX:
