@@ -77,7 +77,7 @@ def test_kernels_compile(tmp_path, arch):
     gencode = (["-gencode=arch=compute_90a,code=sm_90a"] if arch == "sm_90a"
                else [f"-arch={arch}"])
     cmd = [NVCC, "-std=c++17", *gencode, f"-DXCONVT_WIDE_MINB={fused.WIDE_MINB}",
-           "-cubin", "-o", str(tmp_path / "out.cubin"), str(unit)]
+           "-split-compile=0", "-cubin", "-o", str(tmp_path / "out.cubin"), str(unit)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
 

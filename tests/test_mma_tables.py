@@ -329,8 +329,8 @@ def test_mma_kernels_compile(tmp_path, arch):
     unit.write_text(f'#include "{cuda_mma._SOURCE_PATH}"\n'
                     f"void* xconvt_instances[] = {{\n{body}\n}};\n")
     gencode = f"-gencode=arch=compute_{arch[3:]},code={arch}"
-    cmd = [NVCC, "-std=c++17", gencode, "-cubin", "-o", str(tmp_path / "out.cubin"),
-           str(unit)]
+    cmd = [NVCC, "-std=c++17", gencode, "-split-compile=0", "-cubin", "-o",
+           str(tmp_path / "out.cubin"), str(unit)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
