@@ -50,6 +50,11 @@ GPU_CASES = {
     # 464 GFLOP, 4 GiB of output: compute-bound blocks of about 3 ms.
     "vnet_k3s2_c64": ((1, 64, 128, 128, 128), (64, 64, 3, 3, 3),
                       dict(stride=2, padding=1, output_padding=1), 64),
+    # The same layer 8x larger (32 GiB of output, blocks of ~12 ms on an H200):
+    # the per-task overhead (~1-1.5 ms a task in distributed, ~6 tasks a block)
+    # against blocks that each take as long as the whole small case.
+    "vnet_k3s2_c64_big": ((1, 64, 256, 256, 256), (64, 64, 3, 3, 3),
+                          dict(stride=2, padding=1, output_padding=1), 128),
     # 2 GiB of output, memory-bound: the per-task overhead shows here.
     "unet_k2s2_c32": ((1, 32, 128, 128, 128), (32, 32, 2, 2, 2), dict(stride=2), 64),
     # One channel, 4 GiB of output (imaging upsampling).
