@@ -89,7 +89,8 @@ def time_fn(fn, reps, target_ms=2.0):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=",".join(DENSE))
-    ap.add_argument("--sweep", choices=("", "all", "slab", "tap", "cl", "cl_slab", "cls", "new"), default="",
+    ap.add_argument("--sweep", default="",
+                    choices=("", "all", "slab", "tap", "cl", "cl_slab", "cls", "new"),
                     help="time every candidate tile (of one A staging)")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--variants", default="tap,cl",
@@ -104,14 +105,13 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import cupy
-    import ml_dtypes
+    import ml_dtypes  # noqa: F401 - bfloat16 arrays need it
     import torch
 
     from xconvt import _select
     from xconvt.backends.cuda import mma as cuda_mma
 
     torch.backends.cudnn.benchmark = True
-    bf16 = np.dtype(ml_dtypes.bfloat16)
     dev = cupy.cuda.Device()
     props = cupy.cuda.runtime.getDeviceProperties(dev.id)
     card = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
@@ -285,7 +285,6 @@ def main(argv=None):
             if mode in ("3xtf32", "tf32"):
                 xi, wi, bi = x, w, b
             else:
-                dt = np.float16 if mode == "float16" else bf16
                 xi, wi, bi = (torch.from_dlpack(a).to(getattr(torch, mode)) for a in (x, w, b))
                 xi, wi, bi = (cupy.from_dlpack(a) for a in (xi, wi, bi))
             tx, tw, tb = (torch.from_dlpack(a).double() for a in (xi, wi, bi))

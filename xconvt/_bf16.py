@@ -6,8 +6,9 @@ problem (:class:`Upcast`): the operands widen exactly (a bfloat16 is the top
 16 bits of a float32), the result is rounded once to nearest even.  On CuPy
 each conversion is one elementwise kernel on the bits (CuPy's kernels need
 not know bfloat16; one launch instead of a dozen ufunc calls, whose host time
-dominated small layers: 0.45 ms for sweep_k3 on an H200).  ``ml_dtypes`` is imported lazily; without it bfloat16 arrays
-cannot exist in NumPy or CuPy, and :func:`dtype` says what to install.
+dominated small layers: 0.45 ms for sweep_k3 on an H200).  ``ml_dtypes`` is
+imported lazily; without it bfloat16 arrays cannot exist in NumPy or CuPy, and
+:func:`dtype` says what to install.
 """
 
 from __future__ import annotations
