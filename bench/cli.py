@@ -264,7 +264,8 @@ def _run(args, argv, device, cases, methods):
                 skip = skipper.skips(case, params, anchors + methods, chosen)
             try:
                 recs = measure_case(suite, case, device, methods, args,
-                                    oracle_mode=oracle_mode, skip=skip, progress=progress)
+                                    oracle_mode=oracle_mode, skip=skip, progress=progress,
+                                    paired=suite in ("small", "quick"))
             except Exception as e:  # noqa: BLE001 - a broken case must not end the suite
                 recs = case_error(suite, case, device, anchors + methods, args, e)
             if skipper is not None:
@@ -290,7 +291,9 @@ def _small_path(case, dtype):
 
 
 def _small_table(records, device):
-    """Per case: nominal MFLOP, PyTorch's and each method's microseconds, torch/auto."""
+    """Per case: nominal MFLOP, PyTorch's and each method's microseconds, torch/auto
+    (PyTorch's column and the ratios from the calls alternating with auto's
+    where the suite timed them paired)."""
     by_case = {}
     for r in records:
         by_case.setdefault(r["case"], {})[r["method"]] = r
@@ -301,16 +304,21 @@ def _small_table(records, device):
     for name, recs in by_case.items():
         first = next(iter(recs.values()))
         row = [name, first["shape"], f"{first['gflop_nominal'] * 1e3:.3f}"]
+        paired = (recs.get("auto") or {}).get("torch_ms_paired")
         for m in [TORCH] + methods:
             r = recs.get(m)
+            if m == TORCH and paired:  # PyTorch in the rounds alternating with auto
+                row.append(f"{paired * 1e3:.1f}")
+                continue
             ok = r is not None and r["status"] in ("ok", "wrong") and r.get("ms")
             row.append(f"{r['ms'] * 1e3:.1f}" + ("!" if r["status"] == "wrong" else "")
                        if ok else (r["status"] if r else ""))
         auto, torch = recs.get("auto"), recs.get(TORCH)
         row.append(f"{auto['ratio']:.2f}x" if auto and auto.get("ratio") else "-")
         # the fastest calls: what each does when no other process takes its CPU
-        row.append(f"{torch['ms_min'] / auto['ms_min']:.2f}x"
-                   if auto and torch and auto.get("ms_min") and torch.get("ms_min") else "-")
+        tmin = (auto or {}).get("torch_ms_min_paired") or (torch or {}).get("ms_min")
+        row.append(f"{tmin / auto['ms_min']:.2f}x" if auto and tmin and auto.get("ms_min")
+                   else "-")
         case = next((c for c in C.SMALL_SUITE if c.name == name), None)
         chosen = auto.get("chosen") if auto else None
         row.append(chosen if chosen != "direct" or case is None

@@ -107,6 +107,52 @@ def _run(rec, timer, fn, opts):
     return t.output
 
 
+def _run_paired(rec, fn, anchor, opts, inference_mode):
+    """Time ``fn`` call by call alternately with ``anchor`` (PyTorch), on the CPU.
+
+    Tiny calls on a shared machine see its state change between blocks of
+    calls (PyTorch's own 8 us call takes 14 us in a slow spell), which lands
+    on one side when the two are timed one after the other; alternating the
+    calls puts every spell on both.  ``rec`` gets the method's median and its
+    ``torch_ms_paired``, the anchor's median over the same rounds (the ratio
+    is taken from these).  Returns the first output, or None on error.
+    """
+    import time
+
+    pc = time.perf_counter
+    try:
+        t0 = pc()
+        out = fn()
+        first_ms = (pc() - t0) * 1e3
+        with inference_mode():
+            for _ in range(max(1, opts.warmup)):
+                fn()
+                anchor()
+            mine, theirs, total = [], [], 0.0
+            while (len(mine) < max(1, opts.repeat) or total < opts.min_time * 1e3) and (
+                    total < opts.max_time * 1e3):
+                t0 = pc()
+                fn()
+                t1 = pc()
+                anchor()
+                t2 = pc()
+                mine.append((t1 - t0) * 1e3)
+                theirs.append((t2 - t1) * 1e3)
+                total += (t2 - t0) * 1e3
+    except Exception as e:  # noqa: BLE001 - report every failure in its cell
+        rec["status"] = "error"
+        rec["error"] = _error_text(e)
+        rec["traceback"] = traceback.format_exc(limit=-6)
+        return None
+    import statistics
+
+    q = statistics.quantiles(mine, n=4) if len(mine) >= 4 else (float("nan"),) * 3
+    rec.update(status="ok", ms=statistics.median(mine), ms_min=min(mine), ms_iqr=q[2] - q[0],
+               runs=len(mine), first_ms=first_ms,
+               torch_ms_paired=statistics.median(theirs), torch_ms_min_paired=min(theirs))
+    return out
+
+
 def _check(rec, device, out, oracle, oracle_name, dtype, judge=True):
     if oracle is None:
         rec["err_vs"] = "none"
@@ -127,11 +173,14 @@ def _check(rec, device, out, oracle, oracle_name, dtype, judge=True):
 
 
 def measure_case(suite, case, device, methods, opts, *, oracle_mode="torch", skip=None,
-                 progress=None):
+                 progress=None, paired=False):
     """Records (dicts) for the anchor(s) and every method in ``methods`` on ``case``.
 
     ``oracle_mode``: ``"torch"`` checks against PyTorch (falling back to the
     float64 reference for small cases); ``"reference"`` always uses the reference.
+    ``paired`` (CPU, with PyTorch): each method is timed call by call
+    alternately with PyTorch (:func:`_run_paired`) and its ratio is taken from
+    those rounds (the ``small`` suite).
     """
     import xconvt
 
@@ -150,6 +199,7 @@ def measure_case(suite, case, device, methods, opts, *, oracle_mode="torch", ski
             progress(case, method)
         return rec
 
+    anchor_fn = None
     oracle, oracle_name = None, None
     if oracle_mode == "reference":
         oracle = device.put(conv_transpose3d_ref(hx, hw, hb, **case.kwargs))
@@ -173,6 +223,8 @@ def measure_case(suite, case, device, methods, opts, *, oracle_mode="torch", ski
         def fn(tx=tx, tw=tw, tb=tb, F=F, kw=kw):
             return F.conv_transpose3d(tx, tw, tb, **kw)
 
+        if method == TORCH:
+            anchor_fn = fn
         device.set_tf32(method == TORCH_TF32)
         try:
             with device.torch.inference_mode():
@@ -202,7 +254,10 @@ def measure_case(suite, case, device, methods, opts, *, oracle_mode="torch", ski
         def fn(method=method):
             return xconvt.conv_transpose3d(x, w, b, **case.kwargs, algorithm=method)
 
-        out = _run(rec, device.time, fn, opts)
+        if paired and anchor_fn is not None and device.name == "cpu":
+            out = _run_paired(rec, fn, anchor_fn, opts, device.torch.inference_mode)
+        else:
+            out = _run(rec, device.time, fn, opts)
         if out is not None:
             _check(rec, device, out, oracle, oracle_name, dtype)
         del out
@@ -215,7 +270,9 @@ def measure_case(suite, case, device, methods, opts, *, oracle_mode="torch", ski
     peak_bw = opts.peak_gbps if device.name == "gpu" else None
     for rec in records:
         _derive(rec, peak_tf, peak_bw)
-        if torch_ms is not None and rec.get("ms"):
+        if rec.get("torch_ms_paired") and rec.get("ms"):
+            rec["ratio"] = rec["torch_ms_paired"] / rec["ms"]
+        elif torch_ms is not None and rec.get("ms"):
             rec["ratio"] = torch_ms / rec["ms"]
     del x, w, b, oracle
     _release(device, records[-1] if records else {})
