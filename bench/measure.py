@@ -17,6 +17,7 @@ import traceback
 import numpy as np
 
 from .reference import conv_transpose3d_ref
+from .timing import time_cpu_paired
 
 __all__ = ["TOLERANCE", "Skip", "auto_choice", "case_error", "measure_case"]
 
@@ -108,49 +109,19 @@ def _run(rec, timer, fn, opts):
 
 
 def _run_paired(rec, fn, anchor, opts, inference_mode):
-    """Time ``fn`` call by call alternately with ``anchor`` (PyTorch), on the CPU.
+    """:func:`_run` with ``fn``'s calls alternating with PyTorch's ``anchor``
+    (:func:`bench.timing.time_cpu_paired`, the CPU): ``rec`` also gets
+    ``torch_ms_paired`` and ``torch_ms_min_paired``, the anchor over the same
+    rounds, which the ratio is taken from."""
 
-    Tiny calls on a shared machine see its state change between blocks of
-    calls (PyTorch's own 8 us call takes 14 us in a slow spell), which lands
-    on one side when the two are timed one after the other; alternating the
-    calls puts every spell on both.  ``rec`` gets the method's median and its
-    ``torch_ms_paired``, the anchor's median over the same rounds (the ratio
-    is taken from these).  Returns the first output, or None on error.
-    """
-    import time
-
-    pc = time.perf_counter
-    try:
-        t0 = pc()
-        out = fn()
-        first_ms = (pc() - t0) * 1e3
+    def timer(f, opts):
         with inference_mode():
-            for _ in range(max(1, opts.warmup)):
-                fn()
-                anchor()
-            mine, theirs, total = [], [], 0.0
-            while (len(mine) < max(1, opts.repeat) or total < opts.min_time * 1e3) and (
-                    total < opts.max_time * 1e3):
-                t0 = pc()
-                fn()
-                t1 = pc()
-                anchor()
-                t2 = pc()
-                mine.append((t1 - t0) * 1e3)
-                theirs.append((t2 - t1) * 1e3)
-                total += (t2 - t0) * 1e3
-    except Exception as e:  # noqa: BLE001 - report every failure in its cell
-        rec["status"] = "error"
-        rec["error"] = _error_text(e)
-        rec["traceback"] = traceback.format_exc(limit=-6)
-        return None
-    import statistics
+            mine, theirs = time_cpu_paired(f, anchor, warmup=opts.warmup, repeat=opts.repeat,
+                                           min_time=opts.min_time, max_time=opts.max_time)
+        rec.update(torch_ms_paired=theirs.median, torch_ms_min_paired=theirs.min)
+        return mine
 
-    q = statistics.quantiles(mine, n=4) if len(mine) >= 4 else (float("nan"),) * 3
-    rec.update(status="ok", ms=statistics.median(mine), ms_min=min(mine), ms_iqr=q[2] - q[0],
-               runs=len(mine), first_ms=first_ms,
-               torch_ms_paired=statistics.median(theirs), torch_ms_min_paired=min(theirs))
-    return out
+    return _run(rec, timer, fn, opts)
 
 
 def _check(rec, device, out, oracle, oracle_name, dtype, judge=True):

@@ -1,6 +1,6 @@
 """The tensor-core kernel's tables, replayed on the CPU, and its templates compiled.
 
-:func:`xconvt.backends.cuda.mma.mma_tables` and :func:`pack_index` drive
+:func:`xconvt.backends.cuda.mma.mma_tables` and the packed weights drive
 ``xconvt_mma`` (``cuda/kernels/mma.cu``).  Here the kernel's index
 arithmetic is replayed in NumPy, block by block, from those tables (block ->
 phase, group, m tile and n tile; A gathered from ``x`` with the kernel's
@@ -21,12 +21,43 @@ from hypothesis import strategies as st
 
 from xconvt._params import ConvParams
 from xconvt.backends.cuda import mma as cuda_mma
-from xconvt.backends.cuda.mma import META_COLUMNS, MmaConfig, mma_tables, pack_index
+from xconvt.backends.cuda.mma import META_COLUMNS, MmaConfig, mma_tables
 
 from .reference import conv_transpose3d_ref
 from .strategies import configs, seeds
 
 C = {name: i for i, name in enumerate(META_COLUMNS)}
+
+
+def pack_index(params, bn, bk):
+    """Source element (in ``w.ravel()``) of each packed weight, -1 for padding:
+    the packed layout written out directly (``xconvt_mma_pack_t`` computes it
+    per kernel tap from :func:`~xconvt.backends.cuda.mma.pack_taps`).
+
+    Layout: per phase (in :func:`mma_tables`' order), ``[g][t][c][o]`` with
+    ``t = (ud*nh + uh)*nw + uw``, ``c < ceil(Cig/BK)*BK`` and
+    ``o < ceil(Cog/BN)*BN``.
+    """
+    G = params.groups
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    kd, kh, kw = params.kernel
+    cp = -(-cig // bk) * bk
+    np_ = -(-cog // bn) * bn
+    parts = []
+    for pd, ph, pw in params.phases():  # the order of mma_tables
+        if not (pd.taps and ph.taps and pw.taps):
+            continue
+        td = np.asarray(pd.taps).reshape(-1, 1, 1)
+        th = np.asarray(ph.taps).reshape(1, -1, 1)
+        tw = np.asarray(pw.taps).reshape(1, 1, -1)
+        tap = ((td * kh + th) * kw + tw).reshape(-1)          # [t]
+        g = np.arange(G).reshape(-1, 1, 1, 1)
+        t = tap.reshape(1, -1, 1, 1)
+        c = np.arange(cp).reshape(1, 1, -1, 1)
+        o = np.arange(np_).reshape(1, 1, 1, -1)
+        src = ((g * cig + c) * cog + o) * (kd * kh * kw) + t
+        parts.append(np.where((c < cig) & (o < cog), src, -1).ravel())
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def _cfg(params, bm, bn, bk, slab):

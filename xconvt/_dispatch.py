@@ -56,13 +56,28 @@ def _check_arrays(input, weight, bias):
     return kind
 
 
-def _plain(v):
-    """An int or a tuple/list of ints, exactly (no bools, floats or objects)."""
-    if type(v) is int:
+def _plain_arg(v):
+    """``v`` when it is an int, a tuple of ints as itself, a list of ints as a
+    tuple; else None (the call is not cached).  Exact types only: ``1.0``,
+    ``True`` and ``numpy.int64(1)`` compare and hash equal to ``1`` but are
+    validated differently, so they never share an entry with it."""
+    t = type(v)
+    if t is int:
         return v
-    if type(v) in (tuple, list) and all(type(e) is int for e in v):
+    if t is tuple or t is list:
+        for e in v:
+            if type(e) is not int:
+                return None
         return tuple(v)
-    raise TypeError
+    return None
+
+
+def _plain(v):
+    """:func:`_plain_arg`, raising ``TypeError`` where ``v`` is not plain."""
+    p = _plain_arg(v)
+    if p is None:
+        raise TypeError
+    return p
 
 
 @functools.lru_cache(maxsize=1024)
@@ -154,22 +169,6 @@ still the planner cache (code and tests that replace it to plan afresh get a
 fresh choice here too)."""
 
 _CALLS_MAX = 4096
-
-
-def _plain_arg(v):
-    """``v`` when it is an int, a tuple of ints as itself, a list of ints as a
-    tuple; else None (the call is not cached).  Exact types only: ``1.0``,
-    ``True`` and ``numpy.int64(1)`` compare and hash equal to ``1`` but are
-    validated differently, so they never share an entry with it."""
-    t = type(v)
-    if t is int:
-        return v
-    if t is tuple or t is list:
-        for e in v:
-            if type(e) is not int:
-                return None
-        return tuple(v)
-    return None
 
 
 def _plain_geometry(args):

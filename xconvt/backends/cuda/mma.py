@@ -55,7 +55,7 @@ from ..._plan import Plan
 from . import runtime as rt
 
 __all__ = ["MMA_FIELDS", "MmaConfig", "MmaPlan", "mma_config", "mma_direct", "mma_tables",
-           "pack_index", "plan"]
+           "pack_taps", "plan"]
 
 _SOURCE_PATH = Path(__file__).with_name("kernels") / "mma.cu"
 _INT32_MAX = 2**31 - 1
@@ -473,41 +473,13 @@ def mma_tables(params, cfg):
 
 
 @lru_cache(maxsize=256)
-def pack_index(params, bn, bk):
-    """Source element (in ``w.ravel()``) of each packed weight, -1 for padding.
-
-    Layout: per phase (in :func:`mma_tables`' order), ``[g][t][c][o]`` with
-    ``t = (ud*nh + uh)*nw + uw``, ``c < ceil(Cig/BK)*BK`` and
-    ``o < ceil(Cog/BN)*BN``.
-    """
-    G = params.groups
-    cig, cog = params.in_channels_per_group, params.out_channels_per_group
-    kd, kh, kw = params.kernel
-    cp = -(-cig // bk) * bk
-    np_ = -(-cog // bn) * bn
-    parts = []
-    for pd, ph, pw in _phase_order(params):
-        if not (pd.taps and ph.taps and pw.taps):
-            continue
-        td = np.asarray(pd.taps).reshape(-1, 1, 1)
-        th = np.asarray(ph.taps).reshape(1, -1, 1)
-        tw = np.asarray(pw.taps).reshape(1, 1, -1)
-        tap = ((td * kh + th) * kw + tw).reshape(-1)          # [t]
-        g = np.arange(G).reshape(-1, 1, 1, 1)
-        t = tap.reshape(1, -1, 1, 1)
-        c = np.arange(cp).reshape(1, 1, -1, 1)
-        o = np.arange(np_).reshape(1, 1, 1, -1)
-        src = ((g * cig + c) * cog + o) * (kd * kh * kw) + t
-        parts.append(np.where((c < cig) & (o < cog), src, -1).ravel())
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-
-@lru_cache(maxsize=256)
 def pack_taps(params, bn, bk):
     """Per kernel tap ``k`` (``(kd_i*kh + kh_i)*kw + kw_i``) of ``xconvt_mma_pack_t``:
     ``tapoff[k]``, the packed offset of its ``(phase, tap)`` block at group 0,
     channel 0, column 0 (-1 for a tap of no phase with outputs), and
-    ``gstride[k]``, the step between groups; the layout of :func:`pack_index`."""
+    ``gstride[k]``, the step between groups.  Layout: per phase (in
+    :func:`mma_tables`' order), ``[g][t][c][o]`` with ``t = (ud*nh + uh)*nw + uw``,
+    ``c < ceil(Cig/BK)*BK`` and ``o < ceil(Cog/BN)*BN``."""
     kd, kh, kw = params.kernel
     cp = -(-params.in_channels_per_group // bk) * bk
     np_ = -(-params.out_channels_per_group // bn) * bn
