@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from array_api_compat import array_namespace
 
 from .._plan import FunctionPlan
@@ -85,9 +86,45 @@ def rearrange(params, y, w):
                 y2[tuple(dst)] = y[tuple(src)]
         y2 = y2.reshape((N, G * cog * S) + M)
 
-    # w2[c_all, o, r_d, r_h, r_w, q_d, q_h, q_w] = w[c_all, o, k] (k*d = q*s + r)
-    w2 = xp.zeros((G * cig, cog) + s2 + Kp, dtype=w.dtype)
-    idx = []
+    # w' by one gather through a per-geometry index table (no host transfer per call)
+    idx = _weight_index(params, xp, _device_of(w))
+    flat = xp.reshape(w, (-1,))
+    wz = xp.concat([flat, xp.zeros((1,), dtype=w.dtype)])
+    wp = xp.reshape(xp.take(wz, idx), (G * cog * S, cig) + Kp)
+    return tp, y2, wp
+
+
+_INDEX = {}
+"""``(params, library, device) -> index table`` of :func:`_weight_index`."""
+
+
+def _device_of(a):
+    """A hashable device key of array ``a`` (CuPy: its device id; else None)."""
+    dev = getattr(a, "device", None)
+    return getattr(dev, "id", None)
+
+
+def _weight_index(params, xp, device):
+    """Flat index table ``idx`` with ``w' = take(concat(ravel(w), [0]), idx)``
+    (reshaped to ``(G*Cog*S, Cig) + Q``).
+
+    ``w2[c_all, o, r_d, r_h, r_w, q_d, q_h, q_w] = w[c_all, o, k]`` for
+    ``k*d = q*s + r`` (per axis), zero elsewhere (index ``w.size``); flipped
+    along ``q`` and regrouped to ``w'``'s ``(G*Cog*S, Cig) + Q`` layout.
+    Built once per geometry in NumPy, kept per array library and device.
+    """
+    key = (params, xp.__name__, device)
+    idx = _INDEX.get(key)
+    if idx is not None:
+        return idx
+    s2 = params.stride
+    Kp = rearrange_params(params).kernel
+    S = math.prod(s2)
+    G, cig, cog = params.groups, params.in_channels_per_group, params.out_channels_per_group
+    size = math.prod(params.weight_shape)
+    src = np.arange(size).reshape(params.weight_shape)
+    w2 = np.full((G * cig, cog) + s2 + Kp, size, dtype=np.int64)
+    sel = []
     for a in range(3):
         k = params.kernel[a]
         if s2[a] == 1:
@@ -97,14 +134,14 @@ def rearrange(params, y, w):
             r_, q_ = [v % s2[a] for v in kd], [v // s2[a] for v in kd]
         shape = [1, 1, 1]
         shape[a] = k
-        idx.append((xp.reshape(xp.asarray(r_), tuple(shape)),
-                    xp.reshape(xp.asarray(q_), tuple(shape))))
-    w2[:, :, idx[0][0], idx[1][0], idx[2][0], idx[0][1], idx[1][1], idx[2][1]] = w
-    w2 = xp.flip(w2, axis=(-3, -2, -1))
-    w2 = xp.reshape(w2, (G, cig, cog * S) + Kp)
-    wp = xp.reshape(xp.permute_dims(w2, (0, 2, 1, 3, 4, 5)), (G * cog * S, cig) + Kp)
-    wp = xp.asarray(wp, copy=True)
-    return tp, y2, wp
+        sel.append((np.reshape(r_, shape), np.reshape(q_, shape)))
+    w2[:, :, sel[0][0], sel[1][0], sel[2][0], sel[0][1], sel[1][1], sel[2][1]] = src
+    w2 = np.flip(w2, axis=(-3, -2, -1)).reshape((G, cig, cog * S) + Kp)
+    host = np.ascontiguousarray(w2.transpose(0, 2, 1, 3, 4, 5)).reshape(-1)
+    if len(_INDEX) > 64:
+        _INDEX.clear()
+    idx = _INDEX[key] = host if xp is np else xp.asarray(host)
+    return idx
 
 
 def conv3d(params, y, w, b, inner):
