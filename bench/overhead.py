@@ -118,8 +118,9 @@ def paths(device):
                     _interop.TORCH_OUTPUT = old
             return call
 
+        out["torch cuda"] = (with_output("export"), host, csync)
+        out["torch cuda (cupy cai out)"] = (with_output("cai"), host, csync)
         out["torch cuda (dlpack out)"] = (with_output("dlpack"), host, csync)
-        out["torch cuda (cai out)"] = (with_output("cai"), host, csync)
         side = torch.cuda.Stream()
 
         def on_side():
@@ -189,8 +190,17 @@ def _jax_paths(table, boundary, device, native_result, sync):
 
 
 def measure(table, calls, rounds, block=50):
-    """Per-call host times (seconds) of every path, interleaved in ``rounds``."""
+    """Host times (seconds) of every path, interleaved in ``rounds``: ``(per_call,
+    per_block)``, each ``{name: [...]}``.
+
+    ``per_call``: each call timed alone (its result freed outside the timing);
+    ``per_block``: the mean call of each block of ``block`` back-to-back calls,
+    one timing around the block (each result freed by the next call, as in a
+    loop: the steady state, including the frees, with fewer timer reads).
+    The device is synchronized between blocks, outside both timings.
+    """
     times = {name: [] for name in table}
+    blocks = {name: [] for name in table}
     per_round = max(1, calls // rounds)
     for name, (call, _, sync) in table.items():  # warm up: compile, caches
         for _ in range(20):
@@ -200,15 +210,22 @@ def measure(table, calls, rounds, block=50):
         for name, (call, _, sync) in table.items():
             done = 0
             while done < per_round:
+                n = min(block, per_round - done)
                 sync()
-                for _ in range(min(block, per_round - done)):
+                for _ in range(n):
                     t0 = time.perf_counter()
                     r = call()
                     times[name].append(time.perf_counter() - t0)
                     del r
-                done += block
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    r = call()
+                del r
+                blocks[name].append((time.perf_counter() - t0) / n)
+                done += n
             sync()
-    return times
+    return times, blocks
 
 
 def _check(table):
@@ -243,24 +260,33 @@ def main(args, argv):
     calls = args.repeat or 3000
     rounds = 10
     errs = _check(table)
-    times = measure(table, calls, rounds)
+    times, blocks = measure(table, calls, rounds)
     anchor = next(iter(table))
     med = {k: statistics.median(v) * 1e6 for k, v in times.items()}
+    bmed = {k: statistics.median(v) * 1e6 for k, v in blocks.items()}
     rows, records = [], []
     for name, ts in times.items():
         q = statistics.quantiles([t * 1e6 for t in ts], n=4)
-        diff = med[name] - med[anchor] if not name.startswith("(") else float("nan")
+        bq = statistics.quantiles([t * 1e6 for t in blocks[name]], n=4)
+        boundary = name.startswith("(")
+        diff = med[name] - med[anchor] if not boundary else float("nan")
+        bdiff = bmed[name] - bmed[anchor] if not boundary else float("nan")
         rows.append([name, f"{med[name]:.1f}", f"{q[2] - q[0]:.1f}",
                      "" if name == anchor or diff != diff else f"{diff:+.1f}",
+                     f"{bmed[name]:.1f}", f"{bq[2] - bq[0]:.1f}",
+                     "" if name == anchor or bdiff != bdiff else f"{bdiff:+.1f}",
                      "" if name not in errs else f"{errs[name]:.1e}", len(ts)])
         records.append(dict(path=name, median_us=med[name], iqr_us=q[2] - q[0],
-                            minus_anchor_us=diff, max_abs_diff=errs.get(name), calls=len(ts)))
+                            minus_anchor_us=diff, block_median_us=bmed[name],
+                            block_iqr_us=bq[2] - bq[0], block_minus_anchor_us=bdiff,
+                            max_abs_diff=errs.get(name), calls=len(ts)))
     print(f"bench overhead ({device}): host time per call, {SHAPE_X} x {SHAPE_W} "
-          f"float32, padding 1, bias; {calls} calls per path in {rounds} interleaved rounds")
-    print_table(f"overhead ({device}): microseconds per call",
-                ["path", "median us", "IQR us", f"- {anchor} us", "max |diff|", "calls"],
-                rows, right=("median us", "IQR us", f"- {anchor} us", "max |diff|", "calls"),
-                plain=args.plain)
+          f"float32, padding 1, bias; {calls} calls per path in {rounds} interleaved rounds, "
+          "timed one by one (call) and as blocks of 50 back-to-back calls (block mean)")
+    cols = ["path", "call us", "IQR", f"- {anchor}", "block us", "IQR ", f"- {anchor} ",
+            "max |diff|", "calls"]
+    print_table(f"overhead ({device}): microseconds per call", cols, rows,
+                right=tuple(cols[1:]), plain=args.plain)
     out = Path(args.out) / f"overhead_{device}.json"
     try:
         write_json(out, {"suite": "overhead", "device": device, "argv": list(argv),

@@ -58,7 +58,7 @@ def _cuda(torch, *arrays):
     return [None if a is None else torch.from_numpy(a).cuda() for a in arrays]
 
 
-@pytest.mark.parametrize("how", ["dlpack", "cai"])
+@pytest.mark.parametrize("how", ["dlpack", "cai", "export"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "complex64"])
 def test_torch_cuda_current_stream(torch, monkeypatch, how, dtype):
     monkeypatch.setattr(_interop, "TORCH_OUTPUT", how)

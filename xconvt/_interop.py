@@ -119,11 +119,30 @@ NATIVE = {np.ndarray: "numpy"}
 NOT_YET = {}
 """Dtypes refused at the boundary with the reason; remove an entry to accept it."""
 
-TORCH_OUTPUT = "cai"
-"""How a CuPy result becomes a CUDA tensor: ``"dlpack"`` (``torch.from_dlpack``) or
-``"cai"`` (``torch.as_tensor`` over ``__cuda_array_interface__``); both are zero-copy
-and stream-safe here (CuPy's current stream is PyTorch's), ``bench overhead`` times
-both."""
+TORCH_OUTPUT = "export"
+"""How a CuPy result becomes a CUDA tensor: ``"dlpack"`` (``torch.from_dlpack``),
+``"cai"`` (``torch.as_tensor`` over CuPy's ``__cuda_array_interface__``) or
+``"export"`` (``torch.as_tensor`` over :class:`_Export`, a prebuilt interface
+without CuPy's property or a stream entry); all are zero-copy and stream-safe here
+(the kernels ran on PyTorch's current stream), ``bench overhead`` times them."""
+
+
+class _Export:
+    """The CUDA array interface (version 2: no ``stream`` entry, so the consumer
+    waits on nothing) of CuPy array ``out``, whose memory it keeps alive.
+
+    Used only where ``out`` was written on the consumer's current stream (the
+    PyTorch fast path), so no synchronization is owed; the interface dictionary
+    is built directly (CuPy's property also looks up the current stream).
+    """
+
+    __slots__ = ("__cuda_array_interface__", "owner")
+
+    def __init__(self, out):
+        self.owner = out
+        self.__cuda_array_interface__ = {
+            "shape": out.shape, "typestr": out.dtype.str, "data": (out.data.ptr, False),
+            "strides": out.strides, "version": 2}
 
 OPERANDS = ("input", "weight", "bias")
 """The array arguments of ``conv_transpose3d``/``conv3d``: :func:`call`'s default names."""
@@ -485,6 +504,11 @@ class _Torch(_Library):
         xv = self._input_view(x, dtype, dev)
         wv = self.parameter(w)
         bv = None if b is None else self.parameter(b)
+        cupy = self.cupy
+        if ptr == 0 and cupy is not None and cupy.cuda.runtime.getDevice() == dev and (
+                cupy.cuda.get_current_stream().ptr == 0):
+            # PyTorch's and CuPy's current streams are both the legacy default stream
+            return self.wrap(fn(xv, wv, bv, *args, **kwargs), x)
         with on_stream(ptr, dev):
             return self.wrap(fn(xv, wv, bv, *args, **kwargs), x)
 
@@ -519,13 +543,15 @@ class _Torch(_Library):
         if out.size == 0:  # no memory to share (and CuPy cannot export a null pointer)
             return self.torch.empty(out.shape, dtype=self.torch.int16 if out.dtype == np.int16
                                     else like.dtype, device=like.device)
+        if TORCH_OUTPUT == "dlpack":
+            return self.torch.from_dlpack(out)
+        dev = like.get_device()
+        device = self.devices.get(dev)
+        if device is None:
+            device = self.devices[dev] = self.torch.device("cuda", dev)
         if TORCH_OUTPUT == "cai":
-            dev = like.get_device()
-            device = self.devices.get(dev)
-            if device is None:
-                device = self.devices[dev] = self.torch.device("cuda", dev)
             return self.torch.as_tensor(out, device=device)
-        return self.torch.from_dlpack(out)
+        return self.torch.as_tensor(_Export(out), device=device)
 
 
 # --------------------------------------------------------------------------------------- JAX
