@@ -458,6 +458,130 @@ def test_gpu_weight_grad_deterministic():
     assert bool((a == b).all())
 
 
+# ------------------------------------------------------- the GPU wgrad kernel
+_WGRAD_LAYERS = [
+    ((2, 6, 5, 6, 7), (6, 4, 3, 3, 3), dict(stride=2, padding=1, output_padding=1, groups=2)),
+    ((3, 4, 4, 5, 3), (4, 3, 3, 2, 3), dict(stride=(2, 1, 2), padding=(1, 0, 1),
+                                            dilation=(1, 2, 1))),
+    ((1, 1, 9, 8, 7), (1, 1, 5, 5, 5), dict(stride=2, padding=2, output_padding=1)),
+    ((2, 5, 3, 4, 17), (5, 7, 1, 2, 4), dict(padding=(0, 1, 2), groups=1)),
+    ((1, 8, 6, 6, 6), (8, 1, 3, 3, 3), dict(padding=1, groups=8)),
+]
+
+
+def _wgrad_problem(xs, ws, kw, dtype, budget=2**28):
+    from xconvt._dispatch import _params
+    from xconvt._plan import Problem, cuda_device
+
+    params = _params(xs, ws, None, kw.get("stride", 1), kw.get("padding", 0),
+                     kw.get("output_padding", 0), kw.get("groups", 1), kw.get("dilation", 1),
+                     None)
+    return params, Problem("weight_grad", params, dtype, cuda_device(0), "float32", budget)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tile", ["big", "mid", "narrow", "thin"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_gpu_wgrad_each_tile(tile, dtype):
+    """The split-reduction kernel with every tile, against the float64 reference:
+    the planner's splits, many short splits, and one batch element per launch
+    (partial sums added launch by launch)."""
+    cp = pytest.importorskip("cupy")
+    from xconvt.backends.cuda import wgrad
+
+    rng = np.random.default_rng(1)
+    for xs, ws, kw in _WGRAD_LAYERS:
+        params, prob = _wgrad_problem(xs, ws, kw, dtype)
+        x = rng.standard_normal(xs).astype(dtype)
+        gy = rng.standard_normal(params.batched_output_shape).astype(dtype)
+        ref = conv_transpose3d_weight_ref(x.astype(np.float64), gy.astype(np.float64),
+                                          ws[2:], kw.get("stride", 1), kw.get("padding", 0),
+                                          kw.get("groups", 1), kw.get("dilation", 1))
+        P = int(np.prod(xs[2:]))
+        bk = wgrad.TILES[tile][2]
+        S, chunk, nb = wgrad.splits(params, tile, prob.device.sm_count, prob.budget, 8)
+        for args in ((S, chunk, nb), (-(-P // bk), bk, 1), (2, -(-P // (2 * bk)) * bk, 1)):
+            if args[0] * args[1] < P:
+                continue
+            plan = wgrad.WgradPlan(prob, tile, *args, 0.0, 0)
+            out = plan(cp.asarray(x), cp.asarray(gy))
+            assert out.dtype == x.dtype and out.shape == ws
+            assert_close(out, ref, dtype, what=f"wgrad {tile} {args} {xs} {ws} {kw}")
+
+
+@pytest.mark.gpu
+@settings(max_examples=25)
+@given(cfg=configs(batches=(None, 1, 2, 3)), seed=seeds,
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_gpu_wgrad_planner_random(cfg, seed, dtype):
+    """The planner's own choice of tile and splits, over random geometries."""
+    cp = pytest.importorskip("cupy")
+    from xconvt.backends.cuda import wgrad
+
+    x, _, _ = cfg.arrays(seed, dtype)
+    gy = random_array(np.random.default_rng(seed + 1), cfg.output_shape, dtype)
+    x5 = x if x.ndim == 5 else x[None]
+    gy5 = gy if gy.ndim == 5 else gy[None]
+    ws = (cfg.in_channels, cfg.out_channels // cfg.groups) + triple(cfg.kernel)
+    assume(x5.shape[0] > 0)
+    _, prob = _wgrad_problem(x5.shape, ws, cfg.kwargs, dtype)
+    plan = wgrad.plan(prob)
+    assert not isinstance(plan, str), plan
+    out = plan(cp.asarray(x5), cp.asarray(gy5))
+    ref = conv_transpose3d_weight_ref(x5, gy5, cfg.kernel, cfg.stride, cfg.padding,
+                                      cfg.groups, cfg.dilation)
+    assert_close(out, ref, dtype, what=f"wgrad planner {plan.detail}")
+
+
+def test_wgrad_planner_choices():
+    """Replayed on the CPU (an H200's limits): depthwise and single-channel layers
+    take the thin tile, wide ones the big tile; splits fill the GPU; partial sums
+    stay within the budget; complex and CPU problems are declined with reasons."""
+    from dataclasses import replace
+
+    from xconvt._plan import DEVICE_PRESETS
+    from xconvt.backends.cuda import wgrad
+
+    h200 = DEVICE_PRESETS["h200"]
+
+    def prob(xs, ws, kw, dtype="float32", budget=2**28):
+        params, p = _wgrad_problem_cpu(xs, ws, kw, dtype, budget)
+        return params, replace(p, device=h200)
+
+    params, p = prob((1, 64, 48, 48, 48), (64, 1, 7, 7, 7), dict(padding=3, groups=64))
+    assert wgrad.choose_tile(params) == "thin"
+    params, p = prob((8, 256, 8, 8, 8), (256, 128, 4, 4, 4), dict(stride=2, padding=1))
+    assert wgrad.choose_tile(params) == "big"
+    plan = wgrad.plan(p)
+    S, chunk, nb = plan._args[1:]
+    assert S * chunk >= 512 and nb == 8
+    assert plan.workspace <= p.budget
+    # a small budget: batch elements one launch at a time, partial sums within it
+    params, p = prob((8, 256, 8, 8, 8), (256, 128, 4, 4, 4), dict(stride=2, padding=1),
+                     budget=2**24)
+    plan = wgrad.plan(p)
+    assert plan._args[3] < 8 and plan.workspace <= max(p.budget, 256 * 8192 * 4)
+    # blocks fill the GPU on a layer with few tiles
+    params, p = prob((2, 128, 32, 32, 32), (128, 64, 2, 2, 2), dict(stride=2))
+    tile, S = wgrad.choose_tile(params), wgrad.plan(p)._args[1]
+    bm, bn = wgrad.TILES[tile][:2]
+    assert -(-128 // bm) * -(-512 // bn) * 2 * S >= 2 * h200.sm_count
+    _, p = prob((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), {}, dtype="complex64")
+    assert "complex64" in wgrad.plan(p)
+    _, p = prob((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), {})
+    assert "CUDA" in wgrad.plan(replace(p, device=replace(h200, kind="cpu")))
+
+
+def _wgrad_problem_cpu(xs, ws, kw, dtype, budget):
+    from xconvt._dispatch import _params
+    from xconvt._plan import Problem, cpu_device
+
+    params = _params(xs, ws, None, kw.get("stride", 1), kw.get("padding", 0),
+                     kw.get("output_padding", 0), kw.get("groups", 1), kw.get("dilation", 1),
+                     None)
+    return params, Problem("weight_grad", params, dtype, cpu_device(), "float32", budget)
+
+
 # -------------------------------------------------------------------- layer
 def test_layer_backward_matches_torch_autograd():
     rng = np.random.default_rng(0)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from xconvt.backends.cuda import fused, gather, gemm, pointwise, remap, runtime, tile
+from xconvt.backends.cuda import fused, gather, gemm, pointwise, remap, runtime, tile, wgrad
 from xconvt.backends.fft import one_pass
 
 NVCC = shutil.which("nvcc")
@@ -27,7 +27,7 @@ CTYPES = runtime.CTYPES
 def _instances():
     """Family source -> template instantiations to compile."""
     out = {fused.SOURCE: [], gemm.SOURCE: [], pointwise.SOURCE: [], gather.SOURCE: [],
-           tile.SOURCE: [], remap.SOURCE: [], one_pass.KERNELS: []}
+           tile.SOURCE: [], remap.SOURCE: [], wgrad.SOURCE: [], one_pass.KERNELS: []}
     for ro in (1, 2, 4, 8, 12, 16):
         for twx in (1, 2, 3, 5, 8, 13):
             out[fused.SOURCE].append(f"xconvt_fused<float, int, {ro}, {fused.RW}, {twx}>")
@@ -47,7 +47,11 @@ def _instances():
                 out[gather.SOURCE].append(f"xconvt_gather<{ctype}, {index_t}, {co}, {rg}, {tw}>")
             for ro in (4, 8):
                 out[tile.SOURCE].append(f"xconvt_tile<{ctype}, {index_t}, {ro}>")
+    for ctype in CTYPES.values():
+        for bm, bn, bk, tm, tn in wgrad.TILES.values():
+            out[wgrad.SOURCE].append(f"xconvt_wgrad<{ctype}, {bm}, {bn}, {bk}, {tm}, {tn}>")
     for real in ("float", "double"):
+        out[wgrad.SOURCE].append(f"xconvt_wgrad_reduce<{real}>")
         for index_t in ("int", "long long"):
             for ob in (1, 4):
                 out[one_pass.KERNELS].append(f"xconvt_fft_mac<{real}, {index_t}, {ob}>")
@@ -94,7 +98,7 @@ def test_every_family_source_is_compiled_here():
 @pytest.mark.parametrize("module, struct, fields", [
     (fused, "FusedArgs", "_FUSED_FIELDS"), (gemm, "Col2imArgs", "_COL2IM_FIELDS"),
     (pointwise, "PointwiseArgs", "_POINTWISE_FIELDS"), (gather, "GatherArgs", "_GATHER_FIELDS"),
-    (tile, "TileArgs", "_TILE_FIELDS")])
+    (tile, "TileArgs", "_TILE_FIELDS"), (wgrad, "WgradArgs", "_FIELDS")])
 def test_argument_structs_match_the_host(module, struct, fields):
     """The host packs each kernel's scalar arguments as int32 fields in a fixed
     order; the C struct must list the same fields in the same order."""

@@ -62,6 +62,7 @@ _REGISTRY = {
         Planner("cuda.conv3d_direct", "direct", _ADJ + "_cuda", "plan_conv3d", _CONV3D),
         Planner("cuda.gemm_conv3d", "direct", _ADJ, "plan_conv3d", _CONV3D),
         Planner("cuda.fft_conv3d", "fft", _ADJ + "_fft", "plan_conv3d", _CONV3D),
+        Planner("cuda.wgrad", "direct", _CUDA + "wgrad", "plan", _WGRAD),
         Planner("cuda.gemm_weight_grad", "direct", _ADJ, "plan_weight_grad", _WGRAD),
         Planner("cuda.fft_weight_grad", "fft", _ADJ + "_fft", "plan_weight_grad", _WGRAD),
     ),
