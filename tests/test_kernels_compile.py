@@ -48,8 +48,9 @@ def _instances():
             for ro in (4, 8):
                 out[tile.SOURCE].append(f"xconvt_tile<{ctype}, {index_t}, {ro}>")
     for ctype in CTYPES.values():
-        for bm, bn, bk, tm, tn in wgrad.TILES.values():
-            out[wgrad.SOURCE].append(f"xconvt_wgrad<{ctype}, {bm}, {bn}, {bk}, {tm}, {tn}>")
+        for bm, bn, bk, tm, tn, minb in wgrad.TILES.values():
+            out[wgrad.SOURCE].append(
+                f"xconvt_wgrad<{ctype}, {bm}, {bn}, {bk}, {tm}, {tn}, {minb}>")
     for real in ("float", "double"):
         out[wgrad.SOURCE].append(f"xconvt_wgrad_reduce<{real}>")
         for index_t in ("int", "long long"):

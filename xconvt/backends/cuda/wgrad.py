@@ -36,17 +36,20 @@ _FIELDS = ("G", "Cig", "Cog", "T", "ID", "IH", "IW", "OD", "OH", "OW", "KH", "KW
 """The kernel's ``WgradArgs`` fields, in order (all int32)."""
 
 TILES = {
-    "big": (128, 128, 8, 8, 8),
-    "mid": (64, 64, 16, 4, 4),
-    "narrow": (16, 128, 16, 2, 4),
-    "thin": (4, 256, 8, 1, 4),
+    "big": (128, 128, 8, 8, 8, 1),
+    "big2": (128, 128, 8, 8, 8, 2),
+    "mid": (64, 64, 16, 4, 4, 1),
+    "narrow": (16, 128, 16, 2, 4, 1),
+    "thin": (4, 256, 8, 1, 4, 1),
 }
-"""``name: (BM, BN, BK, TM, TN)``: block tile rows (input channels) x columns
-(output channel, tap), positions per step, outputs per thread (256 threads)."""
+"""``name: (BM, BN, BK, TM, TN, MINB)``: block tile rows (input channels) x
+columns (output channel, tap), positions per step, outputs per thread (256
+threads), blocks per SM the registers must allow (``big2``: two, with spills)."""
 
-RATE = {"big": 30e12, "mid": 22e12, "narrow": 14e12, "thin": 9e12}
-"""float32 FLOP/s of each tile on its padded FLOPs when the grid fills the GPU
-(H200 estimates; float64 runs at half, bench/NOTES.md)."""
+RATE = {"big": 27e12, "big2": 26e12, "mid": 24e12, "narrow": 13.5e12, "thin": 6e12}
+"""float32 FLOP/s of each tile on its padded FLOPs when the grid fills the GPU,
+measured on an H200 over the GPU suite (bench/NOTES.md, 2026-12-02); float64
+is taken at half."""
 
 _MIN_CHUNK = 512
 """Fewest positions per split (shorter ones spend more on partial sums than they save)."""
@@ -85,11 +88,11 @@ def splits(params, tile, sm_count, budget, acc_size):
 
 class _Launcher:
     def __init__(self, params, dtype, tile, S, chunk, nb):
-        bm, bn, bk, tm, tn = TILES[tile]
+        bm, bn, bk, tm, tn, minb = TILES[tile]
         ctype = rt.CTYPES[dtype]
         self.acc = np.float64 if dtype == "float64" else np.float32
         acc_c = "double" if dtype == "float64" else "float"
-        self.kern = rt.kernel(SOURCE, f"xconvt_wgrad<{ctype}, {bm}, {bn}, {bk}, {tm}, {tn}>")
+        self.kern = rt.kernel(SOURCE, f"xconvt_wgrad<{ctype}, {bm}, {bn}, {bk}, {tm}, {tn}, {minb}>")
         self.reduce = rt.kernel(SOURCE, f"xconvt_wgrad_reduce<{acc_c}>")
         nj = params.out_channels_per_group * math.prod(params.kernel)
         tiles_n = -(-nj // bn)
@@ -122,7 +125,7 @@ class WgradPlan(Plan):
     def __init__(self, problem, tile, S, chunk, nb, estimate, workspace):
         self.name = "cuda.wgrad"
         self.estimate, self.workspace = float(estimate), int(workspace)
-        bm, bn, bk, tm, tn = TILES[tile]
+        bm, bn, bk = TILES[tile][:3]
         self.detail = (f"{tile} tile {bm}x{bn}x{bk}, {S} split(s) of {chunk} positions "
                        f"per batch element, {nb} batch element(s) per launch")
         self.params, self.dtype = problem.params, problem.dtype

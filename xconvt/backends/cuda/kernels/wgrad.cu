@@ -21,7 +21,8 @@
 // columns t / BK + r * (256 / BK), with the columns' tap offsets and channel
 // rows precomputed.  The next step's loads are issued before the current
 // step's multiply (register double buffering); TM x TN outputs per thread,
-// read from shared memory as 16-byte vectors.
+// read from shared memory as 16-byte vectors.  MINB: blocks per SM the
+// compiler must fit (registers).
 // ---------------------------------------------------------------------------
 namespace xconvt {
 // groups, channels per group, taps; input and output sizes; kernel (KD is
@@ -37,8 +38,8 @@ struct WgradArgs {
 };
 }  // namespace xconvt
 
-template <typename T, int BM, int BN, int BK, int TM, int TN>
-__global__ void __launch_bounds__(256)
+template <typename T, int BM, int BN, int BK, int TM, int TN, int MINB>
+__global__ void __launch_bounds__(256, MINB)
 xconvt_wgrad(const T* __restrict__ x, const T* __restrict__ gy,
              typename xconvt::acc_of<T>::type* __restrict__ part, const xconvt::WgradArgs a) {
   using namespace xconvt;
