@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_cupy_array
 
 from .._plan import FunctionPlan
 from .._params import ConvParams
@@ -68,6 +68,10 @@ def rearrange(params, y, w):
 
     if no_copy:
         y2 = y[:, :, :M[0], :M[1], :M[2]]
+    elif is_cupy_array(y):  # one kernel writes every element (zeros included)
+        y2 = xp.empty((N, G * cog * S) + M, dtype=y.dtype)
+        args = [*M, *s2, *params.padding, *params.out_size]
+        _kernels()["space_to_depth"](xp.ascontiguousarray(y), *[np.int64(v) for v in args], y2)
     else:
         y2 = xp.zeros((N, G * cog, s2[0], s2[1], s2[2]) + M, dtype=y.dtype)
         for r in ((rd, rh, rw) for rd in range(s2[0]) for rh in range(s2[1])
@@ -88,10 +92,49 @@ def rearrange(params, y, w):
 
     # w' by one gather through a per-geometry index table (no host transfer per call)
     idx = _weight_index(params, xp, _device_of(w))
+    if is_cupy_array(w):
+        wp = xp.empty((G * cog * S, cig) + Kp, dtype=w.dtype)
+        _kernels()["gather"](xp.ascontiguousarray(w), idx.reshape(wp.shape),
+                             np.int64(w.size), wp)
+        return tp, y2, wp
     flat = xp.reshape(w, (-1,))
     wz = xp.concat([flat, xp.zeros((1,), dtype=w.dtype)])
     wp = xp.reshape(xp.take(wz, idx), (G * cog * S, cig) + Kp)
     return tp, y2, wp
+
+
+_SPACE_TO_DEPTH = """
+    // out (N, C, s0, s1, s2, M0, M1, M2): ypad[n, c, m*s + r] (zero outside y)
+    long long t = i;
+    const long long m2 = t % M2; t /= M2;
+    const long long m1 = t % M1; t /= M1;
+    const long long m0 = t % M0; t /= M0;
+    const long long r2 = t % s2; t /= s2;
+    const long long r1 = t % s1; t /= s1;
+    const long long r0 = t % s0; t /= s0;
+    const long long o0 = m0 * s0 + r0 - p0, o1 = m1 * s1 + r1 - p1, o2 = m2 * s2 + r2 - p2;
+    out = (o0 >= 0 && o0 < O0 && o1 >= 0 && o1 < O1 && o2 >= 0 && o2 < O2)
+              ? y[((t * O0 + o0) * O1 + o1) * O2 + o2] : (T)0;
+"""
+
+
+def _kernels():
+    """CuPy elementwise kernels of the rearrangement (built on first use)."""
+    k = _KERNELS
+    if not k:
+        import cupy
+
+        k["space_to_depth"] = cupy.ElementwiseKernel(
+            "raw T y, int64 M0, int64 M1, int64 M2, int64 s0, int64 s1, int64 s2, "
+            "int64 p0, int64 p1, int64 p2, int64 O0, int64 O1, int64 O2", "T out",
+            _SPACE_TO_DEPTH, "xconvt_space_to_depth")
+        k["gather"] = cupy.ElementwiseKernel(
+            "raw T w, int64 idx, int64 size", "T out", "out = idx < size ? w[idx] : (T)0",
+            "xconvt_gather_weight")
+    return k
+
+
+_KERNELS = {}
 
 
 _INDEX = {}

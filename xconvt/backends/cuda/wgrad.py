@@ -92,7 +92,8 @@ class _Launcher:
         ctype = rt.CTYPES[dtype]
         self.acc = np.float64 if dtype == "float64" else np.float32
         acc_c = "double" if dtype == "float64" else "float"
-        self.kern = rt.kernel(SOURCE, f"xconvt_wgrad<{ctype}, {bm}, {bn}, {bk}, {tm}, {tn}, {minb}>")
+        self.kern = rt.kernel(
+            SOURCE, f"xconvt_wgrad<{ctype}, {bm}, {bn}, {bk}, {tm}, {tn}, {minb}>")
         self.reduce = rt.kernel(SOURCE, f"xconvt_wgrad_reduce<{acc_c}>")
         nj = params.out_channels_per_group * math.prod(params.kernel)
         tiles_n = -(-nj // bn)
