@@ -283,8 +283,11 @@ def time_events_paired(fn, anchor, *, clock, anchor_clock, synchronize, same_str
     block measures the GPU's throughput on the call (host launch overhead only
     counts where it leaves the GPU idle).  When both libraries launch on the
     same stream (``same_stream``) a pair's two blocks are enqueued without a
-    host synchronization between them; otherwise ``synchronize()`` separates
-    them so that each block's events bracket only its own library's work.
+    host synchronization between them, and the next pair is enqueued before
+    this one's events are read, so no block starts on an idle GPU (which
+    would add the first launch's latency to whichever side goes first);
+    otherwise ``synchronize()`` separates the blocks so that each block's
+    events bracket only its own library's work.
 
     ``block_ms <= 0``: one call per block and a synchronization after every
     block, i.e. each call timed alone as :func:`time_events` does (host
@@ -308,18 +311,20 @@ def time_events_paired(fn, anchor, *, clock, anchor_clock, synchronize, same_str
         fn()
         anchor()
     synchronize()
-    events = [(c.new_event(), c.new_event()) for _, c in sides]
+    # two sets of events (pairs alternate between them), so that a pair can be
+    # enqueued before the previous one is read
+    events = [[(c.new_event(), c.new_event()) for _, c in sides] for _ in range(2)]
 
-    def block(i, calls):
+    def block(i, calls, k=0):
         f, c = sides[i]
-        start, end = events[i]
+        start, end = events[k][i]
         c.record(start)
         for _ in range(calls):
             f()
         c.record(end)
 
-    def read(i):
-        return sides[i][1].elapsed_ms(*events[i])
+    def read(i, k=0):
+        return sides[i][1].elapsed_ms(*events[k][i])
 
     calls = [1, 1]
     # each side's count: one call, then a block of about block_ms
@@ -331,23 +336,39 @@ def time_events_paired(fn, anchor, *, clock, anchor_clock, synchronize, same_str
         synchronize()
     ratios = []
     totals = [0.0, 0.0]
-    while True:
-        n = len(ratios)
-        done = n >= min_pairs and min(totals) >= min_time * 1e3
-        if n >= max_pairs or done or (n >= 3 and sum(totals) >= max_time * 1e3):
-            break
-        order = (0, 1) if n % 2 == 0 else (1, 0)
-        block(order[0], calls[order[0]])
-        if one_by_one:
-            read(order[0])  # waits for the block's end, as time_events does
-        elif not same_stream:
-            synchronize()
-        block(order[1], calls[order[1]])
-        ms = [read(0), read(1)]
+
+    def complete(k):
+        ms = [read(0, k), read(1, k)]
         per_call = [ms[0] / calls[0], ms[1] / calls[1]]
         for i in (0, 1):
             timings[i].times_ms.append(per_call[i])
             totals[i] += ms[i]
         ratios.append(per_call[1] / per_call[0] if per_call[0] > 0 else float("nan"))
+
+    pipelined = same_stream and not one_by_one
+    pending = None  # the events set of a pair enqueued and not yet read
+    started = 0
+    while True:
+        n = len(ratios)
+        done = n >= min_pairs and min(totals) >= min_time * 1e3
+        if n >= max_pairs or done or (n >= 3 and sum(totals) >= max_time * 1e3):
+            break
+        k = started % 2
+        order = (0, 1) if started % 2 == 0 else (1, 0)
+        started += 1
+        block(order[0], calls[order[0]], k)
+        if one_by_one:
+            read(order[0], k)  # waits for the block's end, as time_events does
+        elif not same_stream:
+            synchronize()
+        block(order[1], calls[order[1]], k)
+        if pipelined:  # the GPU works on this pair while the previous one is read
+            if pending is not None:
+                complete(pending)
+            pending = k
+        else:
+            complete(k)
+    if pending is not None:
+        complete(pending)
     synchronize()
     return PairedTiming(mine, theirs, ratios, calls[0], calls[1])
