@@ -14,7 +14,9 @@ Reads both kinds of result file:
   precision), ``cudnn ms / xconvt ms`` at that precision (or the paired
   ``ratio`` where present), and ``fma`` against cuDNN float32.
 
-Change = new / old - 1.  Rows whose plan differs between the runs (``auto``'s
+Change = new / old - 1; beside it the change of xconvt's and of the anchor's
+own time (which side moved: cuDNN's ``benchmark`` autotuner may pick another
+kernel in another process).  Rows whose plan differs between the runs (``auto``'s
 choice) are marked, as are rows timed differently (paired against unpaired).
 Exit status 0, or with ``--strict`` 1 when a row is flagged; 2 on bad input.
 """
@@ -108,6 +110,10 @@ def load_ratios(path):
     raise ValueError(msg)
 
 
+def _change(old, new):
+    return 100 * (new / old - 1) if _pos(old) and _pos(new) else None
+
+
 def compare(old, new, threshold=3.0):
     """Rows ``{case, method, old, new, change_pct, flag, ...}`` for the keys both
     ``old`` and ``new`` (from :func:`load_ratios`) have, in ``new``'s order, and
@@ -120,7 +126,9 @@ def compare(old, new, threshold=3.0):
         row = {"case": key[0], "method": key[1], "old": o["ratio"], "new": n["ratio"],
                "old_plan": o["plan"], "new_plan": n["plan"], "new_iqr_pct": n["iqr_pct"],
                "old_iqr_pct": o["iqr_pct"], "old_paired": o["paired"],
-               "new_paired": n["paired"], "change_pct": None, "flag": False}
+               "new_paired": n["paired"], "change_pct": None, "flag": False,
+               "xconvt_change_pct": _change(o["ms"], n["ms"]),
+               "anchor_change_pct": _change(o["anchor_ms"], n["anchor_ms"])}
         if o["ratio"] and n["ratio"]:
             row["change_pct"] = 100 * (n["ratio"] / o["ratio"] - 1)
             row["flag"] = abs(row["change_pct"]) > threshold
@@ -181,7 +189,8 @@ def main(argv=None):
     if oi["card"] != ni["card"]:
         print(f"warning: different cards ({oi['card']} / {ni['card']})", file=sys.stderr)
     rows, only_old, only_new = compare(old, new, args.threshold)
-    headers = ["case", "method", "plan", "old", "new", "change %", "new IQR %", "flag"]
+    headers = ["case", "method", "plan", "old", "new", "change %", "new IQR %", "xconvt ms %",
+               "anchor ms %", "flag"]
     table = []
     for r in rows:
         plan = r["new_plan"] or ""
@@ -194,9 +203,12 @@ def main(argv=None):
             flag = (flag + " timing").strip()
         table.append([r["case"], r["method"], plan, _fmt(r["old"], ".3f"),
                       _fmt(r["new"], ".3f"), _fmt(r["change_pct"], "+.1f"),
-                      _fmt(r["new_iqr_pct"], ".1f"), flag])
-    print_table(f"ratio anchor / xconvt: old -> new (flag: |change| > {args.threshold:g}%)",
-                headers, table, ("old", "new", "change %", "new IQR %"), plain=args.plain)
+                      _fmt(r["new_iqr_pct"], ".1f"), _fmt(r["xconvt_change_pct"], "+.1f"),
+                      _fmt(r["anchor_change_pct"], "+.1f"), flag])
+    print_table(f"ratio anchor / xconvt: old -> new (flag: |change| > {args.threshold:g}%; "
+                "the last two: change of each side's ms)", headers, table,
+                ("old", "new", "change %", "new IQR %", "xconvt ms %", "anchor ms %"),
+                plain=args.plain)
     changes = [r["change_pct"] for r in rows if r["change_pct"] is not None]
     flagged = [r for r in rows if r["flag"]]
     if changes:
