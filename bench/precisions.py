@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
 from .cases import GPU_SUITE
-from .devices import make_device
+from .devices import DeviceUnavailable, make_device
 from .report import _git
 from .tc_probe import rel_l2, time_fn
 
@@ -62,13 +63,17 @@ def _set_tf32_of(torch):
 
 
 def main(args, cases=GPU_SUITE):
+    try:
+        dev = make_device("gpu")
+    except DeviceUnavailable as e:
+        print(f"bench gpu --precisions: {e}", file=sys.stderr)
+        return 2
     import cupy
     import torch
 
     import xconvt
     from xconvt._bf16 import dtype as bf16_dtype
 
-    dev = make_device("gpu")
     dev.setup_torch()  # cudnn.benchmark on, TF32 off
     torch.backends.cudnn.benchmark = True
     pair = getattr(args, "pair", True)

@@ -266,3 +266,38 @@ def test_compare_reads_the_committed_gpu_results(name):
     assert all(v["ratio"] is None or v["ratio"] > 0 for v in rows.values())
     same, _, _ = cmp.compare(rows, rows)
     assert all(r["change_pct"] == 0 for r in same if r["change_pct"] is not None)
+
+
+def test_gpu_device_time_paired_wiring():
+    """``GpuDevice.clocks``/``time_paired`` against stand-ins for CuPy's and
+    PyTorch's event and stream APIs (a simulated clock; no CUDA)."""
+    from bench.devices import GpuDevice
+
+    sim = FakeGpu()
+
+    class Event:
+        def __init__(self, *a, **k):
+            self.t = None
+
+        def record(self, stream=None):
+            self.t = sim.now
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, other):  # torch.cuda.Event
+            return other.t - self.t
+
+    stream = SimpleNamespace(ptr=0, cuda_stream=0)
+    cuda = SimpleNamespace(Event=Event, get_elapsed_time=lambda a, b: b.t - a.t,
+                           get_current_stream=lambda: stream,
+                           Device=lambda: SimpleNamespace(synchronize=sim.synchronize))
+    torch_cuda = SimpleNamespace(Event=Event, current_stream=lambda: stream,
+                                 synchronize=sim.synchronize)
+    dev = object.__new__(GpuDevice)
+    dev.cp, dev.torch = SimpleNamespace(cuda=cuda), SimpleNamespace(cuda=torch_cuda)
+    assert dev.streams()["same_stream"]
+    t = dev.time_paired(sim.call("x", 0.5, "mine"), sim.call("t", 2.0, "theirs"),
+                        SimpleNamespace(warmup=2, min_time=0.02, max_time=1.0, block_ms=4.0))
+    assert t.mine.output == "mine" and (t.calls, t.anchor_calls) == (8, 2)
+    assert t.ratio == pytest.approx(4.0) and t.pairs >= 10
