@@ -14,7 +14,7 @@
 set -uo pipefail
 OUT=${OUT:-bench/out}
 BASE=${BASE:-bench/results/gpu_h200_2026-12-02b.json}
-ARGS=${ARGS:---algorithms auto --no-tf32 --min-time 0.4}
+ARGS=${ARGS:---algorithms auto --no-tf32 --min-time 0.5}
 RUNS=${RUNS:-1 2}
 mkdir -p "$OUT"
 LOG="$OUT/gpu_repro.log"
