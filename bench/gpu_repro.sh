@@ -28,7 +28,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 t0=$(date +%s)
 for run in $RUNS; do
   echo "== run $run ($(($(date +%s) - t0)) s)" | tee -a "$LOG"
-  timeout "${BENCH_TIMEOUT:-120}" python3 -m bench gpu $ARGS --plain --out "/tmp/gpu_run$run" \
+  timeout "${BENCH_TIMEOUT:-150}" python3 -m bench gpu $ARGS --plain --out "/tmp/gpu_run$run" \
     >> "$LOG" 2>&1
   echo "run $run exit $? ($(($(date +%s) - t0)) s)" | tee -a "$LOG"
   cp "/tmp/gpu_run$run/gpu.json" "$OUT/gpu_run$run.json" 2>/dev/null
