@@ -12,7 +12,7 @@ from . import cases as C
 from .devices import DeviceUnavailable, available_threads, make_device
 from .measure import TORCH, TORCH_TF32, auto_choice, case_error, measure_case
 from .report import (detail_table, geomean_line, geomeans, metadata, print_table,
-                     summary_table, write_csv, write_json)
+                     spread_line, summary_table, write_csv, write_json)
 from .sweep import SweepSkipper, crossover, plot_sweep, series
 
 __all__ = ["main"]
@@ -50,14 +50,15 @@ def _parser():
     )
     p.add_argument("suite", nargs="?", default="quick",
                    choices=("quick", "cpu", "small", "gpu", "sweep", "overhead", "grad",
-                            "dask"),
+                            "dask", "compare"),
                    help="quick: tiny self-checking CPU cases (default); cpu: issue 2's "
                         "suite (NumPy); small: issue 15's small layers (NumPy, per-call "
                         "medians); gpu: issue 3's suite (CuPy; --precisions for every "
                         "precision); sweep: time vs kernel size k; overhead: host time per "
                         "call of each array library's path; grad: forward, input and "
                         "weight gradients; dask: throughput on Dask (python -m bench dask "
-                        "--help)")
+                        "--help); compare: two result files' ratios (python -m bench "
+                        "compare --help)")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="device of the sweep and of overhead (default cpu)")
     p.add_argument("--algorithms", default=None,
@@ -88,6 +89,13 @@ def _parser():
     p.add_argument("--precisions", action="store_true",
                    help="gpu: xconvt at float32 (3xTF32 or FMA), tf32, float16 and bfloat16 "
                         "against cuDNN at the same precisions (bench/precisions.py)")
+    p.add_argument("--no-pair", dest="pair", action="store_false",
+                   help="gpu: time each method alone (each call synchronized), not in "
+                        "blocks alternating with cuDNN's")
+    p.add_argument("--block-ms", type=float, default=5.0,
+                   help="gpu, paired: GPU milliseconds per block of back-to-back calls "
+                        "(default 5; 0: one call per block, each waited for, as --no-pair "
+                        "times them)")
     p.add_argument("--no-tf32", dest="tf32", action="store_false",
                    help="GPU float32: skip the TF32-on PyTorch column")
     p.add_argument("--threads", type=int, default=None,
@@ -188,6 +196,10 @@ def main(argv=None):
         from .grad import main as grad_main
 
         return grad_main(argv[1:])
+    if argv[:1] == ["compare"]:  # two result files' ratios: bench/compare.py
+        from .compare import main as compare_main
+
+        return compare_main(argv[1:])
     if argv[:1] == ["dask"]:  # its own options: python -m bench dask --help
         from .dask_bench import main as dask_main
 
@@ -250,6 +262,11 @@ def _run(args, argv, device, cases, methods):
         print(f"streams: CuPy {st['cupy_stream']:#x}, PyTorch {st['torch_stream']:#x} "
               f"({how}); cuDNN {device.torch.backends.cudnn.version()}, benchmark=True, "
               "anchor TF32 off", flush=True)
+        if suite == "gpu" and args.pair:
+            print(f"paired: each method in blocks of ~{args.block_ms:g} ms of back-to-back "
+                  f"calls alternating with cuDNN's, >= {args.min_time:g} s a side; "
+                  "torch/x = median over pairs of cuDNN block / xconvt block (per call)",
+                  flush=True)
     progress = _Progress(len(cases) * (len(methods) + len(anchors)), f"bench {suite}",
                          use_tqdm=suite == "sweep", quiet=suite == "quick")
     skipper = SweepSkipper(args.max_seconds) if suite == "sweep" else None
@@ -265,7 +282,8 @@ def _run(args, argv, device, cases, methods):
             try:
                 recs = measure_case(suite, case, device, methods, args,
                                     oracle_mode=oracle_mode, skip=skip, progress=progress,
-                                    paired=suite in ("small", "quick"))
+                                    paired=suite in ("small", "quick")
+                                    or (suite == "gpu" and args.pair))
             except Exception as e:  # noqa: BLE001 - a broken case must not end the suite
                 recs = case_error(suite, case, device, anchors + methods, args, e)
             if skipper is not None:
@@ -355,6 +373,9 @@ def _report(args, argv, device, records, methods, anchors, cases):
     n_cases = len({r["case"] for r in records})
     if gm:
         print(geomean_line(gm, n_cases))
+    spread = spread_line(records)
+    if spread:
+        print(spread)
     else:
         print("geomean torch/xconvt: - (no PyTorch anchor)")
 

@@ -15,7 +15,7 @@ import subprocess
 
 import numpy as np
 
-from .timing import time_cpu, time_events
+from .timing import EventClock, time_cpu, time_events, time_events_paired
 
 __all__ = ["CpuDevice", "DeviceUnavailable", "GpuDevice", "available_threads", "make_device"]
 
@@ -229,6 +229,41 @@ class GpuDevice:
             record=lambda ev: ev.record(torch.cuda.current_stream()),
             elapsed_ms=elapsed, synchronize=self.synchronize, warmup=opts.warmup,
             repeat=opts.repeat, min_time=opts.min_time, max_time=opts.max_time,
+        )
+
+    def clocks(self):
+        """(CuPy's, PyTorch's) :class:`~bench.timing.EventClock`: events on each
+        library's current stream."""
+        cp, torch = self.cp, self.torch
+
+        def cupy_elapsed(a, b):
+            b.synchronize()
+            return cp.cuda.get_elapsed_time(a, b)
+
+        def torch_elapsed(a, b):
+            b.synchronize()
+            return a.elapsed_time(b)
+
+        mine = EventClock(cp.cuda.Event, lambda ev: ev.record(), cupy_elapsed)
+        theirs = EventClock(lambda: torch.cuda.Event(enable_timing=True),
+                            lambda ev: ev.record(torch.cuda.current_stream()), torch_elapsed)
+        return mine, theirs
+
+    def time_paired(self, fn, anchor, opts):
+        """``fn`` (CuPy) and ``anchor`` (PyTorch) in alternating blocks of
+        back-to-back calls (:func:`bench.timing.time_events_paired`): each side
+        measured for at least ``opts.min_time`` s, blocks of about
+        ``opts.block_ms`` ms (default 5; 0: one call per block, each waited
+        for), the pair's blocks separated by a synchronization only where the
+        two libraries' streams differ."""
+        mine, theirs = self.clocks()
+        block_ms = getattr(opts, "block_ms", None)
+        self.synchronize()
+        return time_events_paired(
+            fn, anchor, clock=mine, anchor_clock=theirs, synchronize=self.synchronize,
+            same_stream=bool(self.streams().get("same_stream")), warmup=opts.warmup,
+            min_time=opts.min_time, max_time=opts.max_time,
+            block_ms=5.0 if block_ms is None else block_ms,
         )
 
     # torch ---------------------------------------------------------------

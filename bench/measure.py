@@ -124,6 +124,24 @@ def _run_paired(rec, fn, anchor, opts, inference_mode):
     return _run(rec, timer, fn, opts)
 
 
+def _run_paired_blocks(rec, fn, anchor, opts, device):
+    """:func:`_run` with ``fn`` and PyTorch's ``anchor`` timed in alternating
+    blocks of back-to-back calls (``device.time_paired``, the GPU:
+    :func:`bench.timing.time_events_paired`).  ``rec`` gets ``ms`` etc. from
+    ``fn``'s blocks (per call), the anchor's ``torch_ms_paired`` from the same
+    pairs, and ``ratio_paired`` = the median over pairs of anchor / ``fn``
+    (which becomes ``ratio``), with its quartiles and ``ratio_iqr``
+    (:meth:`bench.timing.PairedTiming.fields`)."""
+
+    def timer(f, opts):
+        with device.torch.inference_mode():
+            t = device.time_paired(f, anchor, opts)
+        rec.update(t.fields())
+        return t.mine
+
+    return _run(rec, timer, fn, opts)
+
+
 def _check(rec, device, out, oracle, oracle_name, dtype, judge=True):
     if oracle is None:
         rec["err_vs"] = "none"
@@ -149,9 +167,13 @@ def measure_case(suite, case, device, methods, opts, *, oracle_mode="torch", ski
 
     ``oracle_mode``: ``"torch"`` checks against PyTorch (falling back to the
     float64 reference for small cases); ``"reference"`` always uses the reference.
-    ``paired`` (CPU, with PyTorch): each method is timed call by call
-    alternately with PyTorch (:func:`_run_paired`) and its ratio is taken from
-    those rounds (the ``small`` suite).
+    ``paired`` (with PyTorch): each method is timed alternately with
+    PyTorch and its ratio is taken from those rounds: on the CPU call by call
+    (:func:`_run_paired`, the ``small`` and ``quick`` suites), on the GPU in
+    blocks of back-to-back calls (:func:`_run_paired_blocks`, the ``gpu``
+    suite), where the ratio is the median of the per-pair ratios.  The
+    anchor's own row is still timed alone (its ``ms``), and gives the output
+    every method is checked against.
     """
     import xconvt
 
@@ -194,8 +216,6 @@ def measure_case(suite, case, device, methods, opts, *, oracle_mode="torch", ski
         def fn(tx=tx, tw=tw, tb=tb, F=F, kw=kw):
             return F.conv_transpose3d(tx, tw, tb, **kw)
 
-        if method == TORCH:
-            anchor_fn = fn
         device.set_tf32(method == TORCH_TF32)
         try:
             with device.torch.inference_mode():
@@ -204,6 +224,8 @@ def measure_case(suite, case, device, methods, opts, *, oracle_mode="torch", ski
             device.set_tf32(False)
         if out is None:
             continue
+        if method == TORCH:  # paired timing pairs the methods with this call
+            anchor_fn = fn
         out = device.from_torch(out)
         if method == TORCH and oracle is None:
             oracle, oracle_name = out, "torch"
@@ -227,6 +249,8 @@ def measure_case(suite, case, device, methods, opts, *, oracle_mode="torch", ski
 
         if paired and anchor_fn is not None and device.name == "cpu":
             out = _run_paired(rec, fn, anchor_fn, opts, device.torch.inference_mode)
+        elif paired and anchor_fn is not None and hasattr(device, "time_paired"):
+            out = _run_paired_blocks(rec, fn, anchor_fn, opts, device)
         else:
             out = _run(rec, device.time, fn, opts)
         if out is not None:
@@ -241,7 +265,9 @@ def measure_case(suite, case, device, methods, opts, *, oracle_mode="torch", ski
     peak_bw = opts.peak_gbps if device.name == "gpu" else None
     for rec in records:
         _derive(rec, peak_tf, peak_bw)
-        if rec.get("torch_ms_paired") and rec.get("ms"):
+        if rec.get("ratio_paired") and rec.get("ms"):  # median of per-pair ratios
+            rec["ratio"] = rec["ratio_paired"]
+        elif rec.get("torch_ms_paired") and rec.get("ms"):
             rec["ratio"] = rec["torch_ms_paired"] / rec["ms"]
         elif torch_ms is not None and rec.get("ms"):
             rec["ratio"] = torch_ms / rec["ms"]

@@ -22,6 +22,7 @@ __all__ = [
     "geomeans",
     "metadata",
     "print_table",
+    "spread_line",
     "summary_table",
     "write_csv",
     "write_json",
@@ -34,6 +35,10 @@ CSV_COLUMNS = [
     "err", "err_max", "err_vs", "tol",
     "N", "Cin", "Cout", "size", "kernel", "stride", "padding", "output_padding", "groups",
     "dilation", "bias", "out_shape", "seed", "torch_ms_issue", "note", "error",
+    # paired timing (GPU suite; bench.timing.PairedTiming.fields), after the old columns
+    "timing", "ratio_paired", "ratio_q1", "ratio_q3", "ratio_iqr", "ratio_iqr_pct",
+    "ratio_of_medians", "pairs", "calls_per_block", "torch_calls_per_block",
+    "torch_ms_paired",
 ]
 
 ANCHORS = ("torch", "torch_tf32")
@@ -113,7 +118,10 @@ def detail_table(records, device, peak_tflops=None, peak_gbps=None):
     thr = "TFLOP/s" + (f" (%{peak_tflops:g})" if gpu and peak_tflops else "") if gpu \
         else "GFLOP/s"
     bw = "GB/s" + (f" (%{peak_gbps:g})" if gpu and peak_gbps else "")
-    headers = ["case", "shape", "GFLOP", "method", "ms", "torch/x", thr, bw, "err", "note"]
+    paired = any(r.get("ratio_iqr_pct") is not None for r in records)
+    headers = ["case", "shape", "GFLOP", "method", "ms", "torch/x"]
+    headers += ["IQR %"] if paired else []
+    headers += [thr, bw, "err", "note"]
     rows, prev = [], None
     for r in records:
         first = r["case"] != prev
@@ -145,13 +153,15 @@ def detail_table(records, device, peak_tflops=None, peak_gbps=None):
                     else "WRONG: " + _short(r.get("error", ""), 60))
         elif st == "error":
             note = "ERROR " + _short(r.get("error", ""), 80)
-        rows.append([
+        row = [
             r["case"] if first else "", r["shape"] if first else "",
             _num(r["gflop"], ".3g") if first else "",
             _method_label(r), ms, _num(r.get("ratio"), ".2f") if r.get("ratio") else "-",
-            t, g, err, note,
-        ])
-    right = ("GFLOP", "ms", "torch/x", thr, bw, "err")
+        ]
+        if paired:  # the spread of the per-pair ratios, % of the ratio
+            row.append(_num(r.get("ratio_iqr_pct"), ".1f"))
+        rows.append(row + [t, g, err, note])
+    right = ("GFLOP", "ms", "torch/x", "IQR %", thr, bw, "err")
     return headers, rows, right
 
 
@@ -217,6 +227,22 @@ def geomeans(records, methods):
                 xs.append(r["ratio"])
         out[m] = {"geomean": _gmean(xs), "cases": len(xs)}
     return out
+
+
+def spread_line(records):
+    """One line on the paired ratios' spread (IQR of the per-pair ratios as %
+    of the ratio): its median and maximum over the methods that were paired,
+    or ``None`` where nothing was paired."""
+    xs = [(r["ratio_iqr_pct"], r["case"], r["method"]) for r in records
+          if r.get("ratio_iqr_pct") is not None and r.get("status") == "ok"]
+    if not xs:
+        return None
+    xs.sort()
+    med = xs[len(xs) // 2][0] if len(xs) % 2 else (xs[len(xs) // 2 - 1][0]
+                                                   + xs[len(xs) // 2][0]) / 2
+    top = xs[-1]
+    return (f"paired ratios: IQR of the per-pair ratios {med:.1f}% of the ratio (median "
+            f"over {len(xs)} case-methods), at most {top[0]:.1f}% ({top[1]} {top[2]})")
 
 
 def geomean_line(gm, n_cases):
