@@ -37,16 +37,18 @@ _FIELDS = ("G", "Cig", "Cog", "T", "ID", "IH", "IW", "OD", "OH", "OW", "KH", "KW
 
 TILES = {
     "big": (128, 128, 8, 8, 8, 1),
-    "big2": (128, 128, 8, 8, 8, 2),
+    "big16": (128, 128, 16, 8, 8, 1),
     "mid": (64, 64, 16, 4, 4, 1),
     "narrow": (16, 128, 16, 2, 4, 1),
     "thin": (4, 256, 8, 1, 4, 1),
 }
 """``name: (BM, BN, BK, TM, TN, MINB)``: block tile rows (input channels) x
 columns (output channel, tap), positions per step, outputs per thread (256
-threads), blocks per SM the registers must allow (``big2``: two, with spills)."""
+threads), blocks per SM the registers must allow.  ``big16`` stages twice the
+positions per step of ``big`` (half the barriers) in fewer registers (127
+against 167: two blocks per SM)."""
 
-RATE = {"big": 27e12, "big2": 26e12, "mid": 24e12, "narrow": 13.5e12, "thin": 6e12}
+RATE = {"big": 27e12, "big16": 26.5e12, "mid": 24e12, "narrow": 13.5e12, "thin": 6e12}
 """float32 FLOP/s of each tile on its padded FLOPs when the grid fills the GPU,
 measured on an H200 over the GPU suite (bench/NOTES.md, 2026-12-02); float64
 is taken at half."""
