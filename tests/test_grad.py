@@ -458,6 +458,49 @@ def test_gpu_weight_grad_deterministic():
     assert bool((a == b).all())
 
 
+def _space_to_depth_replay(y, M, s, p):
+    """``xconvt_space_to_depth``'s index math (adjoint_cuda._SPACE_TO_DEPTH), in Python."""
+    N, C = y.shape[:2]
+    O = y.shape[2:]
+    S = int(np.prod(s))
+    yf, out = y.reshape(-1), np.zeros(N * C * S * int(np.prod(M)))
+    for plane in range(N * C * S * M[0]):
+        t = plane
+        m0, t = t % M[0], t // M[0]
+        r, t = t % S, t // S
+        r2, r1, r0 = r % s[2], (r // s[2]) % s[1], r // (s[1] * s[2])
+        o0 = m0 * s[0] + r0 - p[0]
+        ok0 = 0 <= o0 < O[0]
+        src = (t * O[0] + (o0 if ok0 else 0)) * O[1] * O[2]
+        for m1 in range(M[1]):
+            o1 = m1 * s[1] + r1 - p[1]
+            for m2 in range(M[2]):
+                o2 = m2 * s[2] + r2 - p[2]
+                hit = ok0 and 0 <= o1 < O[1] and 0 <= o2 < O[2]
+                out[(plane * M[1] + m1) * M[2] + m2] = yf[src + o1 * O[2] + o2] if hit else 0
+    return out
+
+
+@pytest.mark.parametrize("xs, ws, kw", [
+    ((2, 3, 4, 5, 6), (3, 2, 3, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ((1, 2, 5, 3, 4), (2, 3, 2, 4, 3), dict(stride=(3, 1, 2), padding=(0, 2, 1),
+                                            output_padding=(2, 0, 1))),
+    ((1, 4, 3, 3, 3), (4, 2, 5, 5, 5), dict(stride=2, padding=3, dilation=(1, 2, 1), groups=2)),
+])
+def test_space_to_depth_kernel_replay(xs, ws, kw):
+    """The GPU space-to-depth kernel's index math, replayed on the CPU, equals the
+    NumPy rearrangement (zeros where the window leaves the gradient)."""
+    from xconvt._dispatch import _params
+
+    params = _params(xs, ws, None, kw.get("stride", 1), kw.get("padding", 0),
+                     kw.get("output_padding", 0), kw.get("groups", 1), kw.get("dilation", 1),
+                     None)
+    y = np.random.default_rng(0).standard_normal(params.batched_output_shape)
+    tp, y2, _ = adjoint_cuda.rearrange(params, y, np.ones(ws))
+    out = _space_to_depth_replay(y, tp.in_size, params.stride, params.padding)
+    assert np.array_equal(out.reshape(y2.shape), y2)
+
+
 # ------------------------------------------------------- the GPU wgrad kernel
 _WGRAD_LAYERS = [
     ((2, 6, 5, 6, 7), (6, 4, 3, 3, 3), dict(stride=2, padding=1, output_padding=1, groups=2)),

@@ -70,8 +70,8 @@ def rearrange(params, y, w):
         y2 = y[:, :, :M[0], :M[1], :M[2]]
     elif is_cupy_array(y):  # one kernel writes every element (zeros included)
         y2 = xp.empty((N, G * cog * S) + M, dtype=y.dtype)
-        args = [*M, *s2, *params.padding, *params.out_size]
-        _kernels()["space_to_depth"](xp.ascontiguousarray(y), *[np.int64(v) for v in args], y2)
+        _space_to_depth(xp.ascontiguousarray(y), y2, N * G * cog, M, s2, params.padding,
+                        params.out_size)
     else:
         y2 = xp.zeros((N, G * cog, s2[0], s2[1], s2[2]) + M, dtype=y.dtype)
         for r in ((rd, rh, rw) for rd in range(s2[0]) for rh in range(s2[1])
@@ -103,31 +103,63 @@ def rearrange(params, y, w):
     return tp, y2, wp
 
 
-_SPACE_TO_DEPTH = """
-    // out (N, C, s0, s1, s2, M0, M1, M2): ypad[n, c, m*s + r] (zero outside y)
-    long long t = i;
-    const long long m2 = t % M2; t /= M2;
-    const long long m1 = t % M1; t /= M1;
-    const long long m0 = t % M0; t /= M0;
-    const long long r2 = t % s2; t /= s2;
-    const long long r1 = t % s1; t /= s1;
-    const long long r0 = t % s0; t /= s0;
-    const long long o0 = m0 * s0 + r0 - p0, o1 = m1 * s1 + r1 - p1, o2 = m2 * s2 + r2 - p2;
-    out = (o0 >= 0 && o0 < O0 && o1 >= 0 && o1 < O1 && o2 >= 0 && o2 < O2)
-              ? y[((t * O0 + o0) * O1 + o1) * O2 + o2] : (T)0;
+_SPACE_TO_DEPTH = r"""
+// y2 (NC, s0, s1, s2, M0, M1, M2) = ypad[nc, m*s + r] (zero outside y), one
+// block per plane (nc, r0, r1, r2, m0) of M1 x M2 elements: the plane's
+// coordinates are divided out once per thread, then rows m1 in turn, their
+// elements by consecutive threads.  Elements move as words of the dtype's size
+// (zero bits are 0).
+extern "C" __global__ void xconvt_space_to_depth(const WORD* __restrict__ y,
+    WORD* __restrict__ y2, long long planes, int M0, int M1, int M2, int s0, int s1,
+    int s2, int p0, int p1, int p2, int O0, int O1, int O2) {
+  for (long long plane = blockIdx.x; plane < planes; plane += gridDim.x) {
+    long long t = plane;
+    const int m0 = (int)(t % M0); t /= M0;
+    const int r = (int)(t % (s0 * s1 * s2)); t /= (s0 * s1 * s2);
+    const int r2 = r % s2, r1 = (r / s2) % s1, r0 = r / (s1 * s2);
+    const int o0 = m0 * s0 + r0 - p0;
+    const bool ok0 = o0 >= 0 && o0 < O0;
+    const WORD* src = y + (t * O0 + (ok0 ? o0 : 0)) * (long long)O1 * O2;
+    WORD* dst = y2 + plane * (long long)M1 * M2;
+    for (int m1 = 0; m1 < M1; ++m1) {
+      const int o1 = m1 * s1 + r1 - p1;
+      const bool ok = ok0 && o1 >= 0 && o1 < O1;
+      for (int m2 = threadIdx.x; m2 < M2; m2 += blockDim.x) {
+        const int o2 = m2 * s2 + r2 - p2;
+        WORD v;
+        if (ok && o2 >= 0 && o2 < O2) v = src[(long long)o1 * O2 + o2];
+        else memset(&v, 0, sizeof(v));
+        dst[(long long)m1 * M2 + m2] = v;
+      }
+    }
+  }
+}
 """
+
+_WORDS = {2: "unsigned short", 4: "unsigned int", 8: "unsigned long long", 16: "ulonglong2"}
+
+
+def _space_to_depth(y, y2, nc, M, s, p, O):
+    """Write ``y2`` (``(NC, s0, s1, s2) + M``) from ``y`` (``(NC,) + O``) on the GPU."""
+    import cupy
+
+    word = _WORDS[y.dtype.itemsize]
+    kern = _KERNELS.get(word)
+    if kern is None:
+        kern = _KERNELS[word] = cupy.RawKernel(
+            _SPACE_TO_DEPTH.replace("WORD", word), "xconvt_space_to_depth")
+    planes = nc * math.prod(s) * M[0]
+    threads = min(256, -(-M[2] // 32) * 32)
+    grid = (max(1, min(planes, 2**31 - 1)),)
+    kern(grid, (threads,), (y, y2, np.int64(planes), *(np.int32(v) for v in (*M, *s, *p, *O))))
 
 
 def _kernels():
     """CuPy elementwise kernels of the rearrangement (built on first use)."""
     k = _KERNELS
-    if not k:
+    if "gather" not in k:
         import cupy
 
-        k["space_to_depth"] = cupy.ElementwiseKernel(
-            "raw T y, int64 M0, int64 M1, int64 M2, int64 s0, int64 s1, int64 s2, "
-            "int64 p0, int64 p1, int64 p2, int64 O0, int64 O1, int64 O2", "T out",
-            _SPACE_TO_DEPTH, "xconvt_space_to_depth")
         k["gather"] = cupy.ElementwiseKernel(
             "raw T w, int64 idx, int64 size", "T out", "out = idx < size ? w[idx] : (T)0",
             "xconvt_gather_weight")
