@@ -21,7 +21,7 @@ s repro; OUT=/tmp/repro bash bench/gpu_repro.sh > /dev/null 2>&1; cat /tmp/repro
 fi
 if [ "${OVER:-1}" = 1 ]; then
 s overhead; timeout 120 python3 -m bench overhead --device gpu --out $OUT > /tmp/o.log 2>&1; tail -22 /tmp/o.log >> $LOG
-s probe; timeout 100 python3 probe/fastpath.py 2>&1 | head -30 >> $LOG
+s probe; PROBE_ROWS_ONLY=1 timeout 100 python3 probe/fastpath.py >> $LOG 2>&1
 s overhead-nojax; timeout 100 python3 -c "import sys, runpy; sys.modules['jax'] = None; sys.argv = ['bench', 'overhead', '--device', 'gpu', '--repeat', '2000', '--out', '/tmp/nojax']; runpy.run_module('bench', run_name='__main__')" > /tmp/o2.log 2>&1; tail -22 /tmp/o2.log >> $LOG
 fi
 s done
