@@ -228,3 +228,52 @@ def test_parameter_replaced_or_realiased(fake, monkeypatch):
         tn = cuda(wn)
         _check(xconvt.conv_transpose3d(tx, tn, tb, **KW), x, wn, b)
         del tn
+
+
+def test_cached_plan_writes_into_a_pytorch_output(fake, monkeypatch):
+    """A repeated batched call with a contiguous input: the plan the call cache
+    holds writes into a new PyTorch tensor through a pointer view (no CuPy output,
+    no export); in-place changes of the input between calls are read; the input's
+    view is cached by address, shape and dtype."""
+    from xconvt import _dispatch
+
+    lib, log = fake
+    monkeypatch.setattr(lib, "devices", {0: torch.device("cpu")})  # torch.empty's device
+    monkeypatch.setattr(lib, "pointers", {})
+    x, w, b = _arrays()
+    tx, tw, tb = cuda(x), cuda(w), cuda(b)
+    _check(xconvt.conv_transpose3d(tx, tw, tb, **KW), x, w, b)  # fills the call cache
+    written = []
+
+    class Into:
+        """The cached CPU plan, given ``into`` (what the CUDA plans have)."""
+
+        def __init__(self, plan, shape):
+            self.plan, self.params = plan, types.SimpleNamespace(batched_output_shape=shape)
+
+        def __call__(self, *a):
+            return self.plan(*a)
+
+        def into(self, xv, wv, bv, out):
+            out[...] = self.plan(xv, wv, bv)
+            written.append(out)
+            return out
+
+    shape = conv_transpose3d_ref(x, w, b, **KW).shape
+    for key, (plans, unbatched, plan) in list(_dispatch._CALLS.items()):
+        if key[0] is np.ndarray and not unbatched:
+            monkeypatch.setitem(_dispatch._CALLS, key, (plans, unbatched, Into(plan, shape)))
+    _general_path_forbidden(monkeypatch, lib)
+    log.clear()
+    out = xconvt.conv_transpose3d(tx, tw, tb, **KW)
+    _check(out, x, w, b)
+    assert len(written) == 1 and written[0].ctypes.data == out.data_ptr()
+    assert log == [("enter", STREAM), ("exit", STREAM)]  # written on PyTorch's stream
+    views = dict(lib.pointers)
+    with torch.no_grad():
+        tx.mul_(-3.0)
+    out2 = xconvt.conv_transpose3d(tx, tw, tb, **KW)
+    _check(out2, -3.0 * x, w, b)
+    assert len(written) == 2 and out2.data_ptr() != out.data_ptr()
+    key = (tx.data_ptr(), tx.shape, np.dtype(np.float64), 0)
+    assert key in views and lib.pointers[key] is views[key]  # the input's view, reused

@@ -254,6 +254,52 @@ def test_torch_cuda_fast_parameter_replaced_or_reallocated(torch, monkeypatch):
         del tw2
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_torch_cuda_fast_writes_into_pytorch_output(torch, monkeypatch, dtype):
+    """Repeated batched calls: the cached plan writes into a new PyTorch tensor
+    (``into``, pointer views): outputs kept alive are distinct and each right;
+    an input updated in place, and a new input at a freed input's address, are
+    read afresh; on a side stream the work is ordered after the stream's writes."""
+    from xconvt.backends.cuda import mma, runtime
+
+    calls = []
+    for cls in (runtime.DirectPlan, mma.MmaPlan):
+        real = cls.into
+        monkeypatch.setattr(cls, "into", lambda self, *a, real=real: calls.append(1) or
+                            real(self, *a))
+    x, w, b = _problem(dtype=dtype)
+    tx, tw, tb = _cuda(torch, x, w, b)
+    xconvt.conv_transpose3d(tx, tw, tb, **CONFIG)  # fills the call cache
+    _no_general_path(monkeypatch)
+    outs = [xconvt.conv_transpose3d(tx, tw, tb, **CONFIG) for _ in range(3)]
+    assert len(calls) >= 3
+    assert len({o.data_ptr() for o in outs}) == 3
+    for o in outs:
+        assert o.dtype == tx.dtype and o.is_contiguous() and o.device == tx.device
+        assert_close(o.cpu().numpy(), _ref(x, w, b), dtype)
+    with torch.no_grad():
+        tx.mul_(-2.0)
+    out = xconvt.conv_transpose3d(tx, tw, tb, **CONFIG)
+    assert_close(out.cpu().numpy(), _ref(-2 * x, w, b), dtype)
+    del tx
+    for seed in range(1, 4):
+        x2, _, _ = _problem(seed, dtype=dtype)
+        tx2 = torch.empty(x2.shape, device="cuda", dtype=getattr(torch, dtype))
+        tx2.copy_(torch.from_numpy(x2))
+        out = xconvt.conv_transpose3d(tx2, tw, tb, **CONFIG)
+        assert_close(out.cpu().numpy(), _ref(x2, w, b), dtype)
+        del tx2
+    side = torch.cuda.Stream()
+    x3, _, _ = _problem(7, dtype=dtype)
+    with torch.cuda.stream(side):
+        tx3 = torch.empty(x3.shape, device="cuda", dtype=getattr(torch, dtype))
+        torch.cuda._sleep(2_000_000)  # the copy lands late on the side stream
+        tx3.copy_(torch.from_numpy(x3))
+        out = xconvt.conv_transpose3d(tx3, tw, tb, **CONFIG)
+    side.synchronize()
+    assert_close(out.cpu().numpy(), _ref(x3, w, b), dtype)
+
+
 # ================================================================================ JAX
 @pytest.fixture
 def jax():

@@ -344,6 +344,7 @@ class _Torch(_Library):
         self.np_dtypes = {}
         self.cuda_dtypes = None  # torch dtype -> NumPy dtype of the fast path
         self.devices = {}  # CUDA device index -> torch.device
+        self.pointers = {}  # (address, shape, dtype, device) -> CuPy view (_pointer_view)
         self.cupy = None
 
     def check(self, operands):
@@ -473,13 +474,19 @@ class _Torch(_Library):
         takes those, and raises where it must.
 
         Per call: the three tensors' types, dtypes and devices compared; the
-        device's current PyTorch stream read as a raw handle and its CuPy stream
-        taken from a cache (:func:`on_stream`); the input wrapped by pointer in a
-        view that keeps it alive (:meth:`_input_view`); weight and bias views
-        from :meth:`parameter`'s cache; ``fn`` on the views with that stream
-        current, so that its call cache, kernels and allocations see it; the
-        result handed to PyTorch (:meth:`wrap`) with the stream still current,
-        so that no event is recorded.  Nothing synchronizes the host.
+        device's current PyTorch stream read as a raw handle (with PyTorch's
+        and CuPy's current streams both the legacy default stream, no stream
+        context is entered; else its CuPy stream from a cache,
+        :func:`on_stream`); weight and bias views from :meth:`parameter`'s
+        cache.  A contiguous batched input's view comes from
+        :meth:`_pointer_view`; where ``fn``'s call cache holds a plan for the
+        call that writes into a given output (``into``), the output is a new
+        PyTorch tensor (``torch.empty`` on the stream) that the plan writes
+        through its view: no CuPy allocation, no export.  Otherwise (first
+        call, unbatched, other plans) ``fn`` runs on the views with the stream
+        current, so that its call cache, kernels and allocations see it, and
+        the result is handed to PyTorch (:meth:`wrap`) with the stream still
+        current, so that no event is recorded.  Nothing synchronizes the host.
         """
         if not x.is_cuda:
             return NotImplemented
@@ -501,16 +508,78 @@ class _Torch(_Library):
             return NotImplemented
         raw = self.raw_stream
         ptr = raw(dev) if raw is not None else self.torch.cuda.current_stream(dev).cuda_stream
-        xv = self._input_view(x, dtype, dev)
         wv = self.parameter(w)
         bv = None if b is None else self.parameter(b)
         cupy = self.cupy
-        if ptr == 0 and cupy is not None and cupy.cuda.runtime.getDevice() == dev and (
-                cupy.cuda.get_current_stream().ptr == 0):
-            # PyTorch's and CuPy's current streams are both the legacy default stream
+        if cupy is None:
+            import cupy
+
+            self.cupy = cupy
+        default = ptr == 0 and cupy.cuda.runtime.getDevice() == dev and (
+            cupy.cuda.get_current_stream().ptr == 0)
+        if x.is_contiguous() and x.dim() == 5 and x.numel():
+            xv = self._pointer_view(x, dtype, dev)
+            plan = self._cached_plan(fn, xv, wv, bv, args, kwargs)
+            if plan is not None:  # the output is PyTorch's, written in place
+                device = self.devices.get(dev)
+                if device is None:
+                    device = self.devices[dev] = self.torch.device("cuda", dev)
+                out = self.torch.empty(plan.params.batched_output_shape, dtype=dt,
+                                       device=device)
+                ov = self._pointer_view(out, dtype, dev)
+                if default:
+                    plan.into(xv, wv, bv, ov)
+                else:
+                    with on_stream(ptr, dev):
+                        plan.into(xv, wv, bv, ov)
+                return out
+        else:
+            xv = self._input_view(x, dtype, dev)
+        if default:  # PyTorch's and CuPy's current streams: both the legacy default
             return self.wrap(fn(xv, wv, bv, *args, **kwargs), x)
         with on_stream(ptr, dev):
             return self.wrap(fn(xv, wv, bv, *args, **kwargs), x)
+
+    def _cached_plan(self, fn, xv, wv, bv, args, kwargs):
+        """Where ``fn`` is :func:`xconvt.conv_transpose3d`: the plan it chose
+        for a call like this one before (its call cache,
+        :data:`xconvt._dispatch._CALLS`, still valid), if the plan can write
+        into a given output (``into``) and the call is batched; else None (the
+        call then takes the general route, which also fills the cache)."""
+        from . import _dispatch, _select
+
+        if fn is not _dispatch.conv_transpose3d:
+            return None
+        key = _dispatch._call_key(xv, wv, bv, *args, kwargs["output_size"],
+                                  kwargs["algorithm"], kwargs["precision"])
+        hit = None if key is None else _dispatch._CALLS.get(key)
+        if hit is None or hit[0] is not _select._PLANS or hit[1]:
+            return None
+        return hit[2] if hasattr(hit[2], "into") else None
+
+    def _pointer_view(self, t, dtype, dev):
+        """A CuPy view of contiguous, non-empty CUDA tensor ``t``'s memory,
+        cached per (address, shape, dtype, device) and holding no reference
+        to ``t``.
+
+        The view is a pointer: it is used only within a call, while the caller
+        holds ``t``, by kernels queued on PyTorch's current stream, so a later
+        tensor at the same address with the same shape and dtype (PyTorch's
+        caching allocator returns freed blocks to the same stream's
+        allocations, ordered after the queued kernels) is the same view.
+        Activations and outputs of a model come back at the same addresses
+        from one step to the next, so the views are built once.
+        """
+        key = (t.data_ptr(), t.shape, dtype, dev)
+        view = self.pointers.get(key)
+        if view is None:
+            if len(self.pointers) >= 256:
+                self.pointers.clear()
+            cuda = self.cupy.cuda
+            mem = cuda.UnownedMemory(key[0], t.numel() * dtype.itemsize, None, dev)
+            view = self.pointers[key] = self.cupy.ndarray(tuple(t.shape), dtype,
+                                                          cuda.MemoryPointer(mem, 0))
+        return view
 
     def _input_view(self, t, dtype, dev):
         """A CuPy view of CUDA tensor ``t`` (of NumPy ``dtype``, on GPU ``dev``)

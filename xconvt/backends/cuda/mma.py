@@ -633,6 +633,11 @@ class MmaPlan(Plan):
     def __call__(self, x, w, b=None):
         return _run(self.params, self.cfg, x, w, b)
 
+    def into(self, x, w, b, out):
+        """The call, writing into ``out`` (C-contiguous, the batched output shape
+        and ``x``'s dtype, on ``x``'s device)."""
+        return _run(self.params, self.cfg, x, w, b, out)
+
     def __repr__(self):
         return (f"<MmaPlan {self.name}: {self.detail}, {self.estimate * 1e3:.3g} ms "
                 f"estimated, {self.workspace} bytes>")

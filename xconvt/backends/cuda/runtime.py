@@ -160,6 +160,11 @@ class DirectPlan(Plan):
         self._launchers = {}
 
     def __call__(self, x, w, b):
+        return self.into(x, w, b, None)
+
+    def into(self, x, w, b, out):
+        """The call, writing into ``out`` (a C-contiguous array of the batched
+        output shape and ``x``'s dtype on ``x``'s device; None: a new one)."""
         cp = cupy()
         dev = x.device
         with dev:
@@ -170,7 +175,8 @@ class DirectPlan(Plan):
             w = cp.ascontiguousarray(w)
             if b is not None:
                 b = cp.ascontiguousarray(b)
-            out = cp.empty(self.params.batched_output_shape, dtype=x.dtype)
+            if out is None:
+                out = cp.empty(self.params.batched_output_shape, dtype=x.dtype)
             launch(x, w, b, out)
         return out
 
