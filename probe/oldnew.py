@@ -3,7 +3,7 @@ sys.path (issue 10: the planner refactor against the code before it, same card,
 same session).  Prints one line per case and method; JSON to argv[1]."""
 import json, sys, types
 import numpy as np
-sys.path.insert(1, ".")  # bench from the working tree (xconvt from PYTHONPATH)
+# bench from the working tree, xconvt from PYTHONPATH (its first entry wins)
 import xconvt
 from bench import cases as C
 from bench.devices import make_device
