@@ -47,8 +47,10 @@ def _instances():
                 out[gather.SOURCE].append(f"xconvt_gather<{ctype}, {index_t}, {co}, {rg}, {tw}>")
             for ro in (4, 8):
                 out[tile.SOURCE].append(f"xconvt_tile<{ctype}, {index_t}, {ro}>")
-    for ctype in CTYPES.values():
-        for bm, bn, bk, tm, tn, minb in wgrad.TILES.values():
+    for name, (bm, bn, bk, tm, tn, minb) in wgrad.TILES.items():
+        # every tile in float32; the other dtypes (their own load and accumulate
+        # paths) on the widest and the thinnest tile
+        for ctype in CTYPES.values() if name in ("big", "thin") else ("float",):
             out[wgrad.SOURCE].append(
                 f"xconvt_wgrad<{ctype}, {bm}, {bn}, {bk}, {tm}, {tn}, {minb}>")
     for real in ("float", "double"):
