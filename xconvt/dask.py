@@ -29,7 +29,10 @@ Dask is imported lazily: ``import xconvt`` never needs it.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import sys
 import uuid
 
 __all__ = ["conv_transpose3d", "plan_chunks"]
@@ -126,16 +129,75 @@ def _block_crop(lo, hi, first_in, n_in, kernel, stride, padding, dilation):
     return pc, opc, t_lo - pc, t_hi - pc
 
 
-def _conv_block(x, w, b, *, kernel, stride, padding, dilation, groups, halo_left,
-                algorithm, extra, block_info=None):
-    """One output block: the core call on the halo'd input block, then a crop."""
+def _shifts(halo):
+    """The neighbour offsets ``d`` (one of -1, 0, 1 per spatial axis, not all 0)
+    that a block takes halo rows from: -1 where the axis has a left halo, +1
+    where it has a right halo."""
+    import itertools
+
+    opts = [(0,) + ((-1,) if lo else ()) + ((1,) if hi else ()) for lo, hi in halo]
+    return tuple(d for d in itertools.product(*opts) if any(d))
+
+
+def _piece(d, halo):
+    """The spatial index, in the neighbour at offset ``d``, of the rows the
+    receiving block takes: its last ``left`` rows along an axis where
+    ``d = -1``, its first ``right`` rows where ``d = 1``, all where ``d = 0``."""
+    return tuple(
+        slice(None) if di == 0 else slice(-lo, None) if di < 0 else slice(0, hi)
+        for di, (lo, hi) in zip(d, halo)
+    )
+
+
+def _halo_export(block, pieces):
+    """The halo rows that block hands its neighbours: ``{d: rows}`` (views).
+
+    One small task per input block; a block's neighbours take their rows from
+    its result, so that only thin slices travel between workers."""
+    sp = (slice(None), slice(None))
+    return {d: block[sp + sl] for d, sl in pieces}
+
+
+def _conv_block(x, w, b, *halos, shifts, halo, whole, loc, kernel, stride, padding,
+                dilation, groups, algorithm, extra):
+    """One output block: assemble the input block and its halo rows, run the
+    single-array call with the block's own padding, crop.
+
+    ``halos`` holds, per offset in ``shifts``, the neighbour's
+    :func:`_halo_export` result, or (``whole``) the neighbour block itself.
+    ``loc`` is the output block's ``(lo, hi)`` per spatial axis.
+    """
     from ._dispatch import conv_transpose3d as core
 
-    loc = block_info[None]["array-location"]
+    left = [0, 0, 0]
+    right = [0, 0, 0]
+    for d in shifts:
+        for ax in range(3):
+            if d[ax] < 0:
+                left[ax] = halo[ax][0]
+            elif d[ax] > 0:
+                right[ax] = halo[ax][1]
+    if shifts:
+        # One buffer, one copy of each piece (no nested concatenation).
+        n = x.shape[2:]
+        shape = x.shape[:2] + tuple(left[a] + n[a] + right[a] for a in range(3))
+        xp = sys.modules[type(x).__module__.split(".")[0]]
+        buf = xp.empty(shape, x.dtype)
+        sp = (slice(None), slice(None))
+        buf[sp + tuple(slice(left[a], left[a] + n[a]) for a in range(3))] = x
+        for d, part in zip(shifts, halos):
+            part = part[sp + _piece(d, halo)] if whole else part[d]
+            dst = tuple(
+                slice(0, left[a]) if d[a] < 0 else slice(left[a] + n[a], None) if d[a] > 0
+                else slice(left[a], left[a] + n[a])
+                for a in range(3)
+            )
+            buf[sp + dst] = part
+        x = buf
     pcs, opcs, cut = [], [], [slice(None), slice(None)]
     for ax in range(3):
-        lo, hi = loc[2 + ax]
-        first_in = max(0, lo // stride[ax] - halo_left[ax])
+        lo, hi = loc[ax]
+        first_in = lo // stride[ax] - left[ax]
         pc, opc, start, stop = _block_crop(
             lo, hi, first_in, x.shape[2 + ax], kernel[ax], stride[ax], padding[ax],
             dilation[ax],
@@ -206,9 +268,59 @@ def _precision_kwargs(precision):
     return {"precision": check_precision(precision)}
 
 
+def _graph(x, w_arg, b_arg, out_chunks, halo, static, token, meta, whole):
+    """The lazy result: one task per output block (plus, with ``whole`` false,
+    one :func:`_halo_export` task per input block that has a neighbour with a
+    halo).  ``x`` is the rechunked input, ``halo`` the ``(left, right)`` per
+    spatial axis (``(0, 0)`` on one-chunk axes)."""
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    name = "conv_transpose3d-" + token
+    export = "conv_transpose3d-halo-" + token
+    nb = x.numblocks
+    shifts = _shifts(halo)
+    starts = [tuple(itertools.accumulate(c, initial=0)) for c in out_chunks[2:]]
+    w_key = None if w_arg is None else w_arg.key
+    b_key = None if b_arg is None else b_arg.key
+    layer, exports = {}, {}
+    for n in range(nb[0]):
+        for idx in itertools.product(*(range(k) for k in nb[2:])):
+            have = tuple(
+                d for d in shifts
+                if all(0 <= i + di < k for i, di, k in zip(idx, d, nb[2:]))
+            )
+            args = []
+            for d in have:
+                src = (n, 0) + tuple(i + di for i, di in zip(idx, d))
+                if whole:
+                    args.append((x.name,) + src)
+                else:
+                    exports.setdefault(src, []).append(d)
+                    args.append((export,) + src)
+            loc = tuple((st[i], st[i + 1]) for st, i in zip(starts, idx))
+            fn = functools.partial(_conv_block, shifts=have, halo=halo, whole=whole,
+                                   loc=loc, **static)
+            layer[(name, n, 0) + idx] = (fn, (x.name, n, 0) + idx, w_key, b_key, *args)
+    deps = [x] + [a for a in (w_arg, b_arg) if a is not None]
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=deps)
+    if exports:
+        ex = {(export,) + src: (_halo_export, (x.name,) + src,
+                                tuple((d, _piece(d, halo)) for d in ds))
+              for src, ds in exports.items()}
+        exg = HighLevelGraph.from_collections(export, ex, dependencies=[x])
+        layers = dict(graph.layers)
+        layers[export] = exg.layers[export]
+        dependencies = dict(graph.dependencies)
+        dependencies[export] = {x.name}
+        dependencies[name] = dependencies[name] | {export}
+        graph = HighLevelGraph(layers, dependencies)
+    return da.Array(graph, name, out_chunks, meta=meta)
+
+
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
                      groups=1, dilation=1, *, output_size=None, algorithm="auto",
-                     precision=None):
+                     precision=None, halo_rows="slices"):
     r"""3-D transposed convolution of a Dask array, as a lazy Dask array.
 
     The same arguments and result as :func:`xconvt.conv_transpose3d` (which
@@ -232,6 +344,15 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         blocks of different shapes may use different algorithms.
     precision : str, optional
         Forwarded to the per-block call when given.
+    halo_rows : {"slices", "blocks"}
+        How a block gets its neighbours' halo rows.  ``"slices"`` (default):
+        each input block first hands out its thin halo slices in one small
+        task, so that only those rows travel between workers (two tasks per
+        output block where there is a halo).  ``"blocks"``: each output block
+        is one task that takes its neighbour blocks whole and slices them
+        itself: fewest tasks, best where the blocks and their neighbours live
+        on one worker (one GPU), but whole neighbour blocks travel between
+        workers otherwise.  The result is the same.
 
     Returns
     -------
@@ -260,6 +381,9 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         msg = f"input must be a dask.array.Array, got {type(input).__module__}." \
               f"{type(input).__qualname__}; use xconvt.conv_transpose3d for other arrays"
         raise TypeError(msg)
+    if halo_rows not in ("slices", "blocks"):
+        msg = f"halo_rows must be 'slices' or 'blocks', got {halo_rows!r}"
+        raise ValueError(msg)
     kind = _chunk_kind(input, "input")
     weight, w_arg = _operand(weight, "weight", kind)
     bias, b_arg = _operand(bias, "bias", kind)
@@ -284,21 +408,17 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         for a in range(3)
     ]
     x = x.rechunk((x.chunks[0], (params.in_channels,)) + tuple(a[0] for a in axes))
-    depth = {2 + a: axes[a][2] for a in range(3) if axes[a][2] != (0, 0)}
-    if depth:
-        x = da.overlap.overlap(x, depth, boundary="none", allow_rechunk=False)
     out_chunks = (x.chunks[0], (params.out_channels,)) + tuple(a[1] for a in axes)
     meta = da.utils.meta_from_array(x._meta, ndim=5, dtype=dtype)
     static = dict(
         kernel=params.kernel, stride=params.stride, padding=params.padding,
-        dilation=params.dilation, groups=params.groups,
-        halo_left=tuple(a[2][0] for a in axes), algorithm=algorithm, extra=extra,
+        dilation=params.dilation, groups=params.groups, algorithm=algorithm, extra=extra,
     )
-    name = "conv_transpose3d-" + tokenize(
-        x.name, getattr(w_arg, "key", None), getattr(b_arg, "key", None), params, static
+    halo = tuple(a[2] for a in axes)
+    token = tokenize(
+        x.name, getattr(w_arg, "key", None), getattr(b_arg, "key", None), params, static,
+        halo_rows,
     )
-    out = da.map_blocks(
-        _conv_block, x, w_arg, b_arg, name=name, chunks=out_chunks, dtype=dtype,
-        meta=meta, **static,
-    )
+    out = _graph(x, w_arg, b_arg, out_chunks, halo, static, token, meta,
+                 whole=halo_rows == "blocks")
     return out[0] if params.unbatched else out
