@@ -171,16 +171,22 @@ def _halo_export(block, pieces):
     return {d: block[sp + sl] for d, sl in pieces}
 
 
-def _conv_block(x, w, b, *halos, shifts, halo, whole, loc, kernel, stride, padding,
+def _conv_block(x, info, w, b, *halos, shifts, halo, whole, kernel, stride, padding,
                 dilation, groups, algorithm, extra):
     """One output block: assemble the input block and its halo rows, run the
     single-array call with the block's own padding, crop.
 
     ``halos`` holds, per offset in ``shifts``, the neighbour's
-    :func:`_halo_export` result, or (``whole``) the neighbour block itself.
-    ``loc`` is the output block's ``(lo, hi)`` per spatial axis.
+    :func:`_halo_export` result, or (``whole``) the neighbour block itself;
+    ``info`` is ``(have, loc)``: whether each of those neighbours exists (a
+    missing one's entry is unused) and the output block's ``(lo, hi)`` per
+    spatial axis.
     """
     from ._dispatch import conv_transpose3d as core
+
+    have, loc = info
+    halos = [h for h, ok in zip(halos, have) if ok]
+    shifts = [d for d, ok in zip(shifts, have) if ok]
 
     left = [0, 0, 0]
     right = [0, 0, 0]
@@ -282,53 +288,76 @@ def _precision_kwargs(precision):
 
 
 def _graph(x, w_arg, b_arg, out_chunks, halo, static, token, meta, whole):
-    """The lazy result: one task per output block (plus, with ``whole`` false,
-    one :func:`_halo_export` task per input block that has a neighbour with a
-    halo).  ``x`` is the rechunked input, ``halo`` the ``(left, right)`` per
-    spatial axis (``(0, 0)`` on one-chunk axes)."""
+    """The lazy result: a ``Blockwise`` layer of one task per output block
+    (plus, with ``whole`` false, one :func:`_halo_export` task per input block
+    that has a neighbour with a halo).
+
+    ``x`` is the rechunked input, ``halo`` the ``(left, right)`` per spatial
+    axis (``(0, 0)`` on one-chunk axes).  The neighbours' keys reach the
+    blocks through ``BlockwiseDepDict`` arguments (one per neighbour offset;
+    a block without that neighbour gets its own input block's key, unused), so
+    that the layer stays ``Blockwise`` and Dask fuses what follows it (a
+    reduction, a Zarr store) into the same task instead of adding an alias
+    task per block.
+    """
     import dask.array as da
+    from dask._task_spec import TaskRef
     from dask.highlevelgraph import HighLevelGraph
+    from dask.layers import ArrayValuesDep
+
+    class Keys(ArrayValuesDep):
+        """Per-block values that are keys of other tasks (dependencies)."""
+
+        @property
+        def produces_keys(self):
+            return True
 
     name = "conv_transpose3d-" + token
     export = "conv_transpose3d-halo-" + token
     nb = x.numblocks
     shifts = _shifts(halo)
     starts = [tuple(itertools.accumulate(c, initial=0)) for c in out_chunks[2:]]
-    w_key = None if w_arg is None else w_arg.key
-    b_key = None if b_arg is None else b_arg.key
-    layer, exports = {}, {}
+    info, refs, exports = {}, [{} for _ in shifts], {}
     for n in range(nb[0]):
         for idx in itertools.product(*(range(k) for k in nb[2:])):
-            have = tuple(
-                d for d in shifts
-                if all(0 <= i + di < k for i, di, k in zip(idx, d, nb[2:]))
-            )
-            args = []
-            for d in have:
+            have = []
+            for j, d in enumerate(shifts):
                 src = (n, 0) + tuple(i + di for i, di in zip(idx, d))
-                if whole:
-                    args.append((x.name,) + src)
+                if all(0 <= i < k for i, k in zip(src[2:], nb[2:])):
+                    have.append(True)
+                    if whole:
+                        refs[j][(n, 0) + idx] = TaskRef((x.name,) + src)
+                    else:
+                        exports.setdefault(src, []).append(d)
+                        refs[j][(n, 0) + idx] = TaskRef((export,) + src)
                 else:
-                    exports.setdefault(src, []).append(d)
-                    args.append((export,) + src)
+                    have.append(False)
+                    refs[j][(n, 0) + idx] = TaskRef((x.name, n, 0) + idx)
             loc = tuple((st[i], st[i + 1]) for st, i in zip(starts, idx))
-            fn = functools.partial(_conv_block, shifts=have, halo=halo, whole=whole,
-                                   loc=loc, **static)
-            layer[(name, n, 0) + idx] = (fn, (x.name, n, 0) + idx, w_key, b_key, *args)
-    deps = [x] + [a for a in (w_arg, b_arg) if a is not None]
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=deps)
-    if exports:
-        ex = {(export,) + src: (_halo_export, (x.name,) + src,
-                                tuple((d, _piece(d, halo)) for d in ds))
-              for src, ds in exports.items()}
-        exg = HighLevelGraph.from_collections(export, ex, dependencies=[x])
-        layers = dict(graph.layers)
-        layers[export] = exg.layers[export]
-        dependencies = dict(graph.dependencies)
-        dependencies[export] = {x.name}
-        dependencies[name] = dependencies[name] | {export}
-        graph = HighLevelGraph(layers, dependencies)
-    return da.Array(graph, name, out_chunks, meta=meta)
+            info[(n, 0) + idx] = (tuple(have), loc)
+    ind = "nczyx"
+    args = [x, ind, ArrayValuesDep(x.chunks, info), ind, w_arg, None, b_arg, None]
+    for r in refs:
+        args += [Keys(x.chunks, r), ind]
+    fn = functools.partial(_conv_block, shifts=shifts, halo=halo, whole=whole, **static)
+    out = da.blockwise(
+        fn, ind, *args, name=name, dtype=meta.dtype, meta=meta, concatenate=False,
+        align_arrays=False,
+        adjust_chunks={ind[i]: out_chunks[i] for i in range(1, 5)},
+    )
+    if not exports:
+        return out
+    ex = {(export,) + src: (_halo_export, (x.name,) + src,
+                            tuple((d, _piece(d, halo)) for d in ds))
+          for src, ds in exports.items()}
+    exg = HighLevelGraph.from_collections(export, ex, dependencies=[x])
+    graph = out.__dask_graph__()
+    layers = dict(graph.layers)
+    layers[export] = exg.layers[export]
+    dependencies = dict(graph.dependencies)
+    dependencies[export] = {x.name}
+    dependencies[name] = set(dependencies[name]) | {export}
+    return da.Array(HighLevelGraph(layers, dependencies), name, out.chunks, meta=meta)
 
 
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
