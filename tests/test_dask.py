@@ -320,3 +320,27 @@ def test_pipeline_cli(tmp_path):
     assert "check  max" in proc.stdout
     assert "shape (48, 48, 48) float32, Zarr v3 chunks (16, 16, 16)" in proc.stdout
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("halo_rows", ["slices", "blocks"])
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1, output_padding=1), dict(stride=2)])
+def test_blockwise_input_and_following_map_blocks(halo_rows, kw):
+    import dask
+
+    # An input made by a Blockwise layer (not persisted) and a map_blocks on
+    # the result: Dask's layer fusion must keep the input blocks the
+    # neighbours take, and fuse the following map_blocks into the block's task.
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 2, 8, 8, 8))
+    w = rng.standard_normal((2, 3, 3, 3, 3))
+    xd = da.from_array(x, chunks=(1, 2, 4, 4, 4)).map_blocks(np.negative)
+    y = xdask.conv_transpose3d(xd, w, halo_rows=halo_rows, **kw)
+    z = y.map_blocks(np.square)
+    want = conv_transpose3d_ref(-x, w, **kw)
+    assert_close(y.compute(scheduler="sync"), want, "float64", what="dask vs reference")
+    assert_close(z.compute(scheduler="threads"), want**2, "float64", what="squared")
+    (opt,) = dask.optimize(z)
+    blocks = [k for k in dict(opt.__dask_graph__()) if isinstance(k, tuple)
+              and str(k[0]).startswith(("square", "conv_transpose3d-"))
+              and "-halo-" not in str(k[0])]
+    assert len(blocks) == y.npartitions, blocks  # one task a block, no alias

@@ -302,7 +302,7 @@ def _graph(x, w_arg, b_arg, out_chunks, halo, static, token, meta, whole):
     """
     import dask.array as da
     from dask._task_spec import TaskRef
-    from dask.highlevelgraph import HighLevelGraph
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
     from dask.layers import ArrayValuesDep
 
     class Keys(ArrayValuesDep):
@@ -336,7 +336,16 @@ def _graph(x, w_arg, b_arg, out_chunks, halo, static, token, meta, whole):
             loc = tuple((st[i], st[i + 1]) for st, i in zip(starts, idx))
             info[(n, 0) + idx] = (tuple(have), loc)
     ind = "nczyx"
-    args = [x, ind, ArrayValuesDep(x.chunks, info), ind, w_arg, None, b_arg, None]
+    if shifts:
+        # The input block is a key argument too: with x as an indexed array,
+        # Dask would fuse a Blockwise layer that produces x into this one and
+        # the neighbours' references to x's keys would dangle.  (Dask fuses a
+        # layer into its only dependent layer: the halo layer, empty where
+        # whole blocks are taken, is x's second dependent.)
+        core = Keys(x.chunks, {i: TaskRef((x.name,) + i) for i in info})
+    else:  # no halo: x fuses with what produced it, as in map_blocks
+        core = x
+    args = [core, ind, ArrayValuesDep(x.chunks, info), ind, w_arg, None, b_arg, None]
     for r in refs:
         args += [Keys(x.chunks, r), ind]
     fn = functools.partial(_conv_block, shifts=shifts, halo=halo, whole=whole, **static)
@@ -345,18 +354,19 @@ def _graph(x, w_arg, b_arg, out_chunks, halo, static, token, meta, whole):
         align_arrays=False,
         adjust_chunks={ind[i]: out_chunks[i] for i in range(1, 5)},
     )
-    if not exports:
+    if not shifts:
         return out
+    graph = out.__dask_graph__()
+    layers = dict(graph.layers)
+    dependencies = dict(graph.dependencies)
+    layers.update(x.__dask_graph__().layers)
+    dependencies.update(x.__dask_graph__().dependencies)
     ex = {(export,) + src: (_halo_export, (x.name,) + src,
                             tuple((d, _piece(d, halo)) for d in ds))
           for src, ds in exports.items()}
-    exg = HighLevelGraph.from_collections(export, ex, dependencies=[x])
-    graph = out.__dask_graph__()
-    layers = dict(graph.layers)
-    layers[export] = exg.layers[export]
-    dependencies = dict(graph.dependencies)
+    layers[export] = MaterializedLayer(ex)
     dependencies[export] = {x.name}
-    dependencies[name] = set(dependencies[name]) | {export}
+    dependencies[name] = set(dependencies[name]) | {x.name, export}
     return da.Array(HighLevelGraph(layers, dependencies), name, out.chunks, meta=meta)
 
 
