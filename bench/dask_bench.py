@@ -368,7 +368,8 @@ def run_gpu(name, args):
             rec[f"{key}_{mode}"] = _stats(times)
         # The same blocks in this process on the synchronous scheduler (no
         # workers, no transfers): the GPU work of the decomposition itself.
-        xs = da.from_array(x_full, chunks=x.chunks, asarray=False, name=False)
+        xs = da.from_array(x_full, chunks=x.chunks, asarray=False, name=False).map_blocks(
+            cupy.ascontiguousarray).persist(scheduler="sync")  # as the workers' blocks
         ys = xdask.conv_transpose3d(xs, wd, algorithm=args.algorithm, **kw)
         cs = ys.map_blocks(_corner, chunks=(1,) * 5)
 
