@@ -146,8 +146,6 @@ def _shifts(halo):
     """The neighbour offsets ``d`` (one of -1, 0, 1 per spatial axis, not all 0)
     that a block takes halo rows from: -1 where the axis has a left halo, +1
     where it has a right halo."""
-    import itertools
-
     opts = [(0,) + ((-1,) if lo else ()) + ((1,) if hi else ()) for lo, hi in halo]
     return tuple(d for d in itertools.product(*opts) if any(d))
 
@@ -294,11 +292,13 @@ def _graph(x, w_arg, b_arg, out_chunks, halo, static, token, meta, whole):
 
     ``x`` is the rechunked input, ``halo`` the ``(left, right)`` per spatial
     axis (``(0, 0)`` on one-chunk axes).  The neighbours' keys reach the
-    blocks through ``BlockwiseDepDict`` arguments (one per neighbour offset;
-    a block without that neighbour gets its own input block's key, unused), so
-    that the layer stays ``Blockwise`` and Dask fuses what follows it (a
-    reduction, a Zarr store) into the same task instead of adding an alias
-    task per block.
+    blocks through ``ArrayValuesDep`` arguments that declare them as
+    dependencies (one per neighbour offset; a block without that neighbour
+    gets its own input block's key, unused), so that the layer stays
+    ``Blockwise`` and Dask fuses what follows it (a reduction, a Zarr store)
+    into the same task instead of adding an alias task per block.  (Dask's
+    ``TaskRef`` is imported from ``dask._task_spec``, where ``dask.array``
+    itself takes it.)
     """
     import dask.array as da
     from dask._task_spec import TaskRef
