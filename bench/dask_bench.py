@@ -7,13 +7,22 @@ threads do not spread one worker over both cores), on a volume with at least
 1 GiB of output.  Throughput is output bytes per second of wall time for
 computing every output block (the blocks are reduced to one element each, so
 nothing travels back but the timing); parallel efficiency is
-``T(1 worker) / (2 * T(2 workers))``.  The single-array call on the same
-volume in this process (all cores) is timed beside it.
+``T(1 worker) / (2 * T(2 workers))``.  The input is generated on the workers
+and persisted first; with ``--worker-saturation inf`` (the default) the
+scheduler hands its blocks to the workers in equal contiguous groups, so that
+each worker owns the same share of the work (each output block runs where its
+input block is).  The halo modes of ``--halo-rows`` and the worker counts
+are timed alternately; one more run of each under distributed's task stream
+splits its wall time into computing and receiving per worker (the rest is
+scheduling, graph submission and idle time).  The single-array call on the
+same volume in this process (all cores) is timed beside it.
 
 GPU (``--device gpu``): the single-array call on the whole CuPy volume
 (timed with CUDA events) against the chunked run on a
 ``dask_cuda.LocalCUDACluster`` of one worker per GPU (``--gpus``) on the same
-volume, generated on the workers and persisted there first.
+volume, generated on the workers and persisted there first (wall time to
+every block's result); and the same blocks computed in this process by the
+synchronous scheduler (the decomposition's GPU work without the workers).
 
 Every run checks sampled output blocks against the single-array call.
 Results: a table on stdout and ``dask_<device>.json`` / ``.txt`` under ``--out``.
@@ -119,17 +128,24 @@ def _time_wall(fn, repeat, warmup=1):
     return times
 
 
-def _sample_check(y, single, n=3, seed=0, **compute):
-    """Max relative error of ``n`` sampled blocks of ``y`` against ``single``."""
+def _sample_check(y, single, n=3, seed=0, rows=None, **compute):
+    """Max relative error of ``n`` sampled blocks of ``y`` against ``single``
+    (with ``rows``, only each block's first and last ``rows`` depth rows, so
+    that large GPU blocks need not travel to the client whole)."""
     rng = np.random.default_rng(seed)
     worst = 0.0
     for _ in range(n):
         idx = tuple(int(rng.integers(len(c))) for c in y.chunks)
-        sl = tuple(slice(sum(c[:i]), sum(c[:i]) + c[i]) for c, i in zip(y.chunks, idx))
-        got = y.blocks[idx].compute(**compute)
-        want = single[sl]
-        scale = float(abs(want).max()) or 1.0
-        worst = max(worst, float(abs(got - want).max()) / scale)
+        sl = [slice(sum(c[:i]), sum(c[:i]) + c[i]) for c, i in zip(y.chunks, idx)]
+        parts = [(slice(None), sl[2])]
+        if rows is not None and y.chunks[2][idx[2]] > 2 * rows:
+            parts = [(slice(0, rows), slice(sl[2].start, sl[2].start + rows)),
+                     (slice(-rows, None), slice(sl[2].stop - rows, sl[2].stop))]
+        for local, glob in parts:
+            got = y.blocks[idx][:, :, local].compute(**compute)
+            want = single[(sl[0], sl[1], glob, sl[3], sl[4])]
+            scale = float(abs(want).max()) or 1.0
+            worst = max(worst, float(abs(got - want).max()) / scale)
     return worst
 
 
@@ -190,7 +206,8 @@ def run_cpu(name, args):
         lambda: dask.compute(y_threads.map_blocks(_corner, chunks=(1,) * 5),
                              scheduler="threads"), min(3, args.repeat)))
     # One cluster per worker count, all started first; their runs alternate
-    # (1, 2, 1, 2, ...) so that both see the same load on a shared machine.
+    # (1, 2, 1, 2, ...; per halo mode) so that all see the same load on a
+    # shared machine.
     with contextlib.ExitStack() as stack:
         runs = {}
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
@@ -200,8 +217,11 @@ def run_cpu(name, args):
             # whose pages fault in again (13 ms a unet_k2s2 block against 5).
             environ.update(MALLOC_TRIM_THRESHOLD_=2**32, MALLOC_MMAP_THRESHOLD_=2**30)
         rec["worker_environ"] = environ
+        rec["worker_saturation"] = args.worker_saturation
         for n in args.workers:
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ,
+                                  "distributed.scheduler.worker-saturation":
+                                      args.worker_saturation}):
                 cluster = stack.enter_context(LocalCluster(
                     n_workers=n, threads_per_worker=1, processes=True,
                     dashboard_address=":0"))
@@ -211,45 +231,86 @@ def run_cpu(name, args):
             x = client.persist(xl)
             with client.as_current():
                 wait(x)
-            y = xdask.conv_transpose3d(x, w, algorithm=args.algorithm, **kw)
-            corners = y.map_blocks(_corner, chunks=(1,) * 5)
-            client.compute(corners).result()  # warm-up
-            runs[n] = (client, corners, [])
-            rec[f"workers{n}_check"] = _sample_check(y, single_out, scheduler=client)
+            for mode in args.halo_rows:
+                y = xdask.conv_transpose3d(x, w, algorithm=args.algorithm, halo_rows=mode,
+                                           **kw)
+                rec[f"tasks_{mode}"] = len(y.__dask_graph__()) - len(x.__dask_graph__())
+                corners = y.map_blocks(_corner, chunks=(1,) * 5)
+                client.compute(corners).result()  # warm-up
+                runs[_key(n, mode)] = (client, corners, [])
+                rec[f"{_key(n, mode)}_check"] = _sample_check(y, single_out,
+                                                              scheduler=client)
         load = _wait_for_load(args.max_load)
         for _ in range(args.repeat):
-            for n, (client, corners, times) in runs.items():
+            for key, (client, corners, times) in runs.items():
                 t0 = time.perf_counter()
                 client.compute(corners).result()
                 times.append(time.perf_counter() - t0)
-        for n, (_, _, times) in runs.items():
-            rec[f"workers{n}"] = _stats(times)
+        for key, (client, corners, times) in runs.items():
+            rec[key] = _stats(times)
+            rec[f"{key}_busy"] = _busy(client, corners)
         rec["loadavg_before"], rec["loadavg_after"] = load, os.getloadavg()
-    _derive(rec, args.workers)
+    _derive(rec, args.workers, args.halo_rows)
     return rec
 
 
-def _derive(rec, workers):
+def _key(n, mode):
+    """The record key of a worker count and halo mode (the default mode keeps
+    the earlier name ``workers<n>``)."""
+    return f"workers{n}" if mode == "slices" else f"workers{n}_{mode}"
+
+
+def _busy(client, corners):
+    """One more run under distributed's task stream: wall time, and per worker
+    the seconds spent computing tasks and receiving data (where the rest of
+    the wall time goes: scheduling, waiting for data, event-loop work)."""
+    from distributed import get_task_stream
+
+    with get_task_stream(client=client) as ts:
+        t0 = time.perf_counter()
+        client.compute(corners).result()
+        wall = time.perf_counter() - t0
+    compute, transfer, tasks = {}, {}, 0
+    for t in ts.data:
+        for ss in t["startstops"]:
+            d = ss["stop"] - ss["start"]
+            if ss["action"] == "compute":
+                compute[t["worker"]] = compute.get(t["worker"], 0.0) + d
+                tasks += 1
+            elif ss["action"] == "transfer":
+                transfer[t["worker"]] = transfer.get(t["worker"], 0.0) + d
+    return dict(wall=wall, tasks=tasks, compute=sorted(compute.values()),
+                transfer=sorted(transfer.values()))
+
+
+def _derive(rec, workers, modes=("slices",)):
     gb = rec["out_bytes"] / 1e9
-    for key in ["single", "threads"] + [f"workers{n}" for n in workers]:
+    keys = ["single", "threads"] + [_key(n, m) for n in workers for m in modes]
+    for key in keys:
         if key in rec:
             rec[key]["gbps"] = gb / rec[key]["median"]
-    if "workers1" in rec:
-        t1 = rec["workers1"]["median"]
+    for m in modes:
+        one = _key(1, m)
+        if one not in rec:
+            continue
+        t1 = rec[one]["median"]
+        sfx = "" if m == "slices" else f"_{m}"
         for n in workers:
             if n > 1:
-                tn = rec[f"workers{n}"]["median"]
-                rec[f"efficiency{n}"] = t1 / (n * tn)
+                tn = rec[_key(n, m)]["median"]
+                rec[f"efficiency{n}{sfx}"] = t1 / (n * tn)
                 # Spread: the efficiency of each pair of consecutive runs.
-                pairs = [a / (n * b) for a, b in zip(rec["workers1"]["all"],
-                                                     rec[f"workers{n}"]["all"])]
-                rec[f"efficiency{n}_pairs"] = pairs
-                rec[f"efficiency{n}_range"] = (min(pairs), max(pairs))
+                pairs = [a / (n * b) for a, b in zip(rec[one]["all"],
+                                                     rec[_key(n, m)]["all"])]
+                rec[f"efficiency{n}{sfx}_pairs"] = pairs
+                rec[f"efficiency{n}{sfx}_range"] = (min(pairs), max(pairs))
 
 
 # ----------------------------------------------------------------------------- GPU
 def run_gpu(name, args):
     import cupy
+    import dask
+    import dask.array as da
     from dask_cuda import LocalCUDACluster
     from distributed import Client, wait
 
@@ -268,8 +329,11 @@ def run_gpu(name, args):
                out_bytes=out_bytes, gpu=cupy.cuda.runtime.getDeviceProperties(0)[
                    "name"].decode())
     visible = ",".join(str(i) for i in range(args.gpus))
-    with LocalCUDACluster(CUDA_VISIBLE_DEVICES=visible,
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
+    rec["worker_saturation"] = args.worker_saturation
+    with dask.config.set({"distributed.scheduler.worker-saturation":
+                          args.worker_saturation}), \
+            LocalCUDACluster(CUDA_VISIBLE_DEVICES=visible,
+                             dashboard_address=":0") as cluster, Client(cluster) as client:
         x = _volume(shape, chunk, dtype, "cupy").persist()
         wait(x)
         x_full = x.compute()  # the same volume, on this process's GPU 0
@@ -284,16 +348,46 @@ def run_gpu(name, args):
             stop.synchronize()
             times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
         rec["single"] = _stats(times)
-        y = xdask.conv_transpose3d(x, wd, algorithm=args.algorithm, **kw)
-        rec["blocks"] = y.npartitions
-        corners = y.map_blocks(_corner, chunks=(1,) * 5)
         key = f"gpus{args.gpus}"
-        rec[key] = _stats(_time_wall(lambda: client.compute(corners).result(), args.repeat))
-        rec[f"{key}_check"] = _sample_check(y, single_out)
+        runs = {}
+        for mode in args.halo_rows:
+            y = xdask.conv_transpose3d(x, wd, algorithm=args.algorithm, halo_rows=mode, **kw)
+            rec["blocks"] = y.npartitions
+            rec[f"tasks_{mode}"] = len(y.__dask_graph__()) - len(x.__dask_graph__())
+            corners = y.map_blocks(_corner, chunks=(1,) * 5)
+            client.compute(corners).result()  # warm-up
+            runs[mode] = (corners, [])
+            rec[f"{key}_{mode}_check"] = _sample_check(y, single_out, rows=8)
+        # The modes alternate run by run.
+        for _ in range(args.repeat):
+            for mode, (corners, times) in runs.items():
+                t0 = time.perf_counter()
+                client.compute(corners).result()
+                times.append(time.perf_counter() - t0)
+        for mode, (corners, times) in runs.items():
+            rec[f"{key}_{mode}"] = _stats(times)
+        # The same blocks in this process on the synchronous scheduler (no
+        # workers, no transfers): the GPU work of the decomposition itself.
+        xs = da.from_array(x_full, chunks=x.chunks, asarray=False, name=False).map_blocks(
+            cupy.ascontiguousarray).persist(scheduler="sync")  # as the workers' blocks
+        ys = xdask.conv_transpose3d(xs, wd, algorithm=args.algorithm, **kw)
+        cs = ys.map_blocks(_corner, chunks=(1,) * 5)
+
+        def local():
+            dask.compute(cs, scheduler="sync")
+            cupy.cuda.get_current_stream().synchronize()
+
+        rec["sync_in_process"] = _stats(_time_wall(local, args.repeat))
     gb = out_bytes / 1e9
     rec["single"]["gbps"] = gb / rec["single"]["median"]
-    rec[key]["gbps"] = gb / rec[key]["median"]
-    rec["chunked_over_single"] = rec[key]["gbps"] / rec["single"]["gbps"]
+    rec["sync_in_process"]["gbps"] = gb / rec["sync_in_process"]["median"]
+    for mode in args.halo_rows:
+        r = rec[f"{key}_{mode}"]
+        r["gbps"] = gb / r["median"]
+        rec[f"chunked_over_single_{mode}"] = r["gbps"] / rec["single"]["gbps"]
+        if mode == "slices":  # the earlier names
+            rec[key], rec[f"{key}_check"] = r, rec[f"{key}_{mode}_check"]
+            rec["chunked_over_single"] = rec[f"chunked_over_single_{mode}"]
     return rec
 
 
@@ -315,29 +409,42 @@ def _table(records, args):
                          f"{_fmt_stats(r['single'])}")
             lines.append(f"  dask threaded scheduler:                   "
                          f"{_fmt_stats(r['threads'])}")
-            for n in args.workers:
-                lines.append(f"  LocalCluster {n} worker(s) x 1 thread:       "
-                             f"{_fmt_stats(r[f'workers{n}'])}  (sampled blocks max rel "
-                             f"err {r[f'workers{n}_check']:.1e})")
-            lines.append(f"  worker environment {r['worker_environ']}")
+            for m in args.halo_rows:
+                for n in args.workers:
+                    k = _key(n, m)
+                    b = r[f"{k}_busy"]
+                    lines.append(f"  LocalCluster {n} worker(s) x 1 thread, halo_rows={m} "
+                                 f"({r[f'tasks_{m}']} tasks): {_fmt_stats(r[k])}  (sampled "
+                                 f"blocks max rel err {r[f'{k}_check']:.1e}); one more run "
+                                 f"{b['wall']:.3f} s: computing "
+                                 f"{', '.join(f'{v:.3f}' for v in b['compute'])} s, receiving "
+                                 f"{', '.join(f'{v:.3f}' for v in b['transfer']) or '0'} s")
+            lines.append(f"  worker environment {r['worker_environ']}, worker-saturation "
+                         f"{r['worker_saturation']}")
             lines.append(f"  1-minute load average {r['loadavg_before'][0]:.2f} before, "
                          f"{r['loadavg_after'][0]:.2f} after the worker runs")
-            for n in args.workers:
-                if n > 1 and f"efficiency{n}" in r:
-                    lo, hi = r[f"efficiency{n}_range"]
-                    pairs = r[f"efficiency{n}_pairs"]
-                    lines.append(f"  parallel efficiency {n} workers: "
-                                 f"{100 * r[f'efficiency{n}']:.0f}% of medians; median of "
-                                 f"paired runs {100 * statistics.median(pairs):.0f}% "
-                                 f"(range {100 * lo:.0f}-{100 * hi:.0f}%)")
+            for m in args.halo_rows:
+                sfx = "" if m == "slices" else f"_{m}"
+                for n in args.workers:
+                    if n > 1 and f"efficiency{n}{sfx}" in r:
+                        lo, hi = r[f"efficiency{n}{sfx}_range"]
+                        pairs = r[f"efficiency{n}{sfx}_pairs"]
+                        lines.append(f"  parallel efficiency {n} workers, halo_rows={m}: "
+                                     f"{100 * r[f'efficiency{n}{sfx}']:.0f}% of medians; "
+                                     f"median of paired runs "
+                                     f"{100 * statistics.median(pairs):.0f}% "
+                                     f"(range {100 * lo:.0f}-{100 * hi:.0f}%)")
         else:
             key = f"gpus{args.gpus}"
             lines.append(f"  single-array call ({r['gpu']}): {_fmt_stats(r['single'])}")
-            lines.append(f"  LocalCUDACluster, {args.gpus} GPU worker(s): "
-                         f"{_fmt_stats(r[key])}  (sampled blocks max rel err "
-                         f"{r[f'{key}_check']:.1e})")
-            lines.append(f"  chunked / single-array throughput: "
-                         f"{100 * r['chunked_over_single']:.0f}%")
+            lines.append(f"  the same blocks in process, sync scheduler: "
+                         f"{_fmt_stats(r['sync_in_process'])}")
+            for m in args.halo_rows:
+                lines.append(f"  LocalCUDACluster, {args.gpus} GPU worker(s), halo_rows={m} "
+                             f"({r[f'tasks_{m}']} tasks): {_fmt_stats(r[f'{key}_{m}'])}  "
+                             f"(sampled blocks max rel err {r[f'{key}_{m}_check']:.1e}); "
+                             f"chunked / single-array throughput "
+                             f"{100 * r[f'chunked_over_single_{m}']:.0f}%")
     return "\n".join(lines)
 
 
@@ -358,6 +465,9 @@ def _parser():
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--algorithm", default="direct",
                    help="per-block algorithm (default direct, as the single-array call)")
+    p.add_argument("--halo-rows", default="slices",
+                   help="comma-separated halo modes of xconvt.dask.conv_transpose3d "
+                        "(slices, blocks), timed alternately (default slices)")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                    help="cpu: pin each worker process to its own CPU (default on)")
@@ -365,6 +475,13 @@ def _parser():
                    help="cpu: worker allocator settings: dask's (MALLOC_TRIM_THRESHOLD_="
                         "65536, the default) or reuse (large trim and mmap thresholds, "
                         "so freed block buffers are reused without page faults)")
+    p.add_argument("--worker-saturation", type=float, default=float("inf"),
+                   help="distributed.scheduler.worker-saturation of the clusters (default "
+                        "inf: the input blocks are assigned to the workers in equal "
+                        "contiguous groups when they are generated; with distributed's "
+                        "1.1 they go to whichever worker is free first, 45 and 19 of 64 "
+                        "blocks were measured on a loaded 2-core machine, and each "
+                        "output block is computed where its input block is)")
     p.add_argument("--max-load", type=float, default=float("inf"),
                    help="cpu: before timing a worker count, wait (up to 10 min) until "
                         "the 1-minute load average is below this")
@@ -375,6 +492,12 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     args.workers = [int(v) for v in args.workers.split(",")]
+    args.halo_rows = args.halo_rows.split(",")
+    bad = [m for m in args.halo_rows if m not in ("slices", "blocks")]
+    if bad:
+        print(f"bench dask: unknown --halo-rows {', '.join(bad)}; choose from slices, "
+              "blocks", file=sys.stderr)
+        return 2
     table = CPU_CASES if args.device == "cpu" else GPU_CASES
     names = list(table) if args.cases is None else args.cases.split(",")
     bad = [n for n in names if n not in table]

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 import xconvt
 
 from .helpers import assert_close
+from .reference import conv_transpose3d_ref
 from .strategies import configs, seeds
 
 da = pytest.importorskip("dask.array")
@@ -79,10 +80,15 @@ def _blocks(y, **compute):
     return out
 
 
-def _check(cfg, chunks, seed, **compute):
+def _check(cfg, chunks, seed, halo_rows=None, **compute):
     x, w, b = cfg.arrays(seed, "float64")
     xd = da.from_array(x, chunks=chunks)
-    y = xconvt.conv_transpose3d(xd, w, b, **cfg.kwargs, algorithm="direct")
+    if halo_rows is None:  # through the core function's hand-off
+        y = xconvt.conv_transpose3d(xd, w, b, **cfg.kwargs, algorithm="direct")
+    else:
+        y = xdask.conv_transpose3d(xd, w, b, **cfg.kwargs, algorithm="direct",
+                                   halo_rows=halo_rows)
+    _check_tasks(y, xd)
     assert isinstance(y, da.Array)
     assert y.shape == cfg.output_shape
     got = _blocks(y, **compute)
@@ -92,11 +98,26 @@ def _check(cfg, chunks, seed, **compute):
     return y
 
 
+def _check_tasks(y, xd):
+    """One task per output block, plus (halo_rows="slices") at most one halo
+    export per input block; nothing else but the input, weight and bias."""
+    graph = dict(y.__dask_graph__())
+    names = {str(k[0] if isinstance(k, tuple) else k) for k in graph}
+    conv = [k for k in graph if isinstance(k, tuple) and k[0].startswith("conv_transpose3d-")]
+    exports = [k for k in conv if k[0].startswith("conv_transpose3d-halo-")]
+    assert len(conv) - len(exports) == y.npartitions
+    assert len(exports) <= xd.npartitions
+    rest = {n for n in names if not n.startswith("conv_transpose3d-")}
+    # getitem: the unbatched input's added axis and the result's removed one
+    assert all(n.startswith(("xconvt-", "array-", "rechunk-", "getitem-", "original-array-"))
+               for n in rest), rest
+
+
 @settings(max_examples=40)
-@given(problems(), seeds)
-def test_matches_single_array_threaded(problem, seed):
+@given(problems(), seeds, st.sampled_from([None, "slices", "blocks"]))
+def test_matches_single_array_threaded(problem, seed, halo_rows):
     cfg, chunks = problem
-    y = _check(cfg, chunks, seed, scheduler="threads")
+    y = _check(cfg, chunks, seed, halo_rows, scheduler="threads")
     # Output chunks: stride times the (merged) input chunks, channels one chunk.
     sp = 1 if cfg.batch is None else 2
     assert y.chunks[sp - 1] == (cfg.out_channels,)
@@ -120,10 +141,31 @@ def client():
 
 
 @settings(max_examples=6)
-@given(problems(max_spatial=7), seeds)
-def test_matches_single_array_distributed(client, problem, seed):
+@given(problems(max_spatial=7), seeds, st.sampled_from(["slices", "blocks"]))
+def test_matches_single_array_distributed(client, problem, seed, halo_rows):
     cfg, chunks = problem
-    _check(cfg, chunks, seed, scheduler=client)
+    _check(cfg, chunks, seed, halo_rows, scheduler=client)
+
+
+@pytest.mark.parametrize("halo_rows, tasks", [("slices", 27 + 27), ("blocks", 27)])
+def test_one_task_per_output_block(halo_rows, tasks):
+    # k3 s1 p1: halo (1, 1) on every axis, 3x3x3 blocks: every input block
+    # exports halo rows, each output block is one task.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 9, 9, 9))
+    w = rng.standard_normal((2, 3, 3, 3, 3))
+    xd = da.from_array(x, chunks=(1, 2, 3, 3, 3))
+    y = xdask.conv_transpose3d(xd, w, padding=1, halo_rows=halo_rows)
+    graph = dict(y.__dask_graph__())
+    assert len(graph) == tasks + xd.npartitions + 1  # + the input blocks and the weight
+    assert_close(y.compute(scheduler="threads"), conv_transpose3d_ref(x, w, padding=1),
+                 "float64", what="dask vs reference")
+
+
+def test_halo_rows_error():
+    xd = da.ones((1, 2, 4, 4, 4), chunks=2)
+    with pytest.raises(ValueError, match="halo_rows must be 'slices' or 'blocks', got 'x'"):
+        xdask.conv_transpose3d(xd, np.ones((2, 2, 3, 3, 3)), halo_rows="x")
 
 
 @pytest.mark.parametrize("chunks, expect", [
@@ -278,3 +320,27 @@ def test_pipeline_cli(tmp_path):
     assert "check  max" in proc.stdout
     assert "shape (48, 48, 48) float32, Zarr v3 chunks (16, 16, 16)" in proc.stdout
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("halo_rows", ["slices", "blocks"])
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1, output_padding=1), dict(stride=2)])
+def test_blockwise_input_and_following_map_blocks(halo_rows, kw):
+    import dask
+
+    # An input made by a Blockwise layer (not persisted) and a map_blocks on
+    # the result: Dask's layer fusion must keep the input blocks the
+    # neighbours take, and fuse the following map_blocks into the block's task.
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 2, 8, 8, 8))
+    w = rng.standard_normal((2, 3, 3, 3, 3))
+    xd = da.from_array(x, chunks=(1, 2, 4, 4, 4)).map_blocks(np.negative)
+    y = xdask.conv_transpose3d(xd, w, halo_rows=halo_rows, **kw)
+    z = y.map_blocks(np.square)
+    want = conv_transpose3d_ref(-x, w, **kw)
+    assert_close(y.compute(scheduler="sync"), want, "float64", what="dask vs reference")
+    assert_close(z.compute(scheduler="threads"), want**2, "float64", what="squared")
+    (opt,) = dask.optimize(z)
+    blocks = [k for k in dict(opt.__dask_graph__()) if isinstance(k, tuple)
+              and str(k[0]).startswith(("square", "conv_transpose3d-"))
+              and "-halo-" not in str(k[0])]
+    assert len(blocks) == y.npartitions, blocks  # one task a block, no alias

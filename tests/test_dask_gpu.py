@@ -4,7 +4,8 @@
   single-array call on the whole CuPy volume (same per-block algorithm,
   ``algorithm="direct"``; float64 within 1e-12 relative L2, float32 within
   1e-5, since the CUDA direct path picks its kernel variant per block shape)
-  and the independent float64 reference; chunks stay ``cupy.ndarray``.
+  and the independent float64 reference; chunks stay ``cupy.ndarray``; both
+  halo modes (``halo_rows``).
 * A run whose output (1 GiB) is four times the workers' device memory limit
   (256 MiB, ``device_memory_limit``) completes: the persisted blocks spill to
   host memory, and sampled blocks equal the float64 reference computed on
@@ -65,9 +66,13 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("halo_rows", ["slices", "blocks"])
 @pytest.mark.parametrize("shape, wshape, kw, chunks, dtype", CONFIGS)
-def test_cupy_chunks_equal_single_array(cuda_client, shape, wshape, kw, chunks, dtype):
+def test_cupy_chunks_equal_single_array(cuda_client, shape, wshape, kw, chunks, dtype,
+                                        halo_rows):
     import dask
+
+    import xconvt.dask as xdask
 
     cupy = _require_gpu()
     rng = np.random.default_rng(0)
@@ -75,8 +80,8 @@ def test_cupy_chunks_equal_single_array(cuda_client, shape, wshape, kw, chunks, 
     w = rng.standard_normal(wshape).astype(dtype)
     b = rng.standard_normal(wshape[1] * kw.get("groups", 1)).astype(dtype)
     xd = _device_chunks(cupy, x, chunks)
-    y = xconvt.conv_transpose3d(xd, cupy.asarray(w), cupy.asarray(b), **kw,
-                                algorithm="direct")
+    y = xdask.conv_transpose3d(xd, cupy.asarray(w), cupy.asarray(b), **kw,
+                               algorithm="direct", halo_rows=halo_rows)
     assert isinstance(y._meta, cupy.ndarray)
     parts = dask.compute(*y.to_delayed().ravel(), scheduler=cuda_client)
     for part, idx in zip(parts, np.ndindex(y.numblocks)):

@@ -24,12 +24,28 @@ with their neighbours first, as are trailing chunks that would own no output
 chunks.  The weight and bias travel as task arguments under one shared key
 each.
 
+The graph.  Each output block is one task: it takes its input block and its
+neighbours' halo rows, copies them into one buffer (no nested
+concatenation), calls the single-array function and crops (a view).  The
+halo rows come from one small task per input block that hands out views of
+its edge rows for every neighbour (``halo_rows="slices"``, the default: only
+thin slices travel between workers), or each output block takes its
+neighbour blocks whole and slices them itself (``halo_rows="blocks"``: one
+task per output block and nothing else, for blocks that live on one worker).
+``dask.array.map_overlap`` builds the same blocks with about six tasks per
+block in 3-D (slices of every neighbour, concatenations, the block call);
+in ``distributed`` each task costs about 1-3 ms of scheduling and
+event-loop time, as much as a GPU block's kernels.
+
 Dask is imported lazily: ``import xconvt`` never needs it.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import sys
 import uuid
 
 __all__ = ["conv_transpose3d", "plan_chunks"]
@@ -126,16 +142,79 @@ def _block_crop(lo, hi, first_in, n_in, kernel, stride, padding, dilation):
     return pc, opc, t_lo - pc, t_hi - pc
 
 
-def _conv_block(x, w, b, *, kernel, stride, padding, dilation, groups, halo_left,
-                algorithm, extra, block_info=None):
-    """One output block: the core call on the halo'd input block, then a crop."""
+def _shifts(halo):
+    """The neighbour offsets ``d`` (one of -1, 0, 1 per spatial axis, not all 0)
+    that a block takes halo rows from: -1 where the axis has a left halo, +1
+    where it has a right halo."""
+    opts = [(0,) + ((-1,) if lo else ()) + ((1,) if hi else ()) for lo, hi in halo]
+    return tuple(d for d in itertools.product(*opts) if any(d))
+
+
+def _piece(d, halo):
+    """The spatial index, in the neighbour at offset ``d``, of the rows the
+    receiving block takes: its last ``left`` rows along an axis where
+    ``d = -1``, its first ``right`` rows where ``d = 1``, all where ``d = 0``."""
+    return tuple(
+        slice(None) if di == 0 else slice(-lo, None) if di < 0 else slice(0, hi)
+        for di, (lo, hi) in zip(d, halo)
+    )
+
+
+def _halo_export(block, pieces):
+    """The halo rows that block hands its neighbours: ``{d: rows}`` (views).
+
+    One small task per input block; a block's neighbours take their rows from
+    its result, so that only thin slices travel between workers."""
+    sp = (slice(None), slice(None))
+    return {d: block[sp + sl] for d, sl in pieces}
+
+
+def _conv_block(x, info, w, b, *halos, shifts, halo, whole, kernel, stride, padding,
+                dilation, groups, algorithm, extra):
+    """One output block: assemble the input block and its halo rows, run the
+    single-array call with the block's own padding, crop.
+
+    ``halos`` holds, per offset in ``shifts``, the neighbour's
+    :func:`_halo_export` result, or (``whole``) the neighbour block itself;
+    ``info`` is ``(have, loc)``: whether each of those neighbours exists (a
+    missing one's entry is unused) and the output block's ``(lo, hi)`` per
+    spatial axis.
+    """
     from ._dispatch import conv_transpose3d as core
 
-    loc = block_info[None]["array-location"]
+    have, loc = info
+    halos = [h for h, ok in zip(halos, have) if ok]
+    shifts = [d for d, ok in zip(shifts, have) if ok]
+
+    left = [0, 0, 0]
+    right = [0, 0, 0]
+    for d in shifts:
+        for ax in range(3):
+            if d[ax] < 0:
+                left[ax] = halo[ax][0]
+            elif d[ax] > 0:
+                right[ax] = halo[ax][1]
+    if shifts:
+        # One buffer, one copy of each piece (no nested concatenation).
+        n = x.shape[2:]
+        shape = x.shape[:2] + tuple(left[a] + n[a] + right[a] for a in range(3))
+        xp = sys.modules[type(x).__module__.split(".")[0]]
+        buf = xp.empty(shape, x.dtype)
+        sp = (slice(None), slice(None))
+        buf[sp + tuple(slice(left[a], left[a] + n[a]) for a in range(3))] = x
+        for d, part in zip(shifts, halos):
+            part = part[sp + _piece(d, halo)] if whole else part[d]
+            dst = tuple(
+                slice(0, left[a]) if d[a] < 0 else slice(left[a] + n[a], None) if d[a] > 0
+                else slice(left[a], left[a] + n[a])
+                for a in range(3)
+            )
+            buf[sp + dst] = part
+        x = buf
     pcs, opcs, cut = [], [], [slice(None), slice(None)]
     for ax in range(3):
-        lo, hi = loc[2 + ax]
-        first_in = max(0, lo // stride[ax] - halo_left[ax])
+        lo, hi = loc[ax]
+        first_in = lo // stride[ax] - left[ax]
         pc, opc, start, stop = _block_crop(
             lo, hi, first_in, x.shape[2 + ax], kernel[ax], stride[ax], padding[ax],
             dilation[ax],
@@ -206,9 +285,94 @@ def _precision_kwargs(precision):
     return {"precision": check_precision(precision)}
 
 
+def _graph(x, w_arg, b_arg, out_chunks, halo, static, token, meta, whole):
+    """The lazy result: a ``Blockwise`` layer of one task per output block
+    (plus, with ``whole`` false, one :func:`_halo_export` task per input block
+    that has a neighbour with a halo).
+
+    ``x`` is the rechunked input, ``halo`` the ``(left, right)`` per spatial
+    axis (``(0, 0)`` on one-chunk axes).  The neighbours' keys reach the
+    blocks through ``ArrayValuesDep`` arguments that declare them as
+    dependencies (one per neighbour offset; a block without that neighbour
+    gets its own input block's key, unused), so that the layer stays
+    ``Blockwise`` and Dask fuses what follows it (a reduction, a Zarr store)
+    into the same task instead of adding an alias task per block.  (Dask's
+    ``TaskRef`` is imported from ``dask._task_spec``, where ``dask.array``
+    itself takes it.)
+    """
+    import dask.array as da
+    from dask._task_spec import TaskRef
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+    from dask.layers import ArrayValuesDep
+
+    class Keys(ArrayValuesDep):
+        """Per-block values that are keys of other tasks (dependencies)."""
+
+        @property
+        def produces_keys(self):
+            return True
+
+    name = "conv_transpose3d-" + token
+    export = "conv_transpose3d-halo-" + token
+    nb = x.numblocks
+    shifts = _shifts(halo)
+    starts = [tuple(itertools.accumulate(c, initial=0)) for c in out_chunks[2:]]
+    info, refs, exports = {}, [{} for _ in shifts], {}
+    for n in range(nb[0]):
+        for idx in itertools.product(*(range(k) for k in nb[2:])):
+            have = []
+            for j, d in enumerate(shifts):
+                src = (n, 0) + tuple(i + di for i, di in zip(idx, d))
+                if all(0 <= i < k for i, k in zip(src[2:], nb[2:])):
+                    have.append(True)
+                    if whole:
+                        refs[j][(n, 0) + idx] = TaskRef((x.name,) + src)
+                    else:
+                        exports.setdefault(src, []).append(d)
+                        refs[j][(n, 0) + idx] = TaskRef((export,) + src)
+                else:
+                    have.append(False)
+                    refs[j][(n, 0) + idx] = TaskRef((x.name, n, 0) + idx)
+            loc = tuple((st[i], st[i + 1]) for st, i in zip(starts, idx))
+            info[(n, 0) + idx] = (tuple(have), loc)
+    ind = "nczyx"
+    if shifts:
+        # The input block is a key argument too: with x as an indexed array,
+        # Dask would fuse a Blockwise layer that produces x into this one and
+        # the neighbours' references to x's keys would dangle.  (Dask fuses a
+        # layer into its only dependent layer: the halo layer, empty where
+        # whole blocks are taken, is x's second dependent.)
+        core = Keys(x.chunks, {i: TaskRef((x.name,) + i) for i in info})
+    else:  # no halo: x fuses with what produced it, as in map_blocks
+        core = x
+    args = [core, ind, ArrayValuesDep(x.chunks, info), ind, w_arg, None, b_arg, None]
+    for r in refs:
+        args += [Keys(x.chunks, r), ind]
+    fn = functools.partial(_conv_block, shifts=shifts, halo=halo, whole=whole, **static)
+    out = da.blockwise(
+        fn, ind, *args, name=name, dtype=meta.dtype, meta=meta, concatenate=False,
+        align_arrays=False,
+        adjust_chunks={ind[i]: out_chunks[i] for i in range(1, 5)},
+    )
+    if not shifts:
+        return out
+    graph = out.__dask_graph__()
+    layers = dict(graph.layers)
+    dependencies = dict(graph.dependencies)
+    layers.update(x.__dask_graph__().layers)
+    dependencies.update(x.__dask_graph__().dependencies)
+    ex = {(export,) + src: (_halo_export, (x.name,) + src,
+                            tuple((d, _piece(d, halo)) for d in ds))
+          for src, ds in exports.items()}
+    layers[export] = MaterializedLayer(ex)
+    dependencies[export] = {x.name}
+    dependencies[name] = set(dependencies[name]) | {x.name, export}
+    return da.Array(HighLevelGraph(layers, dependencies), name, out.chunks, meta=meta)
+
+
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
                      groups=1, dilation=1, *, output_size=None, algorithm="auto",
-                     precision=None):
+                     precision=None, halo_rows="slices"):
     r"""3-D transposed convolution of a Dask array, as a lazy Dask array.
 
     The same arguments and result as :func:`xconvt.conv_transpose3d` (which
@@ -232,6 +396,15 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         blocks of different shapes may use different algorithms.
     precision : str, optional
         Forwarded to the per-block call when given.
+    halo_rows : {"slices", "blocks"}
+        How a block gets its neighbours' halo rows.  ``"slices"`` (default):
+        each input block first hands out its thin halo slices in one small
+        task, so that only those rows travel between workers (two tasks per
+        output block where there is a halo).  ``"blocks"``: each output block
+        is one task that takes its neighbour blocks whole and slices them
+        itself: fewest tasks, best where the blocks and their neighbours live
+        on one worker (one GPU), but whole neighbour blocks travel between
+        workers otherwise.  The result is the same.
 
     Returns
     -------
@@ -260,6 +433,9 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         msg = f"input must be a dask.array.Array, got {type(input).__module__}." \
               f"{type(input).__qualname__}; use xconvt.conv_transpose3d for other arrays"
         raise TypeError(msg)
+    if halo_rows not in ("slices", "blocks"):
+        msg = f"halo_rows must be 'slices' or 'blocks', got {halo_rows!r}"
+        raise ValueError(msg)
     kind = _chunk_kind(input, "input")
     weight, w_arg = _operand(weight, "weight", kind)
     bias, b_arg = _operand(bias, "bias", kind)
@@ -284,21 +460,17 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
         for a in range(3)
     ]
     x = x.rechunk((x.chunks[0], (params.in_channels,)) + tuple(a[0] for a in axes))
-    depth = {2 + a: axes[a][2] for a in range(3) if axes[a][2] != (0, 0)}
-    if depth:
-        x = da.overlap.overlap(x, depth, boundary="none", allow_rechunk=False)
     out_chunks = (x.chunks[0], (params.out_channels,)) + tuple(a[1] for a in axes)
     meta = da.utils.meta_from_array(x._meta, ndim=5, dtype=dtype)
     static = dict(
         kernel=params.kernel, stride=params.stride, padding=params.padding,
-        dilation=params.dilation, groups=params.groups,
-        halo_left=tuple(a[2][0] for a in axes), algorithm=algorithm, extra=extra,
+        dilation=params.dilation, groups=params.groups, algorithm=algorithm, extra=extra,
     )
-    name = "conv_transpose3d-" + tokenize(
-        x.name, getattr(w_arg, "key", None), getattr(b_arg, "key", None), params, static
+    halo = tuple(a[2] for a in axes)
+    token = tokenize(
+        x.name, getattr(w_arg, "key", None), getattr(b_arg, "key", None), params, static,
+        halo_rows,
     )
-    out = da.map_blocks(
-        _conv_block, x, w_arg, b_arg, name=name, chunks=out_chunks, dtype=dtype,
-        meta=meta, **static,
-    )
+    out = _graph(x, w_arg, b_arg, out_chunks, halo, static, token, meta,
+                 whole=halo_rows == "blocks")
     return out[0] if params.unbatched else out
