@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The session's last device call: GPU tests of the changed paths, host overhead,
-# the planner refactor against the code before it (paired), Dask on the GPU,
-# Nsight Compute on the gan weight gradient.  Logs to $OUT/final.log.
+# the planner refactor against the code before it (paired), Dask on the GPU and
+# on the 16-core host's CPU.  Logs to $OUT/final.log.
 set -uo pipefail
 LOG=$OUT/final.log
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl .whl-dask/*.whl >/dev/null 2>&1
@@ -18,8 +18,8 @@ for c in b2d8a88 65fb56e; do
   s "oldnew $c"
   PYTHONPATH=/tmp/site:$PWD/old/$c:$PWD timeout 100 python3 probe/oldnew.py $OUT/oldnew_$c.json >> $LOG 2>&1
 done
-s dask
-${DASK_CMD:-true} >> $LOG 2>&1
-s ncu
-timeout 80 ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats -k regex:xconvt_wgrad -c 1 python3 probe/wgrad_tiles.py big gan_k4s2 2>&1 | grep -v "^==PROF==" | tail -60 >> $LOG
+s dask gpu
+timeout 170 python3 -m bench dask --device gpu --cases vnet_k3s2_c64_big,vnet_k3s2_c64 --halo-rows slices,blocks --repeat 3 --out $OUT > /tmp/d.log 2>&1; tail -30 /tmp/d.log >> $LOG
+s dask cpu
+timeout 110 python3 -m bench dask --device cpu --worker-malloc reuse --halo-rows slices,blocks --repeat 5 --out $OUT > /tmp/c.log 2>&1; tail -30 /tmp/c.log >> $LOG
 s done
