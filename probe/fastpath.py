@@ -58,6 +58,7 @@ rows = {
     "cupy call on views, no ctx": lambda: conv(xv, wv, bv, **KW),
     "wrap (cai) in ctx": wrap_only,
     "torch.empty": lambda: torch.empty((1, 4, 6, 6, 6), device="cuda"),
+    "x.new_empty": lambda: tx.new_empty((1, 4, 6, 6, 6)),
     "cupy.empty": lambda: cupy.empty((1, 4, 6, 6, 6), cupy.float32),
     "torch.as_tensor(cai)": lambda: torch.as_tensor(out_c, device=tx.device),
     "torch.from_dlpack": lambda: torch.from_dlpack(out_c),

@@ -345,6 +345,7 @@ class _Torch(_Library):
         self.cuda_dtypes = None  # torch dtype -> NumPy dtype of the fast path
         self.devices = {}  # CUDA device index -> torch.device
         self.pointers = {}  # (address, shape, dtype, device) -> CuPy view (_pointer_view)
+        self.modules = None  # (xconvt._dispatch, xconvt._select), imported on first use
         self.cupy = None
 
     def check(self, operands):
@@ -481,7 +482,7 @@ class _Torch(_Library):
         cache.  A contiguous batched input's view comes from
         :meth:`_pointer_view`; where ``fn``'s call cache holds a plan for the
         call that writes into a given output (``into``), the output is a new
-        PyTorch tensor (``torch.empty`` on the stream) that the plan writes
+        PyTorch tensor (``new_empty`` of the input, on the stream) that the plan writes
         through its view: no CuPy allocation, no export.  Otherwise (first
         call, unbatched, other plans) ``fn`` runs on the views with the stream
         current, so that its call cache, kernels and allocations see it, and
@@ -521,11 +522,7 @@ class _Torch(_Library):
             xv = self._pointer_view(x, dtype, dev)
             plan = self._cached_plan(fn, xv, wv, bv, args, kwargs)
             if plan is not None:  # the output is PyTorch's, written in place
-                device = self.devices.get(dev)
-                if device is None:
-                    device = self.devices[dev] = self.torch.device("cuda", dev)
-                out = self.torch.empty(plan.params.batched_output_shape, dtype=dt,
-                                       device=device)
+                out = x.new_empty(plan.params.batched_output_shape)  # x's dtype, device
                 ov = self._pointer_view(out, dtype, dev)
                 if default:
                     plan.into(xv, wv, bv, ov)
@@ -546,8 +543,12 @@ class _Torch(_Library):
         :data:`xconvt._dispatch._CALLS`, still valid), if the plan can write
         into a given output (``into``) and the call is batched; else None (the
         call then takes the general route, which also fills the cache)."""
-        from . import _dispatch, _select
+        mods = self.modules
+        if mods is None:
+            from . import _dispatch, _select
 
+            mods = self.modules = (_dispatch, _select)
+        _dispatch, _select = mods
         if fn is not _dispatch.conv_transpose3d:
             return None
         key = _dispatch._call_key(xv, wv, bv, *args, kwargs["output_size"],
