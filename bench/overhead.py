@@ -5,9 +5,9 @@ called many times through every path that applies on the device:
 
 * CPU: NumPy (the anchor), PyTorch CPU tensors, JAX CPU arrays (eager), JAX under
   ``jit`` (``buffer_callback``).
-* GPU: CuPy (the anchor), PyTorch CUDA tensors on the default stream (result back
-  through DLPack and through ``__cuda_array_interface__``) and on a side stream (all
-  three through the public function, i.e. the CUDA fast path ``_Torch.fast``), the
+* GPU: CuPy (the anchor), PyTorch CUDA tensors on the default stream and on a side
+  stream (both through the public function, i.e. the CUDA fast path ``_Torch.fast``,
+  whose repeated calls write into a new PyTorch tensor), the
   same call through the general path (``torch cuda (general path)``: ``_interop.call``,
   what every PyTorch CUDA call took before the fast path), JAX GPU arrays (eager),
   JAX under ``jit``; and, for reference, the handshakes alone (``cupy.from_dlpack``
@@ -108,19 +108,7 @@ def paths(device):
         tx, tw, tb = (torch.from_numpy(a).cuda() for a in (x, w, b))
         host = lambda t: t.cpu().numpy()  # noqa: E731
 
-        def with_output(how):
-            def call():
-                old = _interop.TORCH_OUTPUT
-                _interop.TORCH_OUTPUT = how
-                try:
-                    return conv(tx, tw, tb, **KW)
-                finally:
-                    _interop.TORCH_OUTPUT = old
-            return call
-
-        out["torch cuda"] = (with_output("export"), host, csync)
-        out["torch cuda (cupy cai out)"] = (with_output("cai"), host, csync)
-        out["torch cuda (dlpack out)"] = (with_output("dlpack"), host, csync)
+        out["torch cuda"] = (lambda: conv(tx, tw, tb, **KW), host, csync)
         side = torch.cuda.Stream()
 
         def on_side():
