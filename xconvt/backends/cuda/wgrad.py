@@ -13,9 +13,10 @@ memory budget are made and added in batch chunks, in order.
 
 Tiles (rows x columns per block, positions per step, outputs per thread) are
 chosen per geometry from :data:`TILES` by the padded FLOPs each would run at
-its fitted rate; ``Cig`` of 1 to 4 (depthwise, single-channel imaging) takes
-the thin tile, whose 4 rows waste least.  float16 accumulates in float32,
-float64 in float64.
+its fitted rate: wide layers the 128x128 tile, ``Cig`` of 1 to 4 with many
+columns (depthwise, larger kernels) the thin one, whose 4 rows waste least.
+float16 accumulates in float32, float64 in float64; complex dtypes are left to
+the GEMM and FFT planners.
 """
 
 from __future__ import annotations
