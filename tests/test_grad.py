@@ -604,6 +604,10 @@ def test_wgrad_planner_choices():
                      budget=2**24)
     plan = wgrad.plan(p)
     assert plan._args[3] < 8 and plan.workspace <= max(p.budget, 256 * 8192 * 4)
+    # splits shrink so that one batch element's partial sums fit the budget
+    params, p = prob((1, 64, 64, 64, 64), (64, 32, 3, 3, 3), dict(padding=1), budget=2**22)
+    S, chunk, nb = wgrad.plan(p)._args[1:]
+    assert S * 64 * 32 * 27 * 4 <= 2**22 and S * chunk >= 64**3 and nb == 1
     # blocks fill the GPU on a layer with few tiles
     params, p = prob((2, 128, 32, 32, 32), (128, 64, 2, 2, 2), dict(stride=2))
     tile, S = wgrad.choose_tile(params), wgrad.plan(p)._args[1]

@@ -74,14 +74,18 @@ def choose_tile(params):
 
 
 def splits(params, tile, sm_count, budget, acc_size):
-    """``(S, chunk, nb)``: splits per batch element, positions per split, and batch
-    elements per launch (their partial sums within ``budget``)."""
+    """``(S, chunk, nb)``: splits per batch element (enough blocks for
+    ``_WAVES`` per SM, splits of at least ``_MIN_CHUNK`` positions, one batch
+    element's partial sums within ``budget``), positions per split, and batch
+    elements per launch (their partial sums within ``budget``; at least one)."""
     bm, bn, bk = TILES[tile][:3]
     P = math.prod(params.in_size)
     nj = params.out_channels_per_group * math.prod(params.kernel)
     blocks = -(-params.in_channels_per_group // bm) * -(-nj // bn) * params.groups
     want = max(1, -(-_WAVES * max(sm_count, 1) // (blocks * params.batch)))
-    S = max(1, min(want, -(-P // _MIN_CHUNK)))
+    # one batch element's partial sums within the budget where they can be
+    fit = budget // max(1, params.in_channels * nj * acc_size)
+    S = max(1, min(want, -(-P // _MIN_CHUNK), fit))
     chunk = -(-(-(-P // S)) // bk) * bk
     S = -(-P // chunk)
     per_element = S * params.in_channels * nj * acc_size
