@@ -131,9 +131,11 @@ class _Export:
     """The CUDA array interface (version 2: no ``stream`` entry, so the consumer
     waits on nothing) of CuPy array ``out``, whose memory it keeps alive.
 
-    Used only where ``out`` was written on the consumer's current stream (the
-    PyTorch fast path), so no synchronization is owed; the interface dictionary
-    is built directly (CuPy's property also looks up the current stream).
+    :meth:`_Torch.wrap` hands results to PyTorch through it while PyTorch's
+    current stream is CuPy's (the kernels that wrote ``out`` were queued there),
+    so no synchronization is owed; PyTorch does not read CuPy's ``stream`` entry
+    either.  The interface dictionary is built directly (CuPy's property also
+    looks up the current stream).
     """
 
     __slots__ = ("__cuda_array_interface__", "owner")
@@ -576,10 +578,8 @@ class _Torch(_Library):
         if view is None:
             if len(self.pointers) >= 256:
                 self.pointers.clear()
-            cuda = self.cupy.cuda
-            mem = cuda.UnownedMemory(key[0], t.numel() * dtype.itemsize, None, dev)
-            view = self.pointers[key] = self.cupy.ndarray(tuple(t.shape), dtype,
-                                                          cuda.MemoryPointer(mem, 0))
+            view = self.pointers[key] = cupy_view(key[0], tuple(t.shape), dtype, None, None,
+                                                  dev)
         return view
 
     def _input_view(self, t, dtype, dev):
