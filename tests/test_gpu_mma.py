@@ -241,3 +241,66 @@ def test_mma_64bit_indices():
         ref = cupy.einsum("chw,co->ohw", xs, w.reshape(2, 2).astype(cupy.float32))
         got = out[0, :, d].astype(cupy.float32)
         assert float(cupy.abs(got - ref).max()) <= 2e-3 * float(cupy.abs(ref).max())
+
+
+# ------------------------------------------------------------------ conv3d
+@settings(max_examples=40, deadline=None)
+@given(cfg=configs(batches=(1, 2), max_channels=6), seed=seeds,
+       mode=st.sampled_from(list(BOUNDS)), variant=st.sampled_from(["tap", "cl", "cl_slab"]))
+def test_mma_conv3d_random(cfg, seed, mode, variant):
+    """conv3d on the tensor cores (``Conv3dGemm``: A read from y at the stride)
+    over random geometries (groups, dilation, odd sizes, bias), each precision
+    and dtype, against the float64 conv3d of the rounded operands."""
+    from hypothesis import assume
+
+    from xconvt._params import conv3d_params
+    from xconvt.backends.cuda import mma
+
+    from .reference import conv3d_ref, triple
+
+    assume(variant != "cl_slab" or triple(cfg.stride) == (1, 1, 1))
+    rng = np.random.default_rng(seed)
+    _, w, b = cfg.arrays(seed, "float64")
+    y = rng.standard_normal((cfg.batch or 1,) + tuple(cfg.output_shape[-4:]))
+    kw = dict(stride=cfg.stride, padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups)
+    params, _ = conv3d_params(y.shape, w.shape, None, **kw)
+    geo = mma.Conv3dGemm(params)
+    bias = None if b is None else rng.standard_normal(w.shape[0])
+    dt = _storage(mode)
+    ys, ws = y.astype(dt), w.astype(dt)
+    bs = None if bias is None else bias.astype(dt)
+    out = _poisoned(geo.batched_output_shape, np.dtype(dt))
+    prec = "tf32" if mode == "tf32" else "float32"
+    got = mma.mma_direct(geo, _dev(ys), _dev(ws), None if bs is None else _dev(bs), prec,
+                         out=out, variant=variant)
+    host = _host(got)
+    assert not np.isnan(host).any(), "unwritten (NaN) outputs"
+    ref = conv3d_ref(ys.astype(np.float64), ws.astype(np.float64),
+                     None if bs is None else bs.astype(np.float64), **kw)
+    assert rel_l2(host, ref) <= BOUNDS[mode], mode
+
+
+@pytest.mark.parametrize("mode", list(BOUNDS))
+def test_mma_conv3d_suite_like(mode):
+    """A vnet-like strided layer (K = 27 taps x 32 channels, several tiles)
+    through the conv3d planner, against float64."""
+    from xconvt import _select
+    from xconvt._params import conv3d_params
+    from xconvt._plan import Problem, cuda_device
+
+    from .reference import conv3d_ref
+
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal((2, 32, 18, 20, 22))
+    w = rng.standard_normal((48, 32, 3, 3, 3)) / math.sqrt(32 * 27)
+    kw = dict(stride=2, padding=1)
+    params, _ = conv3d_params(y.shape, w.shape, None, **kw)
+    dt = _storage(mode)
+    dtname = "float32" if dt is np.float32 else np.dtype(dt).name
+    prob = Problem("conv3d", params, dtname, cuda_device(0),
+                   "tf32" if mode == "tf32" else "float32", 2**30)
+    plan = _select.named_plan("cuda.mma_conv3d", prob)
+    ys, ws = y.astype(dt), w.astype(dt)
+    host = _host(plan(_dev(ys), _dev(ws), None))
+    ref = conv3d_ref(ys.astype(np.float64), ws.astype(np.float64), None, **kw)
+    assert rel_l2(host, ref) <= BOUNDS[mode], mode

@@ -422,9 +422,11 @@ def test_gpu_adjoint_identity(cfg, seed, algorithm):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("plan", ["cuda.conv3d_direct", "cuda.gemm_conv3d"])
+@pytest.mark.parametrize("plan", ["cuda.conv3d_direct", "cuda.gemm_conv3d", "cuda.conv3d_fma",
+                                  "cuda.mma_conv3d"])
 def test_gpu_conv3d_each_plan(plan):
-    """Both direct-algorithm GPU plans of conv3d, on strided, dilated, grouped layers."""
+    """Each direct-algorithm GPU plan of conv3d, on strided, dilated, grouped
+    layers, with and without bias (the tensor cores in float32 only)."""
     cp = pytest.importorskip("cupy")
     from xconvt._plan import Problem, cuda_device
 
@@ -434,15 +436,16 @@ def test_gpu_conv3d_each_plan(plan):
                        ((1, 4, 12, 12, 12), (4, 4, 5, 5, 5), dict(padding=2, dilation=1)),
                        ((1, 6, 10, 9, 8), (3, 2, 2, 3, 2), dict(stride=(2, 1, 3), groups=3,
                                                                 dilation=(1, 2, 1)))]:
-        for dtype in ("float32", "float64"):
+        for dtype in ("float32",) if plan == "cuda.mma_conv3d" else ("float32", "float64"):
             y, w = rng.standard_normal(ys).astype(dtype), rng.standard_normal(ws).astype(dtype)
+            b = rng.standard_normal(ws[0]).astype(dtype)
             params, _ = conv3d_params(ys, ws, None, **kw)
             prob = Problem("conv3d", params, dtype, cuda_device(0))
-            p = (adjoint_cuda.plan_conv3d if plan.endswith("direct") else
-                 adjoint.plan_conv3d)(prob)
+            p = _select.named_plan(plan, prob)
             assert p.name == plan
-            out = p(cp.asarray(y), cp.asarray(w), None)
-            assert_close(out, conv3d_ref(y, w, None, **kw), dtype, what=plan)
+            for bias in (None, b):
+                out = p(cp.asarray(y), cp.asarray(w), None if bias is None else cp.asarray(bias))
+                assert_close(out, conv3d_ref(y, w, bias, **kw), dtype, what=plan)
 
 
 @pytest.mark.gpu

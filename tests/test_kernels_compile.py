@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from xconvt.backends.cuda import fused, gather, gemm, pointwise, remap, runtime, tile, wgrad
+from xconvt.backends.cuda import (conv3d, fused, gather, gemm, pointwise, remap, runtime, tile,
+                                  wgrad)
 from xconvt.backends.fft import one_pass
 
 NVCC = shutil.which("nvcc")
@@ -27,7 +28,11 @@ CTYPES = runtime.CTYPES
 def _instances():
     """Family source -> template instantiations to compile."""
     out = {fused.SOURCE: [], gemm.SOURCE: [], pointwise.SOURCE: [], gather.SOURCE: [],
-           tile.SOURCE: [], remap.SOURCE: [], wgrad.SOURCE: [], one_pass.KERNELS: []}
+           tile.SOURCE: [], remap.SOURCE: [], wgrad.SOURCE: [], one_pass.KERNELS: [],
+           conv3d.SOURCE: []}
+    for ctype, wb in (("float", 4), ("double", 2)):
+        for cob in conv3d.COBS:
+            out[conv3d.SOURCE].append(f"xconvt_conv3d_fma<{ctype}, {cob}, {wb}>")
     for ro in (1, 2, 4, 8, 12, 16):
         for twx in (1, 2, 3, 5, 8, 13):
             out[fused.SOURCE].append(f"xconvt_fused<float, int, {ro}, {fused.RW}, {twx}>")
@@ -101,7 +106,8 @@ def test_every_family_source_is_compiled_here():
 @pytest.mark.parametrize("module, struct, fields", [
     (fused, "FusedArgs", "_FUSED_FIELDS"), (gemm, "Col2imArgs", "_COL2IM_FIELDS"),
     (pointwise, "PointwiseArgs", "_POINTWISE_FIELDS"), (gather, "GatherArgs", "_GATHER_FIELDS"),
-    (tile, "TileArgs", "_TILE_FIELDS"), (wgrad, "WgradArgs", "_FIELDS")])
+    (tile, "TileArgs", "_TILE_FIELDS"), (wgrad, "WgradArgs", "_FIELDS"),
+    (conv3d, "Conv3dArgs", "FIELDS")])
 def test_argument_structs_match_the_host(module, struct, fields):
     """The host packs each kernel's scalar arguments as int32 fields in a fixed
     order; the C struct must list the same fields in the same order."""

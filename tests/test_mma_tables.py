@@ -55,7 +55,10 @@ def pack_index(params, bn, bk):
         t = tap.reshape(1, -1, 1, 1)
         c = np.arange(cp).reshape(1, 1, -1, 1)
         o = np.arange(np_).reshape(1, 1, 1, -1)
-        src = ((g * cig + c) * cog + o) * (kd * kh * kw) + t
+        if isinstance(params, cuda_mma.Conv3dGemm):  # w [G*cog][cig][K3]: K channels 2nd
+            src = ((g * cog + o) * cig + c) * (kd * kh * kw) + t
+        else:
+            src = ((g * cig + c) * cog + o) * (kd * kh * kw) + t
         parts.append(np.where((c < cig) & (o < cog), src, -1).ravel())
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
@@ -81,6 +84,8 @@ def _replay(params, x, w, b, cfg):
     ID, IH, IW = params.in_size
     OD, OH, OW = params.out_size
     ed, eh, ew = (ax[0].step for ax in params.axis_phases)
+    qd, qh, qw = cuda_mma._in_step(params)  # conv3d: A read at the stride
+    assert cfg.slab in (0, 3) or (qd, qh, qw) == (1, 1, 1)
     TD, TH, TW = cfg.box
     ncb = -(-cig // bk)
     np_ = -(-cog // bn) * bn
@@ -156,9 +161,9 @@ def _replay(params, x, w, b, cfg):
             mc = np.minimum(mtile * bm + np.arange(bm), N * per_n - 1)
             nbc = mc // per_n
             qc = mc - nbc * per_n
-            a_row = ((((nbc * PD + LD + row[C["bd"]] + qc // (cw * ch)) * PH + LH + row[C["bh"]]
-                       + (qc // cw) % ch) * PW + LW + row[C["bw"]] + qc % cw) * CT
-                     + g * ncb * bk)
+            a_row = ((((nbc * PD + LD + row[C["bd"]] + qd * (qc // (cw * ch))) * PH + LH
+                       + row[C["bh"]] + qh * ((qc // cw) % ch)) * PW + LW + row[C["bw"]]
+                      + qw * (qc % cw)) * CT + g * ncb * bk)
         for kc in range(ntaps * ncb):
             if cfg.slab in (1, 2, 4):
                 cb, t = divmod(kc, ntaps)
@@ -192,9 +197,9 @@ def _replay(params, x, w, b, cfg):
                 toff = (ud * ed * SH + uh * eh) * SW + uw * ew
                 a = slab[:, moff + toff].T                                   # [m, k]
             else:
-                i_d = row[C["bd"]] + jd + ud * ed
-                i_h = row[C["bh"]] + jh + uh * eh
-                i_w = row[C["bw"]] + jw + uw * ew
+                i_d = row[C["bd"]] + qd * jd + ud * ed
+                i_h = row[C["bh"]] + qh * jh + uh * eh
+                i_w = row[C["bw"]] + qw * jw + uw * ew
                 ok = (ok_m & (i_d >= 0) & (i_d < ID) & (i_h >= 0) & (i_h < IH)
                       & (i_w >= 0) & (i_w < IW))
                 valid = ok[:, None] & (c < cig)[None, :]
@@ -270,6 +275,76 @@ def test_replay_small_tiles_many_blocks(slab):
     got = _replay(params, x, w, b, _cfg(params, 64, 32, 16, slab))
     np.testing.assert_allclose(got, conv_transpose3d_ref(x, w, b, **kw), rtol=1e-10,
                                atol=1e-10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cfg=configs(batches=(1, 2), max_channels=5), seed=seeds,
+       tile=st.sampled_from([(128, 32, 16), (64, 64, 16), (128, 64, 32)]),
+       slab=st.sampled_from([0, 3, 4]))
+def test_conv3d_gemm_replay_to_reference(cfg, seed, tile, slab):
+    """conv3d as one phase of the kernel (``Conv3dGemm``: A read from y at the
+    stride, every tap real), replayed block by block, against the float64
+    conv3d written from the definition; the box staging only at stride 1."""
+    from hypothesis import assume
+
+    from xconvt._params import conv3d_params
+
+    from .reference import conv3d_ref, triple
+
+    assume(slab != 4 or triple(cfg.stride) == (1, 1, 1))
+    _, w, b = cfg.arrays(seed, "float64")
+    batch = cfg.batch or 1
+    rng = np.random.default_rng(seed + 1)
+    shape = (batch,) + tuple(cfg.output_shape[-4:])
+    y = rng.standard_normal(shape)
+    kw = dict(stride=cfg.stride, padding=cfg.padding, dilation=cfg.dilation,
+              groups=cfg.groups)
+    params, crop = conv3d_params(y.shape, w.shape, None if b is None else (w.shape[0],), **kw)
+    assert crop == (0, 0, 0)
+    geo = cuda_mma.Conv3dGemm(params)
+    bias = None if b is None else rng.standard_normal(w.shape[0])
+    got = _replay(geo, y, w, bias, _cfg(geo, *tile, slab))
+    np.testing.assert_allclose(got, conv3d_ref(y, w, bias, **kw), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("slab", [0, 3])
+def test_conv3d_gemm_replay_many_blocks(slab):
+    """Strided, dilated, grouped conv3d with several m and n tiles and channel blocks."""
+    from xconvt._params import conv3d_params
+
+    from .reference import conv3d_ref
+
+    rng = np.random.default_rng(7)
+    y = rng.standard_normal((2, 36, 9, 7, 11))
+    w = rng.standard_normal((70, 18, 3, 2, 3))
+    b = rng.standard_normal(70)
+    kw = dict(stride=(2, 1, 3), padding=(1, 0, 2), dilation=(1, 2, 2), groups=2)
+    params, _ = conv3d_params(y.shape, w.shape, b.shape, **kw)
+    geo = cuda_mma.Conv3dGemm(params)
+    got = _replay(geo, y, w, b, _cfg(geo, 64, 32, 16, slab))
+    np.testing.assert_allclose(got, conv3d_ref(y, w, b, **kw), rtol=1e-10, atol=1e-10)
+
+
+def test_conv3d_gemm_planner():
+    """The conv3d planner: an MmaPlan over Conv3dGemm on the GPU, no box
+    stagings with a stride, reasons elsewhere."""
+    from dataclasses import replace
+
+    from xconvt._params import conv3d_params
+
+    p = _problem((1, 32, 8, 8, 8), (32, 32, 3, 3, 3), "float32")
+    params, _ = conv3d_params((2, 64, 32, 32, 32), (32, 64, 3, 3, 3), None, stride=2,
+                              padding=1)
+    plan = cuda_mma.plan_conv3d(replace(p, op="conv3d", params=params))
+    assert isinstance(plan, cuda_mma.MmaPlan) and plan.name == "cuda.mma_conv3d"
+    assert plan.cfg.slab in (0, 3) and isinstance(plan.params, cuda_mma.Conv3dGemm)
+    assert plan.params.batched_output_shape == (2, 32, 16, 16, 16)
+    assert "conv3d" in cuda_mma.plan_conv3d(p)
+    assert "compute capability" in cuda_mma.plan_conv3d(replace(
+        p, op="conv3d", params=params, device=replace(p.device, compute_capability=(7, 5))))
+    for c in cuda_mma._candidates(cuda_mma.Conv3dGemm(params), "float32", "float32", 232448,
+                                  None):
+        assert c.slab in (0, 3)
 
 
 def _problem(shape_x, shape_w, dtype, precision="float32", cc=(9, 0), budget=256 << 20,

@@ -59,6 +59,8 @@ _REGISTRY = {
         Planner("cuda.fused", "direct", _CUDA + "fused"),
         Planner("fft.one_pass", "fft", _FFT + "one_pass"),
         Planner("fft.chunked", "fft", _FFT + "chunked"),
+        Planner("cuda.mma_conv3d", "direct", _CUDA + "mma", "plan_conv3d", _CONV3D),
+        Planner("cuda.conv3d_fma", "direct", _CUDA + "conv3d", "plan", _CONV3D),
         Planner("cuda.conv3d_direct", "direct", _ADJ + "_cuda", "plan_conv3d", _CONV3D),
         Planner("cuda.gemm_conv3d", "direct", _ADJ, "plan_conv3d", _CONV3D),
         Planner("cuda.fft_conv3d", "fft", _ADJ + "_fft", "plan_conv3d", _CONV3D),

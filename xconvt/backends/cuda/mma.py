@@ -44,6 +44,7 @@ float16, bfloat16 (``ml_dtypes.bfloat16``)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -54,8 +55,8 @@ from ..._params import dtype_name
 from ..._plan import Plan
 from . import runtime as rt
 
-__all__ = ["MMA_FIELDS", "MmaConfig", "MmaPlan", "mma_config", "mma_direct", "mma_tables",
-           "pack_taps", "plan"]
+__all__ = ["MMA_FIELDS", "Conv3dGemm", "MmaConfig", "MmaPlan", "mma_config", "mma_direct",
+           "mma_tables", "pack_taps", "plan", "plan_conv3d"]
 
 _SOURCE_PATH = Path(__file__).with_name("kernels") / "mma.cu"
 _INT32_MAX = 2**31 - 1
@@ -67,7 +68,7 @@ DTYPES = {"float32": (0, 4), "float16": (1, 2), "bfloat16": (2, 2)}
 MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
               "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL",
-              "PD", "PH", "PW", "LD", "LH", "LW", "CT")
+              "PD", "PH", "PW", "LD", "LH", "LW", "CT", "QD", "QH", "QW")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
 META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
@@ -119,6 +120,81 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
 _CL_TILES = 8
 #: The channels-last copy: (launch s, bytes per second) for x read and the copy written.
 _CL_COPY = (4e-6, 2.5e12)
+
+
+def _in_step(params):
+    """Input step between neighbouring output positions of a phase, per axis."""
+    return getattr(params, "in_step", (1, 1, 1))
+
+
+@dataclass(frozen=True)
+class GatherAxis:
+    """One axis of :class:`Conv3dGemm`'s single phase: output ``first + j``
+    (``j < count``) reads input ``base + j*q + u*step`` with kernel tap
+    ``taps[u]`` (the fields of :class:`xconvt._params.AxisPhase`, plus the
+    input step ``q``)."""
+
+    first: int
+    count: int
+    base: int
+    step: int
+    taps: tuple
+    q: int
+
+    @property
+    def pad_lo(self):
+        """Zeros needed before input index 0."""
+        return max(0, -self.base)
+
+    def pad_hi(self, in_size):
+        """Zeros needed after input index ``in_size - 1``."""
+        last = self.base + (self.count - 1) * self.q + (len(self.taps) - 1) * self.step
+        return max(0, last - (in_size - 1))
+
+
+@dataclass(frozen=True)
+class Conv3dGemm:
+    """conv3d as one phase of ``xconvt_mma``: the adjoint of ``params``'
+    transposed convolution, ``x[n, c, i] = sum_{o, k} w[c, o, k] y[n, o, i*s +
+    k*d - p]``, is the GEMM
+
+        C[m, c] = sum_{(k, o)} A[m, (k, o)] B[(k, o), c]
+        m = (n, i)     the positions of x (the kernel's outputs), W fastest
+        A[m, (k, o)] = y[n, g*Cog + o, i*s + k*d - p]   (0 outside y)
+        B[(k, o), c] = w[g*Cig + c, o, k]
+
+    every tap a real one (no space-to-depth rewrite, no zero taps), A read at
+    the stride ``s`` (the kernel's ``QD, QH, QW``).  It has the attributes of
+    :class:`xconvt._params.ConvParams` that this module reads, with the
+    channels and sizes of y (input) and x (output) in the kernel's roles.
+    """
+
+    params: object  # the transposed convolution's ConvParams
+
+    batch = property(lambda self: self.params.batch)
+    groups = property(lambda self: self.params.groups)
+    in_channels = property(lambda self: self.params.out_channels)
+    out_channels = property(lambda self: self.params.in_channels)
+    in_channels_per_group = property(lambda self: self.params.out_channels_per_group)
+    out_channels_per_group = property(lambda self: self.params.in_channels_per_group)
+    in_size = property(lambda self: self.params.out_size)
+    out_size = property(lambda self: self.params.in_size)
+    kernel = property(lambda self: self.params.kernel)
+    stride = (1, 1, 1)  # output step of the phase
+    in_step = property(lambda self: self.params.stride)
+    input_shape = property(lambda self: self.params.batched_output_shape)
+    batched_output_shape = property(lambda self: self.params.input_shape)
+
+    @property
+    def axis_phases(self):
+        p = self.params
+        return tuple((GatherAxis(0, p.in_size[a], -p.padding[a], p.dilation[a],
+                                 tuple(range(p.kernel[a])), p.stride[a]),)
+                     for a in range(3))
+
+    def phases(self):
+        tri = tuple(ax[0] for ax in self.axis_phases)
+        return [tri] if all(ph.count for ph in tri) else []
 
 
 def _mode(dtype, precision):
@@ -296,6 +372,8 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
                     continue
                 if slab in (1, 2) and wm * wn >= 64 * 64:
                     continue  # the register and 4-byte slabs keep their original tiles
+                if slab in (1, 2, 4) and _in_step(params) != (1, 1, 1):
+                    continue  # box tiles read unit-step input boxes only
                 if slab >= 3 and params.batch > 65535:
                     continue  # the layout copy's grid has one z block per sample
                 if slab == 4 and math.prod(cl_layout(params, bk)[0]) > _INT32_MAX:
@@ -521,8 +599,13 @@ class _Launch:
         self.n_idx = ityp(n_packed)
         self.padded = ncb * cfg.bk != cig or np_ != cog
         k3 = math.prod(params.kernel)
+        # w's strides between K channels and between N columns (Conv3dGemm:
+        # w is [G*Cog][Cig][K3], its K channels on the second axis)
+        kstride, nstride = ((k3, cig * k3) if isinstance(params, Conv3dGemm)
+                            else (cog * k3, k3))
         self.pack_args = (self.tapoff, self.gstride, None, np.int32(cig), np.int32(cog),
-                          np.int32(k3), np.int32(np_), ityp(n_packed))
+                          np.int32(k3), np.int32(np_), ityp(n_packed), ityp(kstride),
+                          ityp(nstride))
         self.pack_grid = (params.in_channels, -(-k3 // 32), -(-cog // 32))
         def get(name):
             return rt.kernel(_SOURCE_PATH, name)
@@ -549,7 +632,8 @@ class _Launch:
             NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn,
             TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
             WSMALL=n_packed if cfg.mode == 1 else 0,
-            PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0)
+            PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0,
+            **dict(zip(("QD", "QH", "QW"), _in_step(params))))
         self.to_cl = None
         if cfg.slab >= 3:
             ext, lo, ct = cl_layout(params, cfg.bk)
@@ -617,10 +701,10 @@ class MmaPlan(Plan):
 
     algorithm = "direct"
 
-    def __init__(self, params, cfg, estimate_s, mode_name):
+    def __init__(self, params, cfg, estimate_s, mode_name, name="cuda.mma"):
         self.params, self.cfg = params, cfg
         self.estimate = float(estimate_s)
-        self.name = "cuda.mma"
+        self.name = name
         nw = _sizes(params, cfg.bk, cfg.bn)[2] * (2 if cfg.mode == 1 else 1)
         if cfg.slab >= 3:
             nw += cl_elements(params, cfg.bk)
@@ -650,26 +734,39 @@ def plan(problem):
     ``device`` (``kind``, ``compute_capability``, ``sm_count``,
     ``smem_per_block``), as :class:`xconvt._plan.Problem`.
     """
-    dev = problem.device
     if problem.op != "conv_transpose3d":
         return f"the tensor-core kernel computes conv_transpose3d only, not {problem.op}"
+    return _plan(problem, problem.params, "cuda.mma")
+
+
+def plan_conv3d(problem):
+    """Planner: conv3d on the tensor cores (:class:`Conv3dGemm`: one GEMM over
+    every real tap, A read from y at the stride), an :class:`MmaPlan` whose
+    call is ``plan(y, w, b) -> x``, or the reason it does not apply."""
+    if problem.op != "conv3d":
+        return f"computes conv3d, not {problem.op}"
+    return _plan(problem, Conv3dGemm(problem.params), "cuda.mma_conv3d")
+
+
+def _plan(problem, params, name):
+    dev = problem.device
     if dev.kind != "cuda":
         return "the tensor-core kernel runs on CUDA devices only"
     if tuple(dev.compute_capability) < (8, 0):
         cc = ".".join(map(str, dev.compute_capability))
         return f"mma.sync with TF32/bf16 needs compute capability 8.0 or later, got {cc}"
-    got = mma_config(problem.params, problem.dtype, problem.precision, dev.sm_count,
+    mode_name = (_mode(problem.dtype, problem.precision) or (None, None))[1]
+    got = mma_config(params, problem.dtype, problem.precision, dev.sm_count,
                      dev.smem_per_block)
     if isinstance(got, str):
         return got
     cfg, t = got
-    plan = MmaPlan(problem.params, cfg, t, _mode(problem.dtype, problem.precision)[1])
+    plan = MmaPlan(params, cfg, t, mode_name, name)
     if plan.workspace > problem.budget and cfg.slab >= 3:  # without the copy of x
-        got = mma_config(problem.params, problem.dtype, problem.precision, dev.sm_count,
+        got = mma_config(params, problem.dtype, problem.precision, dev.sm_count,
                          dev.smem_per_block, "tap")
         if not isinstance(got, str):
-            plan = MmaPlan(problem.params, got[0], got[1],
-                           _mode(problem.dtype, problem.precision)[1])
+            plan = MmaPlan(params, got[0], got[1], mode_name, name)
     if plan.workspace > problem.budget:
         return (f"its workspace takes {plan.workspace} bytes, over the memory budget of "
                 f"{problem.budget}")

@@ -74,11 +74,15 @@ struct MmaArgs {
   int TD, TH, TW, SC;
   int WSMALL;
   int PD, PH, PW, LD, LH, LW, CT;
+  int QD, QH, QW;
 };
 // (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
 // a slab buffer.  WSMALL: MODE 1, offset of the small halves of the packed
 // weights.  PD, PH, PW, LD, LH, LW, CT: SLAB 3, the channels-last copy's
-// padded extents, its leading halo and its channels per position.)
+// padded extents, its leading halo and its channels per position.  QD, QH,
+// QW: the input step between neighbouring output positions of a phase, 1 for
+// the transposed convolution, the stride for conv3d (cuda/mma.py, Conv3dGemm);
+// the box stagings (SLAB 1, 2, 4) take 1 only.)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
@@ -310,9 +314,9 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     int nb, jd, jh, jw;
     a_ok = decode(am, nb, jd, jh, jw);
     a_base = ((I)nb * a.Cin + (I)g * Cig + ak0) * V;
-    id0 = pm[P_BD] + jd;
-    ih0 = pm[P_BH] + jh;
-    iw0 = pm[P_BW] + jw;
+    id0 = pm[P_BD] + jd * a.QD;
+    ih0 = pm[P_BH] + jh * a.QH;
+    iw0 = pm[P_BW] + jw * a.QW;
   }
   // ---- A, SLAB == 3: chunk q = tid + i * THREADS is row q / CPR, column
   // chunk tid % CPR; a row past the phase's end reads the last position
@@ -322,8 +326,9 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     for (int i = 0; i < ACH; ++i) {
       int nb, jd, jh, jw;
       if (!decode((tid + i * THREADS) / CPR, nb, jd, jh, jw)) decode(Mph - 1 - m0, nb, jd, jh, jw);
-      a_row[i] = ((((I)nb * a.PD + a.LD + pm[P_BD] + jd) * a.PH + a.LH + pm[P_BH] + jh) * a.PW +
-                  a.LW + pm[P_BW] + jw) * a.CT + g * nCB * BK + (tid % CPR) * (16 / ES);
+      a_row[i] = ((((I)nb * a.PD + a.LD + pm[P_BD] + jd * a.QD) * a.PH + a.LH + pm[P_BH] +
+                   jh * a.QH) * a.PW + a.LW + pm[P_BW] + jw * a.QW) * a.CT + g * nCB * BK +
+                 (tid % CPR) * (16 / ES);
     }
   }
   auto load_a = [&](int t, int cb, int st) {
@@ -803,9 +808,12 @@ xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs
   }
 }
 
-// Packed weights straight from w [Cin][Cog][K3] (K3 = kd*kh*kw): per input
-// channel, 32 x 32 tiles of (o, kernel tap) through shared memory, read along
-// the taps and written along o.  Kernel tap k goes to dst[tapoff[k] +
+// Packed weights straight from w: per K channel cc = g*Cig + c, 32 x 32 tiles
+// of (o, kernel tap) through shared memory, read along the taps and written
+// along o; element (g, c, o, k) is src[g*Cig*Cog*K3 + c*kstride + o*nstride +
+// k] (K3 = kd*kh*kw): w [Cin][Cog][K3] (kstride Cog*K3, nstride K3) for the
+// transposed convolution, w [G*Cog][Cig][K3] (kstride K3, nstride Cig*K3) for
+// conv3d, whose K channels are w's second axis.  Kernel tap k goes to dst[tapoff[k] +
 // g*gstride[k] + c*NP + o] (tapoff -1: a tap of no phase with outputs); the
 // host zeroes dst first where channels or columns are padded.  CONV 0: bit
 // copy; 1: float rounded to tf32; 2: also the small half tf32(v - big), at
@@ -814,16 +822,16 @@ template <typename U, typename I, int CONV>
 __global__ void __launch_bounds__(256)
 xconvt_mma_pack_t(const U* __restrict__ src, const I* __restrict__ tapoff,
                   const I* __restrict__ gstride, U* __restrict__ dst, int Cig, int Cog, int K3,
-                  int NP, I small) {
+                  int NP, I small, I kstride, I nstride) {
   __shared__ U tile[32][33];
   const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
   const int cc = blockIdx.x, k0 = blockIdx.y * 32, o0 = blockIdx.z * 32;
   const int g = cc / Cig, c = cc - g * Cig;
-  const U* s = src + (I)cc * Cog * K3;
+  const U* s = src + (I)g * Cig * Cog * K3 + (I)c * kstride;
 #pragma unroll
   for (int j = ty; j < 32; j += 8) {
     const int o = o0 + j, k = k0 + tx;
-    tile[j][tx] = (o < Cog && k < K3) ? s[(I)o * K3 + k] : (U)0;
+    tile[j][tx] = (o < Cog && k < K3) ? s[(I)o * nstride + k] : (U)0;
   }
   __syncthreads();
 #pragma unroll
