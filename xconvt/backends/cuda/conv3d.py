@@ -36,7 +36,7 @@ COBS = (1, 2, 4, 8, 16)
 # WB FMAs (twice for float64), at _EFFICIENCY of the issue rate; y and x once
 # through HBM; a launch.
 _ISSUE = 132 * 4 * 1.7e9
-_EFFICIENCY = 0.6
+_EFFICIENCY = 0.41  # H100, 2026-12-02: measured/modelled 1.1-1.7 over the suite (median 1.45)
 _BANDWIDTH = 3.0e12
 _CALL = 12e-6
 
@@ -55,7 +55,8 @@ def config(params, dtype, smem_per_block=rt.SMEM_DEFAULT):
                 f"{smem_per_block} bytes of shared memory")
     if params.batch * params.groups * -(-cx // cob) > 65535:
         return "batch x groups x channel blocks exceed the grid's 65535 y blocks"
-    return cob, (2 if dtype == "float64" else 4)
+    wide = cob <= 2  # few channels: more positions per thread (independent loads in flight)
+    return cob, (2 if dtype == "float64" else 4) * (2 if wide else 1)
 
 
 def estimate(params, dtype, cob, wb, sm_count=132):

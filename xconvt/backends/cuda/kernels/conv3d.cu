@@ -75,6 +75,7 @@ xconvt_conv3d_fma(const T* __restrict__ y, const T* __restrict__ w,
         if (zh < 0 || zh >= a.OH) continue;
         const T* row = yo + ((long long)zd * a.OH + zh) * a.OW;
         const T* wk = wo + (kd * a.KH + kh) * a.KW * COB;
+#pragma unroll 2
         for (int kw = 0; kw < a.KW; ++kw) {
           T v[WB];
 #pragma unroll
