@@ -33,7 +33,7 @@ def _instances():
     for ctype, wb in (("float", 4), ("double", 2)):
         for cob in conv3d.COBS:  # conv3d.config: twice the positions for 1 or 2 channels
             out[conv3d.SOURCE].append(
-                f"xconvt_conv3d_fma<{ctype}, {cob}, {wb * (2 if cob <= 2 else 1)}>")
+                f"xconvt_conv3d_fma<{ctype}, {cob}, {2 if cob <= 2 else wb}>")
     for ro in (1, 2, 4, 8, 12, 16):
         for twx in (1, 2, 3, 5, 8, 13):
             out[fused.SOURCE].append(f"xconvt_fused<float, int, {ro}, {fused.RW}, {twx}>")
