@@ -108,6 +108,15 @@ __device__ __forceinline__ unsigned to_tf32(float v) {
 
 // The mma asm statements are not volatile: they only read and write
 // registers, so the compiler may schedule them among the fragment loads.
+// c = a*b (a fresh accumulator: nothing to clear first)
+__device__ __forceinline__ void mma_tf32_zero(float (&c)[4], const unsigned (&a)[4],
+                                              const unsigned (&b)[2]) {
+  asm(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%10,%10,%10,%10};\n"
+      : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(0.f));
+}
 __device__ __forceinline__ void mma_tf32(float (&c)[4], const unsigned (&a)[4],
                                          const unsigned (&b)[2]) {
   asm(
@@ -331,9 +340,8 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
                  (tid % CPR) * (16 / ES);
     }
   }
-  auto load_a = [&](int t, int cb, int st) {
+  auto load_a = [&](int ud, int uh, int uw, int cb, int st) {
     if constexpr (CL) {
-      const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
       const I toff = (((I)ud * a.ed * a.PH + uh * a.eh) * a.PW + uw * a.ew) * a.CT + cb * BK;
 #pragma unroll
       for (int i = 0; i < ACH; ++i) {
@@ -342,7 +350,6 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
                    x + a_row[i] + toff);
       }
     } else if constexpr (SLAB == 0) {
-      const int uw = t % nw, uh = (t / nw) % nh, ud = t / (nw * nh);
       const int id = id0 + ud * a.ed, ih = ih0 + uh * a.eh, iw = iw0 + uw * a.ew;
       const bool ok = a_ok && id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW;
       const int c0 = cb * BK + ak0;
@@ -567,6 +574,13 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
       // B arrives rounded (big; small in the second stage set) from the
       // pack; slab A is stored rounded (big; small KP rows further).
       const unsigned* B = reinterpret_cast<const unsigned*>(Bs) + st * B_STAGE;
+      // KACC (3xTF32, 128-thread tiles, whose registers allow it): the K
+      // block's products go to fresh accumulators tk, added to the running
+      // ones once per block instead of once per k8 step (a quarter to half
+      // the FADDs); tk holds BK/8 steps, so the tensor cores' truncation
+      // stays relative to one block's partial sum and does not grow with K.
+      constexpr bool KACC = MODE == 1 && THREADS == 128;
+      float tk[KACC ? MT : 1][KACC ? NT : 1][4];
 #pragma unroll
       for (int kk = 0; kk < BK; kk += 8) {
         unsigned ab[MT][4], bb[NT][2];
@@ -615,7 +629,27 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
 #pragma unroll
         for (int i = 0; i < MT; ++i)
 #pragma unroll
-          for (int j = 0; j < NT; ++j) mma_f32(acc[i][j], ab[i], as_[i], bb[j], bs_[j]);
+          for (int j = 0; j < NT; ++j) {
+            if constexpr (KACC) {
+              if (kk == 0) {
+                mma_tf32_zero(tk[i][j], as_[i], bb[j]);
+              } else {
+                mma_tf32(tk[i][j], as_[i], bb[j]);
+              }
+              mma_tf32(tk[i][j], ab[i], bs_[j]);
+              mma_tf32(tk[i][j], ab[i], bb[j]);
+            } else {
+              mma_f32(acc[i][j], ab[i], as_[i], bb[j], bs_[j]);
+            }
+          }
+      }
+      if constexpr (KACC) {
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+          for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) acc[i][j][r] += tk[i][j][r];
       }
     }
   };
@@ -696,13 +730,30 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
       }
     }
   } else {
-    // K blocks in (tap, channel block) order
+    // K blocks in (tap, channel block) order; (lt, lcb) and the tap's
+    // coordinates (lud, luh, luw) of the next block to load, advanced by
+    // counting (no divisions in the loop)
+    int lt = 0, lcb = 0, lud = 0, luh = 0, luw = 0;
+    auto advance = [&]() {
+      if (++lcb == nCB) {
+        lcb = 0;
+        ++lt;
+        if (++luw == nw) {
+          luw = 0;
+          if (++luh == nh) {
+            luh = 0;
+            ++lud;
+          }
+        }
+      }
+    };
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
       if (s < nkc) {
-        load_a(s / nCB, s % nCB, s);
-        load_b(s / nCB, s % nCB, s);
+        load_a(lud, luh, luw, lcb, s);
+        load_b(lt, lcb, s);
         store_a(s);
+        advance();
       }
       cp_async_commit();
     }
@@ -711,8 +762,9 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
       __syncthreads();
       const int nk = kc + STAGES - 1;
       if (nk < nkc) {
-        load_a(nk / nCB, nk % nCB, nk % STAGES);
-        load_b(nk / nCB, nk % nCB, nk % STAGES);
+        load_a(lud, luh, luw, lcb, nk % STAGES);
+        load_b(lt, lcb, nk % STAGES);
+        advance();
       }
       cp_async_commit();
       compute(kc % STAGES, 0, 0);
