@@ -364,6 +364,8 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
                 continue  # mostly padding
             if mode == 1 and wm * wn >= 64 * 64:
                 continue  # 3xTF32's split fragments beside 128 accumulators spill
+            if mode == 1 and (bm // wm) * (bn // wn) > 4:
+                continue  # 3xTF32 accumulates per K block on 128-thread tiles only (faster)
             threads = (bm // wm) * (bn // wn) * 32
             index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX else "long long")
             for slab in {"tap": (0,), "slab": (1,), "slab_async": (2,), "cl": (3,),
