@@ -180,8 +180,9 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         ``"auto"`` takes the plan of lowest estimated time; the others force
         an algorithm (``ValueError`` with the reasons if none applies).
     precision : {None, "float32", "tf32"}
-        Accepted for float32 inputs; every plan here computes in float32
-        arithmetic (at least as accurate as asked).
+        As for :func:`xconvt.conv_transpose3d`: float32 inputs compute
+        float32-accurate (FMA, or 3xTF32 tensor cores on the GPU) by default,
+        TF32 tensor cores with ``"tf32"``.
 
     Returns
     -------
