@@ -15,6 +15,11 @@ autograd  (``--ops ...,autograd``) one forward and backward through PyTorch's au
           PyTorch's stream.  Against forward + input + weight above it shows what
           the PyTorch integration adds.
 
+On the GPU, xconvt and cuDNN are timed in alternating blocks of back-to-back
+calls, as ``bench gpu`` times the forward (``--no-pair``: each call alone,
+waited for, so host launch time that leaves the GPU idle counts; the autograd
+op is always timed that way, on PyTorch's stream).
+
 Each line gives both medians (ms), the ratio PyTorch / xconvt (above 1:
 xconvt faster) and xconvt's relative L2 difference from PyTorch; the last
 lines give the geometric mean of the ratios per operation.  ``--rounds R``
@@ -55,12 +60,18 @@ def _parser():
     p.add_argument("--rounds", type=int, default=1, help="repeat the whole suite")
     p.add_argument("--algorithm", default="auto", help="xconvt algorithm (auto, direct, fft)")
     p.add_argument("--json", type=Path, default=None, help="write the records here")
+    p.add_argument("--no-pair", dest="pair", action="store_false",
+                   help="gpu: time each call alone, waited for (host launch time counts), "
+                        "instead of alternating blocks of back-to-back calls with cuDNN")
+    p.add_argument("--block-ms", type=float, default=5.0,
+                   help="gpu, paired: GPU time per block of calls (default 5 ms)")
     return p
 
 
 class _Opts:
     def __init__(self, device, args):
         gpu = device == "gpu"
+        self.block_ms = args.block_ms
         self.repeat = args.repeat or (20 if gpu else 5)
         self.warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
         self.min_time = 1.0 if gpu else 0.0
@@ -135,8 +146,14 @@ def run(args):
             fns = _functions(case, dev, torch, dx, dw, dgy, args.algorithm)
             for op in ops:
                 ours, theirs = fns[op]
-                t_ref = dev.time_torch(theirs, opts)
-                t_ours = (dev.time_torch if op == "autograd" else dev.time)(ours, opts)
+                if args.device == "gpu" and args.pair and op != "autograd":
+                    # as bench gpu: blocks of back-to-back calls, alternating
+                    # with cuDNN's (bench/timing.py, time_events_paired)
+                    t = dev.time_paired(ours, theirs, opts)
+                    t_ours, t_ref = t.mine, t.theirs
+                else:
+                    t_ref = dev.time_torch(theirs, opts)
+                    t_ours = (dev.time_torch if op == "autograd" else dev.time)(ours, opts)
                 rec = records.setdefault((case.name, op), {
                     "case": case.name, "summary": case.summary(), "op": op,
                     "torch_ms": [], "xconvt_ms": [], "ratio": []})
@@ -154,9 +171,9 @@ def run(args):
     return dev, list(records.values()), ops
 
 
-def report(dev, records, ops, rounds):
-    lines = [f"# bench grad on {dev.label()}, {rounds} round(s); ratio = torch / xconvt "
-             "(median over rounds, [min, max])"]
+def report(dev, records, ops, rounds, timing="single calls"):
+    lines = [f"# bench grad on {dev.label()}, {rounds} round(s), {timing}; ratio = torch / "
+             "xconvt (median over rounds, [min, max])"]
     lines.append(f"{'case':16s} {'op':7s} {'torch ms':>9s} {'xconvt ms':>10s} "
                  f"{'ratio':>6s} {'spread':>13s} {'rel L2':>8s}")
     for r in records:
@@ -181,9 +198,12 @@ def main(argv=None):
     except (ValueError, DeviceUnavailable) as e:
         print(f"bench grad: {e}", file=sys.stderr)
         return 2
-    print(report(dev, records, ops, args.rounds))
+    paired = args.device == "gpu" and args.pair
+    print(report(dev, records, ops, args.rounds,
+                 "paired blocks of back-to-back calls" if paired else "single calls"))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"device": dev.describe(), "records": records},
+        args.json.write_text(json.dumps({"device": dev.describe(), "records": records,
+                                         "timing": "paired" if paired else "single"},
                                         indent=1, default=str))
     return 0
