@@ -61,6 +61,7 @@ def config(params, dtype, smem_per_block=rt.SMEM_DEFAULT):
 
 
 def estimate(params, dtype, cob, wb, sm_count=132):
+    """Predicted seconds of one call (the cost model above)."""
     cx, cy = params.in_channels_per_group, params.out_channels_per_group
     k3 = math.prod(params.kernel)
     ncb = -(-cx // cob)

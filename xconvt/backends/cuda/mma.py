@@ -37,8 +37,13 @@ float16, bfloat16 (``ml_dtypes.bfloat16``)
     ``m16n8k16`` with float32 accumulation; the result is rounded to the
     storage dtype once.
 
-:func:`plan` is the planner (``plan(problem) -> MmaPlan | str``) and
-:func:`mma_direct` a direct entry for tests and benchmarks.
+conv3d, the adjoint, is one more GEMM of the same kernel (:class:`Conv3dGemm`):
+a single phase over every real tap, A read from y at the stride (no
+space-to-depth copy, no zero taps).
+
+:func:`plan` is the planner (``plan(problem) -> MmaPlan | str``),
+:func:`plan_conv3d` conv3d's, and :func:`mma_direct` a direct entry for tests
+and benchmarks.
 """
 
 from __future__ import annotations

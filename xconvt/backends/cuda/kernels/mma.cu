@@ -15,7 +15,9 @@
 //     k = (t, c)            (tap t = (ud, uh, uw) outer, input channel c inner)
 //     A[m, (t, c)] = x[n, g*Cig + c, base_d + jd + ud*step_d, ...]   (0 outside)
 //     B[(t, c), o] = w[g*Cig + c, o, taps_d[ud], taps_h[uh], taps_w[uw]]
-// with no work on the taps that only meet stride zeros.  K is padded per tap
+// with no work on the taps that only meet stride zeros.  conv3d (the adjoint)
+// runs as one such phase whose A is read at the stride (QD, QH, QW: input step
+// per output position; cuda/mma.py, Conv3dGemm).  K is padded per tap
 // to whole BK blocks of channels and N to whole BN tiles: the host packs B
 // per call into [phase][g][t][c < nCB*BK][o < NP] with zeros in the padding
 // (xconvt_mma_pack_t), so a B tile is rows of 16-byte copies.
@@ -108,15 +110,6 @@ __device__ __forceinline__ unsigned to_tf32(float v) {
 
 // The mma asm statements are not volatile: they only read and write
 // registers, so the compiler may schedule them among the fragment loads.
-// c = a*b (a fresh accumulator: nothing to clear first)
-__device__ __forceinline__ void mma_tf32_zero(float (&c)[4], const unsigned (&a)[4],
-                                              const unsigned (&b)[2]) {
-  asm(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%10,%10,%10,%10};\n"
-      : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(0.f));
-}
 __device__ __forceinline__ void mma_tf32(float (&c)[4], const unsigned (&a)[4],
                                          const unsigned (&b)[2]) {
   asm(
@@ -126,6 +119,15 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const unsigned (&a)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// c = a*b (a fresh accumulator: nothing to clear first)
+__device__ __forceinline__ void mma_tf32_zero(float (&c)[4], const unsigned (&a)[4],
+                                              const unsigned (&b)[2]) {
+  asm(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%10,%10,%10,%10};\n"
+      : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(0.f));
+}
 template <int DT>
 __device__ __forceinline__ void mma_16(float (&c)[4], const unsigned (&a)[4], unsigned b0,
                                        unsigned b1) {
