@@ -22,6 +22,7 @@ from xconvt import grad
 from xconvt._params import conv3d_params
 from xconvt import _select
 from xconvt.backends import adjoint, adjoint_cuda, adjoint_fft
+from xconvt.backends.cuda import conv3d as conv3d_fma
 
 from .helpers import assert_close, random_array, to_host
 from .reference import (conv3d_ref, conv_transpose3d_weight_ref,
@@ -502,6 +503,100 @@ def test_space_to_depth_kernel_replay(xs, ws, kw):
     tp, y2, _ = adjoint_cuda.rearrange(params, y, np.ones(ws))
     out = _space_to_depth_replay(y, tp.in_size, params.stride, params.padding)
     assert np.array_equal(out.reshape(y2.shape), y2)
+
+
+def _conv3d_fma_replay(y, w, b, plan):
+    """``xconvt_conv3d_fma``'s index math (cuda/kernels/conv3d.cu), in NumPy: the
+    grid and thread decomposition from the plan's launch shape and argument
+    struct, the block's weights staged as ``[o][k][c]`` (zero past the
+    channels), the bounds checks of each load, the guarded stores."""
+    a = {f: int(plan._args[b is not None][f]) for f in conv3d_fma.FIELDS}
+    cob, wb = plan.cob, plan.wb
+    K3 = a["KD"] * a["KH"] * a["KW"]
+    OD, OH, OW = a["OD"], a["OH"], a["OW"]
+    ID, IH, IW = a["ID"], a["IH"], a["IW"]
+    yf, wf = y.reshape(-1), w.reshape(-1)
+    x = np.full(plan.params.input_shape, np.nan).reshape(-1)
+    grid_x, grid_y = plan._grid
+    t = np.arange(grid_x * conv3d_fma.THREADS)
+    t = t[t < ID * IH * a["wtiles"]]
+    wt, ih, id_ = t % a["wtiles"], (t // a["wtiles"]) % IH, t // (a["wtiles"] * IH)
+    iw0 = wt * wb
+    for z in range(grid_y):
+        cb, g, n = z % a["ncb"], (z // a["ncb"]) % a["G"], z // (a["ncb"] * a["G"])
+        c0 = cb * cob
+        q = np.arange(a["Cy"] * K3 * cob)
+        c, ok = q % cob, q // cob
+        src = ((g * a["Cx"] + c0 + c) * a["Cy"]) * K3 + ok
+        ws = np.where(c0 + c < a["Cx"], wf[np.where(c0 + c < a["Cx"], src, 0)], 0.0)
+        acc = np.zeros((cob, wb, t.size))
+        yg = (n * a["G"] + g) * a["Cy"] * OD * OH * OW
+        for o in range(a["Cy"]):
+            for kd in range(a["KD"]):
+                zd = id_ * a["sd"] + kd * a["dd"] - a["pd"]
+                for kh in range(a["KH"]):
+                    zh = ih * a["sh"] + kh * a["dh"] - a["ph"]
+                    for kw_ in range(a["KW"]):
+                        k = (kd * a["KH"] + kh) * a["KW"] + kw_
+                        for j in range(wb):
+                            zw = (iw0 + j) * a["sw"] + kw_ * a["dw"] - a["pw"]
+                            inside = ((zd >= 0) & (zd < OD) & (zh >= 0) & (zh < OH)
+                                      & (zw >= 0) & (zw < OW))
+                            idx = yg + o * OD * OH * OW + (zd * OH + zh) * OW + zw
+                            v = np.where(inside, yf[np.where(inside, idx, 0)], 0.0)
+                            acc[:, j] += ws[(o * K3 + k) * cob:(o * K3 + k + 1) * cob, None] * v
+        for cc in range(cob):
+            if c0 + cc >= a["Cx"]:
+                break
+            bias = b[g * a["Cx"] + c0 + cc] if a["has_bias"] else 0.0
+            for j in range(wb):
+                keep = iw0 + j < IW
+                dst = ((n * a["G"] * a["Cx"] + g * a["Cx"] + c0 + cc) * ID * IH * IW
+                       + (id_ * IH + ih) * IW + iw0 + j)
+                assert np.isnan(x[dst[keep]]).all(), "an output written twice"
+                x[dst[keep]] = acc[cc, j][keep] + bias
+    return x.reshape(plan.params.input_shape)
+
+
+@FEW
+@given(cfg=configs(batches=(1, 2)), seed=seeds, dtype=st.sampled_from(["float32", "float64"]))
+def test_conv3d_fma_kernel_replay(cfg, seed, dtype):
+    """The GPU conv3d FMA kernel's decomposition, replayed on the CPU for random
+    geometries (groups, stride, dilation, bias), equals the float64 conv3d."""
+    from xconvt._plan import DEVICE_PRESETS, Problem
+
+    _, w, b = cfg.arrays(seed, "float64")
+    rng = np.random.default_rng(seed + 1)
+    y = rng.standard_normal(((cfg.batch or 1),) + tuple(cfg.output_shape[-4:]))
+    kw = dict(stride=cfg.stride, padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups)
+    params, _ = conv3d_params(y.shape, w.shape, None, **kw)
+    plan = conv3d_fma.plan(Problem("conv3d", params, dtype, DEVICE_PRESETS["h100"]))
+    assert not isinstance(plan, str), plan
+    bias = None if b is None else rng.standard_normal(w.shape[0])
+    got = _conv3d_fma_replay(y, w, bias, plan)
+    assert not np.isnan(got).any(), "unwritten outputs"
+    np.testing.assert_allclose(got, conv3d_ref(y, w, bias, **kw), rtol=1e-10, atol=1e-10)
+
+
+def test_conv3d_fma_planner():
+    """Channels per thread and positions per thread by the channels and the
+    shared memory; reasons where the kernel does not apply."""
+    from xconvt._plan import DEVICE_PRESETS, Problem
+
+    def plan(ys, ws, dtype="float32", **kw):
+        params, _ = conv3d_params(ys, ws, None, **kw)
+        return conv3d_fma.plan(Problem("conv3d", params, dtype, DEVICE_PRESETS["h200"]))
+
+    p = plan((1, 1, 64, 64, 64), (1, 1, 5, 5, 5), stride=2, padding=2)
+    assert (p.cob, p.wb) == (1, 2)
+    p = plan((2, 64, 32, 32, 32), (64, 16, 3, 3, 3), stride=2, padding=1, groups=4)
+    assert (p.cob, p.wb) == (16, 4)
+    # 33 y channels x 30 taps x 16 channels of weights exceed 48 KB: 8 channels a thread
+    assert plan((2, 33, 8, 8, 8), (16, 33, 3, 5, 2)).cob == 8
+    assert plan((2, 4, 8, 8, 8), (4, 4, 3, 3, 3), "float64").wb == 2
+    assert "float16" in plan((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), "float16")
+    huge = plan((1, 4096, 8, 8, 8), (1, 4096, 3, 3, 3))
+    assert isinstance(huge, str) and "shared memory" in huge
 
 
 # ------------------------------------------------------- the GPU wgrad kernel
