@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import xconvt
 from xconvt import grad
-from xconvt._params import conv3d_params
+from xconvt._params import ConvParams, conv3d_params
 from xconvt import _select
 from xconvt.backends import adjoint, adjoint_cuda, adjoint_fft
 from xconvt.backends.cuda import conv3d as conv3d_fma
@@ -597,6 +597,27 @@ def test_conv3d_fma_planner():
     assert "float16" in plan((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), "float16")
     huge = plan((1, 4096, 8, 8, 8), (1, 4096, 3, 3, 3))
     assert isinstance(huge, str) and "shared memory" in huge
+
+
+@FEW
+@given(cfg=configs(batches=(1, 2)), seed=seeds)
+def test_weight_grad_conv3d_rewrite_on_cpu(cfg, seed):
+    """The weight gradient as a conv3d of rearranged operands (the GPU planner
+    ``cuda.wgrad_conv3d``), run with a CPU conv3d plan as the inner one."""
+    from xconvt.backends import wgrad_conv3d
+
+    x, w, _ = cfg.arrays(seed, "float64")
+    gy = random_array(np.random.default_rng(seed + 1), cfg.output_shape, "float64")
+    params = ConvParams.from_shapes(x.shape, w.shape, None, **cfg.kwargs)
+    t, y2, w2 = wgrad_conv3d.rearrange(params, x, gy)
+    assert t.out_size == (params.out_size[0], params.out_size[1], params.kernel[2])
+    assert y2.shape == t.batched_output_shape and w2.shape == t.weight_shape
+    inner = _select.choose(_select.problem_for("conv3d", t, y2), "direct")
+    dw = wgrad_conv3d.weight_grad(params, x, gy, inner)
+    assert dw.shape == params.weight_shape and dw.flags.c_contiguous
+    ref = conv_transpose3d_weight_ref(x, gy, cfg.kernel, cfg.stride, cfg.padding,
+                                      cfg.groups, cfg.dilation)
+    assert_close(dw, ref, "float64", what="weight gradient by the conv3d rewrite")
 
 
 # ------------------------------------------------------- the GPU wgrad kernel
