@@ -50,6 +50,8 @@ DEFAULT_OPS = OPS[:3]
 def _parser():
     p = argparse.ArgumentParser(prog="python -m bench grad", description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--suite", choices=("default", "small"), default="default",
+                   help="default: the device's suite; small: issue 15's small layers (CPU)")
     p.add_argument("--cases", default=None, help="comma-separated case names or globs")
     p.add_argument("--ops", default=",".join(DEFAULT_OPS),
                    help="comma-separated: forward,input,weight,autograd")
@@ -71,11 +73,13 @@ def _parser():
 class _Opts:
     def __init__(self, device, args):
         gpu = device == "gpu"
+        small = args.suite == "small"  # microsecond calls: many of them, as bench small
         self.block_ms = args.block_ms
-        self.repeat = args.repeat or (20 if gpu else 5)
-        self.warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
-        self.min_time = 1.0 if gpu else 0.0
-        self.max_time = 10.0 if gpu else 30.0
+        self.repeat = args.repeat or (200 if small else 20 if gpu else 5)
+        self.warmup = args.warmup if args.warmup is not None else (
+            20 if small else 3 if gpu else 1)
+        self.min_time = 1.0 if gpu else 0.2 if small else 0.0
+        self.max_time = 10.0 if gpu else 5.0 if small else 30.0
 
 
 def _functions(case, dev, torch, x, w, gy, algorithm):
@@ -123,7 +127,10 @@ def _rel_l2(dev, a, b):
 
 
 def run(args):
-    suite = C.GPU_SUITE if args.device == "gpu" else C.CPU_SUITE
+    if args.suite == "small":
+        suite = C.SMALL_SUITE
+    else:
+        suite = C.GPU_SUITE if args.device == "gpu" else C.CPU_SUITE
     cases = C.select(suite, args.cases)
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     bad = [o for o in ops if o not in OPS]

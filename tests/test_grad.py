@@ -358,6 +358,68 @@ def test_fft_falls_back_on_non_finite():
     assert np.isfinite(out).sum() > out.size // 2
 
 
+@FEW
+@given(cfg=configs(batches=(1, 2)), seed=seeds,
+       dtype=st.sampled_from(["float64", "float32", "float16", "complex128"]),
+       bias=st.booleans())
+def test_small_gradient_planners(cfg, seed, dtype, bias):
+    """``cpu.small_conv3d`` and ``cpu.small_weight_grad`` (one gather, one GEMM)
+    against the float64 references, forced, over random geometries and dtypes."""
+    from xconvt._plan import Problem, cpu_device
+    from xconvt.backends.cpu import small_grad
+
+    x, w, _ = cfg.arrays(seed, dtype)
+    rng = np.random.default_rng(seed + 1)
+    gy = random_array(rng, cfg.output_shape, dtype)
+    params = ConvParams.from_shapes(x.shape, w.shape, None, **cfg.kwargs)
+    p3 = small_grad.plan_conv3d(Problem("conv3d", params, dtype, cpu_device()))
+    pw = small_grad.plan_weight_grad(Problem("weight_grad", params, dtype, cpu_device()))
+    assert not isinstance(p3, str) and not isinstance(pw, str), (p3, pw)
+    b = random_array(rng, (w.shape[0],), dtype) if bias else None
+    out = p3(gy, w, b)
+    assert out.dtype == np.dtype(dtype) and out.shape == params.input_shape
+    ref = conv3d_ref(gy, w, b, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
+    ref = ref[(Ellipsis,) + tuple(slice(0, i) for i in params.in_size)]
+    assert_close(out, ref, dtype, what="cpu.small_conv3d")
+    dw = pw(x, gy)
+    assert dw.dtype == np.dtype(dtype) and dw.shape == params.weight_shape
+    ref = conv_transpose3d_weight_ref(x, gy, cfg.kernel, cfg.stride, cfg.padding,
+                                      cfg.groups, cfg.dilation)
+    assert_close(dw, ref, dtype, what="cpu.small_weight_grad")
+
+
+def test_small_gradients_non_finite_and_limits():
+    """An inf where a zero slot meets it: the exact GEMM path's result (its NaN
+    and inf placement); the size limits are stated as reasons; auto takes the
+    small path for a small layer."""
+    from xconvt._plan import Problem, cpu_device
+    from xconvt.backends.cpu import small_grad
+
+    params = ConvParams.from_shapes((1, 2, 3, 3, 3), (2, 3, 3, 3, 3), None, stride=2,
+                                    padding=1)
+    rng = np.random.default_rng(0)
+    gy = rng.standard_normal(params.batched_output_shape)
+    x = rng.standard_normal(params.input_shape)
+    w = rng.standard_normal(params.weight_shape)
+    w[0, 1, 0, 0, 0] = np.inf
+    x[0, 1, 0, 0, 0] = -np.inf
+    for op, plans, ops in (("conv3d", (small_grad.plan_conv3d, adjoint.plan_conv3d), (gy, w)),
+                           ("weight_grad", (small_grad.plan_weight_grad,
+                                            adjoint.plan_weight_grad), (x, gy))):
+        small, exact = (f(Problem(op, params, "float64", cpu_device())) for f in plans)
+        with np.errstate(invalid="ignore"):
+            got, want = small(*ops), exact(*ops)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(got[np.isfinite(want)], want[np.isfinite(want)])
+    big = ConvParams.from_shapes((1, 32, 8, 8, 8), (32, 32, 3, 3, 3), None, padding=1)
+    why = small_grad.plan_conv3d(Problem("conv3d", big, "float32", cpu_device()))
+    assert isinstance(why, str) and "FLOPs" in why
+    assert "bfloat16" in small_grad.plan_weight_grad(
+        Problem("weight_grad", params, "bfloat16", cpu_device()))
+    chosen = _select.choose(_select.problem_for("conv3d", params, gy), "auto")
+    assert chosen.name == "cpu.small_conv3d"
+
+
 def test_planners_explain_refusals():
     from xconvt._plan import Problem, cpu_device
 
