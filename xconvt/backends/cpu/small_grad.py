@@ -46,6 +46,8 @@ _TAKE_S = 1.1e-9
 _GEMM_S = 0.01e-9
 
 _TABLES = {}
+_TABLES_BYTES = 64 << 20
+"""Most bytes of index tables kept (all are dropped when a new one would pass it)."""
 
 
 def cols_table(params):
@@ -78,7 +80,7 @@ def cols_table(params):
     idx = np.where(inside[None, None, :, :, :, None, :, :, :], idx, size)
     idx = idx.reshape(G, cog * math.prod(K), N * math.prod(I))
     idx = np.ascontiguousarray(idx, dtype=np.intp)  # intp: no conversion per gather
-    if len(_TABLES) >= 64:
+    if sum(t.nbytes for t in _TABLES.values()) + idx.nbytes > _TABLES_BYTES:
         _TABLES.clear()
     _TABLES[params] = idx
     return idx
