@@ -198,6 +198,32 @@ def test_explain_on_cpu_matches_the_call():
     assert forced.choice.algorithm == "fft"
 
 
+def test_explain_gradients_match_the_calls():
+    """``operation="input_grad"`` / ``"weight_grad"``: the plans the gradient
+    functions run (the CPU's, the call's own choice), and the GPU's conv3d and
+    weight-gradient planners on a preset."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 4, 5, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3, 3)).astype(np.float32)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    gy = rng.standard_normal(xconvt.conv_transpose3d(x, w, **kw).shape).astype(np.float32)
+    for operation, op, ops in (("input_grad", "conv3d", (gy, w, None)),
+                               ("weight_grad", "weight_grad", (x, gy))):
+        e = xconvt.explain(x.shape, w.shape, **kw, operation=operation)
+        assert e.problem.op == op
+        plan = _select.plan_for(op, "numpy", e.problem.params, "float32", "float32",
+                                xconvt.get_memory_budget(), "auto", ops)
+        assert plan.name == e.choice.name
+    text = str(xconvt.explain(x.shape, w.shape, **kw, operation="input_grad"))
+    assert text.startswith(f"conv3d: input {gy.shape}") and f"output {x.shape}" in text
+    gpu = xconvt.explain((2, 64, 32, 32, 32), (64, 32, 3, 3, 3), stride=2, padding=1,
+                         output_padding=1, device="h200", operation="input_grad")
+    assert {c.name for c in gpu.candidates} >= {"cuda.mma_conv3d", "cuda.conv3d_fma"}
+    wg = xconvt.explain((8, 256, 8, 8, 8), (256, 128, 4, 4, 4), stride=2, padding=1,
+                        device="h200", operation="weight_grad")
+    assert wg.choice.name == "cuda.wgrad" and "weight gradient (256, 128, 4, 4, 4)" in str(wg)
+
+
 @pytest.mark.parametrize(("kwargs", "exc", "match"), [
     (dict(device="tpu"), ValueError, "device must be"),
     (dict(device=3), TypeError, "device must be"),
@@ -209,6 +235,8 @@ def test_explain_on_cpu_matches_the_call():
     (dict(precision="fp8"), ValueError, "precision must be"),
     (dict(memory_budget=0), ValueError, "nbytes must be a positive"),
     (dict(stride=0), ValueError, "stride must be >= 1"),
+    (dict(operation="backward"), ValueError, "operation must be"),
+    (dict(operation=None), ValueError, "operation must be"),
 ])
 def test_explain_rejects_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):

@@ -369,9 +369,13 @@ def output_shape(input_shape, weight_shape, stride=1, padding=0, output_padding=
     ).output_shape
 
 
+_OPERATIONS = {"forward": "conv_transpose3d", "input_grad": "conv3d",
+               "weight_grad": "weight_grad"}
+
+
 def explain(input_shape, weight_shape, bias=False, stride=1, padding=0, output_padding=0,
             groups=1, dilation=1, *, output_size=None, dtype="float32", device="cpu",
-            algorithm="auto", precision=None, memory_budget=None):
+            algorithm="auto", precision=None, memory_budget=None, operation="forward"):
     """How :func:`conv_transpose3d` would compute a call, and why.
 
     Asks every planner of the device's array library for a plan and returns
@@ -399,6 +403,11 @@ def explain(input_shape, weight_shape, bias=False, stride=1, padding=0, output_p
         As for :func:`conv_transpose3d`.
     memory_budget : int, optional
         Workspace bytes (default :func:`xconvt.get_memory_budget`).
+    operation : {"forward", "input_grad", "weight_grad"}
+        Which computation of the layer the shapes describe: the transposed
+        convolution, its input gradient (a conv3d of the output gradient, as
+        :func:`xconvt.grad.conv_transpose3d_input` runs it) or its weight
+        gradient (:func:`xconvt.grad.conv_transpose3d_weight`).
 
     Returns
     -------
@@ -428,6 +437,10 @@ def explain(input_shape, weight_shape, bias=False, stride=1, padding=0, output_p
     if algorithm not in ("auto", "direct", "fft"):
         msg = f"algorithm must be 'auto', 'direct' or 'fft', got algorithm={algorithm!r}"
         raise ValueError(msg)
+    if not isinstance(operation, str) or operation not in _OPERATIONS:
+        msg = (f"operation must be 'forward', 'input_grad' or 'weight_grad', got "
+               f"operation={operation!r}")
+        raise ValueError(msg)
     dev = _select.resolve_device(device)
     try:
         name = "bfloat16" if isinstance(dtype, str) and dtype == "bfloat16" else _name(
@@ -443,6 +456,11 @@ def explain(input_shape, weight_shape, bias=False, stride=1, padding=0, output_p
         stride, padding, output_padding, groups, dilation, output_size)
     budget = get_memory_budget() if memory_budget is None else _check_budget(memory_budget)
     prec = get_float32_precision() if precision is None else check_precision(precision)
-    problem = Problem("conv_transpose3d", params, name, dev,
+    op = _OPERATIONS[operation]
+    if op != "conv_transpose3d":  # the gradients take no bias (the layer's own is summed)
+        from dataclasses import replace
+
+        params = replace(params, has_bias=False)
+    problem = Problem(op, params, name, dev,
                       prec if name in PRECISE_DTYPES else "float32", budget)
     return _select.explain_problem(problem, algorithm)

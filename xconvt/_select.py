@@ -204,8 +204,14 @@ class Explanation:
 
     def __str__(self):
         p = self.problem.params
-        head = [f"{self.problem.op}: input {p.input_shape}, weight {p.weight_shape}, "
-                f"output {p.batched_output_shape}, {self.problem.dtype}"
+        shapes = {  # operands -> result, in each operation's own terms
+            "conv3d": f"input {p.batched_output_shape}, weight {p.weight_shape}, "
+                      f"output {p.input_shape}",
+            "weight_grad": f"input {p.input_shape}, grad_output {p.batched_output_shape}, "
+                           f"weight gradient {p.weight_shape}",
+        }.get(self.problem.op, f"input {p.input_shape}, weight {p.weight_shape}, "
+                               f"output {p.batched_output_shape}")
+        head = [f"{self.problem.op}: {shapes}, {self.problem.dtype}"
                 + (f" ({self.problem.precision})" if self.problem.dtype in ("float32", "complex64")
                    else ""),
                 f"on {self.problem.device.describe()}, memory budget "

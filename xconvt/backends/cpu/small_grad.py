@@ -58,27 +58,27 @@ def cols_table(params):
         return hit
     N, G = params.batch, params.groups
     cog = params.out_channels_per_group
-    I, O, K = params.in_size, params.out_size, params.kernel
-    size = N * params.out_channels * math.prod(O)
+    isz, osz, K = params.in_size, params.out_size, params.kernel
+    size = N * params.out_channels * math.prod(osz)
     pos, ok = [], []
     for a in range(3):  # [k, i] -> y index along axis a
-        z = (np.arange(I[a])[None, :] * params.stride[a]
+        z = (np.arange(isz[a])[None, :] * params.stride[a]
              + np.arange(K[a])[:, None] * params.dilation[a] - params.padding[a])
         pos.append(z)
-        ok.append((z >= 0) & (z < O[a]))
+        ok.append((z >= 0) & (z < osz[a]))
     # spatial part, axes (kd, kh, kw, id, ih, iw)
     e = [(slice(None), None, None, slice(None), None, None),
          (None, slice(None), None, None, slice(None), None),
          (None, None, slice(None), None, None, slice(None))]
-    sp = (pos[0][e[0]] * O[1] + pos[1][e[1]]) * O[2] + pos[2][e[2]]
+    sp = (pos[0][e[0]] * osz[1] + pos[1][e[1]]) * osz[2] + pos[2][e[2]]
     inside = ok[0][e[0]] & ok[1][e[1]] & ok[2][e[2]]
     # full table, axes (g, o, kd, kh, kw, n, id, ih, iw)
     chan = (np.arange(N)[None, None, :] * params.out_channels
             + np.arange(G)[:, None, None] * cog + np.arange(cog)[None, :, None])  # [g, o, n]
-    idx = (chan[:, :, None, None, None, :, None, None, None] * math.prod(O)
+    idx = (chan[:, :, None, None, None, :, None, None, None] * math.prod(osz)
            + sp[None, None, :, :, :, None, :, :, :])
     idx = np.where(inside[None, None, :, :, :, None, :, :, :], idx, size)
-    idx = idx.reshape(G, cog * math.prod(K), N * math.prod(I))
+    idx = idx.reshape(G, cog * math.prod(K), N * math.prod(isz))
     idx = np.ascontiguousarray(idx, dtype=np.intp)  # intp: no conversion per gather
     if sum(t.nbytes for t in _TABLES.values()) + idx.nbytes > _TABLES_BYTES:
         _TABLES.clear()
@@ -97,12 +97,12 @@ def conv3d(params, y, w, b=None):
     out_dtype = y.dtype
     work = np.float32 if out_dtype == np.float16 else out_dtype
     G, cig = params.groups, params.in_channels_per_group
-    N, I = params.batch, params.in_size
+    N, isz = params.batch, params.in_size
     cols = _cols(params, y, work)
     wm = np.asarray(w, dtype=work).reshape(G, cig, -1)
     out = np.matmul(wm, cols)                                    # [G, cig, N*I3]
-    x = out.reshape(G, cig, N, math.prod(I)).transpose(2, 0, 1, 3)
-    x = np.ascontiguousarray(x).reshape((N, params.in_channels) + I)
+    x = out.reshape(G, cig, N, math.prod(isz)).transpose(2, 0, 1, 3)
+    x = np.ascontiguousarray(x).reshape((N, params.in_channels) + isz)
     if b is not None:
         x += np.asarray(b, dtype=work).reshape(-1, 1, 1, 1)
     return x.astype(out_dtype, copy=False)
