@@ -126,6 +126,30 @@ def _rel_l2(dev, a, b):
     return float(np.linalg.norm(a - b) / den) if den else float(np.linalg.norm(a))
 
 
+_OPERATION = {"forward": "forward", "input": "input_grad", "weight": "weight_grad"}
+
+
+def _plan_name(case, op, args):
+    """The plan ``auto`` (or the forced algorithm) runs for ``op``
+    (:func:`xconvt.explain` of the case on this device); None for autograd."""
+    import xconvt
+
+    if op not in _OPERATION:
+        return None
+    p = case.params()
+    try:
+        e = xconvt.explain(p.input_shape, p.weight_shape, bias=bool(case.bias) and op == "forward",
+                           stride=p.stride, padding=p.padding,
+                           output_padding=p.output_padding, groups=p.groups,
+                           dilation=p.dilation, dtype=args.dtype,
+                           device="cuda" if args.device == "gpu" else "cpu",
+                           algorithm=args.algorithm if args.algorithm != "measure" else "auto",
+                           operation=_OPERATION[op])
+    except ValueError:
+        return None
+    return None if e.choice is None else e.choice.name
+
+
 def run(args):
     if args.suite == "small":
         suite = C.SMALL_SUITE
@@ -170,6 +194,7 @@ def run(args):
                 if rnd == 0:
                     ref = dev.from_torch(t_ref.output)
                     rec["rel_l2"] = _rel_l2(dev, t_ours.output, dev.to_host(ref))
+                    rec["plan"] = _plan_name(case, op, args)
                 print(f"  round {rnd + 1} {case.name:16s} {op:8s} torch {t_ref.median:9.3f} "
                       f"ms  xconvt {t_ours.median:9.3f} ms  ratio "
                       f"{t_ref.median / t_ours.median:6.2f}", file=sys.stderr, flush=True)
@@ -182,13 +207,14 @@ def report(dev, records, ops, rounds, timing="single calls"):
     lines = [f"# bench grad on {dev.label()}, {rounds} round(s), {timing}; ratio = torch / "
              "xconvt (median over rounds, [min, max])"]
     lines.append(f"{'case':16s} {'op':7s} {'torch ms':>9s} {'xconvt ms':>10s} "
-                 f"{'ratio':>6s} {'spread':>13s} {'rel L2':>8s}")
+                 f"{'ratio':>6s} {'spread':>13s} {'rel L2':>8s}  plan")
     for r in records:
         ratio = statistics.median(r["ratio"])
         lines.append(
             f"{r['case']:16s} {r['op']:7s} {statistics.median(r['torch_ms']):9.3f} "
             f"{statistics.median(r['xconvt_ms']):10.3f} {ratio:6.2f} "
-            f"[{min(r['ratio']):5.2f},{max(r['ratio']):5.2f}] {r.get('rel_l2', math.nan):8.1e}")
+            f"[{min(r['ratio']):5.2f},{max(r['ratio']):5.2f}] {r.get('rel_l2', math.nan):8.1e}"
+            f"  {r.get('plan') or ''}")
     for op in ops:
         rs = [statistics.median(r["ratio"]) for r in records if r["op"] == op]
         if rs:
