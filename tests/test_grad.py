@@ -420,6 +420,49 @@ def test_small_gradients_non_finite_and_limits():
     assert chosen.name == "cpu.small_conv3d"
 
 
+@FEW
+@given(cfg=configs(batches=(1, 2)), seed=seeds, dtype=st.sampled_from(["float64", "float32"]),
+       bias=st.booleans())
+def test_conv3d_on_the_cpu_forward_planners(cfg, seed, dtype, bias):
+    """``cpu.conv3d_forward``: a stride-1 conv3d as the CPU's transposed
+    convolution of ``y`` itself with rearranged weights, against the float64
+    conv3d; strided layers and large paddings are refused with the rule."""
+    from xconvt._plan import Problem, cpu_device
+
+    _, w, _ = cfg.arrays(seed, dtype)
+    rng = np.random.default_rng(seed + 1)
+    y = random_array(rng, ((cfg.batch or 1),) + tuple(cfg.output_shape[-4:]), dtype)
+    kw = dict(stride=cfg.stride, padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups)
+    params, _ = conv3d_params(y.shape, w.shape, None, **kw)
+    plan = adjoint_cuda.plan_conv3d_cpu(Problem("conv3d", params, dtype, cpu_device()))
+    if not adjoint_cuda._no_copy(params):
+        assert isinstance(plan, str) and "stride-1" in plan
+        return
+    assert plan.name == "cpu.conv3d_forward", plan
+    b = random_array(rng, (w.shape[0],), dtype) if bias else None
+    out = plan(y, w, b)
+    assert out.dtype == np.dtype(dtype) and out.shape == params.input_shape
+    assert_close(out, conv3d_ref(y, w, b, **kw), dtype, what="cpu.conv3d_forward")
+
+
+@pytest.mark.parametrize("ys, ws, kw", [
+    ((2, 6, 7, 8, 9), (4, 3, 3, 2, 3), dict(padding=(1, 0, 2), dilation=(1, 2, 1), groups=2)),
+    ((1, 4, 9, 9, 9), (4, 1, 5, 5, 5), dict(padding=2, groups=4)),
+    ((1, 3, 6, 5, 4), (2, 3, 1, 1, 1), {}),
+])
+def test_conv3d_on_the_cpu_forward_planners_layers(ys, ws, kw):
+    from xconvt._plan import Problem, cpu_device
+
+    rng = np.random.default_rng(1)
+    y, w, b = rng.standard_normal(ys), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    params, _ = conv3d_params(ys, ws, None, **kw)
+    plan = adjoint_cuda.plan_conv3d_cpu(Problem("conv3d", params, "float64", cpu_device()))
+    assert plan.name == "cpu.conv3d_forward"
+    for bias in (None, b):
+        assert_close(plan(y, w, bias), conv3d_ref(y, w, bias, **kw), "float64",
+                     what="cpu.conv3d_forward")
+
+
 def test_planners_explain_refusals():
     from xconvt._plan import Problem, cpu_device
 

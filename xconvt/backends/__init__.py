@@ -46,6 +46,7 @@ _REGISTRY = {
         Planner("cpu.toeplitz_w", "direct", _CPU + "toeplitz"),
         Planner("fft.chunked", "fft", _FFT + "chunked"),
         Planner("cpu.small_conv3d", "direct", _CPU + "small_grad", "plan_conv3d", _CONV3D),
+        Planner("cpu.conv3d_forward", "direct", _ADJ + "_cuda", "plan_conv3d_cpu", _CONV3D),
         Planner("cpu.gemm_conv3d", "direct", _ADJ, "plan_conv3d", _CONV3D),
         Planner("cpu.fft_conv3d", "fft", _ADJ + "_fft", "plan_conv3d", _CONV3D),
         Planner("cpu.small_weight_grad", "direct", _CPU + "small_grad", "plan_weight_grad",

@@ -36,7 +36,7 @@ from array_api_compat import array_namespace, is_cupy_array
 from .._plan import FunctionPlan
 from .._params import ConvParams
 
-__all__ = ["conv3d", "plan_conv3d", "rearrange"]
+__all__ = ["conv3d", "plan_conv3d", "plan_conv3d_cpu", "rearrange"]
 
 
 def _axis(params, a, no_copy):
@@ -234,6 +234,43 @@ def plan_conv3d(problem):
         return "needs a CUDA device"
     if problem.dtype not in ("float16", "float32", "float64", "complex64", "complex128"):
         return f"dtype {problem.dtype} is not supported by the direct kernels"
+    itemsize = 8 if problem.dtype in ("float64", "complex128") else 4
+    tp = rearrange_params(problem.params)
+    copied = _copied(problem.params, tp)
+    moved = 2 * itemsize * math.prod(tp.input_shape) if copied else 0
+    return _rewrite_plan(problem, "cuda.conv3d_direct", moved / 2.5e12,
+                         itemsize * math.prod(tp.input_shape) if copied else 0)
+
+
+#: The CPU rewrite's own cost: the weight rearrangement (one cached-table
+#: ``take``) and its calls, seconds (2-core CPU, bench/NOTES.md "conv3d on the
+#: CPU's forward planners").
+_CPU_REWRITE_S = 15e-6
+_CPU_TAKE_S = 1.5e-9
+
+
+def plan_conv3d_cpu(problem):
+    """Planner: conv3d of a stride-1 layer on the CPU's transposed-convolution
+    planners (``cpu.small``, ``cpu.channel_gemm``, ...): ``y`` itself is the
+    rewritten input, the weights are rearranged by one gather.  Strided layers
+    are left to the conv3d planners (their space-to-depth copy costs more on
+    the CPU than it saves)."""
+    if problem.op != "conv3d":
+        return f"computes conv3d, not {problem.op}"
+    if problem.device.kind != "cpu":
+        return f"runs on the CPU, not on {problem.device.kind}"
+    if problem.dtype not in ("float16", "float32", "float64", "complex64", "complex128"):
+        return f"dtype {problem.dtype} is not supported"
+    if not _no_copy(problem.params):
+        return ("only stride-1 layers with padding <= dilation*(kernel - 1) (no copy of "
+                "the output gradient)")
+    extra = _CPU_REWRITE_S + _CPU_TAKE_S * math.prod(problem.params.weight_shape)
+    return _rewrite_plan(problem, "cpu.conv3d_forward", extra, 0)
+
+
+def _rewrite_plan(problem, name, extra_s, workspace):
+    """conv3d by the best direct plan of :func:`rearrange_params`'s transposed
+    convolution, ``extra_s`` seconds of rearrangement added to its estimate."""
     from dataclasses import replace
 
     from .._select import choose
@@ -244,12 +281,6 @@ def plan_conv3d(problem):
         inner = choose(replace(problem, op="conv_transpose3d", params=tp), "direct")
     except ValueError as e:
         return f"no direct plan for the rewritten transposed convolution: {e}"
-    itemsize = 8 if problem.dtype in ("float64", "complex128") else 4
-    t = inner.estimate
-    copied = tp.in_size != params.out_size or tp.in_channels != params.out_channels
-    if copied:  # the space-to-depth copy of y, read and written once
-        t += 2 * itemsize * math.prod(tp.input_shape) / 2.5e12
-    workspace = itemsize * math.prod(tp.input_shape) if copied else 0
     # a bias is a call-time operand; plans may depend on it (has_bias is part of
     # the geometry), so the biased problem gets its own inner plan on first use
     inners = {False: inner}
@@ -261,8 +292,12 @@ def plan_conv3d(problem):
                                             params=replace(tp, has_bias=True)), "direct")
         return conv3d(params, y, w, b, inners[biased])
 
-    return FunctionPlan("cuda.conv3d_direct", "direct", t, run, workspace,
+    return FunctionPlan(name, "direct", inner.estimate + extra_s, run, workspace,
                         detail=f"stride-1 transposed convolution by {inner.name}")
+
+
+def _copied(params, tp):
+    return tp.in_size != params.out_size or tp.in_channels != params.out_channels
 
 
 def _no_copy(params):
