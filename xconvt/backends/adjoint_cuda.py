@@ -23,7 +23,8 @@ is ``T'``'s input (no copy; ``T'`` pads by ``d(k - 1) - p`` and the extra
 ``output_padding`` planes of ``y`` are cut by a view).
 
 The rearrangement is written for any array library, so the CPU tests check it
-with a CPU transposed-convolution plan as the inner one.
+with a CPU transposed-convolution plan as the inner one, and the CPU has a
+planner of its own for stride-1 layers (:func:`plan_conv3d_cpu`, no copy).
 """
 
 from __future__ import annotations

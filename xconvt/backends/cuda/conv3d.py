@@ -102,12 +102,12 @@ class Conv3dFmaPlan(Plan):
                       **dict(zip(("dd", "dh", "dw"), params.dilation)),
                       ncb=-(-cx // cob), wtiles=wt)
         self._args = [rt.struct(FIELDS, dict(values, has_bias=h)) for h in (0, 1)]
+        self._kernel = f"xconvt_conv3d_fma<{rt.CTYPES[dtype]}, {cob}, {wb}>"
 
     def __call__(self, y, w, b=None):
         cp = rt.cupy()
         with y.device:
-            kern = rt.kernel(SOURCE, f"xconvt_conv3d_fma<{rt.CTYPES[self.dtype]}, "
-                                     f"{self.cob}, {self.wb}>")
+            kern = rt.kernel(SOURCE, self._kernel)
             y, w = cp.ascontiguousarray(y), cp.ascontiguousarray(w)
             x = cp.empty(self.params.input_shape, y.dtype)
             if b is not None:
