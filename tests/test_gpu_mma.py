@@ -88,6 +88,8 @@ def _run(mode, params, x, w, b, noncontig=False, variant=None):
     bd = None if bs is None else _dev(bs)
     out = _poisoned(params.batched_output_shape, np.dtype(dt))
     prec = "tf32" if mode == "tf32" else "float32"
+    if variant == "wgmma":
+        _need_wgmma()
     try:
         got = mma_direct(params, xd, wd, bd, prec, out=out, variant=variant)
     except ValueError as exc:
@@ -127,9 +129,15 @@ def _check(mode, kw, x, w, b, noncontig=False, variant=None):
 
 
 #: A stagings the planner chooses among (the register and 4-byte slabs,
-#: "slab" and "slab_async", are only run when asked for: the suite-like test).
-VARIANTS = ("tap", "cl", "cl_slab")
-ALL_VARIANTS = ("tap", "slab", "slab_async", "cl", "cl_slab")
+#: "slab" and "slab_async", are only run when asked for: the suite-like test),
+#: and the wgmma kernel (sm_90a: skipped on other devices).
+VARIANTS = ("tap", "cl", "cl_slab", "wgmma")
+ALL_VARIANTS = ("tap", "slab", "slab_async", "cl", "cl_slab", "wgmma")
+
+
+def _need_wgmma():
+    if int(cupy.cuda.Device().compute_capability) != 90:
+        pytest.skip("wgmma (sm_90a) needs compute capability 9.0")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -246,7 +254,8 @@ def test_mma_64bit_indices():
 # ------------------------------------------------------------------ conv3d
 @settings(max_examples=40, deadline=None)
 @given(cfg=configs(batches=(1, 2), max_channels=6), seed=seeds,
-       mode=st.sampled_from(list(BOUNDS)), variant=st.sampled_from(["tap", "cl", "cl_slab"]))
+       mode=st.sampled_from(list(BOUNDS)),
+       variant=st.sampled_from(["tap", "cl", "cl_slab", "wgmma"]))
 def test_mma_conv3d_random(cfg, seed, mode, variant):
     """conv3d on the tensor cores (``Conv3dGemm``: A read from y at the stride)
     over random geometries (groups, dilation, odd sizes, bias), each precision
@@ -259,6 +268,8 @@ def test_mma_conv3d_random(cfg, seed, mode, variant):
     from .reference import conv3d_ref, triple
 
     assume(variant != "cl_slab" or triple(cfg.stride) == (1, 1, 1))
+    if variant == "wgmma":
+        _need_wgmma()
     rng = np.random.default_rng(seed)
     _, w, b = cfg.arrays(seed, "float64")
     y = rng.standard_normal((cfg.batch or 1,) + tuple(cfg.output_shape[-4:]))
@@ -304,3 +315,43 @@ def test_mma_conv3d_suite_like(mode):
     host = _host(plan(_dev(ys), _dev(ws), None))
     ref = conv3d_ref(ys.astype(np.float64), ws.astype(np.float64), None, **kw)
     assert rel_l2(host, ref) <= BOUNDS[mode], mode
+
+
+@pytest.mark.parametrize("mode", list(BOUNDS))
+def test_wgmma_every_tile(mode):
+    """Every tile, K block and stage count of ``xconvt_wgmma``'s table once,
+    on a layer with several M and N tiles, groups, a partial K block and a
+    partial N tile, against float64 (each a compiled kernel of its own)."""
+    from xconvt.backends.cuda import mma
+
+    _need_wgmma()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 2 * 40, 7, 9, 10))
+    w = rng.standard_normal((2 * 40, 70, 3, 3, 3)) / math.sqrt(40 * 8)
+    kw = dict(stride=2, padding=1, output_padding=1, groups=2)
+    params = ConvParams.from_shapes(x.shape, w.shape, None, **kw)
+    dt = _storage(mode)
+    dtname = "float32" if dt is np.float32 else np.dtype(dt).name
+    prec = "tf32" if mode == "tf32" else "float32"
+    ref = conv_transpose3d_ref(x.astype(dt).astype(np.float64), w.astype(dt).astype(np.float64),
+                               None, **kw)
+    item = np.dtype(dt).itemsize
+    seen = 0
+    for c0 in mma._candidates(params, dtname, prec, 232448, "wgmma"):
+        for bm, bn in mma.WG_TILES:
+            for kbytes in mma.WG_KBYTES:
+                bk = kbytes // item
+                for stages in (3, 4):
+                    smem = mma._smem(bm, bn, bk, stages, item, mode=c0.mode, slab=5)
+                    threads = bm // 64 * 128
+                    cfg = c0._replace(bm=bm, bn=bn, bk=bk, wn=bn, stages=stages, smem=smem,
+                                      threads=threads,
+                                      minb=mma._wg_minb(bn, threads, c0.mode))
+                    out = _poisoned(params.batched_output_shape, np.dtype(dt))
+                    got = _host(mma.mma_direct(params, _dev(x.astype(dt)), _dev(w.astype(dt)),
+                                               None, prec, config=cfg, out=out))
+                    assert not np.isnan(got).any(), cfg.name
+                    assert rel_l2(got, ref) <= BOUNDS[mode], (cfg.name, rel_l2(got, ref))
+                    seen += 1
+        break
+    assert seen == len(mma.WG_TILES) * len(mma.WG_KBYTES) * 2

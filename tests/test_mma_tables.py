@@ -416,8 +416,22 @@ def _instances(full=True):
     for i in ("int", "long long"):
         for bits, conv in (("unsigned short", 0), ("unsigned", 1), ("unsigned", 2)):
             names.append(f"xconvt_mma_pack_t<{bits}, {i}, {conv}>")
-        for bits in ("unsigned", "unsigned short"):
-            names.append(f"xconvt_mma_to_cl<{bits}, {i}>")
+        for bits, conv in (("unsigned short", 0), ("unsigned", 1)):
+            names.append(f"xconvt_wgmma_pack<{bits}, {i}, {conv}>")
+        for bits, rnd in (("unsigned", 0), ("unsigned", 1), ("unsigned", 2),
+                          ("unsigned short", 0)):
+            names.append(f"xconvt_mma_to_cl<{bits}, {i}, {rnd}>")
+    # xconvt_wgmma: every tile and K block of the table (full) or one per
+    # template argument value, each dtype and mode; the body is sm_90a only
+    for dt, mode, itemsize in ((0, 0, 4), (0, 1, 4), (1, 2, 2), (2, 2, 2)):
+        for bm, bn in cuda_mma.WG_TILES if full else cuda_mma.WG_TILES[:2]:
+            for kbytes in cuda_mma.WG_KBYTES if full else cuda_mma.WG_KBYTES[::2]:
+                threads = bm // 64 * 128
+                names.append(MmaConfig(dt, mode, "int", bm, bn, kbytes // itemsize, 64, bn, 4,
+                                       threads, 0, cuda_mma._wg_minb(bn, threads, mode),
+                                       5).name)
+        names.append(MmaConfig(dt, mode, "long long", 64, 32, 64 // itemsize, 64, 32, 3, 128,
+                               0, 2, 5).name)
     return names
 
 

@@ -55,6 +55,7 @@ _REGISTRY = {
         Planner("cpu.fft_weight_grad", "fft", _ADJ + "_fft", "plan_weight_grad", _WGRAD),
     ),
     "cupy": (
+        Planner("cuda.wgmma", "direct", _CUDA + "mma", "plan_wgmma"),
         Planner("cuda.mma", "direct", _CUDA + "mma"),
         Planner("cuda.pointwise", "direct", _CUDA + "pointwise"),
         Planner("cuda.gather", "direct", _CUDA + "gather"),
@@ -63,6 +64,7 @@ _REGISTRY = {
         Planner("cuda.fused", "direct", _CUDA + "fused"),
         Planner("fft.one_pass", "fft", _FFT + "one_pass"),
         Planner("fft.chunked", "fft", _FFT + "chunked"),
+        Planner("cuda.wgmma_conv3d", "direct", _CUDA + "mma", "plan_wgmma_conv3d", _CONV3D),
         Planner("cuda.mma_conv3d", "direct", _CUDA + "mma", "plan_conv3d", _CONV3D),
         Planner("cuda.conv3d_fma", "direct", _CUDA + "conv3d", "plan", _CONV3D),
         Planner("cuda.conv3d_direct", "direct", _ADJ + "_cuda", "plan_conv3d", _CONV3D),

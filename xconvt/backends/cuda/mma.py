@@ -61,7 +61,8 @@ from ..._plan import Plan
 from . import runtime as rt
 
 __all__ = ["MMA_FIELDS", "Conv3dGemm", "MmaConfig", "MmaPlan", "mma_config", "mma_direct",
-           "mma_tables", "pack_taps", "plan", "plan_conv3d"]
+           "mma_tables", "pack_taps", "pack_taps_k", "plan", "plan_conv3d", "plan_wgmma",
+           "plan_wgmma_conv3d"]
 
 _SOURCE_PATH = Path(__file__).with_name("kernels") / "mma.cu"
 _INT32_MAX = 2**31 - 1
@@ -73,7 +74,7 @@ DTYPES = {"float32": (0, 4), "float16": (1, 2), "bfloat16": (2, 2)}
 MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
               "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL",
-              "PD", "PH", "PW", "LD", "LH", "LW", "CT", "QD", "QH", "QW")
+              "PD", "PH", "PW", "LD", "LH", "LW", "CT", "QD", "QH", "QW", "XSMALL")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
 META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
@@ -83,6 +84,14 @@ META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
 #: (BM/WM) * (BN/WN) warps.
 TILES = ((128, 128, 64, 32), (128, 64, 64, 32), (128, 32, 32, 32), (64, 64, 32, 32),
          (128, 128, 64, 64), (256, 128, 64, 64))
+
+#: ``xconvt_wgmma`` (``slab`` 5, sm_90a): block tiles (BM, BN), one warpgroup
+#: of 128 threads per 64 rows; a K block is 128, 64 or 32 bytes of K (one
+#: row of the swizzle of that width: BK = 64, 32, 16 16-bit values or 32,
+#: 16, 8 floats; the narrower ones for few channels, which 128 bytes would pad).
+WG_TILES = ((256, 128), (256, 64), (128, 256), (128, 128), (128, 64), (128, 32), (64, 128),
+            (64, 64), (64, 32))
+WG_KBYTES = (128, 64, 32)
 
 # Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
 # measured mma.sync ceiling times a factor, and the operand elements the
@@ -94,17 +103,25 @@ TILES = ((128, 128, 64, 32), (128, 64, 64, 32), (128, 32, 32, 32), (64, 64, 32, 
 # BK), 0.54-2.2x.  The staged elements dominate the tap kernel's time: it is
 # bound by its element-wise A loads, not by the tensor cores.
 _CEILING = {"tf32": 321e12, "3xtf32": 321e12 / 3, "float16": 642e12, "bfloat16": 642e12}
+#: ``wgmma``'s ceilings (H200, bench/NOTES.md).
+_CEILING_WG = {"tf32": 485e12, "3xtf32": 485e12 / 3, "float16": 970e12, "bfloat16": 970e12}
+# The 3xTF32 rows of slabs 0-4 are scaled by 0.77 (2026-12-02, fourth
+# session): the per-K-block accumulation made those kernels 6-18% faster
+# and conv3d's own GEMM came after the fit; the H200 sweep of
+# probe/wg_sweep.py measured the mma.sync plans at 0.65-0.99x (median 0.77)
+# of these estimates, so the choice between them and xconvt_wgmma needs it.
+# A uniform scale leaves the choice among mma.sync configurations as it was.
 _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged element per SM)
-    ("3xtf32", 0): (69.7e-6, 1.80, 9.86e-11),
+    ("3xtf32", 0): (5.37e-05, 1.39, 7.59e-11),
     ("tf32", 0): (55.0e-6, 1.08, 1.08e-10),
     ("float16", 0): (46.3e-6, 0.0, 1.29e-10),
     ("bfloat16", 0): (48.2e-6, 0.0, 1.26e-10),
-    ("3xtf32", 1): (230.3e-6, 1.73, 3.12e-10),
+    ("3xtf32", 1): (0.000177, 1.33, 2.4e-10),
     ("tf32", 1): (154.5e-6, 0.35, 2.95e-10),
     ("float16", 1): (67.7e-6, 0.0, 5.0e-10),
     ("bfloat16", 1): (67.5e-6, 0.0, 5.1e-10),
     # slab_async: not measured yet; the tap variant's per-element cost
-    ("3xtf32", 2): (69.7e-6, 1.80, 9.86e-11),
+    ("3xtf32", 2): (5.37e-05, 1.39, 7.59e-11),
     ("tf32", 2): (55.0e-6, 1.08, 1.08e-10),
     # cl and cl_slab: five terms (fixed s, factor on the tensor-core time, s
     # per staged element per SM, s per K step per SM, s per output byte),
@@ -112,14 +129,27 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     # bench/tc_probe.py --sweep new of 2026-12-02 (seven dense suite cases,
     # every tile and BK; 24-29 timings a mode): predictions 0.71-1.18x the
     # measured times.  bfloat16 takes float16's.
-    ("3xtf32", 3): (4.26e-05, 1.68, 7.56e-11, 0.0, 5.68e-13),
+    ("3xtf32", 3): (3.28e-05, 1.29, 5.82e-11, 0, 4.37e-13),
     ("tf32", 3): (1.89e-05, 1.91, 3.93e-11, 6.45e-08, 5.7e-13),
     ("float16", 3): (2.12e-05, 1.13, 2.81e-11, 7.38e-08, 1.09e-12),
     ("bfloat16", 3): (2.12e-05, 1.13, 2.81e-11, 7.38e-08, 1.09e-12),
-    ("3xtf32", 4): (7.14e-05, 2.53, 0.0, 6.83e-08, 3.42e-13),
+    ("3xtf32", 4): (5.5e-05, 1.95, 0, 5.26e-08, 2.63e-13),
     ("tf32", 4): (4.53e-05, 2.0, 0.0, 2.04e-07, 5.05e-13),
     ("float16", 4): (3.24e-05, 1.4, 0.0, 1.48e-07, 1.33e-12),
     ("bfloat16", 4): (3.24e-05, 1.4, 0.0, 1.48e-07, 1.33e-12),
+    # wgmma (slab 5): the same five terms, the tensor-core time at the wgmma
+    # ceiling (_CEILING_WG), fitted (probe/wg_fit.py) to the H200 sweep of
+    # probe/wg_sweep.py of 2026-12-02 (eight suite cases, forward and conv3d,
+    # every tile, K block and 3-4 stages: 92-182 timings a mode):
+    # predictions 0.54-1.34x the measured times; the fit's pick per case is
+    # within 5% of the sweep's best on most cases, 6-25% off on unet_k2s2_big
+    # and vnet_k3s2 in 3xTF32 and seed_example, unet_k2s2 in 16-bit
+    # (bench/NOTES.md).  The small tensor-core factors (0.37-0.80): the
+    # kernel is bound by moving operands from L2, not by the tensor cores.
+    ("tf32", 5): (2.26e-05, 0.471, 4.21e-11, 0.0, 7.62e-13),
+    ("3xtf32", 5): (3.05e-05, 0.798, 7.24e-11, 0.0, 1.03e-12),
+    ("float16", 5): (2.36e-05, 0.373, 1.71e-11, 2.98e-08, 1.78e-12),
+    ("bfloat16", 5): (9.48e-06, 0.756, 1.56e-11, 3.73e-08, 1.68e-12),
 }
 #: Position tiles of 32 a block of the channels-last copy copies (CL_TILES in mma.cu).
 _CL_TILES = 8
@@ -234,6 +264,9 @@ class MmaConfig(NamedTuple):
 
     @property
     def name(self):
+        if self.slab == 5:
+            return (f"xconvt_wgmma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, "
+                    f"{self.bn}, {self.bk}, {self.stages}, {self.minb}>")
         return (f"xconvt_mma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, {self.bn}, "
                 f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}, {self.slab}>")
 
@@ -243,7 +276,10 @@ def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0, slab=0):
     small), then A stages or (``sc``) two slab buffers of ``sc`` words per k
     row (3xTF32: twice the rows) and the slab's position table; ``slab`` 3:
     ``[m][k]`` A stages with rows padded by 16 bytes; 4: two ``[pos][k]``
-    slabs of ``sc`` positions and their position table."""
+    slabs of ``sc`` positions and their position table; 5 (wgmma): unpadded
+    ``[chunk][row]`` A and B stages."""
+    if slab == 5:  # 1024 more: the kernel aligns the stages to 1024 bytes
+        return (2 if mode == 1 else 1) * stages * (bm + bn) * bk * itemsize + 1024
     b = (2 if mode == 1 else 1) * stages * bk * (bn + 8) * itemsize
     if slab == 3:
         return b + stages * bm * (bk + 16 // itemsize) * itemsize
@@ -351,6 +387,8 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
     ``"slab_async"``, ``"cl"``, ``"cl_slab"``, ``"auto"`` for tap, cl and
     cl_slab, or None for all)
     that fits in ``smem_per_block``."""
+    if variant == "wgmma":
+        return _wg_candidates(params, dtype, precision, smem_per_block)
     dt, itemsize = DTYPES[dtype]
     mode = _mode(dtype, precision)[0]
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
@@ -407,6 +445,51 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
     return out
 
 
+def _wg_minb(bn, threads, mode=0):
+    """Blocks per SM ``xconvt_wgmma``'s registers are capped for: about
+    ``bn/2`` accumulators (3xTF32: twice) and 64 other registers a thread
+    (ptxas, sm_90a: 128 registers for 128x128 tiles, 216 for 128x256)."""
+    regs = bn // 2 * (2 if mode == 1 else 1) + 64
+    return max(1, min(4, 65536 // (threads * regs)))
+
+
+def _wg_candidates(params, dtype, precision, smem_per_block):
+    """Configurations of ``xconvt_wgmma`` (``slab`` 5: the channels-last copy,
+    K-major packed weights) that fit ``smem_per_block``: TF32, float16 and
+    bfloat16 (3xTF32 stays on ``mma.sync``)."""
+    dt, itemsize = DTYPES[dtype]
+    mode = _mode(dtype, precision)[0]
+    if params.batch > 65535:
+        return []
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    out = []
+    for kbytes in WG_KBYTES:
+        bk = kbytes // itemsize
+        if kbytes < 128 and -(-cig // (2 * bk)) * 2 * bk == -(-cig // bk) * bk:
+            continue  # the wider block pads no more channels
+        if mode == 1 and 2 * cl_elements(params, bk) > _INT32_MAX:
+            continue  # the copy's small halves are an int32 offset away
+        index_t = ("int" if max(_sizes(params, bk, 32)) <= _INT32_MAX
+                   and cl_elements(params, bk) <= _INT32_MAX else "long long")
+        for bm, bn in WG_TILES:
+            if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
+                continue  # mostly padding
+            threads = bm // 64 * 128
+            minb = _wg_minb(bn, threads, mode)
+            # 4 stages (3 where 4 do not fit): in the sweep 3 or 4 was the best
+            # count on every case, 5 and 6 no better and with 3xTF32's twice
+            # the shared memory up to 1.7x slower
+            for stages in (4, 3):
+                smem = _smem(bm, bn, bk, stages, itemsize, mode=mode, slab=5)
+                if smem <= smem_per_block:
+                    break
+            else:
+                continue
+            out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, 64, bn, stages, threads, smem,
+                                 minb, 5))
+    return out
+
+
 def _work(params, cfg):
     """``(padded multiply-adds, staged operand elements, blocks)`` of ``cfg``."""
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
@@ -448,7 +531,8 @@ def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     itemsize = DTYPES["float32" if cfg.dt == 0 else "float16"][1]
     copy = 0.0
     if cfg.slab >= 3:
-        moved = (math.prod(params.input_shape) + cl_elements(params, cfg.bk)) * itemsize
+        halves = 2 if cfg.slab == 5 and cfg.mode == 1 else 1
+        moved = (math.prod(params.input_shape) + halves * cl_elements(params, cfg.bk)) * itemsize
         copy = _CL_COPY[0] + moved / _CL_COPY[1]
     cig = params.in_channels_per_group
     steps = 0
@@ -457,7 +541,8 @@ def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
         steps += (_m_tiles(params, tri, cfg) * -(-params.out_channels_per_group // cfg.bn)
                   * params.groups * taps * -(-cig // cfg.bk))
     out_bytes = math.prod(params.batched_output_shape) * itemsize
-    return copy, (1.0, 2 * macs / (_CEILING[mode_name] / sm_count * busy), staged / busy,
+    ceiling = (_CEILING_WG if cfg.slab == 5 else _CEILING)[mode_name]
+    return copy, (1.0, 2 * macs / (ceiling / sm_count * busy), staged / busy,
                   steps / busy, out_bytes)
 
 
@@ -482,7 +567,8 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     dilated: up to 1.6x faster than tap in float16) and not for one-tap
     layers (unet: tap is up to 1.3x faster; bench/NOTES.md).  ``"slab"``
     and ``"slab_async"`` (the input box through registers or 4-byte copies)
-    are used only when asked for."""
+    are used only when asked for; ``"wgmma"`` (sm_90a) gives the
+    configurations of ``xconvt_wgmma`` only."""
     reason = _reject(params, dtype, precision, smem_per_block)
     if reason:
         return reason
@@ -496,6 +582,10 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
         if best is None or t < best[1]:
             best = (cfg, t)
     if best is None:
+        if variant == "wgmma" and _mode(dtype, precision)[0] == 1:
+            return "the wgmma kernel runs TF32, float16 and bfloat16 (3xTF32 runs on mma.sync)"
+        if variant == "wgmma" and params.batch > 65535:
+            return "the channels-last copy's grid has one z block per sample (batch <= 65535)"
         return f"no tile fits {smem_per_block} bytes of shared memory per block"
     return best
 
@@ -585,6 +675,36 @@ def pack_taps(params, bn, bk):
     return tapoff, gstride
 
 
+@lru_cache(maxsize=256)
+def pack_taps_k(params, bn, bk):
+    """:func:`pack_taps` for ``xconvt_wgmma_pack``'s K-major layout: per
+    phase, ``[g][o][t][c]`` (``o < ceil(Cog/BN)*BN``, ``t`` as in
+    :func:`pack_taps`, ``c < ceil(Cig/BK)*BK``).  Returns ``(tapoff,
+    gstride, ostride)``: per kernel tap ``k`` the packed offset of group 0,
+    column 0, channel 0 (-1: a tap of no phase with outputs), the step
+    between groups and the step between columns (the phase's packed K)."""
+    kd, kh, kw = params.kernel
+    cp = -(-params.in_channels_per_group // bk) * bk
+    np_ = -(-params.out_channels_per_group // bn) * bn
+    tapoff = np.full(kd * kh * kw, -1, np.int64)
+    gstride = np.zeros(kd * kh * kw, np.int64)
+    ostride = np.zeros(kd * kh * kw, np.int64)
+    woff = 0
+    for pd, ph, pw in _phase_order(params):
+        taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
+        t = 0
+        for td in pd.taps:
+            for th in ph.taps:
+                for tw in pw.taps:
+                    k = (td * kh + th) * kw + tw
+                    tapoff[k] = woff + t * cp
+                    gstride[k] = np_ * taps * cp
+                    ostride[k] = taps * cp
+                    t += 1
+        woff += params.groups * taps * cp * np_
+    return tapoff, gstride, ostride
+
+
 # --------------------------------------------------------------------------- launch
 class _Launch:
     """Device tables, kernels and arguments of one configuration."""
@@ -597,9 +717,9 @@ class _Launch:
         ityp = np.int32 if cfg.index_t == "int" else np.int64
         self.meta = cupy.asarray(meta)
         self.btab = cupy.asarray(btab)
-        tapoff, gstride = pack_taps(params, cfg.bn, cfg.bk)
-        self.tapoff = cupy.asarray(tapoff.astype(ityp))
-        self.gstride = cupy.asarray(gstride.astype(ityp))
+        wg = cfg.slab == 5  # xconvt_wgmma: K-major packed weights
+        tables = (pack_taps_k if wg else pack_taps)(params, cfg.bn, cfg.bk)
+        tables = tuple(cupy.asarray(t.astype(ityp)) for t in tables)
         cig, cog = params.in_channels_per_group, params.out_channels_per_group
         ncb, np_ = -(-cig // cfg.bk), -(-cog // cfg.bn) * cfg.bn
         n_packed = _sizes(params, cfg.bk, cfg.bn)[2]
@@ -610,19 +730,27 @@ class _Launch:
         # w is [G*Cog][Cig][K3], its K channels on the second axis)
         kstride, nstride = ((k3, cig * k3) if isinstance(params, Conv3dGemm)
                             else (cog * k3, k3))
-        self.pack_args = (self.tapoff, self.gstride, None, np.int32(cig), np.int32(cog),
-                          np.int32(k3), np.int32(np_), ityp(n_packed), ityp(kstride),
-                          ityp(nstride))
-        self.pack_grid = (params.in_channels, -(-k3 // 32), -(-cog // 32))
-        def get(name):
-            return rt.kernel(_SOURCE_PATH, name)
+        if wg:
+            self.pack_args = tables + (None, np.int32(cig), np.int32(cog), np.int32(k3),
+                                       ityp(n_packed), ityp(kstride), ityp(nstride))
+            self.pack_grid = (params.groups * cog, -(-k3 // 32), -(-cig // 32))
+        else:
+            self.pack_args = tables + (None, np.int32(cig), np.int32(cog), np.int32(k3),
+                                       np.int32(np_), ityp(n_packed), ityp(kstride),
+                                       ityp(nstride))
+            self.pack_grid = (params.in_channels, -(-k3 // 32), -(-cog // 32))
 
-        self.kern = get(cfg.name)
+        def get(name, arch=None):
+            return rt.kernel(_SOURCE_PATH, name, arch=arch)
+
+        self.kern = get(cfg.name, "sm_90a" if wg else None)
         rt.allow_smem(self.kern, cfg.smem)
         # float weights leave the pack rounded to tf32 (and split, 3xTF32)
         conv = 0 if cfg.dt else (2 if cfg.mode == 1 else 1)
         bits = "unsigned" if cfg.dt == 0 else "unsigned short"
-        self.pack = get(f"xconvt_mma_pack_t<{bits}, {cfg.index_t}, {conv}>")
+        self.pack = get(f"xconvt_{'wgmma_pack' if wg else 'mma_pack_t'}<{bits}, "
+                        f"{cfg.index_t}, {conv}>")
+        self.n_tables = len(tables)
         self.wp_size = n_packed * (2 if cfg.mode == 1 else 1)
         self.grid = (nblocks,)
         self.block = (cfg.threads,)
@@ -640,7 +768,7 @@ class _Launch:
             TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
             WSMALL=n_packed if cfg.mode == 1 else 0,
             PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0,
-            **dict(zip(("QD", "QH", "QW"), _in_step(params))))
+            **dict(zip(("QD", "QH", "QW"), _in_step(params))), XSMALL=0)
         self.to_cl = None
         if cfg.slab >= 3:
             ext, lo, ct = cl_layout(params, cfg.bk)
@@ -648,8 +776,13 @@ class _Launch:
             geo.update(zip(("LD", "LH", "LW"), lo))
             geo["CT"] = ct
             bits = "unsigned" if cfg.dt == 0 else "unsigned short"
-            self.to_cl = get(f"xconvt_mma_to_cl<{bits}, {cfg.index_t}>")
-            self.cl_size = cl_elements(params, cfg.bk)
+            # xconvt_wgmma reads TF32 operands as stored: the copy rounds them
+            # (3xTF32: and writes the small halves after the big ones)
+            round_ = (2 if cfg.mode == 1 else 1) if wg and cfg.dt == 0 else 0
+            self.to_cl = get(f"xconvt_mma_to_cl<{bits}, {cfg.index_t}, {round_}>")
+            self.cl_size = cl_elements(params, cfg.bk) * (2 if round_ == 2 else 1)
+            if round_ == 2:
+                geo["XSMALL"] = cl_elements(params, cfg.bk)
             self.cl_grid = (-(-math.prod(ext) // (32 * _CL_TILES)), -(-ct // 32), params.batch)
         self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
 
@@ -658,8 +791,8 @@ class _Launch:
 
         wp = (cupy.zeros if self.padded else cupy.empty)(self.wp_size, dtype=x.dtype)
         if self.n_idx:
-            a = self.pack_args
-            self.pack(self.pack_grid, (256,), (w, a[0], a[1], wp) + a[3:])
+            a, t = self.pack_args, self.n_tables
+            self.pack(self.pack_grid, (256,), (w,) + a[:t] + (wp,) + a[t + 1:])
         if self.to_cl is not None:
             xcl = cupy.empty(self.cl_size, dtype=x.dtype)
             self.to_cl(self.cl_grid, (256,), (x, xcl, self.args[0]))
@@ -713,12 +846,14 @@ class MmaPlan(Plan):
         self.estimate = float(estimate_s)
         self.name = name
         nw = _sizes(params, cfg.bk, cfg.bn)[2] * (2 if cfg.mode == 1 else 1)
-        if cfg.slab >= 3:
-            nw += cl_elements(params, cfg.bk)
+        if cfg.slab >= 3:  # the copy (wgmma 3xTF32: big and small halves)
+            nw += cl_elements(params, cfg.bk) * (2 if cfg.slab == 5 and cfg.mode == 1 else 1)
         self.workspace = nw * (4 if cfg.dt == 0 else 2)
         staging = {0: "A per tap", 1: "A slab", 2: "A slab (cp.async)",
-                   3: "A channels-last", 4: "A channels-last slab"}[cfg.slab]
-        self.detail = (f"mma.sync {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
+                   3: "A channels-last", 4: "A channels-last slab",
+                   5: "A channels-last, B K-major"}[cfg.slab]
+        inst = "wgmma" if cfg.slab == 5 else "mma.sync"
+        self.detail = (f"{inst} {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
                        f"{cfg.stages} stages, {cfg.threads} threads, {staging}")
 
     def __call__(self, x, w, b=None):
@@ -755,21 +890,41 @@ def plan_conv3d(problem):
     return _plan(problem, Conv3dGemm(problem.params), "cuda.mma_conv3d")
 
 
-def _plan(problem, params, name):
+def plan_wgmma(problem):
+    """Planner: the transposed convolution on ``xconvt_wgmma`` (sm_90a:
+    compute capability 9.0 exactly; TF32, float16, bfloat16), an
+    :class:`MmaPlan` or the reason it does not apply."""
+    if problem.op != "conv_transpose3d":
+        return f"the wgmma kernel computes conv_transpose3d here, not {problem.op}"
+    return _plan(problem, problem.params, "cuda.wgmma", "wgmma")
+
+
+def plan_wgmma_conv3d(problem):
+    """Planner: conv3d (:class:`Conv3dGemm`) on ``xconvt_wgmma``."""
+    if problem.op != "conv3d":
+        return f"computes conv3d, not {problem.op}"
+    return _plan(problem, Conv3dGemm(problem.params), "cuda.wgmma_conv3d", "wgmma")
+
+
+def _plan(problem, params, name, variant=None):
     dev = problem.device
     if dev.kind != "cuda":
         return "the tensor-core kernel runs on CUDA devices only"
-    if tuple(dev.compute_capability) < (8, 0):
-        cc = ".".join(map(str, dev.compute_capability))
-        return f"mma.sync with TF32/bf16 needs compute capability 8.0 or later, got {cc}"
+    cc = tuple(dev.compute_capability)
+    if variant == "wgmma" and cc != (9, 0):
+        return ("wgmma (sm_90a) runs on compute capability 9.0 only, got "
+                + ".".join(map(str, cc)))
+    if cc < (8, 0):
+        return ("mma.sync with TF32/bf16 needs compute capability 8.0 or later, got "
+                + ".".join(map(str, cc)))
     mode_name = (_mode(problem.dtype, problem.precision) or (None, None))[1]
     got = mma_config(params, problem.dtype, problem.precision, dev.sm_count,
-                     dev.smem_per_block)
+                     dev.smem_per_block, variant)
     if isinstance(got, str):
         return got
     cfg, t = got
     plan = MmaPlan(params, cfg, t, mode_name, name)
-    if plan.workspace > problem.budget and cfg.slab >= 3:  # without the copy of x
+    if plan.workspace > problem.budget and 3 <= cfg.slab <= 4:  # without the copy of x
         got = mma_config(params, problem.dtype, problem.precision, dev.sm_count,
                          dev.smem_per_block, "tap")
         if not isinstance(got, str):
@@ -807,6 +962,9 @@ def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None,
     cc, sms, smem = _limits_cached(cupy.cuda.runtime.getDevice())
     if cc < (8, 0):
         raise ValueError(f"the tensor-core kernel needs compute capability >= 8.0, got {cc}")
+    wg = variant == "wgmma" or (config is not None and config.slab == 5)
+    if wg and tuple(cc) != (9, 0):
+        raise ValueError(f"the wgmma kernel needs compute capability 9.0, got {cc}")
     if name != "float32":
         precision = "float32"
     if config is None:

@@ -67,11 +67,70 @@ def _memoized_getter():
     return get
 
 
-def kernel(path, name, options=()):
+def kernel(path, name, options=(), arch=None):
     """The kernel ``name`` (a template instantiation) of the family source
     ``path``, compiled for the current device (once per device, source,
-    name and options)."""
+    name, options and ``arch``).  ``arch`` names a target CuPy does not
+    choose itself (``"sm_90a"``, whose ``wgmma`` the plain sm_90 target
+    lacks): the source is then compiled by NVRTC directly
+    (:func:`_arch_kernel`)."""
+    if arch is not None:
+        return _arch_getter()(str(path), name, tuple(options), arch)
     return _memoized_getter()(str(path), name, tuple(options))
+
+
+class ArchKernel:
+    """A kernel compiled for an explicit target (:func:`kernel`'s ``arch``),
+    called as a ``cupy.RawKernel``: ``k(grid, block, args, shared_mem=0)``,
+    with the ``max_dynamic_shared_size_bytes`` attribute."""
+
+    _MAX_DYNAMIC_SMEM = 8  # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+
+    def __init__(self, module, function):
+        self.module, self.function = module, function  # the module must outlive it
+        self._smem = SMEM_DEFAULT
+
+    @property
+    def max_dynamic_shared_size_bytes(self):
+        return self._smem
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, value):
+        from cupy.cuda import driver
+
+        driver.funcSetAttribute(self.function.ptr, self._MAX_DYNAMIC_SMEM, int(value))
+        self._smem = int(value)
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        self.function(grid, block, args, shared_mem=shared_mem)
+
+
+@lru_cache(maxsize=None)
+def _arch_getter():
+    cp = cupy()
+
+    @cp.memoize(for_each_device=True)
+    def get(path, name, options, arch):
+        from cupy.cuda import function
+        from cupy_backends.cuda.libs import nvrtc
+
+        prog = nvrtc.createProgram(source(path), Path(path).name, [], [])
+        try:
+            nvrtc.addNameExpression(prog, name)
+            try:
+                nvrtc.compileProgram(prog, ["-std=c++17", f"-arch={arch}", *options])
+            except nvrtc.NVRTCError as exc:
+                raise RuntimeError(f"NVRTC failed to compile {name} for {arch}:\n"
+                                   f"{nvrtc.getProgramLog(prog)}") from exc
+            cubin = nvrtc.getCUBIN(prog)
+            lowered = nvrtc.getLoweredName(prog, name)
+        finally:
+            nvrtc.destroyProgram(prog)
+        module = function.Module()
+        module.load(cubin)
+        return ArchKernel(module, module.get_function(lowered))
+
+    return get
 
 
 def allow_smem(kern, smem):

@@ -77,6 +77,7 @@ struct MmaArgs {
   int WSMALL;
   int PD, PH, PW, LD, LH, LW, CT;
   int QD, QH, QW;
+  int XSMALL;
 };
 // (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
 // a slab buffer.  WSMALL: MODE 1, offset of the small halves of the packed
@@ -84,7 +85,8 @@ struct MmaArgs {
 // padded extents, its leading halo and its channels per position.  QD, QH,
 // QW: the input step between neighbouring output positions of a phase, 1 for
 // the transposed convolution, the stride for conv3d (cuda/mma.py, Conv3dGemm);
-// the box stagings (SLAB 1, 2, 4) take 1 only.)
+// the box stagings (SLAB 1, 2, 4) take 1 only.  XSMALL: xconvt_wgmma's
+// 3xTF32, offset of the small halves in the channels-last copy.)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
@@ -801,13 +803,477 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
   }
 }
 
+// ---------------------------------------------------------------------------
+// xconvt_wgmma (sm_90a only: the body is empty elsewhere): the GEMM of
+// xconvt_mma with a warpgroup-wide asynchronous main loop.  A comes from the
+// channels-last copy (as SLAB 3), B from weights packed K-major
+// (xconvt_wgmma_pack: per phase and group [o][t][c]), both by 16-byte
+// cp.async into STAGES shared-memory stages in wgmma's K-major layout,
+// swizzled: a K block is RB = BK * sizeof(T) bytes of each row (128, 64 or
+// 32: the 128-, 64- or 32-byte swizzle), row r at r*RB bytes from a
+// 1024-byte aligned tile, its 16-byte chunk c at chunk c ^ ((r*RB / 128) %
+// (RB / 16)) (address bits 4.. XOR bits 7..; 8 rows are the descriptor's
+// stride byte offset).  A wgmma takes 32 bytes of K: its descriptor starts
+// 32*k bytes into the rows (the hardware applies the swizzle to the
+// address).  Each warpgroup (128
+// threads) computes 64 rows x BN with one wgmma m64nBNk(32 bytes) per 32
+// bytes of K; the accumulators stay in registers.  Per K block: wait for its copies, fence them to the async
+// proxy, barrier, issue the copies of block + STAGES - 2 (into the stage
+// whose wgmmas every warpgroup has finished: each waits for all but its
+// newest group), issue the block's wgmmas, commit, wait for the previous
+// group.  MODE 0 (TF32): operands arrive rounded to tf32 (the copy and the
+// pack round); MODE 2: float16 / bfloat16; MODE 1 (3xTF32): the copy and
+// the pack also write the small halves tf32(v - big) (XSMALL, WSMALL
+// elements on), staged beside the big ones; per K block small*big,
+// big*small, then big*big go to fresh accumulators (zeroed, the group
+// waited for) that are added to the running sums with ordinary float adds,
+// as xconvt_mma's KACC: the tensor cores' truncating accumulation stays
+// relative to one block's partial sum.
+namespace xmma {
+// BEGIN GENERATED wgmma (probe/gen_wgmma.py)
+template <int DT, int N> struct Wg;
+template <> struct Wg<0, 32> {
+  static __device__ __forceinline__ void mma(float (&d)[16], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k8.f32.tf32.tf32 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
+        "%16, %17, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<0, 64> {
+  static __device__ __forceinline__ void mma(float (&d)[32], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k8.f32.tf32.tf32 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "%32, %33, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<0, 128> {
+  static __device__ __forceinline__ void mma(float (&d)[64], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "%64, %65, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<0, 256> {
+  static __device__ __forceinline__ void mma(float (&d)[128], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k8.f32.tf32.tf32 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, "
+        "%128, %129, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<1, 32> {
+  static __device__ __forceinline__ void mma(float (&d)[16], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
+        "%16, %17, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<1, 64> {
+  static __device__ __forceinline__ void mma(float (&d)[32], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "%32, %33, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<1, 128> {
+  static __device__ __forceinline__ void mma(float (&d)[64], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "%64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<1, 256> {
+  static __device__ __forceinline__ void mma(float (&d)[128], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, "
+        "%128, %129, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<2, 32> {
+  static __device__ __forceinline__ void mma(float (&d)[16], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
+        "%16, %17, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<2, 64> {
+  static __device__ __forceinline__ void mma(float (&d)[32], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "%32, %33, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<2, 128> {
+  static __device__ __forceinline__ void mma(float (&d)[64], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "%64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<2, 256> {
+  static __device__ __forceinline__ void mma(float (&d)[128], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, "
+        "%128, %129, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+// END GENERATED wgmma
+
+// Shared-memory matrix descriptor of a K-major operand with rows of RB
+// bytes and the RB-byte swizzle: start address, leading byte offset 16
+// (unused: a wgmma's K lies within one swizzled row), stride byte offset
+// 8*RB (8 rows), swizzle mode 1 (128 bytes), 2 (64) or 3 (32).
+template <int RB>
+__device__ __forceinline__ unsigned long long wg_desc(unsigned addr) {
+  constexpr unsigned long long mode = RB == 128 ? 1 : (RB == 64 ? 2 : 3);
+  return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) |
+         ((unsigned long long)(8 * RB >> 4) << 32) | (mode << 62);
+}
+__device__ __forceinline__ void wg_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wg_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void fence_async_smem() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+template <int R>
+__device__ __forceinline__ void keep(float (&d)[R]) {  // pin the accumulators
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+}  // namespace xmma
+
+template <int DT, int MODE, typename I, int BM, int BN, int BK, int STAGES, int MINB>
+__global__ void __launch_bounds__(BM / 64 * 128, MINB)
+xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
+             const typename xmma::storage<DT>::type* __restrict__ wp,
+             const typename xmma::storage<DT>::type* __restrict__ bias,
+             typename xmma::storage<DT>::type* __restrict__ out,
+             const int* __restrict__ meta, const int* __restrict__ btab,
+             const xmma::MmaArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using namespace xmma;
+  typedef typename storage<DT>::type T;
+  constexpr int THREADS = BM / 64 * 128;
+  constexpr int ES = sizeof(T);
+  constexpr int EPC = 16 / ES;                 // values per 16-byte chunk
+  constexpr int RB = BK * ES;                  // bytes of a row per K block
+  constexpr int CPR = RB / 16;                 // chunks per row and K block
+  constexpr int KSTEPS = RB / 32;              // wgmmas per K block (32 bytes of K each)
+  constexpr int H = MODE == 1 ? 2 : 1;         // halves (3xTF32: big, small)
+  constexpr int A1 = BM * RB, B1 = BN * RB;     // one half of a stage's A, B
+  constexpr int A_BYTES = H * A1;
+  constexpr int STAGE = H * (A1 + B1);
+  constexpr int ACH = BM * CPR / THREADS;
+  constexpr int BCH = (BN * CPR + THREADS - 1) / THREADS;
+  constexpr int NACC = BN / 2;
+  static_assert(MODE == 2 ? DT != 0 : DT == 0, "mode and dtype");
+  static_assert(RB == 128 || RB == 64 || RB == 32, "a K block is one swizzled row");
+  static_assert((BM * CPR) % THREADS == 0, "A loader shape");
+  static_assert(STAGES >= 3, "a stage is reloaded two blocks after its wgmmas");
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  // the swizzle atoms must be 1024-byte aligned (the host adds 1024 bytes)
+  const unsigned sbase = (smem_u32(smem_raw) + 1023u) & ~1023u;
+
+  // ---- block -> (phase, group, m tile, n tile), as xconvt_mma
+  const int* pm = meta + btab[2 * blockIdx.x] * PMETA;
+  int bid = btab[2 * blockIdx.x + 1];
+  const int n_t = pm[P_NT], m_t = pm[P_MT];
+  const int ntile = bid % n_t;
+  bid /= n_t;
+  const int mtile = bid % m_t;
+  const int g = bid / m_t;
+  const int cd = pm[P_CD], ch = pm[P_CH], cw = pm[P_CW];
+  const int nd = pm[P_ND], nh = pm[P_NH], nw = pm[P_NW];
+  const int ntaps = nd * nh * nw;
+  const int per_n = cd * ch * cw;
+  const int Mph = a.N * per_n;
+  const int nCB = a.nCB;
+  const int nkc = ntaps * nCB;
+  const int KT = ntaps * nCB * BK;  // packed K of one output column
+  const int tid = threadIdx.x;
+  const int n0 = ntile * BN;
+  const int m0 = mtile * BM;
+  auto decode = [&](int m, int& nb, int& jd, int& jh, int& jw) -> bool {
+    m += m0;
+    nb = m / per_n;
+    int r = m - nb * per_n;
+    jw = r % cw;
+    r /= cw;
+    jh = r % ch;
+    jd = r / ch;
+    return m < Mph;
+  };
+
+  // ---- loaders: chunk q of a stage is (row q / CPR, chunk q % CPR): a warp
+  // copies whole rows; a row past the phase's end reads the last position
+  // (not stored)
+  auto swz = [](int r, int j) -> unsigned {
+    return r * RB + ((j ^ ((r * RB >> 7) & (CPR - 1))) << 4);
+  };
+  I a_src[ACH];
+  unsigned a_dst[ACH];
+#pragma unroll
+  for (int i = 0; i < ACH; ++i) {
+    const int q = tid + i * THREADS;
+    const int m = q / CPR, j = q % CPR;
+    int nb, jd, jh, jw;
+    if (!decode(m, nb, jd, jh, jw)) decode(Mph - 1 - m0, nb, jd, jh, jw);
+    a_src[i] = ((((I)nb * a.PD + a.LD + pm[P_BD] + jd * a.QD) * a.PH + a.LH + pm[P_BH] +
+                 jh * a.QH) * a.PW + a.LW + pm[P_BW] + jw * a.QW) * a.CT + g * nCB * BK +
+               j * EPC;
+    a_dst[i] = swz(m, j);
+  }
+  const T* const wph = wp + pm[P_WOFF] + (I)g * a.NP * KT + (I)n0 * KT;
+  int b_src[BCH];
+  unsigned b_dst[BCH];
+#pragma unroll
+  for (int i = 0; i < BCH; ++i) {
+    const int q = tid + i * THREADS;
+    const int n = q / CPR, j = q % CPR;
+    b_src[i] = n * KT + j * EPC;
+    b_dst[i] = q < BN * CPR ? swz(n, j) : 0xFFFFFFFFu;
+  }
+  auto load = [&](int ud, int uh, int uw, int t, int cb, int st) {
+    const I toff = (((I)ud * a.ed * a.PH + uh * a.eh) * a.PW + uw * a.ew) * a.CT + cb * BK;
+    const unsigned s0 = sbase + st * STAGE;
+#pragma unroll
+    for (int i = 0; i < ACH; ++i) {
+      cp_async16(s0 + a_dst[i], x + a_src[i] + toff);
+      if constexpr (MODE == 1) cp_async16(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + toff);
+    }
+    const T* bsrc = wph + t * nCB * BK + cb * BK;
+#pragma unroll
+    for (int i = 0; i < BCH; ++i)
+      if (BN * CPR % THREADS == 0 || b_dst[i] != 0xFFFFFFFFu) {
+        cp_async16(s0 + A_BYTES + b_dst[i], bsrc + b_src[i]);
+        if constexpr (MODE == 1)
+          cp_async16(s0 + A_BYTES + B1 + b_dst[i], bsrc + a.WSMALL + b_src[i]);
+      }
+  };
+
+  // ---- warpgroup tile: rows 64 * wg .. + 63, all BN columns
+  const int wg = tid >> 7;
+  float acc[NACC];
+  float tk[MODE == 1 ? NACC : 1];  // 3xTF32: the K block's fresh accumulators
+#pragma unroll
+  for (int i = 0; i < NACC; ++i) acc[i] = 0.f;
+
+  int lt = 0, lcb = 0, lud = 0, luh = 0, luw = 0;
+  auto advance = [&]() {
+    if (++lcb == nCB) {
+      lcb = 0;
+      ++lt;
+      if (++luw == nw) {
+        luw = 0;
+        if (++luh == nh) {
+          luh = 0;
+          ++lud;
+        }
+      }
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < STAGES - 2; ++s) {
+    if (s < nkc) {
+      load(lud, luh, luw, lt, lcb, s);
+      advance();
+    }
+    cp_async_commit();
+  }
+  for (int kc = 0; kc < nkc; ++kc) {
+    cp_async_wait<STAGES - 3>();
+    fence_async_smem();
+    __syncthreads();
+    const int nk = kc + STAGES - 2;
+    if (nk < nkc) {
+      load(lud, luh, luw, lt, lcb, nk % STAGES);
+      advance();
+    }
+    cp_async_commit();
+    const unsigned s0 = sbase + (kc % STAGES) * STAGE;
+    if constexpr (MODE == 1) {
+#pragma unroll
+      for (int i = 0; i < NACC; ++i) tk[i] = 0.f;
+      keep(tk);
+      wg_fence();
+#pragma unroll
+      for (int k = 0; k < KSTEPS; ++k) {
+        const unsigned ab = s0 + 64 * wg * RB + 32 * k, bb = s0 + A_BYTES + 32 * k;
+        Wg<DT, BN>::mma(tk, wg_desc<RB>(ab + A1), wg_desc<RB>(bb));  // small * big
+        Wg<DT, BN>::mma(tk, wg_desc<RB>(ab), wg_desc<RB>(bb + B1));  // big * small
+        Wg<DT, BN>::mma(tk, wg_desc<RB>(ab), wg_desc<RB>(bb));       // big * big
+      }
+      wg_commit();
+      wg_wait<0>();
+      keep(tk);
+#pragma unroll
+      for (int i = 0; i < NACC; ++i) acc[i] += tk[i];
+    } else {
+      keep(acc);
+      wg_fence();
+#pragma unroll
+      for (int k = 0; k < KSTEPS; ++k) {
+        const unsigned long long da = wg_desc<RB>(s0 + 64 * wg * RB + 32 * k);
+        const unsigned long long db = wg_desc<RB>(s0 + A_BYTES + 32 * k);
+        Wg<DT, BN>::mma(acc, da, db);
+      }
+      wg_commit();
+      wg_wait<1>();
+      keep(acc);
+    }
+  }
+  wg_wait<0>();
+  keep(acc);
+  cp_async_wait<0>();
+
+  // ---- epilogue: + bias, storage dtype, straight to the output
+  const int lane = tid & 31, warp = tid >> 5;
+  const int gq = lane >> 2, tq = lane & 3;
+  const I ODHW = (I)a.OD * a.OH * a.OW;
+  const int Cog = a.Cog;
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    int nb, jd, jh, jw;
+    if (!decode(16 * warp + gq + 8 * hr, nb, jd, jh, jw)) continue;
+    const int od = pm[P_FD] + a.sd * jd, oh = pm[P_FH] + a.sh * jh, ow = pm[P_FW] + a.sw * jw;
+    T* const o = out + ((I)nb * a.Cout + (I)g * Cog) * ODHW + ((I)od * a.OH + oh) * a.OW + ow;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int n = n0 + j * 8 + 2 * tq + e;
+        if (n < Cog) {
+          float v = acc[4 * j + 2 * hr + e];
+          if (a.has_bias) v += to_f32<DT>(bias[g * Cog + n]);
+          o[(I)n * ODHW] = from_f32<DT>(v);
+        }
+      }
+    }
+  }
+#else
+  __trap();  // built without sm_90a's wgmma: never launched (cuda/mma.py compiles it for sm_90a)
+#endif
+}
+
+// Weights packed K-major for xconvt_wgmma: element (g, c, o, k) of w (read as
+// by xconvt_mma_pack_t: src[g*Cig*Cog*K3 + c*kstride + o*nstride + k]) goes to
+// dst[tapoff[k] + g*gstride[k] + o*ostride[k] + c] (per phase and group
+// [o][t][c], c padded to whole BK blocks, o to whole BN tiles; the host
+// zeroes dst first where either is padded).  32 x 32 tiles of (c, kernel tap)
+// per column o, read along the taps, written along c.  CONV as
+// xconvt_mma_pack_t.  Grid (G*Cog, ceil(K3/32), ceil(Cig/32)).
+template <typename U, typename I, int CONV>
+__global__ void __launch_bounds__(256)
+xconvt_wgmma_pack(const U* __restrict__ src, const I* __restrict__ tapoff,
+                  const I* __restrict__ gstride, const I* __restrict__ ostride,
+                  U* __restrict__ dst, int Cig, int Cog, int K3, I small, I kstride,
+                  I nstride) {
+  __shared__ U tile[32][33];
+  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  const int go = blockIdx.x, k0 = blockIdx.y * 32, c0 = blockIdx.z * 32;
+  const int g = go / Cog, o = go - g * Cog;
+  const U* s = src + (I)g * Cig * Cog * K3 + (I)o * nstride;
+#pragma unroll
+  for (int j = ty; j < 32; j += 8) {
+    const int c = c0 + j, k = k0 + tx;
+    tile[j][tx] = (c < Cig && k < K3) ? s[(I)c * kstride + k] : (U)0;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = ty; j < 32; j += 8) {
+    const int k = k0 + j, c = c0 + tx;
+    if (k < K3 && c < Cig) {
+      const I base = tapoff[k];
+      if (base >= 0) {
+        const I d = base + g * gstride[k] + o * ostride[k] + c;
+        const U v = tile[tx][j];
+        if constexpr (CONV == 0) {
+          dst[d] = v;
+        } else {
+          const float f = __uint_as_float(v);
+          const unsigned big = xmma::to_tf32(f);
+          dst[d] = big;
+          if constexpr (CONV == 2) dst[small + d] = xmma::to_tf32(f - __uint_as_float(big));
+        }
+      }
+    }
+  }
+}
+
 // The channels-last copy of x that SLAB 3 reads: y[n][pd][ph][pw][g][c] =
 // x[n][g*Cig + c][pd - LD][ph - LH][pw - LW] for c < Cig, zero in the halo and
-// in each group's channel padding (CP = nCB * BK channels a group).  Tiles of
+// in each group's channel padding (CP = nCB * BK channels a group); CONV 1
+// (float bits): rounded to tf32; 2: also the small halves, a.XSMALL on.  Tiles of
 // 32 padded positions x 32 channels through shared memory: reads along the
 // positions, writes along the channels.  U: the storage's bits; grid
 // (ceil(PD*PH*PW / (32 * CL_TILES)), ceil(CT / 32), N).
-template <typename U, typename I>
+template <typename U, typename I, int CONV>
 __global__ void __launch_bounds__(256)
 xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs a) {
   __shared__ U tile[32][33];
@@ -856,7 +1322,17 @@ xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs
     for (int j = ty; j < 32; j += 8) {
       const I s = s0 + j;
       const int q = q0 + tx;
-      if (s < SP && q < a.CT) y[((I)n * SP + s) * a.CT + q] = tile[tx][j];
+      if (s < SP && q < a.CT) {
+        if constexpr (CONV >= 1) {  // rounded to tf32 (xconvt_wgmma reads it as is)
+          const float f = __uint_as_float(tile[tx][j]);
+          const unsigned big = xmma::to_tf32(f);
+          y[((I)n * SP + s) * a.CT + q] = big;
+          if constexpr (CONV == 2)  // and the small half, XSMALL on
+            y[a.XSMALL + ((I)n * SP + s) * a.CT + q] = xmma::to_tf32(f - __uint_as_float(big));
+        } else {
+          y[((I)n * SP + s) * a.CT + q] = tile[tx][j];
+        }
+      }
     }
     __syncthreads();
   }
