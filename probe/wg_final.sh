@@ -8,10 +8,10 @@ export PYTHONPATH=/tmp/site:$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false XCONVT_HYPO
 { date; nvidia-smi -L; } > $LOG
 s() { echo "== $* ($(date +%T))" >> $LOG; }
 if [ "${PART:-a}" = a ]; then
-s precisions; timeout 250 python3 -m bench gpu --precisions --out $OUT > $OUT/precisions.txt 2>&1; tail -20 $OUT/precisions.txt >> $LOG
-s grad; timeout 110 python3 -m bench grad --device gpu --ops input,weight --json $OUT/grad.json > $OUT/grad.txt 2>&1; tail -32 $OUT/grad.txt >> $LOG
-s tests_mma; timeout 170 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_mma.py > $OUT/tests_mma.txt 2>&1; tail -3 $OUT/tests_mma.txt >> $LOG; grep -E "^(FAILED|ERROR)" $OUT/tests_mma.txt | cut -c1-300 >> $LOG
+s precisions; timeout 230 python3 -m bench gpu --precisions --out $OUT > $OUT/precisions.txt 2>&1; tail -20 $OUT/precisions.txt >> $LOG
+s grad; timeout 100 python3 -m bench grad --device gpu --ops input,weight --json $OUT/grad.json > $OUT/grad.txt 2>&1; tail -32 $OUT/grad.txt >> $LOG
+s tests_mma; timeout 140 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu_mma.py > $OUT/tests_mma.txt 2>&1; tail -3 $OUT/tests_mma.txt >> $LOG; grep -E "^(FAILED|ERROR)" $OUT/tests_mma.txt | cut -c1-300 >> $LOG
 else
-s tests; timeout 400 python3 -m pytest -q -m gpu -p no:cacheprovider tests --deselect tests/test_gpu_mma.py > $OUT/tests.txt 2>&1; tail -3 $OUT/tests.txt >> $LOG; grep -E "^(FAILED|ERROR)" $OUT/tests.txt | cut -c1-300 >> $LOG
+s tests; timeout ${TT:-230} python3 -m pytest -q -m gpu -p no:cacheprovider tests --deselect tests/test_gpu_mma.py > $OUT/tests.txt 2>&1; tail -3 $OUT/tests.txt >> $LOG; grep -E "^(FAILED|ERROR)" $OUT/tests.txt | cut -c1-300 >> $LOG
 fi
 s done

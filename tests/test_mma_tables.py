@@ -467,3 +467,115 @@ def test_struct_fields_match_the_kernel():
     enum = re.search(r"enum \{(.*?)PMETA", text, re.S).group(1)
     cols = [c.split("=")[0].strip() for c in enum.split(",") if c.strip()]
     assert len(cols) == len(META_COLUMNS)
+
+
+# ------------------------------------------------------------------ xconvt_wgmma
+def pack_index_k(params, bn, bk):
+    """:func:`pack_index` in ``xconvt_wgmma_pack``'s K-major layout: per
+    phase ``[g][o][t][c]`` (the ``[g][t][c][o]`` blocks transposed)."""
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    cp, np_ = -(-cig // bk) * bk, -(-cog // bn) * bn
+    flat, parts, at = pack_index(params, bn, bk), [], 0
+    for pd, ph, pw in params.phases():
+        taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
+        if not taps:
+            continue
+        n = params.groups * taps * cp * np_
+        block = flat[at:at + n].reshape(params.groups, taps, cp, np_)
+        parts.append(block.transpose(0, 3, 1, 2).ravel())
+        at += n
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(cfg=configs(batches=(1,), max_channels=6), bn=st.sampled_from([32, 64, 128]),
+       bk=st.sampled_from([8, 16, 32, 64]), conv3d=st.booleans())
+def test_wgmma_pack_index_math_matches_the_k_major_layout(cfg, bn, bk, conv3d):
+    """``xconvt_wgmma_pack``'s destination of each weight (``pack_taps_k``:
+    ``tapoff[k] + g*gstride[k] + o*ostride[k] + c``, the source read as the
+    kernel reads it for both GEMMs) is where :func:`pack_index_k` says it
+    goes; every packed slot of a real weight is written once."""
+    from xconvt._params import conv3d_params
+
+    x, w, b = cfg.arrays(0, "float64")
+    params = ConvParams.from_shapes(x.shape, w.shape, None, **cfg.kwargs)
+    if conv3d:
+        p3, _ = conv3d_params(params.batched_output_shape, w.shape, None,
+                              stride=cfg.stride, padding=cfg.padding, dilation=cfg.dilation,
+                              groups=cfg.groups)
+        params = cuda_mma.Conv3dGemm(p3)
+    idx = pack_index_k(params, bn, bk)
+    tapoff, gstride, ostride = cuda_mma.pack_taps_k(params, bn, bk)
+    G = params.groups
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    k3 = int(np.prod(params.kernel))
+    kstride, nstride = (k3, cig * k3) if conv3d else (cog * k3, k3)
+    got = np.full(idx.size, -1, np.int64)
+    go, c, k = np.meshgrid(np.arange(G * cog), np.arange(cig), np.arange(k3), indexing="ij")
+    g, o = go // cog, go % cog
+    keep = tapoff[k] >= 0
+    dst = (tapoff[k] + g * gstride[k] + o * ostride[k] + c)[keep]
+    src = (g * cig * cog * k3 + c * kstride + o * nstride + k)[keep]
+    assert np.unique(dst).size == dst.size
+    got[dst] = src
+    np.testing.assert_array_equal(got, idx)
+
+
+@pytest.mark.parametrize("rb", [32, 64, 128])
+@pytest.mark.parametrize("rows", [32, 64, 128, 256])
+def test_wgmma_stage_swizzle(rb, rows):
+    """The loader's shared-memory layout is the one wgmma reads: chunk q of a
+    stage goes to (row q // CPR, chunk q % CPR) at ``r*RB + ((j ^ ((r*RB >>
+    7) % CPR)) << 4)`` (xconvt_wgmma's ``swz``), every 16 bytes written once;
+    and that address is the hardware's RB-byte swizzle (address bits 4.. XOR
+    bits 7..) of the unswizzled K-major address ``r*RB + 16*j``, so a
+    descriptor starting ``32*k`` bytes into the rows (stride 8 rows) reads
+    row r's K bytes ``[32k, 32k + 32)``."""
+    cpr = rb // 16
+    q = np.arange(rows * cpr)
+    r, j = q // cpr, q % cpr
+    phys = r * rb + ((j ^ ((r * rb >> 7) & (cpr - 1))) << 4)
+    assert np.unique(phys).size == phys.size and phys.max() < rows * rb
+    logical = r * rb + 16 * j
+    bits = cpr.bit_length() - 1  # the swizzle's XOR width (3, 2, 1 bits)
+    hw = logical ^ (((logical >> 7) & ((1 << bits) - 1)) << 4)
+    np.testing.assert_array_equal(phys, hw)
+
+
+def test_wgmma_planner_applicability():
+    from dataclasses import replace
+
+    from xconvt._params import conv3d_params
+
+    p = _problem((8, 256, 8, 8, 8), (256, 128, 4, 4, 4), "float16", stride=2, padding=1)
+    plan = cuda_mma.plan_wgmma(p)
+    assert isinstance(plan, cuda_mma.MmaPlan) and plan.name == "cuda.wgmma"
+    assert plan.cfg.slab == 5 and "wgmma" in plan.detail and plan.estimate > 0
+    for dt, prec, mode in (("float32", "float32", "3xtf32"), ("float32", "tf32", "tf32"),
+                           ("bfloat16", "float32", "bfloat16")):
+        got = cuda_mma.plan_wgmma(replace(p, dtype=dt, precision=prec))
+        assert isinstance(got, cuda_mma.MmaPlan) and mode in got.detail
+    assert "9.0" in cuda_mma.plan_wgmma(replace(p, device=replace(p.device,
+                                                                  compute_capability=(8, 0))))
+    assert "9.0" in cuda_mma.plan_wgmma(replace(p, device=replace(p.device,
+                                                                  compute_capability=(10, 0))))
+    assert "float64" in cuda_mma.plan_wgmma(replace(p, dtype="float64"))
+    assert "conv_transpose3d" in cuda_mma.plan_wgmma(replace(p, op="conv3d"))
+    assert "memory budget" in cuda_mma.plan_wgmma(replace(p, budget=1))
+    params, _ = conv3d_params((2, 64, 32, 32, 32), (32, 64, 3, 3, 3), None, stride=2,
+                              padding=1)
+    plan = cuda_mma.plan_wgmma_conv3d(replace(p, op="conv3d", params=params))
+    assert isinstance(plan, cuda_mma.MmaPlan) and plan.name == "cuda.wgmma_conv3d"
+    assert plan.params.batched_output_shape == (2, 32, 16, 16, 16)
+    assert "conv3d" in cuda_mma.plan_wgmma_conv3d(p)
+    # every candidate fits the block's shared memory; 16-bit K blocks of 128,
+    # 64 or 32 bytes only where they pad fewer channels than the wider one
+    for c in cuda_mma._candidates(p.params, "float16", "float32", 232448, "wgmma"):
+        assert c.smem <= 232448 and c.bk * 2 in cuda_mma.WG_KBYTES
+    def bks(cin):
+        q = _problem((1, cin, 8, 8, 8), (cin, 16, 3, 3, 3), "float16")
+        return {c.bk for c in cuda_mma._candidates(q.params, "float16", "float32", 232448,
+                                                   "wgmma")}
+
+    assert bks(16) == {16, 32, 64} and bks(32) == {32, 64} and bks(64) == {64}
+    assert bks(100) == {16, 64}  # 112 channels in blocks of 16, 128 in blocks of 32
