@@ -20,6 +20,12 @@ synchronize the host:
 ``cuda.gather`` (:mod:`.gather`)
     few channels and few multiply-adds per output: no staging.
 
+The tensor-core planners (:mod:`.mma`): ``cuda.mma`` (``mma.sync``, sm_80
+and later) and ``cuda.wgmma`` (``wgmma``, sm_90a: H100/H200; compiled with
+NVRTC for that target, :func:`.runtime.kernel`'s ``arch``), an implicit GEMM
+per stride phase in 3xTF32, TF32, float16 and bfloat16, and their conv3d
+planners ``cuda.mma_conv3d`` and ``cuda.wgmma_conv3d``.
+
 :mod:`.runtime` holds what they share (compilation cache per device and
 specialization, argument structs, index width, the plan classes and the FMA
 cost model); :mod:`.geometry` and :mod:`.remap` the phase geometry the fused

@@ -37,6 +37,16 @@ float16, bfloat16 (``ml_dtypes.bfloat16``)
     ``m16n8k16`` with float32 accumulation; the result is rounded to the
     storage dtype once.
 
+On compute capability 9.0 (H100, H200) ``xconvt_wgmma`` runs the same GEMM
+with ``wgmma`` (planners :func:`plan_wgmma`, :func:`plan_wgmma_conv3d`;
+``slab`` 5 of :class:`MmaConfig`): A from the channels-last copy, B packed
+K-major (:func:`pack_taps_k`), both by ``cp.async`` into shared-memory stages
+in wgmma's swizzled K-major layout (K blocks of 128, 64 or 32 bytes: the
+128-, 64- or 32-byte swizzle), one warpgroup per 64 rows, the accumulators in
+registers; TF32 operands rounded by the copy and the pack; 3xTF32 stages both
+halves and sums each K block's three products in fresh registers.  Compiled
+for ``sm_90a`` by NVRTC directly (:func:`.runtime.kernel`'s ``arch``).
+
 conv3d, the adjoint, is one more GEMM of the same kernel (:class:`Conv3dGemm`):
 a single phase over every real tap, A read from y at the stride (no
 space-to-depth copy, no zero taps).
