@@ -156,8 +156,12 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     # and vnet_k3s2 in 3xTF32 and seed_example, unet_k2s2 in 16-bit
     # (bench/NOTES.md).  The small tensor-core factors (0.37-0.80): the
     # kernel is bound by moving operands from L2, not by the tensor cores.
+    # 3xTF32 has a sixth weight, on the K steps per resident block (it waits
+    # for each K block's products): its picks are then within 7% of the
+    # sweep's best on every case (5 terms: up to 25% off); the other modes
+    # overlap the next block's wgmmas with the wait and fit worse with it.
     ("tf32", 5): (2.26e-05, 0.471, 4.21e-11, 0.0, 7.62e-13),
-    ("3xtf32", 5): (3.05e-05, 0.798, 7.24e-11, 0.0, 1.03e-12),
+    ("3xtf32", 5): (3.02e-05, 0.744, 3.44e-11, 0.0, 1.03e-12, 2.52e-07),
     ("float16", 5): (2.36e-05, 0.373, 1.71e-11, 2.98e-08, 1.78e-12),
     # bfloat16 takes float16's fit (its own, 9.5e-6 s fixed, took wgmma for
     # sweep_k3 in bfloat16: 0.086 ms against the fused kernel's 0.040)
@@ -488,17 +492,16 @@ def _wg_candidates(params, dtype, precision, smem_per_block):
                 continue  # mostly padding
             threads = bm // 64 * 128
             minb = _wg_minb(bn, threads, mode)
-            # 4 stages (3 where 4 do not fit): in the sweep 3 or 4 was the best
-            # count on every case, 5 and 6 no better and with 3xTF32's twice
-            # the shared memory up to 1.7x slower
+            # 4 or 3 stages: in the sweep 3 or 4 was the best count on every
+            # case, 5 and 6 no better and with 3xTF32's twice the shared memory
+            # up to 1.7x slower.  Both are candidates; the estimates tell them
+            # apart by the blocks resident per SM (3xTF32's sixth term), and
+            # otherwise 4, the first, wins the tie
             for stages in (4, 3):
                 smem = _smem(bm, bn, bk, stages, itemsize, mode=mode, slab=5)
                 if smem <= smem_per_block:
-                    break
-            else:
-                continue
-            out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, 64, bn, stages, threads, smem,
-                                 minb, 5))
+                    out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, 64, bn, stages,
+                                         threads, smem, minb, 5))
     return out
 
 
@@ -534,8 +537,11 @@ def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     time (``_CL_COPY``; 0 without it) and the terms ``_FIT`` weighs: 1, the
     tensor-core time of the padded multiply-adds at ``_CEILING``, the staged
     operand elements and the K steps (each with its barrier), both per SM
-    the blocks keep busy, and the output's bytes (blocks per SM from shared
-    memory and the register cap; a partial last wave counts as a whole)."""
+    the blocks keep busy, the output's bytes (blocks per SM from shared
+    memory and the register cap; a partial last wave counts as a whole), and
+    the K steps per SM over the blocks resident on one (a fit with a sixth
+    weight: wgmma's 3xTF32 waits for each K block's products, a latency only
+    other resident blocks hide)."""
     macs, staged, blocks = _work(params, cfg)
     per_sm = max(1, min(smem_per_sm // (cfg.smem + 1024), cfg.minb))
     waves = -(-blocks // (sm_count * per_sm))
@@ -555,7 +561,7 @@ def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     out_bytes = math.prod(params.batched_output_shape) * itemsize
     ceiling = (_CEILING_WG if cfg.slab == 5 else _CEILING)[mode_name]
     return copy, (1.0, 2 * macs / (ceiling / sm_count * busy), staged / busy,
-                  steps / busy, out_bytes)
+                  steps / busy, out_bytes, steps / busy / per_sm)
 
 
 def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
