@@ -99,8 +99,10 @@ TILES = ((128, 128, 64, 32), (128, 64, 64, 32), (128, 32, 32, 32), (64, 64, 32, 
 #: of 128 threads per 64 rows; a K block is 128, 64 or 32 bytes of K (one
 #: row of the swizzle of that width: BK = 64, 32, 16 16-bit values or 32,
 #: 16, 8 floats; the narrower ones for few channels, which 128 bytes would pad).
-WG_TILES = ((256, 128), (256, 64), (128, 256), (128, 128), (128, 64), (128, 32), (64, 128),
-            (64, 64), (64, 32))
+#: (256-row tiles, four warpgroups and one block per SM, were measured too and
+#: were never faster: gan_k4s2 0.057 ms in float16 as 128x128, TF32 0.094
+#: against 0.095; the fits picked them for seed_example at 1.16-1.18x the best.)
+WG_TILES = ((128, 256), (128, 128), (128, 64), (128, 32), (64, 128), (64, 64), (64, 32))
 WG_KBYTES = (128, 64, 32)
 
 # Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
@@ -150,22 +152,24 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     # wgmma (slab 5): the same five terms, the tensor-core time at the wgmma
     # ceiling (_CEILING_WG), fitted (probe/wg_fit.py) to the H200 sweep of
     # probe/wg_sweep.py of 2026-12-02 (eight suite cases, forward and conv3d,
-    # every tile, K block and 3-4 stages: 92-182 timings a mode):
-    # predictions 0.54-1.34x the measured times; the fit's pick per case is
-    # within 5% of the sweep's best on most cases, 6-25% off on unet_k2s2_big
-    # and vnet_k3s2 in 3xTF32 and seed_example, unet_k2s2 in 16-bit
-    # (bench/NOTES.md).  The small tensor-core factors (0.37-0.80): the
-    # kernel is bound by moving operands from L2, not by the tensor cores.
+    # every tile of WG_TILES, K block and 3-4 stages: 80-154 timings a mode):
+    # predictions 0.53-1.29x the measured times; the fit's pick per case is
+    # within 5% of the sweep's best but for vnet_k3s2 (1.08-1.11x: its
+    # 64-row, 3-stage tile estimates no faster than the 128-row, 4-stage one)
+    # and unet_k2s2_big (1.12-1.23x; mma.sync is taken there) in TF32 and
+    # 16-bit, and grouped_g4 in 3xTF32 (1.17x; mma.sync is taken) (bench/NOTES.md).  The small tensor-core factors (0.20-0.76):
+    # the kernel is bound by moving operands from L2, not by the tensor cores.
     # 3xTF32 has a sixth weight, on the K steps per resident block (it waits
-    # for each K block's products): its picks are then within 7% of the
-    # sweep's best on every case (5 terms: up to 25% off); the other modes
+    # for each K block's products, a latency only other resident blocks
+    # hide): with five terms its picks were up to 25% off; the other modes
     # overlap the next block's wgmmas with the wait and fit worse with it.
-    ("tf32", 5): (2.26e-05, 0.471, 4.21e-11, 0.0, 7.62e-13),
-    ("3xtf32", 5): (3.02e-05, 0.744, 3.44e-11, 0.0, 1.03e-12, 2.52e-07),
-    ("float16", 5): (2.36e-05, 0.373, 1.71e-11, 2.98e-08, 1.78e-12),
-    # bfloat16 takes float16's fit (its own, 9.5e-6 s fixed, took wgmma for
-    # sweep_k3 in bfloat16: 0.086 ms against the fused kernel's 0.040)
-    ("bfloat16", 5): (2.36e-05, 0.373, 1.71e-11, 2.98e-08, 1.78e-12),
+    # bfloat16 takes float16's fit (the same kernel; its own, 1.2e-5 s fixed
+    # from fewer timings, took wgmma for sweep_k3 at twice the fused kernel's
+    # time in an earlier fit).
+    ("tf32", 5): (2.33e-05, 0.362, 4.38e-11, 0.0, 7.31e-13),
+    ("3xtf32", 5): (3.0e-05, 0.755, 3.39e-11, 0.0, 1.03e-12, 2.53e-07),
+    ("float16", 5): (2.35e-05, 0.208, 1.83e-11, 3.21e-08, 1.69e-12),
+    ("bfloat16", 5): (2.35e-05, 0.208, 1.83e-11, 3.21e-08, 1.69e-12),
 }
 #: Position tiles of 32 a block of the channels-last copy copies (CL_TILES in mma.cu).
 _CL_TILES = 8
