@@ -157,8 +157,9 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     # within 5% of the sweep's best but for vnet_k3s2 (1.08-1.11x: its
     # 64-row, 3-stage tile estimates no faster than the 128-row, 4-stage one)
     # and unet_k2s2_big (1.12-1.23x; mma.sync is taken there) in TF32 and
-    # 16-bit, and grouped_g4 in 3xTF32 (1.17x; mma.sync is taken) (bench/NOTES.md).  The small tensor-core factors (0.20-0.76):
-    # the kernel is bound by moving operands from L2, not by the tensor cores.
+    # 16-bit, and grouped_g4 in 3xTF32 (1.17x; mma.sync is taken)
+    # (bench/NOTES.md).  The small tensor-core factors (0.20-0.76): the
+    # kernel is bound by moving operands from L2, not by the tensor cores.
     # 3xTF32 has a sixth weight, on the K steps per resident block (it waits
     # for each K block's products, a latency only other resident blocks
     # hide): with five terms its picks were up to 25% off; the other modes
