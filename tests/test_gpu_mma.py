@@ -357,3 +357,47 @@ def test_wgmma_every_tile(mode):
                     seen += 1
         break
     assert seen >= len(mma.WG_TILES) * len(mma.WG_KBYTES)
+
+
+@pytest.mark.parametrize("mode", list(BOUNDS))
+@pytest.mark.parametrize("kw, conv3d", [
+    (dict(stride=2, padding=1, output_padding=1), False),
+    (dict(stride=1, padding=2, dilation=2, groups=2), False),
+    (dict(stride=(1, 2, 3), padding=(1, 0, 2), output_padding=(0, 1, 2)), False),
+    (dict(stride=1, padding=1, groups=2), True)])
+def test_wgmma_box_staging(mode, kw, conv3d):
+    """``xconvt_wgmma``'s box staging (``variant="wgmma_slab"``: A staged once
+    per channel block, each tap a window into it through the descriptor's
+    base offset), every tile and K block once, against float64.  Written
+    before it first ran on a GPU (bench/NOTES.md): the base offset's
+    semantics are what this checks first."""
+    from xconvt._params import conv3d_params
+    from xconvt.backends.cuda import mma
+
+    from .reference import conv3d_ref
+
+    _need_wgmma()
+    rng = np.random.default_rng(7)
+    g = kw.get("groups", 1)
+    x = rng.standard_normal((2, 20 * g, 9, 10, 13))
+    # conv3d's weight is [out][in / groups][k...]; the transposed one's [in][out / groups][k...]
+    wshape = (24, 20, 3, 3, 3) if conv3d else (20 * g, 24, 3, 3, 3)
+    w = rng.standard_normal(wshape) / math.sqrt(20 * 8)
+    dt = _storage(mode)
+    dtname = "float32" if dt is np.float32 else np.dtype(dt).name
+    prec = "tf32" if mode == "tf32" else "float32"
+    xs, ws = x.astype(dt), w.astype(dt)
+    if conv3d:
+        params, _ = conv3d_params(x.shape, w.shape, None, **kw)
+        geo = mma.Conv3dGemm(params)
+        ref = conv3d_ref(xs.astype(np.float64), ws.astype(np.float64), None, **kw)
+    else:
+        geo = ConvParams.from_shapes(x.shape, w.shape, None, **kw)
+        ref = conv_transpose3d_ref(xs.astype(np.float64), ws.astype(np.float64), None, **kw)
+    cands = mma._candidates(geo, dtname, prec, 232448, "wgmma_slab")
+    assert cands
+    for cfg in cands:
+        out = _poisoned(geo.batched_output_shape, np.dtype(dt))
+        got = _host(mma.mma_direct(geo, _dev(xs), _dev(ws), None, prec, config=cfg, out=out))
+        assert not np.isnan(got).any(), cfg.name
+        assert rel_l2(got, ref.reshape(got.shape)) <= BOUNDS[mode], cfg.name

@@ -432,6 +432,9 @@ def _instances(full=True):
                                        5).name)
         names.append(MmaConfig(dt, mode, "long long", 64, 32, 64 // itemsize, 64, 32, 3, 128,
                                0, 2, 5).name)
+        for bm, kbytes in ((64, 128), (128, 64)):  # the box staging (BOXA = 1)
+            names.append(MmaConfig(dt, mode, "int", bm, 64, kbytes // itemsize, 64, 64, 4,
+                                   bm // 64 * 128, 0, 2, 6).name)
     return names
 
 
@@ -579,3 +582,85 @@ def test_wgmma_planner_applicability():
 
     assert bks(16) == {16, 32, 64} and bks(32) == {32, 64} and bks(64) == {64}
     assert bks(100) == {16, 64}  # 112 channels in blocks of 16, 128 in blocks of 32
+
+
+@settings(max_examples=40, deadline=None)
+@given(cfg=configs(batches=(1, 2), max_channels=5), td=st.sampled_from([1, 2]),
+       rb=st.sampled_from([32, 64, 128]), conv3d=st.booleans())
+def test_wgmma_box_windows_read_the_right_rows(cfg, td, rb, conv3d):
+    """``xconvt_wgmma``'s box staging (``slab`` 6), replayed: per block and
+    channel block the loader's swizzled slab (``slab_issue``), and per tap,
+    warpgroup, row and K chunk the address wgmma reads through the window's
+    descriptor (start ``row0*RB``, stride ``SWP*RB`` per 8 rows, the swizzle
+    applied to the address, as the base offset field states it), which must
+    hold the copy's position and channels the GEMM needs for every stored
+    row, and stay inside the buffer for the others."""
+    from hypothesis import assume
+
+    from xconvt._params import conv3d_params
+
+    from .reference import triple
+
+    x, w, b = cfg.arrays(0, "float64")
+    params = ConvParams.from_shapes(x.shape, w.shape, None, **cfg.kwargs)
+    if conv3d:
+        assume(triple(cfg.stride) == (1, 1, 1))
+        p3, _ = conv3d_params(params.batched_output_shape, w.shape, None, stride=cfg.stride,
+                              padding=cfg.padding, dilation=cfg.dilation, groups=cfg.groups)
+        params = cuda_mma.Conv3dGemm(p3)
+    cpr = rb // 16
+    sc = cuda_mma.wg_box_rows(params, td)
+    cfg6 = MmaConfig(1, 2, "int", 64 * td, 32, rb // 2, 64, 32, 4, 128 * td, 0, 1, 6,
+                     (td, 8, 8), sc)
+    (PD, PH, PW), (LD, LH, LW), _ = cuda_mma.cl_layout(params, rb // 2)
+    meta, btab = mma_tables(params, cfg6)
+    ed, eh, ew = (ax[0].step for ax in params.axis_phases)
+
+    def swz(r, j):
+        return r * rb + ((j ^ ((r * rb >> 7) & (cpr - 1))) << 4)
+
+    checked = 0
+    for ph_i, row in enumerate(meta):
+        cd, ch, cw = row[C["cd"]], row[C["ch"]], row[C["cw"]]
+        nd, nh, nw = row[C["nd"]], row[C["nh"]], row[C["nw"]]
+        bd, bh, bw = row[C["bd"]], row[C["bh"]], row[C["bw"]]
+        if nd * nh * nw == 0:
+            continue
+        swr, shp, sdp = 8 + (nw - 1) * ew, 8 + (nh - 1) * eh, td + (nd - 1) * ed
+        swp = -(-swr // 8) * 8
+        assert sdp * shp * swp <= sc
+        mt_w, mt_h, mt_d = -(-cw // 8), -(-ch // 8), -(-cd // td)
+        for mtile in range(row[C["m_tiles"]]):
+            r_ = mtile
+            jw0 = (r_ % mt_w) * 8
+            r_ //= mt_w
+            jh0 = (r_ % mt_h) * 8
+            r_ //= mt_h
+            jd0 = (r_ % mt_d) * td
+            # the loader: slab byte address -> (copy position, chunk)
+            held = {}
+            for p in range(sdp * shp * swr):
+                sw, r2 = p % swr, p // swr
+                sh, sd = r2 % shp, r2 // shp
+                pos = (min(LD + bd + jd0 + sd, PD - 1), min(LH + bh + jh0 + sh, PH - 1),
+                       min(LW + bw + jw0 + sw, PW - 1))
+                for j in range(cpr):
+                    a = swz((sd * shp + sh) * swp + sw, j)
+                    assert a not in held
+                    held[a] = (pos, j)
+            for t in range(nd * nh * nw):
+                ud, uh, uw = t // (nh * nw), (t // nw) % nh, t % nw
+                for wg in range(td):
+                    row0 = ((wg + ud * ed) * shp + uh * eh) * swp + uw * ew
+                    for r in range(64):
+                        jd, jh, jw = jd0 + wg, jh0 + r // 8, jw0 + r % 8
+                        for c in range(cpr):
+                            logical = row0 * rb + (r // 8) * swp * rb + (r % 8) * rb + 16 * c
+                            phys = logical ^ (((logical >> 7) & (cpr - 1)) << 4)
+                            assert 0 <= phys < sc * rb
+                            if jd < cd and jh < ch and jw < cw:
+                                want = ((LD + bd + jd + ud * ed, LH + bh + jh + uh * eh,
+                                         LW + bw + jw + uw * ew), c)
+                                assert held.get(phys) == want, (ph_i, mtile, t, wg, r, c)
+                                checked += 1
+    assert checked > 0 or all(r[C["nd"]] * r[C["nh"]] * r[C["nw"]] == 0 for r in meta)

@@ -172,6 +172,9 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     ("float16", 5): (2.35e-05, 0.208, 1.83e-11, 3.21e-08, 1.69e-12),
     ("bfloat16", 5): (2.35e-05, 0.208, 1.83e-11, 3.21e-08, 1.69e-12),
 }
+# wgmma's box staging (slab 6, asked for only): not yet measured; slab 5's fits
+# (its staged-element term then counts the boxes' smaller volume).
+_FIT.update({(m, 6): f for (m, sl), f in list(_FIT.items()) if sl == 5})
 #: Position tiles of 32 a block of the channels-last copy copies (CL_TILES in mma.cu).
 _CL_TILES = 8
 #: The channels-last copy: (launch s, bytes per second) for x read and the copy written.
@@ -279,15 +282,17 @@ class MmaConfig(NamedTuple):
     minb: int = 2    # resident blocks per SM the registers must allow
     slab: int = 0    # A staging: 0 per tap, 1 slab (registers), 2 slab (cp.async, float),
                      # 3 channels-last copy (16-byte cp.async rows), 4 the copy's
-                     # slabs (box tiles, 16-byte cp.async rows)
+                     # slabs (box tiles, 16-byte cp.async rows); xconvt_wgmma: 5 the
+                     # copy per tap, 6 the copy's slabs (box tiles TD x 8 x 8; not
+                     # yet run on a GPU, used only when asked for)
     box: tuple = (0, 0, 0)  # slab: the M tile (TD, TH, TW) in phase coordinates
     sc: int = 0      # slab: 32-bit words per k row of a slab buffer
 
     @property
     def name(self):
-        if self.slab == 5:
+        if self.slab in (5, 6):
             return (f"xconvt_wgmma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, "
-                    f"{self.bn}, {self.bk}, {self.stages}, {self.minb}>")
+                    f"{self.bn}, {self.bk}, {self.stages}, {self.minb}, {int(self.slab == 6)}>")
         return (f"xconvt_mma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, {self.bn}, "
                 f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}, {self.slab}>")
 
@@ -301,6 +306,8 @@ def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0, slab=0):
     ``[chunk][row]`` A and B stages."""
     if slab == 5:  # 1024 more: the kernel aligns the stages to 1024 bytes
         return (2 if mode == 1 else 1) * stages * (bm + bn) * bk * itemsize + 1024
+    if slab == 6:  # B stages, then two slab buffers of sc rows
+        return (2 if mode == 1 else 1) * (stages * bn + 2 * sc) * bk * itemsize + 1024
     b = (2 if mode == 1 else 1) * stages * bk * (bn + 8) * itemsize
     if slab == 3:
         return b + stages * bm * (bk + 16 // itemsize) * itemsize
@@ -408,8 +415,8 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
     ``"slab_async"``, ``"cl"``, ``"cl_slab"``, ``"auto"`` for tap, cl and
     cl_slab, or None for all)
     that fits in ``smem_per_block``."""
-    if variant == "wgmma":
-        return _wg_candidates(params, dtype, precision, smem_per_block)
+    if variant in ("wgmma", "wgmma_slab"):
+        return _wg_candidates(params, dtype, precision, smem_per_block, variant == "wgmma_slab")
     dt, itemsize = DTYPES[dtype]
     mode = _mode(dtype, precision)[0]
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
@@ -474,13 +481,26 @@ def _wg_minb(bn, threads, mode=0):
     return max(1, min(4, 65536 // (threads * regs)))
 
 
-def _wg_candidates(params, dtype, precision, smem_per_block):
+def wg_box_rows(params, td):
+    """``xconvt_wgmma``'s box staging (``slab`` 6) of ``td x 8 x 8`` tiles:
+    slab rows a buffer holds, the largest phase's ``SD x SH x SWP`` (the W
+    extent padded to whole 8-row groups, so that every tap's window starts
+    its 8-row groups at one swizzle phase), rounded up to 32 rows (buffers of
+    whole 1024-byte swizzle repeats)."""
+    rows = 8
+    for sd, sh, sw in _slab_dims(params, (td, 8, 8)):
+        rows = max(rows, sd * sh * -(-sw // 8) * 8)
+    return -(-rows // 32) * 32
+
+
+def _wg_candidates(params, dtype, precision, smem_per_block, box=False):
     """Configurations of ``xconvt_wgmma`` (``slab`` 5: the channels-last copy,
-    K-major packed weights) that fit ``smem_per_block``: TF32, float16 and
-    bfloat16 (3xTF32 stays on ``mma.sync``)."""
+    K-major packed weights; ``box``: ``slab`` 6, the copy's input box per
+    channel block, unit input steps only) that fit ``smem_per_block``: TF32,
+    3xTF32, float16 and bfloat16."""
     dt, itemsize = DTYPES[dtype]
     mode = _mode(dtype, precision)[0]
-    if params.batch > 65535:
+    if params.batch > 65535 or (box and _in_step(params) != (1, 1, 1)):
         return []
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
     out = []
@@ -497,16 +517,19 @@ def _wg_candidates(params, dtype, precision, smem_per_block):
                 continue  # mostly padding
             threads = bm // 64 * 128
             minb = _wg_minb(bn, threads, mode)
+            slab, tile, sc = 5, (0, 0, 0), 0
+            if box:
+                slab, tile, sc = 6, (bm // 64, 8, 8), wg_box_rows(params, bm // 64)
             # 4 or 3 stages: in the sweep 3 or 4 was the best count on every
             # case, 5 and 6 no better and with 3xTF32's twice the shared memory
             # up to 1.7x slower.  Both are candidates; the estimates tell them
             # apart by the blocks resident per SM (3xTF32's sixth term), and
             # otherwise 4, the first, wins the tie
             for stages in (4, 3):
-                smem = _smem(bm, bn, bk, stages, itemsize, mode=mode, slab=5)
+                smem = _smem(bm, bn, bk, stages, itemsize, sc, mode, slab)
                 if smem <= smem_per_block:
                     out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, 64, bn, stages,
-                                         threads, smem, minb, 5))
+                                         threads, smem, minb, slab, tile, sc))
     return out
 
 
@@ -521,7 +544,7 @@ def _work(params, cfg):
         nb = _m_tiles(params, tri, cfg) * nt * params.groups
         blocks += nb
         macs += nb * cfg.bm * cfg.bn * kp * taps
-        if cfg.slab in (1, 2, 4) and taps:
+        if cfg.slab in (1, 2, 4, 6) and taps:
             vol = math.prod(b + (len(ph.taps) - 1) * ax[0].step
                             for b, ph, ax in zip(cfg.box, tri, params.axis_phases))
             staged += nb * (vol + cfg.bn * taps) * kp
@@ -532,7 +555,7 @@ def _work(params, cfg):
 
 def _m_tiles(params, tri, cfg):
     """M tiles of one phase: flat runs of ``bm`` positions, or slab boxes."""
-    if cfg.slab in (1, 2, 4):
+    if cfg.slab in (1, 2, 4, 6):
         return params.batch * math.prod(-(-ph.count // b) for ph, b in zip(tri, cfg.box))
     return -(-(params.batch * math.prod(ph.count for ph in tri)) // cfg.bm)
 
@@ -554,7 +577,7 @@ def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     itemsize = DTYPES["float32" if cfg.dt == 0 else "float16"][1]
     copy = 0.0
     if cfg.slab >= 3:
-        halves = 2 if cfg.slab == 5 and cfg.mode == 1 else 1
+        halves = 2 if cfg.slab >= 5 and cfg.mode == 1 else 1
         moved = (math.prod(params.input_shape) + halves * cl_elements(params, cfg.bk)) * itemsize
         copy = _CL_COPY[0] + moved / _CL_COPY[1]
     cig = params.in_channels_per_group
@@ -564,7 +587,7 @@ def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
         steps += (_m_tiles(params, tri, cfg) * -(-params.out_channels_per_group // cfg.bn)
                   * params.groups * taps * -(-cig // cfg.bk))
     out_bytes = math.prod(params.batched_output_shape) * itemsize
-    ceiling = (_CEILING_WG if cfg.slab == 5 else _CEILING)[mode_name]
+    ceiling = (_CEILING_WG if cfg.slab >= 5 else _CEILING)[mode_name]
     return copy, (1.0, 2 * macs / (ceiling / sm_count * busy), staged / busy,
                   steps / busy, out_bytes, steps / busy / per_sm)
 
@@ -591,7 +614,8 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     layers (unet: tap is up to 1.3x faster; bench/NOTES.md).  ``"slab"``
     and ``"slab_async"`` (the input box through registers or 4-byte copies)
     are used only when asked for; ``"wgmma"`` (sm_90a) gives the
-    configurations of ``xconvt_wgmma`` only."""
+    configurations of ``xconvt_wgmma`` only, ``"wgmma_slab"`` its box
+    staging (not yet run on a GPU; no planner takes it)."""
     reason = _reject(params, dtype, precision, smem_per_block)
     if reason:
         return reason
@@ -605,9 +629,9 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
         if best is None or t < best[1]:
             best = (cfg, t)
     if best is None:
-        if variant == "wgmma" and _mode(dtype, precision)[0] == 1:
-            return "the wgmma kernel runs TF32, float16 and bfloat16 (3xTF32 runs on mma.sync)"
-        if variant == "wgmma" and params.batch > 65535:
+        if variant == "wgmma_slab" and _in_step(params) != (1, 1, 1):
+            return "the wgmma box staging reads unit-step input boxes only"
+        if variant in ("wgmma", "wgmma_slab") and params.batch > 65535:
             return "the channels-last copy's grid has one z block per sample (batch <= 65535)"
         return f"no tile fits {smem_per_block} bytes of shared memory per block"
     return best
@@ -740,7 +764,7 @@ class _Launch:
         ityp = np.int32 if cfg.index_t == "int" else np.int64
         self.meta = cupy.asarray(meta)
         self.btab = cupy.asarray(btab)
-        wg = cfg.slab == 5  # xconvt_wgmma: K-major packed weights
+        wg = cfg.slab >= 5  # xconvt_wgmma: K-major packed weights
         tables = (pack_taps_k if wg else pack_taps)(params, cfg.bn, cfg.bk)
         tables = tuple(cupy.asarray(t.astype(ityp)) for t in tables)
         cig, cog = params.in_channels_per_group, params.out_channels_per_group
@@ -870,12 +894,13 @@ class MmaPlan(Plan):
         self.name = name
         nw = _sizes(params, cfg.bk, cfg.bn)[2] * (2 if cfg.mode == 1 else 1)
         if cfg.slab >= 3:  # the copy (wgmma 3xTF32: big and small halves)
-            nw += cl_elements(params, cfg.bk) * (2 if cfg.slab == 5 and cfg.mode == 1 else 1)
+            nw += cl_elements(params, cfg.bk) * (2 if cfg.slab >= 5 and cfg.mode == 1 else 1)
         self.workspace = nw * (4 if cfg.dt == 0 else 2)
         staging = {0: "A per tap", 1: "A slab", 2: "A slab (cp.async)",
                    3: "A channels-last", 4: "A channels-last slab",
-                   5: "A channels-last, B K-major"}[cfg.slab]
-        inst = "wgmma" if cfg.slab == 5 else "mma.sync"
+                   5: "A channels-last, B K-major",
+                   6: "A channels-last slab, B K-major"}[cfg.slab]
+        inst = "wgmma" if cfg.slab >= 5 else "mma.sync"
         self.detail = (f"{inst} {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
                        f"{cfg.stages} stages, {cfg.threads} threads, {staging}")
 
@@ -985,7 +1010,7 @@ def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None,
     cc, sms, smem = _limits_cached(cupy.cuda.runtime.getDevice())
     if cc < (8, 0):
         raise ValueError(f"the tensor-core kernel needs compute capability >= 8.0, got {cc}")
-    wg = variant == "wgmma" or (config is not None and config.slab == 5)
+    wg = variant in ("wgmma", "wgmma_slab") or (config is not None and config.slab >= 5)
     if wg and tuple(cc) != (9, 0):
         raise ValueError(f"the wgmma kernel needs compute capability 9.0, got {cc}")
     if name != "float32":

@@ -988,6 +988,17 @@ __device__ __forceinline__ unsigned long long wg_desc(unsigned addr) {
   return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) |
          ((unsigned long long)(8 * RB >> 4) << 32) | (mode << 62);
 }
+// The same with a stride byte offset of `sbo` between 8-row groups and the
+// base offset of a start that is not aligned to the swizzle's repeat (PTX:
+// (start >> 7) & 7), for BOXA's windows into the staged input box.  (Not yet
+// run on a GPU: the base offset's semantics are the first thing to check.)
+template <int RB>
+__device__ __forceinline__ unsigned long long wg_desc_at(unsigned addr, unsigned sbo) {
+  constexpr unsigned long long mode = RB == 128 ? 1 : (RB == 64 ? 2 : 3);
+  return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) |
+         ((unsigned long long)(sbo >> 4) << 32) | ((unsigned long long)((addr >> 7) & 7) << 49) |
+         (mode << 62);
+}
 __device__ __forceinline__ void wg_fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
@@ -1008,7 +1019,8 @@ __device__ __forceinline__ void keep(float (&d)[R]) {  // pin the accumulators
 }
 }  // namespace xmma
 
-template <int DT, int MODE, typename I, int BM, int BN, int BK, int STAGES, int MINB>
+template <int DT, int MODE, typename I, int BM, int BN, int BK, int STAGES, int MINB,
+          int BOXA>
 __global__ void __launch_bounds__(BM / 64 * 128, MINB)
 xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
              const typename xmma::storage<DT>::type* __restrict__ wp,
@@ -1026,10 +1038,11 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   constexpr int CPR = RB / 16;                 // chunks per row and K block
   constexpr int KSTEPS = RB / 32;              // wgmmas per K block (32 bytes of K each)
   constexpr int H = MODE == 1 ? 2 : 1;         // halves (3xTF32: big, small)
-  constexpr int A1 = BM * RB, B1 = BN * RB;     // one half of a stage's A, B
+  // BOXA: no A in the stages (the staged input box holds it)
+  constexpr int A1 = BOXA ? 0 : BM * RB, B1 = BN * RB;  // one half of a stage's A, B
   constexpr int A_BYTES = H * A1;
   constexpr int STAGE = H * (A1 + B1);
-  constexpr int ACH = BM * CPR / THREADS;
+  constexpr int ACH = BOXA ? 1 : BM * CPR / THREADS;
   constexpr int BCH = (BN * CPR + THREADS - 1) / THREADS;
   constexpr int NACC = BN / 2;
   static_assert(MODE == 2 ? DT != 0 : DT == 0, "mode and dtype");
@@ -1058,16 +1071,39 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   const int KT = ntaps * nCB * BK;  // packed K of one output column
   const int tid = threadIdx.x;
   const int n0 = ntile * BN;
-  const int m0 = mtile * BM;
+  // M tile: BM flat positions from m0, or (BOXA) a TD x 8 x 8 box at (jd0, jh0,
+  // jw0) of sample nb0, warpgroup wg on its plane jd0 + wg
+  constexpr int TD = BM / 64;
+  int m0 = 0, nb0 = 0, jd0 = 0, jh0 = 0, jw0 = 0;
+  if constexpr (BOXA) {
+    const int mt_w = (cw + 7) / 8, mt_h = (ch + 7) / 8, mt_d = (cd + TD - 1) / TD;
+    int r = mtile;
+    jw0 = (r % mt_w) * 8;
+    r /= mt_w;
+    jh0 = (r % mt_h) * 8;
+    r /= mt_h;
+    jd0 = (r % mt_d) * TD;
+    nb0 = r / mt_d;
+  } else {
+    m0 = mtile * BM;
+  }
   auto decode = [&](int m, int& nb, int& jd, int& jh, int& jw) -> bool {
-    m += m0;
-    nb = m / per_n;
-    int r = m - nb * per_n;
-    jw = r % cw;
-    r /= cw;
-    jh = r % ch;
-    jd = r / ch;
-    return m < Mph;
+    if constexpr (BOXA) {
+      jw = jw0 + m % 8;
+      jh = jh0 + (m / 8) % 8;
+      jd = jd0 + m / 64;
+      nb = nb0;
+      return jd < cd && jh < ch && jw < cw;
+    } else {
+      m += m0;
+      nb = m / per_n;
+      int r = m - nb * per_n;
+      jw = r % cw;
+      r /= cw;
+      jh = r % ch;
+      jd = r / ch;
+      return m < Mph;
+    }
   };
 
   // ---- loaders: chunk q of a stage is (row q / CPR, chunk q % CPR): a warp
@@ -1079,7 +1115,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   I a_src[ACH];
   unsigned a_dst[ACH];
 #pragma unroll
-  for (int i = 0; i < ACH; ++i) {
+  for (int i = 0; i < (BOXA ? 0 : ACH); ++i) {
     const int q = tid + i * THREADS;
     const int m = q / CPR, j = q % CPR;
     int nb, jd, jh, jw;
@@ -1103,7 +1139,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     const I toff = (((I)ud * a.ed * a.PH + uh * a.eh) * a.PW + uw * a.ew) * a.CT + cb * BK;
     const unsigned s0 = sbase + st * STAGE;
 #pragma unroll
-    for (int i = 0; i < ACH; ++i) {
+    for (int i = 0; i < (BOXA ? 0 : ACH); ++i) {
       cp_async16(s0 + a_dst[i], x + a_src[i] + toff);
       if constexpr (MODE == 1) cp_async16(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + toff);
     }
@@ -1124,39 +1160,16 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
 #pragma unroll
   for (int i = 0; i < NACC; ++i) acc[i] = 0.f;
 
-  int lt = 0, lcb = 0, lud = 0, luh = 0, luw = 0;
-  auto advance = [&]() {
-    if (++lcb == nCB) {
-      lcb = 0;
-      ++lt;
-      if (++luw == nw) {
-        luw = 0;
-        if (++luh == nh) {
-          luh = 0;
-          ++lud;
-        }
+  // One K block's wgmmas: A from a0 (this warpgroup's rows; 3xTF32's small
+  // half ah bytes on; BOXA: 8-row groups sbo bytes apart), B from stage b0.
+  auto step = [&](unsigned a0, unsigned ah, unsigned sbo, unsigned b0) {
+    auto da = [&](unsigned addr) {
+      if constexpr (BOXA) {
+        return wg_desc_at<RB>(addr, sbo);
+      } else {
+        return wg_desc<RB>(addr);
       }
-    }
-  };
-#pragma unroll
-  for (int s = 0; s < STAGES - 2; ++s) {
-    if (s < nkc) {
-      load(lud, luh, luw, lt, lcb, s);
-      advance();
-    }
-    cp_async_commit();
-  }
-  for (int kc = 0; kc < nkc; ++kc) {
-    cp_async_wait<STAGES - 3>();
-    fence_async_smem();
-    __syncthreads();
-    const int nk = kc + STAGES - 2;
-    if (nk < nkc) {
-      load(lud, luh, luw, lt, lcb, nk % STAGES);
-      advance();
-    }
-    cp_async_commit();
-    const unsigned s0 = sbase + (kc % STAGES) * STAGE;
+    };
     if constexpr (MODE == 1) {
 #pragma unroll
       for (int i = 0; i < NACC; ++i) tk[i] = 0.f;
@@ -1164,10 +1177,10 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       wg_fence();
 #pragma unroll
       for (int k = 0; k < KSTEPS; ++k) {
-        const unsigned ab = s0 + 64 * wg * RB + 32 * k, bb = s0 + A_BYTES + 32 * k;
-        Wg<DT, BN>::mma(tk, wg_desc<RB>(ab + A1), wg_desc<RB>(bb));  // small * big
-        Wg<DT, BN>::mma(tk, wg_desc<RB>(ab), wg_desc<RB>(bb + B1));  // big * small
-        Wg<DT, BN>::mma(tk, wg_desc<RB>(ab), wg_desc<RB>(bb));       // big * big
+        const unsigned ab = a0 + 32 * k, bb = b0 + 32 * k;
+        Wg<DT, BN>::mma(tk, da(ab + ah), wg_desc<RB>(bb));       // small * big
+        Wg<DT, BN>::mma(tk, da(ab), wg_desc<RB>(bb + B1));       // big * small
+        Wg<DT, BN>::mma(tk, da(ab), wg_desc<RB>(bb));            // big * big
       }
       wg_commit();
       wg_wait<0>();
@@ -1178,14 +1191,131 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       keep(acc);
       wg_fence();
 #pragma unroll
-      for (int k = 0; k < KSTEPS; ++k) {
-        const unsigned long long da = wg_desc<RB>(s0 + 64 * wg * RB + 32 * k);
-        const unsigned long long db = wg_desc<RB>(s0 + A_BYTES + 32 * k);
-        Wg<DT, BN>::mma(acc, da, db);
-      }
+      for (int k = 0; k < KSTEPS; ++k)
+        Wg<DT, BN>::mma(acc, da(a0 + 32 * k), wg_desc<RB>(b0 + 32 * k));
       wg_commit();
       wg_wait<1>();
       keep(acc);
+    }
+  };
+
+  if constexpr (BOXA) {
+    // ---- BOXA: per channel block, the M tile's input box of the copy (SDp x
+    // SHp x SWr positions, rows of RB bytes at a pitch of SWP, whole 8-row
+    // groups) in one of two slab buffers after the stages, issued a channel
+    // block ahead; each tap's A is a window into it.  K blocks in (channel
+    // block, tap) order; the stages hold B only.  (Not yet run on a GPU.)
+    const int SWr = 8 + (nw - 1) * a.ew, SWP = (SWr + 7) & ~7;
+    const int SHp = 8 + (nh - 1) * a.eh, SDp = TD + (nd - 1) * a.ed;
+    const int NPOS = SDp * SHp * SWr;
+    const unsigned SB = a.SC * RB * H;                   // one slab buffer (1024-byte multiple)
+    const unsigned SLAB0 = sbase + STAGES * STAGE;
+    const I xblk = (I)nb0 * a.PD * a.PH * a.PW * a.CT + g * nCB * BK;
+    auto slab_issue = [&](int cb, int buf) {
+      const unsigned d0 = SLAB0 + buf * SB;
+      for (int q = tid; q < NPOS * CPR; q += THREADS) {
+        const int p = q / CPR, j = q % CPR;
+        const int sw = p % SWr, r = p / SWr, sh = r % SHp, sd = r / SHp;
+        // past the copy's extent (rows that are not stored) clamped into it
+        const int pd = min(a.LD + pm[P_BD] + jd0 + sd, a.PD - 1);
+        const int ph = min(a.LH + pm[P_BH] + jh0 + sh, a.PH - 1);
+        const int pw = min(a.LW + pm[P_BW] + jw0 + sw, a.PW - 1);
+        const I src = xblk + (((I)pd * a.PH + ph) * a.PW + pw) * a.CT + cb * BK + j * EPC;
+        const unsigned dst = d0 + swz((sd * SHp + sh) * SWP + sw, j);
+        cp_async16(dst, x + src);
+        if constexpr (MODE == 1) cp_async16(dst + a.SC * RB, x + a.XSMALL + src);
+      }
+    };
+    int lt = 0, lcb = 0;
+    auto advance = [&]() {
+      if (++lt == ntaps) {
+        lt = 0;
+        ++lcb;
+      }
+    };
+    if (nkc > 0) slab_issue(0, 0);  // joins the first commit group
+#pragma unroll
+    for (int s = 0; s < STAGES - 2; ++s) {
+      if (s < nkc) {
+        load(0, 0, 0, lt, lcb, s);
+        advance();
+      }
+      cp_async_commit();
+    }
+    // the next slab goes into the buffer whose last reader, the previous
+    // channel block's last tap, every warpgroup has finished two steps on
+    // (one tap: at once, after waiting for it); the pipelined wait covers
+    // it only where a channel block has enough taps after its issue
+    const int t_issue = ntaps > 1 ? 1 : 0;
+    const bool late = t_issue > ntaps - STAGES + 2;
+    int t = 0, cb = 0, ud = 0, uh = 0, uw = 0;
+    for (int kc = 0; kc < nkc; ++kc) {
+      if (t == 0 && cb > 0 && late) {
+        cp_async_wait<0>();
+      } else {
+        cp_async_wait<STAGES - 3>();
+      }
+      if (ntaps == 1) wg_wait<0>();
+      fence_async_smem();
+      __syncthreads();
+      const int nk = kc + STAGES - 2;
+      if (nk < nkc) {
+        load(0, 0, 0, lt, lcb, nk % STAGES);
+        advance();
+      }
+      if (t == t_issue && cb + 1 < nCB) slab_issue(cb + 1, (cb + 1) & 1);
+      cp_async_commit();
+      const int row0 = ((wg + ud * a.ed) * SHp + uh * a.eh) * SWP + uw * a.ew;
+      step(SLAB0 + (cb & 1) * SB + row0 * RB, a.SC * RB, SWP * RB,
+           sbase + (kc % STAGES) * STAGE);
+      if (++uw == nw) {
+        uw = 0;
+        if (++uh == nh) {
+          uh = 0;
+          ++ud;
+        }
+      }
+      if (++t == ntaps) {
+        t = 0;
+        ++cb;
+        ud = uh = uw = 0;
+      }
+    }
+  } else {
+    int lt = 0, lcb = 0, lud = 0, luh = 0, luw = 0;
+    auto advance = [&]() {
+      if (++lcb == nCB) {
+        lcb = 0;
+        ++lt;
+        if (++luw == nw) {
+          luw = 0;
+          if (++luh == nh) {
+            luh = 0;
+            ++lud;
+          }
+        }
+      }
+    };
+#pragma unroll
+    for (int s = 0; s < STAGES - 2; ++s) {
+      if (s < nkc) {
+        load(lud, luh, luw, lt, lcb, s);
+        advance();
+      }
+      cp_async_commit();
+    }
+    for (int kc = 0; kc < nkc; ++kc) {
+      cp_async_wait<STAGES - 3>();
+      fence_async_smem();
+      __syncthreads();
+      const int nk = kc + STAGES - 2;
+      if (nk < nkc) {
+        load(lud, luh, luw, lt, lcb, nk % STAGES);
+        advance();
+      }
+      cp_async_commit();
+      const unsigned s0 = sbase + (kc % STAGES) * STAGE;
+      step(s0 + 64 * wg * RB, A1, 0, s0 + A_BYTES);
     }
   }
   wg_wait<0>();
