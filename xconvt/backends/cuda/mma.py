@@ -117,23 +117,25 @@ WG_KBYTES = (128, 64, 32)
 _CEILING = {"tf32": 321e12, "3xtf32": 321e12 / 3, "float16": 642e12, "bfloat16": 642e12}
 #: ``wgmma``'s ceilings (H200, bench/NOTES.md).
 _CEILING_WG = {"tf32": 485e12, "3xtf32": 485e12 / 3, "float16": 970e12, "bfloat16": 970e12}
-# The 3xTF32 rows of slabs 0-4 are scaled by 0.77 (2026-12-02, fourth
-# session): the per-K-block accumulation made those kernels 6-18% faster
-# and conv3d's own GEMM came after the fit; the H200 sweep of
-# probe/wg_sweep.py measured the mma.sync plans at 0.65-0.99x (median 0.77)
-# of these estimates, so the choice between them and xconvt_wgmma needs it.
-# A uniform scale leaves the choice among mma.sync configurations as it was.
+# The 3xTF32 estimates of slabs 0-4 (mma.sync) are scaled by _MMA_3XTF32:
+# the per-K-block accumulation (2026-12-02, fourth session) made those
+# kernels 6-18% faster and conv3d's own GEMM came after the fit; the H200
+# sweep of probe/wg_sweep.py measured the mma.sync plans at 0.65-0.99x
+# (median 0.77) of these estimates, so the choice between them and
+# xconvt_wgmma needs it.  A uniform scale leaves the choice among mma.sync
+# configurations as it was.
+_MMA_3XTF32 = 0.77
 _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged element per SM)
-    ("3xtf32", 0): (5.37e-05, 1.39, 7.59e-11),
+    ("3xtf32", 0): (69.7e-6, 1.80, 9.86e-11),
     ("tf32", 0): (55.0e-6, 1.08, 1.08e-10),
     ("float16", 0): (46.3e-6, 0.0, 1.29e-10),
     ("bfloat16", 0): (48.2e-6, 0.0, 1.26e-10),
-    ("3xtf32", 1): (0.000177, 1.33, 2.4e-10),
+    ("3xtf32", 1): (230.3e-6, 1.73, 3.12e-10),
     ("tf32", 1): (154.5e-6, 0.35, 2.95e-10),
     ("float16", 1): (67.7e-6, 0.0, 5.0e-10),
     ("bfloat16", 1): (67.5e-6, 0.0, 5.1e-10),
     # slab_async: not measured yet; the tap variant's per-element cost
-    ("3xtf32", 2): (5.37e-05, 1.39, 7.59e-11),
+    ("3xtf32", 2): (69.7e-6, 1.80, 9.86e-11),
     ("tf32", 2): (55.0e-6, 1.08, 1.08e-10),
     # cl and cl_slab: five terms (fixed s, factor on the tensor-core time, s
     # per staged element per SM, s per K step per SM, s per output byte),
@@ -141,11 +143,11 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
     # bench/tc_probe.py --sweep new of 2026-12-02 (seven dense suite cases,
     # every tile and BK; 24-29 timings a mode): predictions 0.71-1.18x the
     # measured times.  bfloat16 takes float16's.
-    ("3xtf32", 3): (3.28e-05, 1.29, 5.82e-11, 0, 4.37e-13),
+    ("3xtf32", 3): (4.26e-05, 1.68, 7.56e-11, 0.0, 5.68e-13),
     ("tf32", 3): (1.89e-05, 1.91, 3.93e-11, 6.45e-08, 5.7e-13),
     ("float16", 3): (2.12e-05, 1.13, 2.81e-11, 7.38e-08, 1.09e-12),
     ("bfloat16", 3): (2.12e-05, 1.13, 2.81e-11, 7.38e-08, 1.09e-12),
-    ("3xtf32", 4): (5.5e-05, 1.95, 0, 5.26e-08, 2.63e-13),
+    ("3xtf32", 4): (7.14e-05, 2.53, 0.0, 6.83e-08, 3.42e-13),
     ("tf32", 4): (4.53e-05, 2.0, 0.0, 2.04e-07, 5.05e-13),
     ("float16", 4): (3.24e-05, 1.4, 0.0, 1.48e-07, 1.33e-12),
     ("bfloat16", 4): (3.24e-05, 1.4, 0.0, 1.48e-07, 1.33e-12),
@@ -510,11 +512,11 @@ def _wg_candidates(params, dtype, precision, smem_per_block, box=False):
             continue  # the wider block pads no more channels
         if mode == 1 and 2 * cl_elements(params, bk) > _INT32_MAX:
             continue  # the copy's small halves are an int32 offset away
-        index_t = ("int" if max(_sizes(params, bk, 32)) <= _INT32_MAX
-                   and cl_elements(params, bk) <= _INT32_MAX else "long long")
         for bm, bn in WG_TILES:
             if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
                 continue  # mostly padding
+            index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX
+                       and cl_elements(params, bk) <= _INT32_MAX else "long long")
             threads = bm // 64 * 128
             minb = _wg_minb(bn, threads, mode)
             slab, tile, sc = 5, (0, 0, 0), 0
@@ -597,7 +599,8 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     weights of the terms of :func:`features`."""
     copy, terms = features(params, cfg, mode_name, sm_count, smem_per_sm)
     fit = _FIT[(mode_name, cfg.slab)]
-    return copy + sum(f * t for f, t in zip(fit, terms))
+    scale = _MMA_3XTF32 if mode_name == "3xtf32" and cfg.slab < 5 else 1.0
+    return copy + scale * sum(f * t for f, t in zip(fit, terms))
 
 
 @lru_cache(maxsize=1024)
@@ -695,19 +698,16 @@ def mma_tables(params, cfg):
 
 
 @lru_cache(maxsize=256)
-def pack_taps(params, bn, bk):
-    """Per kernel tap ``k`` (``(kd_i*kh + kh_i)*kw + kw_i``) of ``xconvt_mma_pack_t``:
-    ``tapoff[k]``, the packed offset of its ``(phase, tap)`` block at group 0,
-    channel 0, column 0 (-1 for a tap of no phase with outputs), and
-    ``gstride[k]``, the step between groups.  Layout: per phase (in
-    :func:`mma_tables`' order), ``[g][t][c][o]`` with ``t = (ud*nh + uh)*nw + uw``,
-    ``c < ceil(Cig/BK)*BK`` and ``o < ceil(Cog/BN)*BN``."""
+def _tap_slots(params):
+    """Per kernel tap ``k`` (``(kd_i*kh + kh_i)*kw + kw_i``): its index ``t =
+    (ud*nh + uh)*nw + uw`` in its phase (-1 for a tap of no phase with
+    outputs), the phase's taps, and the taps of the phases before it (in
+    :func:`mma_tables`' order): what both packed layouts are offsets of."""
     kd, kh, kw = params.kernel
-    cp = -(-params.in_channels_per_group // bk) * bk
-    np_ = -(-params.out_channels_per_group // bn) * bn
-    tapoff = np.full(kd * kh * kw, -1, np.int64)
-    gstride = np.zeros(kd * kh * kw, np.int64)
-    woff = 0
+    t_of = np.full(kd * kh * kw, -1, np.int64)
+    n_of = np.zeros(kd * kh * kw, np.int64)
+    before = np.zeros(kd * kh * kw, np.int64)
+    seen = 0
     for pd, ph, pw in _phase_order(params):
         taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
         t = 0
@@ -715,11 +715,30 @@ def pack_taps(params, bn, bk):
             for th in ph.taps:
                 for tw in pw.taps:
                     k = (td * kh + th) * kw + tw
-                    tapoff[k] = woff + t * cp * np_
-                    gstride[k] = taps * cp * np_
+                    t_of[k], n_of[k], before[k] = t, taps, seen
                     t += 1
-        woff += params.groups * taps * cp * np_
-    return tapoff, gstride
+        seen += taps
+    return t_of, n_of, before
+
+
+def _padded(params, bn, bk):
+    """Channels per group padded to whole ``bk`` blocks, columns to whole ``bn`` tiles."""
+    return (-(-params.in_channels_per_group // bk) * bk,
+            -(-params.out_channels_per_group // bn) * bn)
+
+
+@lru_cache(maxsize=256)
+def pack_taps(params, bn, bk):
+    """Per kernel tap ``k`` (``(kd_i*kh + kh_i)*kw + kw_i``) of ``xconvt_mma_pack_t``:
+    ``tapoff[k]``, the packed offset of its ``(phase, tap)`` block at group 0,
+    channel 0, column 0 (-1 for a tap of no phase with outputs), and
+    ``gstride[k]``, the step between groups.  Layout: per phase (in
+    :func:`mma_tables`' order), ``[g][t][c][o]`` with ``t = (ud*nh + uh)*nw + uw``,
+    ``c < ceil(Cig/BK)*BK`` and ``o < ceil(Cog/BN)*BN``."""
+    t, n, before = _tap_slots(params)
+    cp, np_ = _padded(params, bn, bk)
+    tapoff = np.where(t >= 0, (params.groups * before + t) * cp * np_, -1)
+    return tapoff, n * cp * np_
 
 
 @lru_cache(maxsize=256)
@@ -730,26 +749,10 @@ def pack_taps_k(params, bn, bk):
     gstride, ostride)``: per kernel tap ``k`` the packed offset of group 0,
     column 0, channel 0 (-1: a tap of no phase with outputs), the step
     between groups and the step between columns (the phase's packed K)."""
-    kd, kh, kw = params.kernel
-    cp = -(-params.in_channels_per_group // bk) * bk
-    np_ = -(-params.out_channels_per_group // bn) * bn
-    tapoff = np.full(kd * kh * kw, -1, np.int64)
-    gstride = np.zeros(kd * kh * kw, np.int64)
-    ostride = np.zeros(kd * kh * kw, np.int64)
-    woff = 0
-    for pd, ph, pw in _phase_order(params):
-        taps = len(pd.taps) * len(ph.taps) * len(pw.taps)
-        t = 0
-        for td in pd.taps:
-            for th in ph.taps:
-                for tw in pw.taps:
-                    k = (td * kh + th) * kw + tw
-                    tapoff[k] = woff + t * cp
-                    gstride[k] = np_ * taps * cp
-                    ostride[k] = taps * cp
-                    t += 1
-        woff += params.groups * taps * cp * np_
-    return tapoff, gstride, ostride
+    t, n, before = _tap_slots(params)
+    cp, np_ = _padded(params, bn, bk)
+    tapoff = np.where(t >= 0, params.groups * before * cp * np_ + t * cp, -1)
+    return tapoff, np_ * n * cp, n * cp
 
 
 # --------------------------------------------------------------------------- launch
@@ -777,15 +780,13 @@ class _Launch:
         # w is [G*Cog][Cig][K3], its K channels on the second axis)
         kstride, nstride = ((k3, cig * k3) if isinstance(params, Conv3dGemm)
                             else (cog * k3, k3))
-        if wg:
-            self.pack_args = tables + (None, np.int32(cig), np.int32(cog), np.int32(k3),
-                                       ityp(n_packed), ityp(kstride), ityp(nstride))
-            self.pack_grid = (params.groups * cog, -(-k3 // 32), -(-cig // 32))
-        else:
-            self.pack_args = tables + (None, np.int32(cig), np.int32(cog), np.int32(k3),
-                                       np.int32(np_), ityp(n_packed), ityp(kstride),
-                                       ityp(nstride))
-            self.pack_grid = (params.in_channels, -(-k3 // 32), -(-cog // 32))
+        # the pack's arguments: (w, *tables, packed, *pack_rest)
+        self.pack_tables = tables
+        self.pack_rest = ((np.int32(cig), np.int32(cog), np.int32(k3))
+                          + (() if wg else (np.int32(np_),))
+                          + (ityp(n_packed), ityp(kstride), ityp(nstride)))
+        self.pack_grid = ((params.groups * cog, -(-k3 // 32), -(-cig // 32)) if wg
+                          else (params.in_channels, -(-k3 // 32), -(-cog // 32)))
 
         def get(name, arch=None):
             return rt.kernel(_SOURCE_PATH, name, arch=arch)
@@ -797,7 +798,6 @@ class _Launch:
         bits = "unsigned" if cfg.dt == 0 else "unsigned short"
         self.pack = get(f"xconvt_{'wgmma_pack' if wg else 'mma_pack_t'}<{bits}, "
                         f"{cfg.index_t}, {conv}>")
-        self.n_tables = len(tables)
         self.wp_size = n_packed * (2 if cfg.mode == 1 else 1)
         self.grid = (nblocks,)
         self.block = (cfg.threads,)
@@ -838,8 +838,7 @@ class _Launch:
 
         wp = (cupy.zeros if self.padded else cupy.empty)(self.wp_size, dtype=x.dtype)
         if self.n_idx:
-            a, t = self.pack_args, self.n_tables
-            self.pack(self.pack_grid, (256,), (w,) + a[:t] + (wp,) + a[t + 1:])
+            self.pack(self.pack_grid, (256,), (w, *self.pack_tables, wp, *self.pack_rest))
         if self.to_cl is not None:
             xcl = cupy.empty(self.cl_size, dtype=x.dtype)
             self.to_cl(self.cl_grid, (256,), (x, xcl, self.args[0]))
@@ -940,7 +939,7 @@ def plan_conv3d(problem):
 
 def plan_wgmma(problem):
     """Planner: the transposed convolution on ``xconvt_wgmma`` (sm_90a:
-    compute capability 9.0 exactly; TF32, float16, bfloat16), an
+    compute capability 9.0 exactly; 3xTF32, TF32, float16, bfloat16), an
     :class:`MmaPlan` or the reason it does not apply."""
     if problem.op != "conv_transpose3d":
         return f"the wgmma kernel computes conv_transpose3d here, not {problem.op}"

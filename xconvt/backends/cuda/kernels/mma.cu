@@ -981,23 +981,22 @@ template <> struct Wg<2, 256> {
 // Shared-memory matrix descriptor of a K-major operand with rows of RB
 // bytes and the RB-byte swizzle: start address, leading byte offset 16
 // (unused: a wgmma's K lies within one swizzled row), stride byte offset
-// 8*RB (8 rows), swizzle mode 1 (128 bytes), 2 (64) or 3 (32).
-template <int RB>
-__device__ __forceinline__ unsigned long long wg_desc(unsigned addr) {
-  constexpr unsigned long long mode = RB == 128 ? 1 : (RB == 64 ? 2 : 3);
-  return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) |
-         ((unsigned long long)(8 * RB >> 4) << 32) | (mode << 62);
-}
-// The same with a stride byte offset of `sbo` between 8-row groups and the
-// base offset of a start that is not aligned to the swizzle's repeat (PTX:
-// (start >> 7) & 7), for BOXA's windows into the staged input box.  (Not yet
-// run on a GPU: the base offset's semantics are the first thing to check.)
+// `sbo` between 8-row groups, the base offset of a start not aligned to the
+// swizzle's repeat (PTX: (start >> 7) & 7; 0 for the stages, whose operands
+// start 32*k < 128 bytes past 1024-byte aligned rows; BOXA's windows into
+// the staged input box are the starts it is for, not yet run on a GPU), and
+// swizzle mode 1 (128 bytes), 2 (64) or 3 (32).
 template <int RB>
 __device__ __forceinline__ unsigned long long wg_desc_at(unsigned addr, unsigned sbo) {
   constexpr unsigned long long mode = RB == 128 ? 1 : (RB == 64 ? 2 : 3);
   return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) |
          ((unsigned long long)(sbo >> 4) << 32) | ((unsigned long long)((addr >> 7) & 7) << 49) |
          (mode << 62);
+}
+// The stages' operands: 8-row groups of whole rows (stride 8*RB).
+template <int RB>
+__device__ __forceinline__ unsigned long long wg_desc(unsigned addr) {
+  return wg_desc_at<RB>(addr, 8 * RB);
 }
 __device__ __forceinline__ void wg_fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
