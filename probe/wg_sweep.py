@@ -10,6 +10,7 @@ from xconvt.backends.cuda import mma, runtime as rt
 from xconvt._params import conv3d_params
 
 torch.backends.cudnn.benchmark = True
+VARIANT = os.environ.get("WG_VARIANT", "wgmma")  # wgmma_slab: box staging, "mma" is then wgmma's pick
 
 
 def ev(fn, reps=20):
@@ -29,7 +30,7 @@ def swap_descriptors():
     """Recompile xconvt_wgmma with the descriptor's two offsets swapped."""
     orig = rt.kernel
     def k(path, name, options=(), arch=None):
-        return orig(path, name, tuple(options) + (("-DXCONVT_WG_SWAP",) if arch else ()), arch)
+        return orig(path, name, tuple(options) + (("-DXCONVT_WG_BASE0",) if arch else ()), arch)
     mma.rt.kernel = k
     mma._launch_getter.cache_clear()
 
@@ -37,7 +38,7 @@ def swap_descriptors():
 def smoke():
     """A small layer in float16 through wgmma against float64; swap the
     descriptor offsets once if it is wrong."""
-    c = C.Case("t", 2, 40, 24, 6, 3, 2, 1, 1, 1)
+    c = C.Case("t", 2, 40, 24, (6, 7, 9), 3, 2, 1, 1, 1) if VARIANT == "wgmma" else C.Case("t", 2, 40, 24, (6, 7, 11), 3, 1, 1)
     p = c.params()
     rng = np.random.default_rng(0)
     x = rng.standard_normal(p.input_shape).astype(np.float16)
@@ -45,11 +46,11 @@ def smoke():
     ref = torch.nn.functional.conv_transpose3d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), None, c.stride, c.padding, c.output_padding)
     for attempt in range(1):
         errs = []
-        for cfg in mma._candidates(p, "float16", "float32", 232448, "wgmma"):
+        for cfg in mma._candidates(p, "float16", "float32", 232448, VARIANT):
             out = mma.mma_direct(p, cupy.asarray(x), cupy.asarray(w), None, config=cfg)
             o = torch.tensor(out.get().astype(np.float64))
             errs.append((float(torch.linalg.norm(o - ref) / torch.linalg.norm(ref)), cfg.name))
-        print("smoke", "swapped" if attempt else "as built", max(errs), flush=True)
+        print("smoke", "base offset 0" if attempt else "as built", max(errs), len(errs), flush=True)
         if max(errs)[0] < 2e-3:
             return True
         if attempt == 0:
@@ -96,13 +97,17 @@ def main():
                 import ml_dtypes
                 npdt = np.float16 if dt == "float16" else ml_dtypes.bfloat16
                 x, w = x.view(npdt), w.view(npdt)
-            old = mma.mma_config(geo, dt, prec, 132, 232448)
+            old = mma.mma_config(geo, dt, prec, 132, 232448, "wgmma" if VARIANT != "wgmma" else "auto")
+            if isinstance(old, str):
+                print(c.name, mode, "no config:", old, flush=True); continue
             t_old = ev(lambda: mma.mma_direct(geo, x, w, None, prec, config=old[0]))
             res = []
             cands = []
-            for c0 in mma._candidates(geo, dt, prec, 232448, "wgmma"):
+            for c0 in mma._candidates(geo, dt, prec, 232448, VARIANT):
+                if c0.slab == 7:
+                    cands.append(c0); continue
                 for st in (3, 4, 5, 6):
-                    sm = mma._smem(c0.bm, c0.bn, c0.bk, st, item, mode=c0.mode, slab=5)
+                    sm = mma._smem(c0.bm, c0.bn, c0.bk, st, item, sc=c0.sc, mode=c0.mode, slab=c0.slab)
                     if sm <= 232448 and (st <= c0.stages or st == 6):
                         cands.append(c0._replace(stages=st, smem=sm))
             for cfg in cands:
@@ -126,7 +131,7 @@ def main():
                   + " | ".join(f"{r[1].bm}x{r[1].bn}x{r[1].bk} s{r[1].stages} {r[0]:.3f} (e{r[3]*1e3:.3f}, x{tc/r[0]:.2f}, {r[2]:.0e})" for r in res[:4])
                   + f" | worst err {max((r[2] for r in res), default=0):.1e}", flush=True)
         out = os.environ.get("OUT", ".")
-        with open(f"{out}/wg_sweep_{mode}{'_conv3d' if conv3d else ''}.json", "w") as f:
+        with open(f"{out}/wg_sweep_{mode}{'_conv3d' if conv3d else ''}{'_box' if VARIANT != 'wgmma' else ''}.json", "w") as f:
             json.dump(records, f)
 
 

@@ -365,12 +365,13 @@ def test_wgmma_every_tile(mode):
     (dict(stride=1, padding=2, dilation=2, groups=2), False),
     (dict(stride=(1, 2, 3), padding=(1, 0, 2), output_padding=(0, 1, 2)), False),
     (dict(stride=1, padding=1, groups=2), True)])
-def test_wgmma_box_staging(mode, kw, conv3d):
-    """``xconvt_wgmma``'s box staging (``variant="wgmma_slab"``: A staged once
-    per channel block, each tap a window into it through the descriptor's
-    base offset), every tile and K block once, against float64.  Written
-    before it first ran on a GPU (bench/NOTES.md): the base offset's
-    semantics are what this checks first."""
+@pytest.mark.parametrize("variant", ["wgmma_slab", "wgmma_box"])
+def test_wgmma_box_staging(mode, kw, conv3d, variant):
+    """``xconvt_wgmma``'s box stagings (``variant="wgmma_slab"``: A staged
+    once per channel block, B in stages; ``"wgmma_box"``: the box and every
+    tap's B resident, all the taps' wgmmas in one group), each tap a window
+    into the box starting at any row (the hardware swizzles absolute
+    addresses), every tile and K block once, against float64."""
     from xconvt._params import conv3d_params
     from xconvt.backends.cuda import mma
 
@@ -394,7 +395,7 @@ def test_wgmma_box_staging(mode, kw, conv3d):
     else:
         geo = ConvParams.from_shapes(x.shape, w.shape, None, **kw)
         ref = conv_transpose3d_ref(xs.astype(np.float64), ws.astype(np.float64), None, **kw)
-    cands = mma._candidates(geo, dtname, prec, 232448, "wgmma_slab")
+    cands = mma._candidates(geo, dtname, prec, 232448, variant)
     assert cands
     # one stage count per tile and K block (4 where it fits: the first)
     cands = list({(c.bm, c.bn, c.bk): c for c in reversed(cands)}.values())

@@ -432,9 +432,10 @@ def _instances(full=True):
                                        5).name)
         names.append(MmaConfig(dt, mode, "long long", 64, 32, 64 // itemsize, 64, 32, 3, 128,
                                0, 2, 5).name)
-        for bm, kbytes in ((64, 128), (128, 64)):  # the box staging (BOXA = 1)
-            names.append(MmaConfig(dt, mode, "int", bm, 64, kbytes // itemsize, 64, 64, 4,
-                                   bm // 64 * 128, 0, 2, 6).name)
+        for bm, kbytes in ((64, 128), (128, 64)):  # the box stagings (BOXA = 1, 2)
+            for slab in (6, 7):
+                names.append(MmaConfig(dt, mode, "int", bm, 64, kbytes // itemsize, 64, 64,
+                                       4 if slab == 6 else 3, bm // 64 * 128, 0, 2, slab).name)
     return names
 
 
@@ -592,7 +593,7 @@ def test_wgmma_box_windows_read_the_right_rows(cfg, td, rb, conv3d):
     channel block the loader's swizzled slab (``slab_issue``), and per tap,
     warpgroup, row and K chunk the address wgmma reads through the window's
     descriptor (start ``row0*RB``, stride ``SWP*RB`` per 8 rows, the swizzle
-    applied to the address, as the base offset field states it), which must
+    applied to the absolute address, as measured on an H200), which must
     hold the copy's position and channels the GEMM needs for every stored
     row, and stay inside the buffer for the others."""
     from hypothesis import assume
@@ -627,7 +628,7 @@ def test_wgmma_box_windows_read_the_right_rows(cfg, td, rb, conv3d):
         if nd * nh * nw == 0:
             continue
         swr, shp, sdp = 8 + (nw - 1) * ew, 8 + (nh - 1) * eh, td + (nd - 1) * ed
-        swp = -(-swr // 8) * 8
+        swp = swr  # no padding: the swizzle is of absolute addresses
         assert sdp * shp * swp <= sc
         mt_w, mt_h, mt_d = -(-cw // 8), -(-ch // 8), -(-cd // td)
         for mtile in range(row[C["m_tiles"]]):

@@ -104,6 +104,12 @@ TILES = ((128, 128, 64, 32), (128, 64, 64, 32), (128, 32, 32, 32), (64, 64, 32, 
 #: against 0.095; the fits picked them for seed_example at 1.16-1.18x the best.)
 WG_TILES = ((128, 256), (128, 128), (128, 64), (128, 32), (64, 128), (64, 64), (64, 32))
 WG_KBYTES = (128, 64, 32)
+#: ``mma_config``'s wgmma variants and their A staging (``MmaConfig.slab``):
+#: 5 the channels-last copy per tap and K block; 6 the tile's input box per
+#: channel block in two buffers, B in stages (measured slower than 5, asked
+#: for only); 7 the box and every tap's B of a channel block resident, all
+#: the taps' wgmmas in one group.
+WG_VARIANTS = {"wgmma": 5, "wgmma_slab": 6, "wgmma_box": 7}
 
 # Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
 # measured mma.sync ceiling times a factor, and the operand elements the
@@ -177,6 +183,7 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
 # wgmma's box staging (slab 6, asked for only): not yet measured; slab 5's fits
 # (its staged-element term then counts the boxes' smaller volume).
 _FIT.update({(m, 6): f for (m, sl), f in list(_FIT.items()) if sl == 5})
+_FIT.update({(m, 7): f for (m, sl), f in list(_FIT.items()) if sl == 5})
 #: Position tiles of 32 a block of the channels-last copy copies (CL_TILES in mma.cu).
 _CL_TILES = 8
 #: The channels-last copy: (launch s, bytes per second) for x read and the copy written.
@@ -292,14 +299,14 @@ class MmaConfig(NamedTuple):
 
     @property
     def name(self):
-        if self.slab in (5, 6):
+        if self.slab >= 5:
             return (f"xconvt_wgmma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, "
-                    f"{self.bn}, {self.bk}, {self.stages}, {self.minb}, {int(self.slab == 6)}>")
+                    f"{self.bn}, {self.bk}, {self.stages}, {self.minb}, {self.slab - 5}>")
         return (f"xconvt_mma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, {self.bn}, "
                 f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}, {self.slab}>")
 
 
-def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0, slab=0):
+def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0, slab=0, ntaps=0):
     """Dynamic shared memory: B stages (twice for 3xTF32, ``mode`` 1: big and
     small), then A stages or (``sc``) two slab buffers of ``sc`` words per k
     row (3xTF32: twice the rows) and the slab's position table; ``slab`` 3:
@@ -310,6 +317,8 @@ def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0, slab=0):
         return (2 if mode == 1 else 1) * stages * (bm + bn) * bk * itemsize + 1024
     if slab == 6:  # B stages, then two slab buffers of sc rows
         return (2 if mode == 1 else 1) * (stages * bn + 2 * sc) * bk * itemsize + 1024
+    if slab == 7:  # one box of sc rows, then B of ``ntaps`` taps
+        return (2 if mode == 1 else 1) * (sc + ntaps * bn) * bk * itemsize + 1024
     b = (2 if mode == 1 else 1) * stages * bk * (bn + 8) * itemsize
     if slab == 3:
         return b + stages * bm * (bk + 16 // itemsize) * itemsize
@@ -417,8 +426,8 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
     ``"slab_async"``, ``"cl"``, ``"cl_slab"``, ``"auto"`` for tap, cl and
     cl_slab, or None for all)
     that fits in ``smem_per_block``."""
-    if variant in ("wgmma", "wgmma_slab"):
-        return _wg_candidates(params, dtype, precision, smem_per_block, variant == "wgmma_slab")
+    if variant in WG_VARIANTS:
+        return _wg_candidates(params, dtype, precision, smem_per_block, WG_VARIANTS[variant])
     dt, itemsize = DTYPES[dtype]
     mode = _mode(dtype, precision)[0]
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
@@ -484,32 +493,40 @@ def _wg_minb(bn, threads, mode=0):
 
 
 def wg_box_rows(params, td):
-    """``xconvt_wgmma``'s box staging (``slab`` 6) of ``td x 8 x 8`` tiles:
-    slab rows a buffer holds, the largest phase's ``SD x SH x SWP`` (the W
-    extent padded to whole 8-row groups, so that every tap's window starts
-    its 8-row groups at one swizzle phase), rounded up to 32 rows (buffers of
-    whole 1024-byte swizzle repeats)."""
+    """``xconvt_wgmma``'s box stagings (``slab`` 6, 7) of ``td x 8 x 8``
+    tiles: rows a box buffer holds, the largest phase's ``SD x SH x SW``
+    rounded up to 32 rows (buffers of whole 1024-byte swizzle repeats; the
+    hardware swizzles absolute addresses, so a tap's window may start at any
+    row)."""
     rows = 8
     for sd, sh, sw in _slab_dims(params, (td, 8, 8)):
-        rows = max(rows, sd * sh * -(-sw // 8) * 8)
+        rows = max(rows, sd * sh * sw)
     return -(-rows // 32) * 32
 
 
-def _wg_candidates(params, dtype, precision, smem_per_block, box=False):
-    """Configurations of ``xconvt_wgmma`` (``slab`` 5: the channels-last copy,
-    K-major packed weights; ``box``: ``slab`` 6, the copy's input box per
-    channel block, unit input steps only) that fit ``smem_per_block``: TF32,
-    3xTF32, float16 and bfloat16."""
+def _max_taps(params):
+    """The most taps of one phase."""
+    return max([math.prod(len(ph.taps) for ph in tri) for tri in params.phases()] + [1])
+
+
+def _wg_candidates(params, dtype, precision, smem_per_block, slab=5):
+    """Configurations of ``xconvt_wgmma`` with A staging ``slab``
+    (:data:`WG_VARIANTS`: 5 the channels-last copy, K-major packed weights;
+    6 and 7 the copy's input box per channel block, unit input steps only)
+    that fit ``smem_per_block``: TF32, 3xTF32, float16 and bfloat16."""
     dt, itemsize = DTYPES[dtype]
     mode = _mode(dtype, precision)[0]
+    box = slab >= 6
     if params.batch > 65535 or (box and _in_step(params) != (1, 1, 1)):
         return []
+    ntaps = _max_taps(params)
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
     out = []
     for kbytes in WG_KBYTES:
         bk = kbytes // itemsize
-        if kbytes < 128 and -(-cig // (2 * bk)) * 2 * bk == -(-cig // bk) * bk:
-            continue  # the wider block pads no more channels
+        if (slab < 7 and kbytes < 128
+                and -(-cig // (2 * bk)) * 2 * bk == -(-cig // bk) * bk):
+            continue  # the wider block pads no more channels (7: less shared memory)
         if mode == 1 and 2 * cl_elements(params, bk) > _INT32_MAX:
             continue  # the copy's small halves are an int32 offset away
         for bm, bn in WG_TILES:
@@ -519,9 +536,15 @@ def _wg_candidates(params, dtype, precision, smem_per_block, box=False):
                        and cl_elements(params, bk) <= _INT32_MAX else "long long")
             threads = bm // 64 * 128
             minb = _wg_minb(bn, threads, mode)
-            slab, tile, sc = 5, (0, 0, 0), 0
+            tile, sc = (0, 0, 0), 0
             if box:
-                slab, tile, sc = 6, (bm // 64, 8, 8), wg_box_rows(params, bm // 64)
+                tile, sc = (bm // 64, 8, 8), wg_box_rows(params, bm // 64)
+            if slab == 7:  # no stages (3: the template's minimum, unused)
+                smem = _smem(bm, bn, bk, 3, itemsize, sc, mode, slab, ntaps)
+                if smem <= smem_per_block:
+                    out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, 64, bn, 3,
+                                         threads, smem, minb, slab, tile, sc))
+                continue
             # 4 or 3 stages: in the sweep 3 or 4 was the best count on every
             # case, 5 and 6 no better and with 3xTF32's twice the shared memory
             # up to 1.7x slower.  Both are candidates; the estimates tell them
@@ -546,7 +569,7 @@ def _work(params, cfg):
         nb = _m_tiles(params, tri, cfg) * nt * params.groups
         blocks += nb
         macs += nb * cfg.bm * cfg.bn * kp * taps
-        if cfg.slab in (1, 2, 4, 6) and taps:
+        if cfg.slab in (1, 2, 4, 6, 7) and taps:
             vol = math.prod(b + (len(ph.taps) - 1) * ax[0].step
                             for b, ph, ax in zip(cfg.box, tri, params.axis_phases))
             staged += nb * (vol + cfg.bn * taps) * kp
@@ -557,7 +580,7 @@ def _work(params, cfg):
 
 def _m_tiles(params, tri, cfg):
     """M tiles of one phase: flat runs of ``bm`` positions, or slab boxes."""
-    if cfg.slab in (1, 2, 4, 6):
+    if cfg.slab in (1, 2, 4, 6, 7):
         return params.batch * math.prod(-(-ph.count // b) for ph, b in zip(tri, cfg.box))
     return -(-(params.batch * math.prod(ph.count for ph in tri)) // cfg.bm)
 
@@ -587,7 +610,7 @@ def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     for tri in params.phases():
         taps = math.prod(len(ph.taps) for ph in tri)
         steps += (_m_tiles(params, tri, cfg) * -(-params.out_channels_per_group // cfg.bn)
-                  * params.groups * taps * -(-cig // cfg.bk))
+                  * params.groups * (1 if cfg.slab == 7 else taps) * -(-cig // cfg.bk))
     out_bytes = math.prod(params.batched_output_shape) * itemsize
     ceiling = (_CEILING_WG if cfg.slab >= 5 else _CEILING)[mode_name]
     return copy, (1.0, 2 * macs / (ceiling / sm_count * busy), staged / busy,
@@ -617,8 +640,8 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     layers (unet: tap is up to 1.3x faster; bench/NOTES.md).  ``"slab"``
     and ``"slab_async"`` (the input box through registers or 4-byte copies)
     are used only when asked for; ``"wgmma"`` (sm_90a) gives the
-    configurations of ``xconvt_wgmma`` only, ``"wgmma_slab"`` its box
-    staging (not yet run on a GPU; no planner takes it)."""
+    configurations of ``xconvt_wgmma`` only, ``"wgmma_slab"`` and
+    ``"wgmma_box"`` its box stagings (:data:`WG_VARIANTS`)."""
     reason = _reject(params, dtype, precision, smem_per_block)
     if reason:
         return reason
@@ -632,9 +655,9 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
         if best is None or t < best[1]:
             best = (cfg, t)
     if best is None:
-        if variant == "wgmma_slab" and _in_step(params) != (1, 1, 1):
+        if variant in ("wgmma_slab", "wgmma_box") and _in_step(params) != (1, 1, 1):
             return "the wgmma box staging reads unit-step input boxes only"
-        if variant in ("wgmma", "wgmma_slab") and params.batch > 65535:
+        if variant in WG_VARIANTS and params.batch > 65535:
             return "the channels-last copy's grid has one z block per sample (batch <= 65535)"
         return f"no tile fits {smem_per_block} bytes of shared memory per block"
     return best
@@ -1009,7 +1032,7 @@ def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None,
     cc, sms, smem = _limits_cached(cupy.cuda.runtime.getDevice())
     if cc < (8, 0):
         raise ValueError(f"the tensor-core kernel needs compute capability >= 8.0, got {cc}")
-    wg = variant in ("wgmma", "wgmma_slab") or (config is not None and config.slab >= 5)
+    wg = variant in WG_VARIANTS or (config is not None and config.slab >= 5)
     if wg and tuple(cc) != (9, 0):
         raise ValueError(f"the wgmma kernel needs compute capability 9.0, got {cc}")
     if name != "float32":

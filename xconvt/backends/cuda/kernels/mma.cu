@@ -981,17 +981,18 @@ template <> struct Wg<2, 256> {
 // Shared-memory matrix descriptor of a K-major operand with rows of RB
 // bytes and the RB-byte swizzle: start address, leading byte offset 16
 // (unused: a wgmma's K lies within one swizzled row), stride byte offset
-// `sbo` between 8-row groups, the base offset of a start not aligned to the
-// swizzle's repeat (PTX: (start >> 7) & 7; 0 for the stages, whose operands
-// start 32*k < 128 bytes past 1024-byte aligned rows; BOXA's windows into
-// the staged input box are the starts it is for, not yet run on a GPU), and
-// swizzle mode 1 (128 bytes), 2 (64) or 3 (32).
+// `sbo` between 8-row groups, base offset 0 and swizzle mode 1 (128 bytes),
+// 2 (64) or 3 (32).  The hardware applies the swizzle to the absolute
+// shared-memory address (bits 4.. XOR bits 7..): a start anywhere in a
+// 1024-byte atom, as BOXA's windows into the staged input box, reads the
+// rows that were written there with that swizzle, with base offset 0.
+// (Measured on an H200, 2026-12-03: base offset (start >> 7) & 7, one
+// reading of the PTX text, gave windows a relative error of 1.08.)
 template <int RB>
 __device__ __forceinline__ unsigned long long wg_desc_at(unsigned addr, unsigned sbo) {
   constexpr unsigned long long mode = RB == 128 ? 1 : (RB == 64 ? 2 : 3);
   return (unsigned long long)((addr & 0x3FFFF) >> 4) | (1ull << 16) |
-         ((unsigned long long)(sbo >> 4) << 32) | ((unsigned long long)((addr >> 7) & 7) << 49) |
-         (mode << 62);
+         ((unsigned long long)(sbo >> 4) << 32) | (mode << 62);
 }
 // The stages' operands: 8-row groups of whole rows (stride 8*RB).
 template <int RB>
@@ -1198,13 +1199,98 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     }
   };
 
-  if constexpr (BOXA) {
+  if constexpr (BOXA == 2) {
+    // ---- BOXA 2 (resident): per channel block, the M tile's input box of
+    // the copy (as BOXA 1, one buffer) and every tap's B ([tap][half][BN
+    // rows], swizzled as the stages) after it; one wait and barrier, then the
+    // wgmmas of all the taps in one group (the K blocks of BOXA 1 and 0 wait
+    // and synchronise per tap: with few channels that latency, not the
+    // tensor cores, bounds them).  3xTF32: fresh accumulators per channel
+    // block, added to the sums with float adds.  Other resident blocks hide
+    // the loads.
+    const int SWr = 8 + (nw - 1) * a.ew;
+    const int SHp = 8 + (nh - 1) * a.eh, SDp = TD + (nd - 1) * a.ed;
+    const int NPOS = SDp * SHp * SWr;
+    const unsigned BOX0 = sbase, BRES = sbase + H * a.SC * RB;
+    const I xblk = (I)nb0 * a.PD * a.PH * a.PW * a.CT + g * nCB * BK;
+    for (int cb = 0; cb < nCB; ++cb) {
+      if (cb > 0) {  // every warpgroup's wgmmas of the previous block are done
+        wg_wait<0>();
+        keep(acc);
+        __syncthreads();
+      }
+      for (int q = tid; q < NPOS * CPR; q += THREADS) {
+        const int p = q / CPR, j = q % CPR;
+        const int sw = p % SWr, r = p / SWr, sh = r % SHp, sd = r / SHp;
+        // past the copy's extent (rows that are not stored) clamped into it
+        const int pd = min(a.LD + pm[P_BD] + jd0 + sd, a.PD - 1);
+        const int ph = min(a.LH + pm[P_BH] + jh0 + sh, a.PH - 1);
+        const int pw = min(a.LW + pm[P_BW] + jw0 + sw, a.PW - 1);
+        const I src = xblk + (((I)pd * a.PH + ph) * a.PW + pw) * a.CT + cb * BK + j * EPC;
+        const unsigned dst = BOX0 + swz(p, j);
+        cp_async16(dst, x + src);
+        if constexpr (MODE == 1) cp_async16(dst + a.SC * RB, x + a.XSMALL + src);
+      }
+      for (int q = tid; q < ntaps * BN * CPR; q += THREADS) {
+        const int t = q / (BN * CPR), r = q - t * (BN * CPR);
+        const int n = r / CPR, j = r % CPR;
+        const T* src = wph + (I)n * KT + (t * nCB + cb) * BK + j * EPC;
+        const unsigned dst = BRES + t * (H * B1) + swz(n, j);
+        cp_async16(dst, src);
+        if constexpr (MODE == 1) cp_async16(dst + B1, src + a.WSMALL);
+      }
+      cp_async_commit();
+      cp_async_wait<0>();
+      fence_async_smem();
+      __syncthreads();
+      if constexpr (MODE == 1) {
+#pragma unroll
+        for (int i = 0; i < NACC; ++i) tk[i] = 0.f;
+        keep(tk);
+      } else {
+        keep(acc);
+      }
+      wg_fence();
+      int ud = 0, uh = 0, uw = 0;
+#pragma unroll 1
+      for (int t = 0; t < ntaps; ++t) {
+        const int row0 = ((wg + ud * a.ed) * SHp + uh * a.eh) * SWr + uw * a.ew;
+        const unsigned a0 = BOX0 + row0 * RB, b0 = BRES + t * (H * B1);
+#pragma unroll
+        for (int k = 0; k < KSTEPS; ++k) {
+          const unsigned ab = a0 + 32 * k, bb = b0 + 32 * k;
+          const unsigned long long da = wg_desc_at<RB>(ab, SWr * RB);
+          if constexpr (MODE == 1) {  // small * big, big * small, big * big
+            Wg<DT, BN>::mma(tk, wg_desc_at<RB>(ab + a.SC * RB, SWr * RB), wg_desc<RB>(bb));
+            Wg<DT, BN>::mma(tk, da, wg_desc<RB>(bb + B1));
+            Wg<DT, BN>::mma(tk, da, wg_desc<RB>(bb));
+          } else {
+            Wg<DT, BN>::mma(acc, da, wg_desc<RB>(bb));
+          }
+        }
+        if (++uw == nw) {
+          uw = 0;
+          if (++uh == nh) {
+            uh = 0;
+            ++ud;
+          }
+        }
+      }
+      wg_commit();
+      if constexpr (MODE == 1) {
+        wg_wait<0>();
+        keep(tk);
+#pragma unroll
+        for (int i = 0; i < NACC; ++i) acc[i] += tk[i];
+      }
+    }
+  } else if constexpr (BOXA) {
     // ---- BOXA: per channel block, the M tile's input box of the copy (SDp x
     // SHp x SWr positions, rows of RB bytes at a pitch of SWP, whole 8-row
     // groups) in one of two slab buffers after the stages, issued a channel
     // block ahead; each tap's A is a window into it.  K blocks in (channel
     // block, tap) order; the stages hold B only.  (Not yet run on a GPU.)
-    const int SWr = 8 + (nw - 1) * a.ew, SWP = (SWr + 7) & ~7;
+    const int SWr = 8 + (nw - 1) * a.ew, SWP = SWr;
     const int SHp = 8 + (nh - 1) * a.eh, SDp = TD + (nd - 1) * a.ed;
     const int NPOS = SDp * SHp * SWr;
     const unsigned SB = a.SC * RB * H;                   // one slab buffer (1024-byte multiple)
