@@ -921,7 +921,8 @@ class MmaPlan(Plan):
         staging = {0: "A per tap", 1: "A slab", 2: "A slab (cp.async)",
                    3: "A channels-last", 4: "A channels-last slab",
                    5: "A channels-last, B K-major",
-                   6: "A channels-last slab, B K-major"}[cfg.slab]
+                   6: "A channels-last slab, B K-major",
+                   7: "A channels-last box and B resident per channel block"}[cfg.slab]
         inst = "wgmma" if cfg.slab >= 5 else "mma.sync"
         self.detail = (f"{inst} {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
                        f"{cfg.stages} stages, {cfg.threads} threads, {staging}")
