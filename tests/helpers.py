@@ -53,6 +53,26 @@ def to_host(a):
     return np.asarray(a)
 
 
+def to_device(a):
+    """A host array on the current CUDA device, 16-bit types moved as their bits
+    (no bfloat16 conversion kernel needed); None stays None."""
+    import cupy
+
+    if a is None:
+        return None
+    if a.dtype.itemsize == 2:
+        return cupy.asarray(a.view(np.uint16)).view(a.dtype)
+    return cupy.asarray(a)
+
+
+def host_float64(a):
+    """A device array on the host as float64 (bfloat16 widened from its bits)."""
+    if a.dtype.name == "bfloat16":
+        bits = a.view("uint16").get().astype(np.uint32) << 16
+        return bits.view(np.float32).astype(np.float64)
+    return a.get().astype(np.float64)
+
+
 def rel_l2(out, ref):
     """``||out - ref|| / ||ref||`` in float64 (absolute error when ``ref`` is 0)."""
     out = to_host(out)

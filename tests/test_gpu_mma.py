@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from xconvt._params import ConvParams
 
-from .helpers import cuda_device_count, rel_l2, run_planner
+from .helpers import cuda_device_count, host_float64, rel_l2, run_planner, to_device
 from .reference import conv_transpose3d_ref
 from .strategies import configs, seeds
 
@@ -47,11 +47,7 @@ def _storage(mode):
             "bfloat16": None}[mode] or _bf16()
 
 
-def _dev(a):
-    """Host array -> device, 16-bit types as their bits."""
-    if a.dtype.itemsize == 2:
-        return cupy.asarray(a.view(np.uint16)).view(a.dtype)
-    return cupy.asarray(a)
+_dev = to_device
 
 
 def _poisoned(shape, dtype):
@@ -63,12 +59,7 @@ def _poisoned(shape, dtype):
     return out
 
 
-def _host(a):
-    """Device array -> float64 host array."""
-    if a.dtype.name == "bfloat16":
-        bits = a.view(cupy.uint16).get().astype(np.uint32) << 16
-        return bits.view(np.float32).astype(np.float64)
-    return a.get().astype(np.float64)
+_host = host_float64
 
 
 def _run(mode, params, x, w, b, noncontig=False, variant=None):

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from xconvt._params import ConvParams
 
-from .helpers import cuda_device_count, rel_l2, run_planner
+from .helpers import (cuda_device_count, host_float64, random_array, rel_l2, run_planner,
+                      to_device)
 from .reference import conv_transpose3d_ref
 
 cupy = pytest.importorskip("cupy", reason="needs CuPy and a CUDA device")
@@ -36,21 +37,6 @@ def _np_dtype(name):
     return np.dtype(name)
 
 
-def _dev(a):
-    if a is None:
-        return None
-    if a.dtype.itemsize == 2:
-        return cupy.asarray(a.view(np.uint16)).view(a.dtype)
-    return cupy.asarray(a)
-
-
-def _host(a):
-    if a.dtype.name == "bfloat16":
-        return ((a.view(cupy.uint16).get().astype(np.uint32) << 16)
-                .view(np.float32).astype(np.float64))
-    return a.get().astype(np.float64)
-
-
 @settings(max_examples=12, deadline=None)
 @given(k=st.tuples(*[st.integers(1, 3)] * 3).filter(lambda k: math.prod(k) > 1),
        size=st.tuples(*[st.integers(1, 9)] * 3), batch=st.integers(1, 2),
@@ -63,23 +49,18 @@ def test_shuffle_matches_the_reference(k, size, batch, cig, cog, groups, bias, u
     dt = _np_dtype(dt_name)
     rng = np.random.default_rng(seed)
     xshape = ((groups * cig,) if unbatched else (batch, groups * cig)) + size
-    def rand(shape, scale=1.0):
-        v = rng.standard_normal(shape) * scale
-        if dt.kind == "c":
-            v = v + 1j * rng.standard_normal(shape) * scale
-        return v.astype(dt)
-
-    x = rand(xshape)
-    w = rand((groups * cig, cog) + k, 1 / math.sqrt(cig))
-    b = rand(groups * cog) if bias else None
+    x = random_array(rng, xshape, dt)
+    w = (random_array(rng, (groups * cig, cog) + k, dt) / math.sqrt(cig)).astype(dt)
+    b = random_array(rng, groups * cog, dt) if bias else None
     params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
                                     stride=k, groups=groups)
-    got = run_planner("cuda.shuffle", params, _dev(x), _dev(w), _dev(b), precision=prec)
+    got = run_planner("cuda.shuffle", params, to_device(x), to_device(w), to_device(b),
+                      precision=prec)
     wide = np.complex128 if dt.kind == "c" else np.float64
     ref = conv_transpose3d_ref(x.astype(wide), w.astype(wide),
                                None if b is None else b.astype(wide), stride=k,
                                groups=groups)
-    host = (got.get().astype(wide) if dt.kind == "c" else _host(got)).reshape(ref.shape)
+    host = (got.get().astype(wide) if dt.kind == "c" else host_float64(got)).reshape(ref.shape)
     assert got.dtype == dt
     assert rel_l2(host, ref) <= BOUNDS[mode], mode
 
@@ -98,8 +79,8 @@ def test_shuffle_through_the_function_on_unet():
     xd = cupy.asarray(np.concatenate([x, x], axis=-1))[..., :14]
     assert not xd.flags.c_contiguous
     got = xconvt.conv_transpose3d(xd, cupy.asarray(w), cupy.asarray(b), stride=2)
-    assert rel_l2(_host(got), ref) <= 2e-3
+    assert rel_l2(host_float64(got), ref) <= 2e-3
     params = ConvParams.from_shapes(x.shape, w.shape, b.shape, stride=2)
     forced = run_planner("cuda.shuffle", params, cupy.ascontiguousarray(xd), cupy.asarray(w),
                          cupy.asarray(b))
-    assert rel_l2(_host(forced), ref) <= 2e-3
+    assert rel_l2(host_float64(forced), ref) <= 2e-3

@@ -1199,6 +1199,30 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     }
   };
 
+  // ---- BOXA: the M tile's input box of the copy, SDp x SHp x SWr positions
+  // of sample nb0, one row of RB bytes per position (pitch SWr: the hardware
+  // swizzles absolute addresses, so a tap's window may start at any row);
+  // box_issue copies channel block cb's into the buffer at d0 (3xTF32: the
+  // small halves SC rows on)
+  const int SWr = 8 + (nw - 1) * a.ew;
+  const int SHp = 8 + (nh - 1) * a.eh, SDp = TD + (nd - 1) * a.ed;
+  const int NPOS = SDp * SHp * SWr;
+  const I xblk = (I)nb0 * a.PD * a.PH * a.PW * a.CT + g * nCB * BK;
+  auto box_issue = [&](int cb, unsigned d0) {
+    for (int q = tid; q < NPOS * CPR; q += THREADS) {
+      const int p = q / CPR, j = q % CPR;
+      const int sw = p % SWr, r = p / SWr, sh = r % SHp, sd = r / SHp;
+      // past the copy's extent (rows that are not stored) clamped into it
+      const int pd = min(a.LD + pm[P_BD] + jd0 + sd, a.PD - 1);
+      const int ph = min(a.LH + pm[P_BH] + jh0 + sh, a.PH - 1);
+      const int pw = min(a.LW + pm[P_BW] + jw0 + sw, a.PW - 1);
+      const I src = xblk + (((I)pd * a.PH + ph) * a.PW + pw) * a.CT + cb * BK + j * EPC;
+      const unsigned dst = d0 + swz(p, j);
+      cp_async16(dst, x + src);
+      if constexpr (MODE == 1) cp_async16(dst + a.SC * RB, x + a.XSMALL + src);
+    }
+  };
+
   if constexpr (BOXA == 2) {
     // ---- BOXA 2 (resident): per channel block, the M tile's input box of
     // the copy (as BOXA 1, one buffer) and every tap's B ([tap][half][BN
@@ -1208,29 +1232,14 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     // tensor cores, bounds them).  3xTF32: fresh accumulators per channel
     // block, added to the sums with float adds.  Other resident blocks hide
     // the loads.
-    const int SWr = 8 + (nw - 1) * a.ew;
-    const int SHp = 8 + (nh - 1) * a.eh, SDp = TD + (nd - 1) * a.ed;
-    const int NPOS = SDp * SHp * SWr;
     const unsigned BOX0 = sbase, BRES = sbase + H * a.SC * RB;
-    const I xblk = (I)nb0 * a.PD * a.PH * a.PW * a.CT + g * nCB * BK;
     for (int cb = 0; cb < nCB; ++cb) {
       if (cb > 0) {  // every warpgroup's wgmmas of the previous block are done
         wg_wait<0>();
         keep(acc);
         __syncthreads();
       }
-      for (int q = tid; q < NPOS * CPR; q += THREADS) {
-        const int p = q / CPR, j = q % CPR;
-        const int sw = p % SWr, r = p / SWr, sh = r % SHp, sd = r / SHp;
-        // past the copy's extent (rows that are not stored) clamped into it
-        const int pd = min(a.LD + pm[P_BD] + jd0 + sd, a.PD - 1);
-        const int ph = min(a.LH + pm[P_BH] + jh0 + sh, a.PH - 1);
-        const int pw = min(a.LW + pm[P_BW] + jw0 + sw, a.PW - 1);
-        const I src = xblk + (((I)pd * a.PH + ph) * a.PW + pw) * a.CT + cb * BK + j * EPC;
-        const unsigned dst = BOX0 + swz(p, j);
-        cp_async16(dst, x + src);
-        if constexpr (MODE == 1) cp_async16(dst + a.SC * RB, x + a.XSMALL + src);
-      }
+      box_issue(cb, BOX0);
       for (int q = tid; q < ntaps * BN * CPR; q += THREADS) {
         const int t = q / (BN * CPR), r = q - t * (BN * CPR);
         const int n = r / CPR, j = r % CPR;
@@ -1285,32 +1294,13 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       }
     }
   } else if constexpr (BOXA) {
-    // ---- BOXA: per channel block, the M tile's input box of the copy (SDp x
-    // SHp x SWr positions, rows of RB bytes at a pitch of SWP, whole 8-row
-    // groups) in one of two slab buffers after the stages, issued a channel
-    // block ahead; each tap's A is a window into it.  K blocks in (channel
-    // block, tap) order; the stages hold B only.  (Not yet run on a GPU.)
-    const int SWr = 8 + (nw - 1) * a.ew, SWP = SWr;
-    const int SHp = 8 + (nh - 1) * a.eh, SDp = TD + (nd - 1) * a.ed;
-    const int NPOS = SDp * SHp * SWr;
-    const unsigned SB = a.SC * RB * H;                   // one slab buffer (1024-byte multiple)
+    // ---- BOXA 1: per channel block the tile's input box (box_issue) in one of
+    // two buffers after the stages, issued a channel block ahead; each tap's
+    // A is a window into it.  K blocks in (channel block, tap) order; the
+    // stages hold B only.  (Measured slower than BOXA 0 on an H200.)
+    const unsigned SB = a.SC * RB * H;  // one box buffer (1024-byte multiple)
     const unsigned SLAB0 = sbase + STAGES * STAGE;
-    const I xblk = (I)nb0 * a.PD * a.PH * a.PW * a.CT + g * nCB * BK;
-    auto slab_issue = [&](int cb, int buf) {
-      const unsigned d0 = SLAB0 + buf * SB;
-      for (int q = tid; q < NPOS * CPR; q += THREADS) {
-        const int p = q / CPR, j = q % CPR;
-        const int sw = p % SWr, r = p / SWr, sh = r % SHp, sd = r / SHp;
-        // past the copy's extent (rows that are not stored) clamped into it
-        const int pd = min(a.LD + pm[P_BD] + jd0 + sd, a.PD - 1);
-        const int ph = min(a.LH + pm[P_BH] + jh0 + sh, a.PH - 1);
-        const int pw = min(a.LW + pm[P_BW] + jw0 + sw, a.PW - 1);
-        const I src = xblk + (((I)pd * a.PH + ph) * a.PW + pw) * a.CT + cb * BK + j * EPC;
-        const unsigned dst = d0 + swz((sd * SHp + sh) * SWP + sw, j);
-        cp_async16(dst, x + src);
-        if constexpr (MODE == 1) cp_async16(dst + a.SC * RB, x + a.XSMALL + src);
-      }
-    };
+    auto slab_issue = [&](int cb, int buf) { box_issue(cb, SLAB0 + buf * SB); };
     int lt = 0, lcb = 0;
     auto advance = [&]() {
       if (++lt == ntaps) {
@@ -1350,8 +1340,8 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       }
       if (t == t_issue && cb + 1 < nCB) slab_issue(cb + 1, (cb + 1) & 1);
       cp_async_commit();
-      const int row0 = ((wg + ud * a.ed) * SHp + uh * a.eh) * SWP + uw * a.ew;
-      step(SLAB0 + (cb & 1) * SB + row0 * RB, a.SC * RB, SWP * RB,
+      const int row0 = ((wg + ud * a.ed) * SHp + uh * a.eh) * SWr + uw * a.ew;
+      step(SLAB0 + (cb & 1) * SB + row0 * RB, a.SC * RB, SWr * RB,
            sbase + (kc % STAGES) * STAGE);
       if (++uw == nw) {
         uw = 0;
