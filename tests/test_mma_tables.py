@@ -665,3 +665,83 @@ def test_wgmma_box_windows_read_the_right_rows(cfg, td, rb, conv3d):
                                 assert held.get(phys) == want, (ph_i, mtile, t, wg, r, c)
                                 checked += 1
     assert checked > 0 or all(r[C["nd"]] * r[C["nh"]] * r[C["nw"]] == 0 for r in meta)
+
+
+def replay_to_cl(x, ext, lo, ct, groups, v, grid):
+    """``xconvt_mma_to_cl``'s index math replayed thread by thread (its tiles,
+    the channel carry between groups, the 4-byte stores of ``v`` values):
+    the copy ``y[n][pd][ph][pw][q]`` it writes, NaN where nothing is written."""
+    n_, cin = x.shape[:2]
+    cig = cin // groups
+    cp = ct // groups
+    sp = int(np.prod(ext))
+    vol = int(np.prod(x.shape[2:]))
+    xf = x.reshape(-1)
+    y = np.full(n_ * sp * ct, np.nan)
+    elems = cuda_mma._CL_ELEMS
+    tc = 32 * v if ct >= 32 * v else max(16, ct)
+    tp = elems // tc
+    ptiles, qtiles = -(-sp // tp), -(-ct // tc)
+    tiles = n_ * ptiles * qtiles
+    for blk in range(grid):
+        for t in range(blk, tiles, grid):
+            qt, r = t % qtiles, t // qtiles
+            st_, n = r % ptiles, r // ptiles
+            s0, q0 = st_ * tp, qt * tc
+            tile = np.zeros((tp, tc + v))
+            for tid in range(256):
+                p, c_first, c_step = tid % tp, tid // tp, 256 // tp
+                off = -1
+                s = s0 + p
+                if s < sp:
+                    pd, ph, pw = np.unravel_index(s, ext)
+                    d, h, w_ = pd - lo[0], ph - lo[1], pw - lo[2]
+                    if all(0 <= a < b for a, b in zip((d, h, w_), x.shape[2:])):
+                        off = int(np.ravel_multi_index((d, h, w_), x.shape[2:]))
+                g, cc = (q0 + c_first) // cp, (q0 + c_first) % cp
+                xs = (n * cin + g * cig + cc) * vol + off
+                for i in range(elems // 256):
+                    c = c_first + i * c_step
+                    tile[p, c] = xf[xs] if off >= 0 and g < groups and cc < cig else 0.0
+                    cc += c_step
+                    xs += c_step * vol
+                    if cc >= cp:
+                        cc -= cp
+                        g += 1
+                        xs += (cig - cp) * vol
+            upr = tc // v
+            for u in range(tp * upr):
+                pp, cv = divmod(u, upr)
+                s, q = s0 + pp, q0 + cv * v
+                if s < sp and q < ct:
+                    dst = (n * sp + s) * ct + q
+                    assert np.isnan(y[dst:dst + v]).all(), "written twice"
+                    y[dst:dst + v] = tile[pp, cv * v:cv * v + v]
+    return y.reshape((n_,) + tuple(ext) + (ct,))
+
+
+@pytest.mark.parametrize("shape, groups, kernel, stride, padding, bk, v", [
+    ((2, 6, 3, 4, 5), 2, 3, 1, 1, 8, 1),      # groups, channel padding, halo, float32
+    ((1, 40, 2, 3, 9), 1, 3, 2, 1, 16, 2),    # 16-bit, CT 48 (TC 64, a partial tile)
+    ((1, 32, 3, 5, 7), 1, 3, 1, 1, 32, 2),    # 16-bit, CT 32
+    ((1, 64, 2, 2, 3), 4, 2, 2, 0, 16, 2),    # 16-bit, groups of 16 channels
+])
+def test_to_cl_copy_replay(shape, groups, kernel, stride, padding, bk, v):
+    """The channels-last copy as the kernel's threads write it equals x moved
+    to ``cl_layout``'s padded positions and padded channels, zero elsewhere,
+    every element written once, for one block and for the grid ``cl_grid``
+    gives."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape)
+    cout = 2 * groups
+    params = ConvParams.from_shapes(shape, (shape[1], cout // groups) + (kernel,) * 3, None,
+                                    stride=stride, padding=padding, groups=groups)
+    ext, lo, ct = cuda_mma.cl_layout(params, bk)
+    cig, cp = shape[1] // groups, ct // groups
+    want = np.zeros((shape[0],) + tuple(ext) + (ct,))
+    for g in range(groups):
+        want[:, lo[0]:lo[0] + shape[2], lo[1]:lo[1] + shape[3], lo[2]:lo[2] + shape[4],
+             g * cp:g * cp + cig] = np.moveaxis(x[:, g * cig:(g + 1) * cig], 1, -1)
+    for grid in (1, cuda_mma.cl_grid(ext, ct, shape[0], v)):
+        got = replay_to_cl(x, ext, lo, ct, groups, v, grid)
+        np.testing.assert_array_equal(got, want)

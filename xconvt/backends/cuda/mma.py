@@ -184,8 +184,10 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
 # (its staged-element term then counts the boxes' smaller volume).
 _FIT.update({(m, 6): f for (m, sl), f in list(_FIT.items()) if sl == 5})
 _FIT.update({(m, 7): f for (m, sl), f in list(_FIT.items()) if sl == 5})
-#: Position tiles of 32 a block of the channels-last copy copies (CL_TILES in mma.cu).
-_CL_TILES = 8
+#: Values one tile of the channels-last copy holds (CL_ELEMS in mma.cu), and
+#: the most blocks its grid has (they stride over the tiles).
+_CL_ELEMS = 4096
+_CL_GRID = 8192
 #: The channels-last copy: (launch s, bytes per second) for x read and the copy written.
 _CL_COPY = (4e-6, 2.5e12)
 
@@ -359,6 +361,17 @@ def cl_layout(params, bk):
     ext = tuple(n + lo_ + hi_ for n, lo_, hi_ in zip(params.in_size, lo, hi))
     ct = params.groups * -(-params.in_channels_per_group // bk) * bk
     return ext, tuple(lo), ct
+
+
+def cl_grid(ext, ct, batch, v):
+    """Blocks of ``xconvt_mma_to_cl`` for a copy of padded extents ``ext``,
+    ``ct`` channels and ``batch`` samples, ``v`` values a 4-byte word (2 for
+    16-bit storage): its tiles of ``TP x TC`` (``TC = 32 v``, or ``ct`` where
+    smaller, at least 16), at most ``_CL_GRID``."""
+    tc = 32 * v if ct >= 32 * v else max(16, ct)
+    tp = _CL_ELEMS // tc
+    tiles = batch * -(-math.prod(ext) // tp) * -(-ct // tc)
+    return max(1, min(tiles, _CL_GRID))
 
 
 def cl_elements(params, bk):
@@ -853,7 +866,7 @@ class _Launch:
             self.cl_size = cl_elements(params, cfg.bk) * (2 if round_ == 2 else 1)
             if round_ == 2:
                 geo["XSMALL"] = cl_elements(params, cfg.bk)
-            self.cl_grid = (-(-math.prod(ext) // (32 * _CL_TILES)), -(-ct // 32), params.batch)
+            self.cl_grid = (cl_grid(ext, ct, params.batch, 2 if cfg.dt else 1),)
         self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):

@@ -55,7 +55,7 @@
 //         cp.async rows, issued a channel block ahead), read at each tap's
 //         offset (ldmatrix rows for 16-bit values: any row address)
 
-#define CL_TILES 8  // position tiles a block of xconvt_mma_to_cl copies
+#define CL_ELEMS 4096  // values a tile of xconvt_mma_to_cl copies
 
 namespace xmma {
 
@@ -1474,75 +1474,93 @@ xconvt_wgmma_pack(const U* __restrict__ src, const I* __restrict__ tapoff,
 // The channels-last copy of x that SLAB 3 reads: y[n][pd][ph][pw][g][c] =
 // x[n][g*Cig + c][pd - LD][ph - LH][pw - LW] for c < Cig, zero in the halo and
 // in each group's channel padding (CP = nCB * BK channels a group); CONV 1
-// (float bits): rounded to tf32; 2: also the small halves, a.XSMALL on.  Tiles of
-// 32 padded positions x 32 channels through shared memory: reads along the
-// positions, writes along the channels.  U: the storage's bits; grid
-// (ceil(PD*PH*PW / (32 * CL_TILES)), ceil(CT / 32), N).
+// (float bits): rounded to tf32; 2: also the small halves, a.XSMALL on.
+// Tiles of CL_ELEMS values, TP padded positions (flat, n's [pd][ph][pw]) x TC
+// copy channels (TC = 32 * V, or CT where CT is smaller, at least 16; V =
+// 4 / sizeof(U), values a 4-byte store carries): every thread loads
+// CL_ELEMS / 256 values along the positions (a warp reads 32 neighbours of one
+// channel) into shared memory, then stores 4-byte words along the channels (a
+// warp writes 128 contiguous bytes where TC covers CT).  Blocks stride over
+// the N * ceil(SP / TP) * ceil(CT / TC) tiles.  U: the storage's bits.
 template <typename U, typename I, int CONV>
 __global__ void __launch_bounds__(256)
 xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs a) {
-  __shared__ U tile[32][33];
-  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  constexpr int V = 4 / sizeof(U);
+  static_assert(CONV == 0 || V == 1, "tf32 rounding applies to 32-bit values");
+  __shared__ __align__(16) U tile[CL_ELEMS + (CL_ELEMS / 16) * V];
+  const int tid = threadIdx.x;
+  const int TC = a.CT >= 32 * V ? 32 * V : max(16, a.CT);
+  const int TP = CL_ELEMS / TC;  // 64 .. 256
+  const int RS = TC + V;         // a tile row (position): an odd count of words
   const int CP = a.CT / a.G;
   const I SP = (I)a.PD * a.PH * a.PW;
-  const I V = (I)a.ID * a.IH * a.IW;
-  const int q0 = blockIdx.y * 32;
-  const int n = blockIdx.z;
-  // channel q0 + ty of the copy: group g0, channel c0 of the group; the next
-  // rows (8 channels on) by carrying c past CP (>= 16) into the next group
-  const int g0 = (q0 + ty) / CP, c0 = q0 + ty - g0 * CP;
-  // CL_TILES tiles of 32 positions a block (few blocks: each is short)
-  for (int it = 0; it < CL_TILES; ++it) {
-    const I s0 = ((I)blockIdx.x * CL_TILES + it) * 32;
-    if (s0 >= SP) break;
-    int off = -1;  // spatial offset in x of position s0 + tx, -1 in the halo
+  const I VOL = (I)a.ID * a.IH * a.IW;
+  const I ptiles = (SP + TP - 1) / TP;
+  const int qtiles = (a.CT + TC - 1) / TC;
+  const I tiles = (I)a.N * ptiles * qtiles;
+  const int p = tid % TP, c_first = tid / TP, c_step = 256 / TP;
+  for (I t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int qt = (int)(t % qtiles);
+    const I r = t / qtiles;
+    const I st = r % ptiles;
+    const int n = (int)(r / ptiles);
+    const I s0 = st * TP;
+    const int q0 = qt * TC;
+    // this thread's position: its offset in x, -1 in the halo (or past SP)
+    I off = -1;
     {
-      const I s = s0 + tx;
+      const I s = s0 + p;
       if (s < SP) {
         const int pw = (int)(s % a.PW);
-        const I r = s / a.PW;
-        const int ph = (int)(r % a.PH), pd = (int)(r / a.PH);
+        const I rr = s / a.PW;
+        const int ph = (int)(rr % a.PH), pd = (int)(rr / a.PH);
         const int d = pd - a.LD, h = ph - a.LH, w = pw - a.LW;
         if (d >= 0 && d < a.ID && h >= 0 && h < a.IH && w >= 0 && w < a.IW)
-          off = (d * a.IH + h) * a.IW + w;
+          off = ((I)d * a.IH + h) * a.IW + w;
       }
     }
-    int g = g0, c = c0;
-    const U* xs = x + ((I)n * a.Cin + g * a.Cig + c) * V + off;
+    __syncthreads();  // the previous tile's stores have read the tile
+    // copy channel q0 + c_first: group g, channel cc of the group; the next
+    // (c_step on) by carrying cc past CP (>= 8 > c_step) into the next group
+    int g = (q0 + c_first) / CP, cc = q0 + c_first - g * CP;
+    const U* xs = x + ((I)n * a.Cin + g * a.Cig + cc) * VOL + off;
 #pragma unroll
-    for (int j = ty; j < 32; j += 8) {
+    for (int i = 0; i < CL_ELEMS / 256; ++i) {  // independent loads in flight
+      const int c = c_first + i * c_step;
       U v = 0;
-      if (off >= 0 && g < a.G && c < a.Cig) v = *xs;
-      tile[j][tx] = v;
-      c += 8;
-      xs += (I)8 * V;
-      if (c >= CP) {
-        c -= CP;
+      if (off >= 0 && g < a.G && cc < a.Cig) v = *xs;
+      tile[p * RS + c] = v;
+      cc += c_step;
+      xs += (I)c_step * VOL;
+      if (cc >= CP) {
+        cc -= CP;
         ++g;
-        xs += (I)(a.Cig - CP) * V;
+        xs += (I)(a.Cig - CP) * VOL;
       }
     }
     __syncthreads();
-#pragma unroll
-    for (int j = ty; j < 32; j += 8) {
-      const I s = s0 + j;
-      const int q = q0 + tx;
-      if (s < SP && q < a.CT) {
-        if constexpr (CONV >= 1) {  // rounded to tf32 (xconvt_wgmma reads it as is)
-          const float f = __uint_as_float(tile[tx][j]);
-          const unsigned big = xmma::to_tf32(f);
-          y[((I)n * SP + s) * a.CT + q] = big;
-          if constexpr (CONV == 2)  // and the small half, XSMALL on
-            y[a.XSMALL + ((I)n * SP + s) * a.CT + q] = xmma::to_tf32(f - __uint_as_float(big));
-        } else {
-          y[((I)n * SP + s) * a.CT + q] = tile[tx][j];
-        }
+    const int upr = TC / V;  // 4-byte words of a tile row
+    for (int u = tid; u < TP * upr; u += 256) {
+      const int pp = u / upr, cv = u - pp * upr;
+      const I s = s0 + pp;
+      const int q = q0 + cv * V;
+      if (s >= SP || q >= a.CT) continue;
+      const I dst = ((I)n * SP + s) * a.CT + q;
+      if constexpr (V == 2) {
+        *reinterpret_cast<unsigned*>(y + dst) =
+            *reinterpret_cast<const unsigned*>(tile + pp * RS + cv * 2);
+      } else if constexpr (CONV >= 1) {  // rounded to tf32 (xconvt_wgmma reads it as is)
+        const float f = __uint_as_float(tile[pp * RS + cv]);
+        const unsigned big = xmma::to_tf32(f);
+        y[dst] = big;
+        if constexpr (CONV == 2)  // and the small half, XSMALL on
+          y[a.XSMALL + dst] = xmma::to_tf32(f - __uint_as_float(big));
+      } else {
+        y[dst] = tile[pp * RS + cv];
       }
     }
-    __syncthreads();
   }
 }
-
 // Packed weights straight from w: per K channel cc = g*Cig + c, 32 x 32 tiles
 // of (o, kernel tap) through shared memory, read along the taps and written
 // along o; element (g, c, o, k) is src[g*Cig*Cog*K3 + c*kstride + o*nstride +
