@@ -28,7 +28,9 @@ def ev(fn, reps=20):
 
 def smoke():
     """A small layer in float16 through every candidate of VARIANT against float64."""
-    c = C.Case("t", 2, 40, 24, (6, 7, 9), 3, 2, 1, 1, 1) if VARIANT == "wgmma" else C.Case("t", 2, 40, 24, (6, 7, 11), 3, 1, 1)
+    c = (C.Case("t", 2, 40, 24, (6, 7, 9), 3, 2, 1, 1, 1) if VARIANT == "wgmma" else
+         C.Case("t", 2, 24, 24, (6, 7, 11), 3, 2, 1, 1, 1) if VARIANT == "wgmma_taps" else
+         C.Case("t", 2, 40, 24, (6, 7, 11), 3, 1, 1))
     p = c.params()
     rng = np.random.default_rng(0)
     x = rng.standard_normal(p.input_shape).astype(np.float16)
@@ -92,7 +94,8 @@ def main():
                 if c0.slab == 7:
                     cands.append(c0); continue
                 for st in (3, 4, 5, 6):
-                    sm = mma._smem(c0.bm, c0.bn, c0.bk, st, item, sc=c0.sc, mode=c0.mode, slab=c0.slab)
+                    sm = mma._smem(c0.bm, c0.bn, c0.bk, st, item, sc=c0.sc, mode=c0.mode, slab=c0.slab,
+                                   ntaps=mma._max_taps(geo), tpk=c0.tpk)
                     if sm <= 232448 and (st <= c0.stages or st == 6):
                         cands.append(c0._replace(stages=st, smem=sm))
             for cfg in cands:

@@ -395,3 +395,49 @@ def test_wgmma_box_staging(mode, kw, conv3d, variant):
         got = _host(mma.mma_direct(geo, _dev(xs), _dev(ws), None, prec, config=cfg, out=out))
         assert not np.isnan(got).any(), cfg.name
         assert rel_l2(got, ref.reshape(got.shape)) <= BOUNDS[mode], cfg.name
+
+
+@pytest.mark.parametrize("mode", list(BOUNDS))
+@pytest.mark.parametrize("cig, kw, conv3d", [
+    (5, dict(stride=2, padding=1, output_padding=1), False),
+    (12, dict(stride=1, padding=2, dilation=2, groups=2), False),
+    (16, dict(stride=(1, 2, 3), padding=(1, 0, 2), output_padding=(0, 1, 2)), False),
+    (32, dict(stride=1, padding=1), False),
+    (7, dict(stride=2, padding=1, groups=2), True)])
+def test_wgmma_taps(mode, cig, kw, conv3d):
+    """``xconvt_wgmma``'s K blocks of several taps (``variant="wgmma_taps"``,
+    slab 8: a tap's channels fill 16-64 bytes of a 128-byte row, the last
+    block padded with zero taps), every tile and stage count, on odd sizes,
+    groups, dilation, output padding and conv3d, against float64."""
+    from xconvt._params import conv3d_params
+    from xconvt.backends.cuda import mma
+
+    from .reference import conv3d_ref
+
+    _need_wgmma()
+    rng = np.random.default_rng(11)
+    g = kw.get("groups", 1)
+    x = rng.standard_normal((2, cig * g, 7, 10, 11))
+    wshape = (6 * g, cig, 3, 3, 3) if conv3d else (cig * g, 9, 3, 3, 3)
+    w = rng.standard_normal(wshape) / math.sqrt(cig * 8)
+    dt = _storage(mode)
+    dtname = "float32" if dt is np.float32 else np.dtype(dt).name
+    prec = "tf32" if mode == "tf32" else "float32"
+    xs, ws = x.astype(dt), w.astype(dt)
+    if conv3d:
+        params, _ = conv3d_params(x.shape, w.shape, None, **kw)
+        geo = mma.Conv3dGemm(params)
+        ref = conv3d_ref(xs.astype(np.float64), ws.astype(np.float64), None, **kw)
+    else:
+        geo = ConvParams.from_shapes(x.shape, w.shape, None, **kw)
+        ref = conv_transpose3d_ref(xs.astype(np.float64), ws.astype(np.float64), None, **kw)
+    cands = mma._candidates(geo, dtname, prec, 232448, "wgmma_taps")
+    if cig * np.dtype(dt).itemsize > 64:
+        assert not cands
+        return
+    assert cands and all(c.tpk >= 2 for c in cands)
+    for cfg in cands:
+        out = _poisoned(geo.batched_output_shape, np.dtype(dt))
+        got = _host(mma.mma_direct(geo, _dev(xs), _dev(ws), None, prec, config=cfg, out=out))
+        assert not np.isnan(got).any(), cfg.name
+        assert rel_l2(got, ref.reshape(got.shape)) <= BOUNDS[mode], (cfg.name, cfg.tpk)

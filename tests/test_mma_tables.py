@@ -432,6 +432,11 @@ def _instances(full=True):
                                        5).name)
         names.append(MmaConfig(dt, mode, "long long", 64, 32, 64 // itemsize, 64, 32, 3, 128,
                                0, 2, 5).name)
+        for bm, bn, tpk in ((64, 32, 2), (128, 64, 4), (128, 256, 8)):  # BOXA 3
+            names.append(MmaConfig(dt, mode, "int", bm, bn, 128 // itemsize // tpk, 64, bn, 4,
+                                   bm // 64 * 128, 0,
+                                   cuda_mma._wg_minb(bn, bm // 64 * 128, mode), 8,
+                                   tpk=tpk).name)
         for bm, kbytes in ((64, 128), (128, 64)):  # the box stagings (BOXA = 1, 2)
             for slab in (6, 7):
                 names.append(MmaConfig(dt, mode, "int", bm, 64, kbytes // itemsize, 64, 64,
@@ -474,9 +479,10 @@ def test_struct_fields_match_the_kernel():
 
 
 # ------------------------------------------------------------------ xconvt_wgmma
-def pack_index_k(params, bn, bk):
+def pack_index_k(params, bn, bk, tpk=1):
     """:func:`pack_index` in ``xconvt_wgmma_pack``'s K-major layout: per
-    phase ``[g][o][t][c]`` (the ``[g][t][c][o]`` blocks transposed)."""
+    phase ``[g][o][t][c]`` (the ``[g][t][c][o]`` blocks transposed; ``tpk``:
+    each phase's taps padded with -1 to a multiple of ``tpk``)."""
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
     cp, np_ = -(-cig // bk) * bk, -(-cog // bn) * bn
     flat, parts, at = pack_index(params, bn, bk), [], 0
@@ -486,6 +492,8 @@ def pack_index_k(params, bn, bk):
             continue
         n = params.groups * taps * cp * np_
         block = flat[at:at + n].reshape(params.groups, taps, cp, np_)
+        pad = -(-taps // tpk) * tpk - taps
+        block = np.pad(block, ((0, 0), (0, pad), (0, 0), (0, 0)), constant_values=-1)
         parts.append(block.transpose(0, 3, 1, 2).ravel())
         at += n
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
@@ -493,8 +501,9 @@ def pack_index_k(params, bn, bk):
 
 @settings(max_examples=40, deadline=None)
 @given(cfg=configs(batches=(1,), max_channels=6), bn=st.sampled_from([32, 64, 128]),
-       bk=st.sampled_from([8, 16, 32, 64]), conv3d=st.booleans())
-def test_wgmma_pack_index_math_matches_the_k_major_layout(cfg, bn, bk, conv3d):
+       bk=st.sampled_from([8, 16, 32, 64]), conv3d=st.booleans(),
+       tpk=st.sampled_from([1, 2, 4, 8]))
+def test_wgmma_pack_index_math_matches_the_k_major_layout(cfg, bn, bk, conv3d, tpk):
     """``xconvt_wgmma_pack``'s destination of each weight (``pack_taps_k``:
     ``tapoff[k] + g*gstride[k] + o*ostride[k] + c``, the source read as the
     kernel reads it for both GEMMs) is where :func:`pack_index_k` says it
@@ -508,8 +517,9 @@ def test_wgmma_pack_index_math_matches_the_k_major_layout(cfg, bn, bk, conv3d):
                               stride=cfg.stride, padding=cfg.padding, dilation=cfg.dilation,
                               groups=cfg.groups)
         params = cuda_mma.Conv3dGemm(p3)
-    idx = pack_index_k(params, bn, bk)
-    tapoff, gstride, ostride = cuda_mma.pack_taps_k(params, bn, bk)
+    idx = pack_index_k(params, bn, bk, tpk)
+    assert idx.size == cuda_mma._sizes(params, bk, bn, tpk)[2]
+    tapoff, gstride, ostride = cuda_mma.pack_taps_k(params, bn, bk, tpk)
     G = params.groups
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
     k3 = int(np.prod(params.kernel))
@@ -745,3 +755,126 @@ def test_to_cl_copy_replay(shape, groups, kernel, stride, padding, bk, v):
     for grid in (1, cuda_mma.cl_grid(ext, ct, shape[0], v)):
         got = replay_to_cl(x, ext, lo, ct, groups, v, grid)
         np.testing.assert_array_equal(got, want)
+
+
+def _replay_wg_taps(params, x, w, b, cfg):
+    """What the blocks of ``xconvt_wgmma<..., BOXA = 3>`` (slab 8) compute,
+    in float64, by the kernel's index arithmetic: the channels-last copy,
+    K blocks of ``tpk`` taps (chunk j of a 128-byte row: tap ``j // CPT`` of
+    the block, channel chunk ``j % CPT``), each tap's offset from the table
+    (-1 past the phase's taps: zero-filled), B K-major with the taps padded."""
+    itemsize = 128 // (cfg.bk * cfg.tpk)
+    epc, cpr = 16 // itemsize, 8
+    cpt = cpr // cfg.tpk
+    bm, bn, bkt, tpk = cfg.bm, cfg.bn, cfg.bk, cfg.tpk
+    BK = bkt * tpk
+    meta, btab = mma_tables(params, cfg)
+    idx = pack_index_k(params, bn, bkt, tpk)
+    wflat = w.ravel()
+    wp = np.where(idx >= 0, wflat[np.maximum(idx, 0)], 0.0)
+    N, G = params.batch, params.groups
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    cin, cout = params.in_channels, params.out_channels
+    ID, IH, IW = params.in_size
+    OD, OH, OW = params.out_size
+    ed, eh, ew = (ax[0].step for ax in params.axis_phases)
+    qd, qh, qw = cuda_mma._in_step(params)
+    assert -(-cig // bkt) == 1
+    np_ = -(-cog // bn) * bn
+    (PD, PH, PW), (LD, LH, LW), CT = cuda_mma.cl_layout(params, bkt)
+    CP = CT // G
+    xcl = np.zeros((N, PD, PH, PW, CT))
+    for g in range(G):
+        xcl[:, LD:LD + ID, LH:LH + IH, LW:LW + IW, g * CP:g * CP + cig] = np.moveaxis(
+            x[:, g * cig:(g + 1) * cig], 1, -1)
+    xcl = xcl.ravel()
+    out = np.full(params.batched_output_shape, np.nan).ravel()
+    written = np.zeros(out.size, int)
+    for ph, r in btab:
+        row = meta[ph]
+        ntile = r % row[C["n_tiles"]]
+        r //= row[C["n_tiles"]]
+        mtile = r % row[C["m_tiles"]]
+        g = r // row[C["m_tiles"]]
+        cd, ch, cw = row[C["cd"]], row[C["ch"]], row[C["cw"]]
+        nd, nh, nw = row[C["nd"]], row[C["nh"]], row[C["nw"]]
+        per_n = cd * ch * cw
+        m = mtile * bm + np.arange(bm)
+        ok_m = m < N * per_n
+        mc = np.where(ok_m, m, N * per_n - 1)   # rows past the phase: its last position
+        nb = mc // per_n
+        q = mc - nb * per_n
+        jw, jh, jd = q % cw, (q // cw) % ch, q // (cw * ch)
+        a_row = ((((nb * PD + LD + row[C["bd"]] + qd * jd) * PH + LH + row[C["bh"]] + qh * jh)
+                  * PW + LW + row[C["bw"]] + qw * jw) * CT)
+        ntaps = nd * nh * nw
+        ntk = -(-ntaps // tpk)
+        KT = ntk * BK
+        ttab = np.full(ntk * tpk, -1)
+        for t in range(ntaps):
+            uw, uh, ud = t % nw, (t // nw) % nh, t // (nw * nh)
+            ttab[t] = ((ud * ed * PH + uh * eh) * PW + uw * ew) * CT
+        n0 = ntile * bn
+        wph = row[C["woff"]] + g * np_ * KT + n0 * KT
+        acc = np.zeros((bm, bn))
+        for kt in range(ntk):
+            a = np.zeros((bm, BK))
+            for j in range(cpr):
+                jt, jc = j // cpt, j % cpt
+                toff = ttab[kt * tpk + jt]
+                if toff < 0:
+                    continue
+                src = (a_row + g * CP + jc * epc + toff)[:, None] + np.arange(epc)[None, :]
+                assert src.min() >= 0 and src.max() < xcl.size
+                a[:, j * epc:(j + 1) * epc] = xcl[src]
+            boff = wph + np.arange(bn)[None, :] * KT + kt * BK + np.arange(BK)[:, None]
+            acc += a @ wp[boff]
+        od = row[C["fd"]] + params.stride[0] * jd
+        oh = row[C["fh"]] + params.stride[1] * jh
+        ow = row[C["fw"]] + params.stride[2] * jw
+        n = n0 + np.arange(bn)
+        keep = ok_m[:, None] & (n < cog)[None, :]
+        dst = (((nb[:, None] * cout + g * cog + n[None, :]) * OD + od[:, None]) * OH
+               + oh[:, None]) * OW + ow[:, None]
+        val = acc + (b[g * cog + np.minimum(n, cog - 1)][None, :] if b is not None else 0.0)
+        out[dst[keep]] = val[keep]
+        np.add.at(written, dst[keep], 1)
+    assert (written == 1).all(), "every output is written exactly once"
+    return out.reshape(params.batched_output_shape)
+
+
+@settings(max_examples=40, deadline=None)
+@given(cfg=configs(batches=(1, 2), max_channels=6), seed=seeds,
+       dtype=st.sampled_from(["float16", "float32"]), pick=st.integers(0, 50),
+       conv3d=st.booleans())
+def test_wgmma_taps_replay_to_reference(cfg, seed, dtype, pick, conv3d):
+    """Slab 8 (K blocks of several taps) replayed by the kernel's index
+    arithmetic equals the float64 reference, for the transposed convolution
+    and conv3d's GEMM, any of its candidate tiles."""
+    from xconvt._params import conv3d_params
+
+    from .reference import conv3d_ref
+
+    x, w, b = cfg.arrays(seed, "float64")
+    params = ConvParams.from_shapes(x.shape, w.shape, b.shape if b is not None else None,
+                                    **cfg.kwargs)
+    if conv3d:
+        p3, _ = conv3d_params(params.batched_output_shape, w.shape, None,
+                              stride=cfg.stride, padding=cfg.padding, dilation=cfg.dilation,
+                              groups=cfg.groups)
+        geo = cuda_mma.Conv3dGemm(p3)
+        y = np.random.default_rng(seed).standard_normal(params.batched_output_shape)
+        want = conv3d_ref(y, w, None, stride=cfg.stride, padding=cfg.padding,
+                          dilation=cfg.dilation, groups=cfg.groups)
+        got_in, bias = y, None
+    else:
+        geo = params
+        want = conv_transpose3d_ref(x, w, b, **cfg.kwargs)
+        got_in, bias = x, b
+    cands = cuda_mma._wg_candidates(geo, dtype, "float32", 232448, 8)
+    if not cands:
+        return
+    c0 = cands[pick % len(cands)]
+    assert c0.tpk >= 2 and c0.slab == 8 and c0.bk * c0.tpk * (2 if dtype == "float16" else 4) == 128
+    got = _replay_wg_taps(geo, got_in, w, bias, c0)
+    np.testing.assert_allclose(got, want.reshape(got.shape), rtol=1e-10, atol=1e-10)

@@ -84,7 +84,7 @@ DTYPES = {"float32": (0, 4), "float16": (1, 2), "bfloat16": (2, 2)}
 MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
               "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL",
-              "PD", "PH", "PW", "LD", "LH", "LW", "CT", "QD", "QH", "QW", "XSMALL")
+              "PD", "PH", "PW", "LD", "LH", "LW", "CT", "QD", "QH", "QW", "XSMALL", "TPK")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
 META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
@@ -108,8 +108,9 @@ WG_KBYTES = (128, 64, 32)
 #: 5 the channels-last copy per tap and K block; 6 the tile's input box per
 #: channel block in two buffers, B in stages (measured slower than 5, asked
 #: for only); 7 the box and every tap's B of a channel block resident, all
-#: the taps' wgmmas in one group.
-WG_VARIANTS = {"wgmma": 5, "wgmma_slab": 6, "wgmma_box": 7}
+#: the taps' wgmmas in one group; 8 as 5 with K blocks of several taps
+#: (``MmaConfig.tpk``) where a tap's channels fill less than a 128-byte row.
+WG_VARIANTS = {"wgmma": 5, "wgmma_slab": 6, "wgmma_box": 7, "wgmma_taps": 8}
 
 # Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
 # measured mma.sync ceiling times a factor, and the operand elements the
@@ -184,6 +185,8 @@ _FIT = {  # (mode, slab): (fixed s, factor on the tensor-core time, s per staged
 # (its staged-element term then counts the boxes' smaller volume).
 _FIT.update({(m, 6): f for (m, sl), f in list(_FIT.items()) if sl == 5})
 _FIT.update({(m, 7): f for (m, sl), f in list(_FIT.items()) if sl == 5})
+# K blocks of several taps (slab 8): not yet measured; slab 5's fits.
+_FIT.update({(m, 8): f for (m, sl), f in list(_FIT.items()) if sl == 5})
 #: Values one tile of the channels-last copy holds (CL_ELEMS in mma.cu), and
 #: the most blocks its grid has (they stride over the tiles).
 _CL_ELEMS = 4096
@@ -298,23 +301,29 @@ class MmaConfig(NamedTuple):
                      # yet run on a GPU, used only when asked for)
     box: tuple = (0, 0, 0)  # slab: the M tile (TD, TH, TW) in phase coordinates
     sc: int = 0      # slab: 32-bit words per k row of a slab buffer
+    tpk: int = 1     # slab 8: taps a K block spans (bk is then one tap's channels)
 
     @property
     def name(self):
         if self.slab >= 5:
             return (f"xconvt_wgmma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, "
-                    f"{self.bn}, {self.bk}, {self.stages}, {self.minb}, {self.slab - 5}>")
+                    f"{self.bn}, {self.bk * self.tpk}, {self.stages}, {self.minb}, "
+                    f"{self.slab - 5}>")
         return (f"xconvt_mma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, {self.bn}, "
                 f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}, {self.slab}>")
 
 
-def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0, slab=0, ntaps=0):
+def _smem(bm, bn, bk, stages, itemsize, sc=0, mode=0, slab=0, ntaps=0, tpk=1):
     """Dynamic shared memory: B stages (twice for 3xTF32, ``mode`` 1: big and
     small), then A stages or (``sc``) two slab buffers of ``sc`` words per k
     row (3xTF32: twice the rows) and the slab's position table; ``slab`` 3:
     ``[m][k]`` A stages with rows padded by 16 bytes; 4: two ``[pos][k]``
     slabs of ``sc`` positions and their position table; 5 (wgmma): unpadded
-    ``[chunk][row]`` A and B stages."""
+    ``[chunk][row]`` A and B stages; 8: as 5 with K blocks of ``tpk`` taps
+    of ``bk`` channels, then the offsets of ``ntaps`` taps (8 bytes each)."""
+    if slab == 8:
+        return ((2 if mode == 1 else 1) * stages * (bm + bn) * bk * tpk * itemsize + 1024
+                + 8 * -(-ntaps // tpk) * tpk)
     if slab == 5:  # 1024 more: the kernel aligns the stages to 1024 bytes
         return (2 if mode == 1 else 1) * stages * (bm + bn) * bk * itemsize + 1024
     if slab == 6:  # B stages, then two slab buffers of sc rows
@@ -424,12 +433,14 @@ def _minb(mode, wm, threads, slab=0, wn=32):
     return 2 if mode == 1 else 3
 
 
-def _sizes(params, cfg_bk, cfg_bn):
-    """Element counts of x, the output and the packed weights."""
+def _sizes(params, cfg_bk, cfg_bn, tpk=1):
+    """Element counts of x, the output and the packed weights (each phase's
+    taps padded to whole K blocks of ``tpk`` taps)."""
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
     ncb = -(-cig // cfg_bk)
     np_ = -(-cog // cfg_bn) * cfg_bn
-    taps = sum(len(pd.taps) * len(ph.taps) * len(pw.taps) for pd, ph, pw in params.phases())
+    taps = sum(-(-len(pd.taps) * len(ph.taps) * len(pw.taps) // tpk) * tpk
+               for pd, ph, pw in params.phases())
     return (math.prod(params.input_shape), math.prod(params.batched_output_shape),
             params.groups * taps * ncb * cfg_bk * np_)
 
@@ -525,19 +536,29 @@ def _max_taps(params):
 def _wg_candidates(params, dtype, precision, smem_per_block, slab=5):
     """Configurations of ``xconvt_wgmma`` with A staging ``slab``
     (:data:`WG_VARIANTS`: 5 the channels-last copy, K-major packed weights;
-    6 and 7 the copy's input box per channel block, unit input steps only)
-    that fit ``smem_per_block``: TF32, 3xTF32, float16 and bfloat16."""
+    6 and 7 the copy's input box per channel block, unit input steps only;
+    8 the copy per K block of ``tpk`` taps, where a group's channels fill 64
+    bytes or less) that fit ``smem_per_block``: TF32, 3xTF32, float16 and
+    bfloat16."""
     dt, itemsize = DTYPES[dtype]
     mode = _mode(dtype, precision)[0]
-    box = slab >= 6
+    box = slab in (6, 7)
     if params.batch > 65535 or (box and _in_step(params) != (1, 1, 1)):
         return []
     ntaps = _max_taps(params)
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
     out = []
-    for kbytes in WG_KBYTES:
+    tpk = 1
+    kbytes_all = WG_KBYTES
+    if slab == 8:  # one tap's channels in 16, 32 or 64 bytes; 128-byte K blocks
+        fits = [b for b in (16, 32, 64) if cig * itemsize <= b]
+        if not fits:
+            return []
+        tpk = 128 // fits[0]
+        kbytes_all = (fits[0],)
+    for kbytes in kbytes_all:
         bk = kbytes // itemsize
-        if (slab < 7 and kbytes < 128
+        if (slab in (5, 6) and kbytes < 128
                 and -(-cig // (2 * bk)) * 2 * bk == -(-cig // bk) * bk):
             continue  # the wider block pads no more channels (7: less shared memory)
         if mode == 1 and 2 * cl_elements(params, bk) > _INT32_MAX:
@@ -545,7 +566,7 @@ def _wg_candidates(params, dtype, precision, smem_per_block, slab=5):
         for bm, bn in WG_TILES:
             if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
                 continue  # mostly padding
-            index_t = ("int" if max(_sizes(params, bk, bn)) <= _INT32_MAX
+            index_t = ("int" if max(_sizes(params, bk, bn, tpk)) <= _INT32_MAX
                        and cl_elements(params, bk) <= _INT32_MAX else "long long")
             threads = bm // 64 * 128
             minb = _wg_minb(bn, threads, mode)
@@ -564,10 +585,10 @@ def _wg_candidates(params, dtype, precision, smem_per_block, slab=5):
             # apart by the blocks resident per SM (3xTF32's sixth term), and
             # otherwise 4, the first, wins the tie
             for stages in (4, 3):
-                smem = _smem(bm, bn, bk, stages, itemsize, sc, mode, slab)
+                smem = _smem(bm, bn, bk, stages, itemsize, sc, mode, slab, ntaps, tpk)
                 if smem <= smem_per_block:
                     out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, 64, bn, stages,
-                                         threads, smem, minb, slab, tile, sc))
+                                         threads, smem, minb, slab, tile, sc, tpk))
     return out
 
 
@@ -579,6 +600,7 @@ def _work(params, cfg):
     macs = staged = blocks = 0
     for tri in params.phases():
         taps = math.prod(len(ph.taps) for ph in tri)
+        taps = -(-taps // cfg.tpk) * cfg.tpk  # slab 8: padded to whole K blocks
         nb = _m_tiles(params, tri, cfg) * nt * params.groups
         blocks += nb
         macs += nb * cfg.bm * cfg.bn * kp * taps
@@ -621,7 +643,7 @@ def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     cig = params.in_channels_per_group
     steps = 0
     for tri in params.phases():
-        taps = math.prod(len(ph.taps) for ph in tri)
+        taps = -(-math.prod(len(ph.taps) for ph in tri) // cfg.tpk)  # slab 8: K blocks
         steps += (_m_tiles(params, tri, cfg) * -(-params.out_channels_per_group // cfg.bn)
                   * params.groups * (1 if cfg.slab == 7 else taps) * -(-cig // cfg.bk))
     out_bytes = math.prod(params.batched_output_shape) * itemsize
@@ -720,7 +742,7 @@ def mma_tables(params, cfg):
                      pd.first, ph.first, pw.first, pd.base, ph.base, pw.base,
                      len(pd.taps), len(ph.taps), len(pw.taps), woff])
         nblk.append(mt * nt * params.groups)
-        woff += params.groups * taps * ncb * bk * np_
+        woff += params.groups * -(-taps // cfg.tpk) * cfg.tpk * ncb * bk * np_
     meta = np.asarray(rows, np.int64).reshape(-1, len(META_COLUMNS))
     if woff > _INT32_MAX or sum(nblk) > _INT32_MAX:
         raise ValueError(f"packed weights of {woff} elements exceed 32-bit table offsets")
@@ -734,11 +756,13 @@ def mma_tables(params, cfg):
 
 
 @lru_cache(maxsize=256)
-def _tap_slots(params):
+def _tap_slots(params, tpk=1):
     """Per kernel tap ``k`` (``(kd_i*kh + kh_i)*kw + kw_i``): its index ``t =
     (ud*nh + uh)*nw + uw`` in its phase (-1 for a tap of no phase with
     outputs), the phase's taps, and the taps of the phases before it (in
-    :func:`mma_tables`' order): what both packed layouts are offsets of."""
+    :func:`mma_tables`' order): what both packed layouts are offsets of.
+    ``tpk``: each phase's taps padded to a multiple (K blocks of ``tpk``
+    taps, slab 8)."""
     kd, kh, kw = params.kernel
     t_of = np.full(kd * kh * kw, -1, np.int64)
     n_of = np.zeros(kd * kh * kw, np.int64)
@@ -751,9 +775,9 @@ def _tap_slots(params):
             for th in ph.taps:
                 for tw in pw.taps:
                     k = (td * kh + th) * kw + tw
-                    t_of[k], n_of[k], before[k] = t, taps, seen
+                    t_of[k], n_of[k], before[k] = t, -(-taps // tpk) * tpk, seen
                     t += 1
-        seen += taps
+        seen += -(-taps // tpk) * tpk
     return t_of, n_of, before
 
 
@@ -778,14 +802,16 @@ def pack_taps(params, bn, bk):
 
 
 @lru_cache(maxsize=256)
-def pack_taps_k(params, bn, bk):
+def pack_taps_k(params, bn, bk, tpk=1):
     """:func:`pack_taps` for ``xconvt_wgmma_pack``'s K-major layout: per
     phase, ``[g][o][t][c]`` (``o < ceil(Cog/BN)*BN``, ``t`` as in
     :func:`pack_taps`, ``c < ceil(Cig/BK)*BK``).  Returns ``(tapoff,
     gstride, ostride)``: per kernel tap ``k`` the packed offset of group 0,
     column 0, channel 0 (-1: a tap of no phase with outputs), the step
-    between groups and the step between columns (the phase's packed K)."""
-    t, n, before = _tap_slots(params)
+    between groups and the step between columns (the phase's packed K).
+    ``tpk``: each phase's taps padded to whole K blocks of ``tpk`` taps
+    (slab 8; the host zeroes the padding)."""
+    t, n, before = _tap_slots(params, tpk)
     cp, np_ = _padded(params, bn, bk)
     tapoff = np.where(t >= 0, params.groups * before * cp * np_ + t * cp, -1)
     return tapoff, np_ * n * cp, n * cp
@@ -804,13 +830,14 @@ class _Launch:
         self.meta = cupy.asarray(meta)
         self.btab = cupy.asarray(btab)
         wg = cfg.slab >= 5  # xconvt_wgmma: K-major packed weights
-        tables = (pack_taps_k if wg else pack_taps)(params, cfg.bn, cfg.bk)
+        tables = (pack_taps_k(params, cfg.bn, cfg.bk, cfg.tpk) if wg
+                  else pack_taps(params, cfg.bn, cfg.bk))
         tables = tuple(cupy.asarray(t.astype(ityp)) for t in tables)
         cig, cog = params.in_channels_per_group, params.out_channels_per_group
         ncb, np_ = -(-cig // cfg.bk), -(-cog // cfg.bn) * cfg.bn
-        n_packed = _sizes(params, cfg.bk, cfg.bn)[2]
+        n_packed = _sizes(params, cfg.bk, cfg.bn, cfg.tpk)[2]
         self.n_idx = ityp(n_packed)
-        self.padded = ncb * cfg.bk != cig or np_ != cog
+        self.padded = ncb * cfg.bk != cig or np_ != cog or cfg.tpk > 1
         k3 = math.prod(params.kernel)
         # w's strides between K channels and between N columns (Conv3dGemm:
         # w is [G*Cog][Cig][K3], its K channels on the second axis)
@@ -851,7 +878,7 @@ class _Launch:
             TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
             WSMALL=n_packed if cfg.mode == 1 else 0,
             PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0,
-            **dict(zip(("QD", "QH", "QW"), _in_step(params))), XSMALL=0)
+            **dict(zip(("QD", "QH", "QW"), _in_step(params))), XSMALL=0, TPK=cfg.tpk)
         self.to_cl = None
         if cfg.slab >= 3:
             ext, lo, ct = cl_layout(params, cfg.bk)
@@ -927,7 +954,7 @@ class MmaPlan(Plan):
         self.params, self.cfg = params, cfg
         self.estimate = float(estimate_s)
         self.name = name
-        nw = _sizes(params, cfg.bk, cfg.bn)[2] * (2 if cfg.mode == 1 else 1)
+        nw = _sizes(params, cfg.bk, cfg.bn, cfg.tpk)[2] * (2 if cfg.mode == 1 else 1)
         if cfg.slab >= 3:  # the copy (wgmma 3xTF32: big and small halves)
             nw += cl_elements(params, cfg.bk) * (2 if cfg.slab >= 5 and cfg.mode == 1 else 1)
         self.workspace = nw * (4 if cfg.dt == 0 else 2)
@@ -935,7 +962,8 @@ class MmaPlan(Plan):
                    3: "A channels-last", 4: "A channels-last slab",
                    5: "A channels-last, B K-major",
                    6: "A channels-last slab, B K-major",
-                   7: "A channels-last box and B resident per channel block"}[cfg.slab]
+                   7: "A channels-last box and B resident per channel block",
+                   8: f"A channels-last, {cfg.tpk} taps a K block, B K-major"}[cfg.slab]
         inst = "wgmma" if cfg.slab >= 5 else "mma.sync"
         self.detail = (f"{inst} {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
                        f"{cfg.stages} stages, {cfg.threads} threads, {staging}")

@@ -78,6 +78,7 @@ struct MmaArgs {
   int PD, PH, PW, LD, LH, LW, CT;
   int QD, QH, QW;
   int XSMALL;
+  int TPK;
 };
 // (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
 // a slab buffer.  WSMALL: MODE 1, offset of the small halves of the packed
@@ -86,7 +87,8 @@ struct MmaArgs {
 // QW: the input step between neighbouring output positions of a phase, 1 for
 // the transposed convolution, the stride for conv3d (cuda/mma.py, Conv3dGemm);
 // the box stagings (SLAB 1, 2, 4) take 1 only.  XSMALL: xconvt_wgmma's
-// 3xTF32, offset of the small halves in the channels-last copy.)
+// 3xTF32, offset of the small halves in the channels-last copy.  TPK:
+// xconvt_wgmma's BOXA 3, taps a K block spans.)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
@@ -97,6 +99,11 @@ __device__ __forceinline__ void cp_async4(unsigned dst, const void* src, bool va
 }
 __device__ __forceinline__ void cp_async16(unsigned dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+// zero-filled where !valid (src-size 0: nothing read)
+__device__ __forceinline__ void cp_async16z(unsigned dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -1038,11 +1045,13 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   constexpr int CPR = RB / 16;                 // chunks per row and K block
   constexpr int KSTEPS = RB / 32;              // wgmmas per K block (32 bytes of K each)
   constexpr int H = MODE == 1 ? 2 : 1;         // halves (3xTF32: big, small)
-  // BOXA: no A in the stages (the staged input box holds it)
-  constexpr int A1 = BOXA ? 0 : BM * RB, B1 = BN * RB;  // one half of a stage's A, B
+  // BOXA 1, 2: no A in the stages (the staged input box holds it); 3: A
+  // and B as 0, each K block TPK taps of CT / G channels
+  constexpr bool BOX = BOXA == 1 || BOXA == 2;
+  constexpr int A1 = BOX ? 0 : BM * RB, B1 = BN * RB;  // one half of a stage's A, B
   constexpr int A_BYTES = H * A1;
   constexpr int STAGE = H * (A1 + B1);
-  constexpr int ACH = BOXA ? 1 : BM * CPR / THREADS;
+  constexpr int ACH = BOX ? 1 : BM * CPR / THREADS;
   constexpr int BCH = (BN * CPR + THREADS - 1) / THREADS;
   constexpr int NACC = BN / 2;
   static_assert(MODE == 2 ? DT != 0 : DT == 0, "mode and dtype");
@@ -1067,15 +1076,18 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   const int per_n = cd * ch * cw;
   const int Mph = a.N * per_n;
   const int nCB = a.nCB;
-  const int nkc = ntaps * nCB;
-  const int KT = ntaps * nCB * BK;  // packed K of one output column
+  // BOXA 3: K blocks of TPK taps (the last padded with zero taps), nCB 1
+  const int TPK = BOXA == 3 ? a.TPK : 1;
+  const int ntk = (ntaps + TPK - 1) / TPK;
+  const int nkc = ntk * nCB;
+  const int KT = ntk * nCB * BK;  // packed K of one output column
   const int tid = threadIdx.x;
   const int n0 = ntile * BN;
   // M tile: BM flat positions from m0, or (BOXA) a TD x 8 x 8 box at (jd0, jh0,
   // jw0) of sample nb0, warpgroup wg on its plane jd0 + wg
   constexpr int TD = BM / 64;
   int m0 = 0, nb0 = 0, jd0 = 0, jh0 = 0, jw0 = 0;
-  if constexpr (BOXA) {
+  if constexpr (BOX) {
     const int mt_w = (cw + 7) / 8, mt_h = (ch + 7) / 8, mt_d = (cd + TD - 1) / TD;
     int r = mtile;
     jw0 = (r % mt_w) * 8;
@@ -1088,7 +1100,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     m0 = mtile * BM;
   }
   auto decode = [&](int m, int& nb, int& jd, int& jh, int& jw) -> bool {
-    if constexpr (BOXA) {
+    if constexpr (BOX) {
       jw = jw0 + m % 8;
       jh = jh0 + (m / 8) % 8;
       jd = jd0 + m / 64;
@@ -1115,16 +1127,19 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   I a_src[ACH];
   unsigned a_dst[ACH];
 #pragma unroll
-  for (int i = 0; i < (BOXA ? 0 : ACH); ++i) {
+  for (int i = 0; i < (BOX ? 0 : ACH); ++i) {
     const int q = tid + i * THREADS;
     const int m = q / CPR, j = q % CPR;
     int nb, jd, jh, jw;
     if (!decode(m, nb, jd, jh, jw)) decode(Mph - 1 - m0, nb, jd, jh, jw);
     a_src[i] = ((((I)nb * a.PD + a.LD + pm[P_BD] + jd * a.QD) * a.PH + a.LH + pm[P_BH] +
-                 jh * a.QH) * a.PW + a.LW + pm[P_BW] + jw * a.QW) * a.CT + g * nCB * BK +
-               j * EPC;
+                 jh * a.QH) * a.PW + a.LW + pm[P_BW] + jw * a.QW) * a.CT +
+               (BOXA == 3 ? g * (a.CT / a.G) + j % (CPR / TPK) * EPC : g * nCB * BK + j * EPC);
     a_dst[i] = swz(m, j);
   }
+  // BOXA 3: this thread's chunks are of tap jt of each K block (THREADS is a
+  // multiple of CPR, so every chunk q of the thread has j = tid % CPR)
+  const int jt = (tid % CPR) / (CPR / TPK);
   const T* const wph = wp + pm[P_WOFF] + (I)g * a.NP * KT + (I)n0 * KT;
   int b_src[BCH];
   unsigned b_dst[BCH];
@@ -1139,11 +1154,34 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     const I toff = (((I)ud * a.ed * a.PH + uh * a.eh) * a.PW + uw * a.ew) * a.CT + cb * BK;
     const unsigned s0 = sbase + st * STAGE;
 #pragma unroll
-    for (int i = 0; i < (BOXA ? 0 : ACH); ++i) {
+    for (int i = 0; i < (BOX ? 0 : ACH); ++i) {
       cp_async16(s0 + a_dst[i], x + a_src[i] + toff);
       if constexpr (MODE == 1) cp_async16(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + toff);
     }
     const T* bsrc = wph + t * nCB * BK + cb * BK;
+#pragma unroll
+    for (int i = 0; i < BCH; ++i)
+      if (BN * CPR % THREADS == 0 || b_dst[i] != 0xFFFFFFFFu) {
+        cp_async16(s0 + A_BYTES + b_dst[i], bsrc + b_src[i]);
+        if constexpr (MODE == 1)
+          cp_async16(s0 + A_BYTES + B1 + b_dst[i], bsrc + a.WSMALL + b_src[i]);
+      }
+  };
+  // BOXA 3: K block kt's loads; its tap jt's offset in the copy from the
+  // table after the stages (-1: a padding tap past the phase's, zero-filled)
+  I* const ttab =
+      reinterpret_cast<I*>(smem_raw + (sbase - smem_u32(smem_raw)) + STAGES * STAGE);
+  auto load3 = [&](int kt, int st) {
+    const I toff = ttab[kt * TPK + jt];
+    const bool real = toff >= 0;
+    const I o = real ? toff : 0;
+    const unsigned s0 = sbase + st * STAGE;
+#pragma unroll
+    for (int i = 0; i < ACH; ++i) {
+      cp_async16z(s0 + a_dst[i], x + a_src[i] + o, real);
+      if constexpr (MODE == 1) cp_async16z(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + o, real);
+    }
+    const T* bsrc = wph + kt * BK;
 #pragma unroll
     for (int i = 0; i < BCH; ++i)
       if (BN * CPR % THREADS == 0 || b_dst[i] != 0xFFFFFFFFu) {
@@ -1164,23 +1202,26 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   // half ah bytes on; BOXA: 8-row groups sbo bytes apart), B from stage b0.
   auto step = [&](unsigned a0, unsigned ah, unsigned sbo, unsigned b0) {
     auto da = [&](unsigned addr) {
-      if constexpr (BOXA) {
+      if constexpr (BOX) {
         return wg_desc_at<RB>(addr, sbo);
       } else {
         return wg_desc<RB>(addr);
       }
     };
+    // a descriptor 32 bytes on: its start address field (bytes / 16) + 2
+    // (shared memory addresses stay below the field's 2^18 bytes)
+    const unsigned long long dA = da(a0), dB = wg_desc<RB>(b0);
     if constexpr (MODE == 1) {
+      const unsigned long long dAs = da(a0 + ah), dBs = wg_desc<RB>(b0 + B1);
 #pragma unroll
       for (int i = 0; i < NACC; ++i) tk[i] = 0.f;
       keep(tk);
       wg_fence();
 #pragma unroll
       for (int k = 0; k < KSTEPS; ++k) {
-        const unsigned ab = a0 + 32 * k, bb = b0 + 32 * k;
-        Wg<DT, BN>::mma(tk, da(ab + ah), wg_desc<RB>(bb));       // small * big
-        Wg<DT, BN>::mma(tk, da(ab), wg_desc<RB>(bb + B1));       // big * small
-        Wg<DT, BN>::mma(tk, da(ab), wg_desc<RB>(bb));            // big * big
+        Wg<DT, BN>::mma(tk, dAs + 2 * k, dB + 2 * k);   // small * big
+        Wg<DT, BN>::mma(tk, dA + 2 * k, dBs + 2 * k);   // big * small
+        Wg<DT, BN>::mma(tk, dA + 2 * k, dB + 2 * k);    // big * big
       }
       wg_commit();
       wg_wait<0>();
@@ -1191,8 +1232,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       keep(acc);
       wg_fence();
 #pragma unroll
-      for (int k = 0; k < KSTEPS; ++k)
-        Wg<DT, BN>::mma(acc, da(a0 + 32 * k), wg_desc<RB>(b0 + 32 * k));
+      for (int k = 0; k < KSTEPS; ++k) Wg<DT, BN>::mma(acc, dA + 2 * k, dB + 2 * k);
       wg_commit();
       wg_wait<1>();
       keep(acc);
@@ -1293,7 +1333,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
         for (int i = 0; i < NACC; ++i) acc[i] += tk[i];
       }
     }
-  } else if constexpr (BOXA) {
+  } else if constexpr (BOX) {
     // ---- BOXA 1: per channel block the tile's input box (box_issue) in one of
     // two buffers after the stages, issued a channel block ahead; each tap's
     // A is a window into it.  K blocks in (channel block, tap) order; the
@@ -1355,6 +1395,33 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
         ++cb;
         ud = uh = uw = 0;
       }
+    }
+  } else if constexpr (BOXA == 3) {
+    // ---- BOXA 3: as 0, each K block TPK taps (nCB 1; the loader reads
+    // each chunk's tap offset from the table)
+    for (int t = tid; t < ntk * TPK; t += THREADS) {
+      I v = -1;
+      if (t < ntaps) {
+        const int uw = t % nw, r = t / nw, uh = r % nh, ud = r / nh;
+        v = (((I)ud * a.ed * a.PH + uh * a.eh) * a.PW + uw * a.ew) * a.CT;
+      }
+      ttab[t] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int s = 0; s < STAGES - 2; ++s) {
+      if (s < nkc) load3(s, s);
+      cp_async_commit();
+    }
+    for (int kc = 0; kc < nkc; ++kc) {
+      cp_async_wait<STAGES - 3>();
+      fence_async_smem();
+      __syncthreads();
+      const int nk = kc + STAGES - 2;
+      if (nk < nkc) load3(nk, nk % STAGES);
+      cp_async_commit();
+      const unsigned s0 = sbase + (kc % STAGES) * STAGE;
+      step(s0 + 64 * wg * RB, A1, 0, s0 + A_BYTES);
     }
   } else {
     int lt = 0, lcb = 0, lud = 0, luh = 0, luw = 0;
