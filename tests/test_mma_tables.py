@@ -774,7 +774,7 @@ def _replay_wg_taps(params, x, w, b, cfg):
     wp = np.where(idx >= 0, wflat[np.maximum(idx, 0)], 0.0)
     N, G = params.batch, params.groups
     cig, cog = params.in_channels_per_group, params.out_channels_per_group
-    cin, cout = params.in_channels, params.out_channels
+    cout = params.out_channels
     ID, IH, IW = params.in_size
     OD, OH, OW = params.out_size
     ed, eh, ew = (ax[0].step for ax in params.axis_phases)
