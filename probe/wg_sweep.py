@@ -30,6 +30,7 @@ def smoke():
     """A small layer in float16 through every candidate of VARIANT against float64."""
     c = (C.Case("t", 2, 40, 24, (6, 7, 9), 3, 2, 1, 1, 1) if VARIANT == "wgmma" else
          C.Case("t", 2, 24, 24, (6, 7, 11), 3, 2, 1, 1, 1) if VARIANT == "wgmma_taps" else
+         C.Case("t", 2, 40, 24, (6, 7, 11), 2, 2, 0, 0, 1) if VARIANT == "wgmma_pair" else
          C.Case("t", 2, 40, 24, (6, 7, 11), 3, 1, 1))
     p = c.params()
     rng = np.random.default_rng(0)

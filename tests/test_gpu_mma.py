@@ -441,3 +441,45 @@ def test_wgmma_taps(mode, cig, kw, conv3d):
         got = _host(mma.mma_direct(geo, _dev(xs), _dev(ws), None, prec, config=cfg, out=out))
         assert not np.isnan(got).any(), cfg.name
         assert rel_l2(got, ref.reshape(got.shape)) <= BOUNDS[mode], (cfg.name, cfg.tpk)
+
+
+@pytest.mark.parametrize("mode", list(BOUNDS))
+@pytest.mark.parametrize("shape, wshape, kw, bias", [
+    ((2, 24, 5, 6, 7), (24, 10, 2, 2, 2), dict(stride=2), True),
+    ((1, 2 * 12, 4, 3, 9), (24, 9, 3, 1, 2), dict(stride=(1, 2, 2), padding=(1, 0, 0),
+                                                  output_padding=(0, 1, 0), groups=2), False),
+    ((3, 8, 6, 5, 4), (8, 34, 1, 3, 2), dict(stride=(2, 2, 2), dilation=(1, 2, 1)), True)])
+def test_wgmma_pairs(mode, shape, wshape, kw, bias):
+    """``xconvt_wgmma``'s W-pair configurations (``variant="wgmma_pair"``:
+    kernel = stride = 2 along W, the GEMM of ``pair_params`` writing each
+    column pair as one 2-value store), every tile and stage count, with bias,
+    groups and an output at an odd element offset (computed aside, then
+    copied), against float64."""
+    from xconvt.backends.cuda import mma
+
+    _need_wgmma()
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(wshape) / math.sqrt(wshape[0] * 4)
+    g = kw.get("groups", 1)
+    b = rng.standard_normal(wshape[1] * g) if bias else None
+    dt = _storage(mode)
+    dtname = "float32" if dt is np.float32 else np.dtype(dt).name
+    prec = "tf32" if mode == "tf32" else "float32"
+    xs, ws = x.astype(dt), w.astype(dt)
+    bs = None if b is None else b.astype(dt)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape, **kw)
+    ref = conv_transpose3d_ref(xs.astype(np.float64), ws.astype(np.float64),
+                               None if b is None else bs.astype(np.float64), **kw)
+    cands = mma._candidates(params, dtname, prec, 232448, "wgmma_pair")
+    assert cands and all(c.pair == 1 for c in cands)
+    bd = None if b is None else _dev(bs)
+    for i, cfg in enumerate(cands):
+        if i == 0:  # an output at an odd element offset: no aligned pairs
+            flat = _poisoned((math.prod(params.batched_output_shape) + 1,), np.dtype(dt))
+            out = flat[1:].reshape(params.batched_output_shape)
+        else:
+            out = _poisoned(params.batched_output_shape, np.dtype(dt))
+        got = _host(mma.mma_direct(params, _dev(xs), _dev(ws), bd, prec, config=cfg, out=out))
+        assert not np.isnan(got).any(), cfg.name
+        assert rel_l2(got, ref) <= BOUNDS[mode], (cfg.name, rel_l2(got, ref))

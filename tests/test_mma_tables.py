@@ -878,3 +878,44 @@ def test_wgmma_taps_replay_to_reference(cfg, seed, dtype, pick, conv3d):
     assert c0.tpk >= 2 and c0.slab == 8 and c0.bk * c0.tpk * (2 if dtype == "float16" else 4) == 128
     got = _replay_wg_taps(geo, got_in, w, bias, c0)
     np.testing.assert_allclose(got, want.reshape(got.shape), rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, groups=st.sampled_from([1, 2]),
+       kdh=st.sampled_from([(1, 1), (2, 2), (3, 2)]), bias=st.booleans())
+def test_pair_layer_equals_the_layer(seed, groups, kdh, bias):
+    """The W-pair configuration's arithmetic (``pair_params``): the pair
+    layer (kernel 1 and stride 1 along W, ``2 * Cout`` channels) with the
+    weights as ``xconvt_wgmma_pack`` reads them for ``pair`` (column ``o`` is
+    W tap ``o & 1`` of channel ``o >> 1``; bias ``b[o >> 1]``), its column
+    ``2 o + j`` written to channel ``o``, output column ``2 iw + j``, is the
+    layer, against float64; the pack's source index for ``pair`` is that
+    weight."""
+    rng = np.random.default_rng(seed)
+    cin, cog = 2 * groups, 3
+    x = rng.standard_normal((2, cin, 3, 4, 5))
+    kd, kh = kdh
+    w = rng.standard_normal((cin, cog, kd, kh, 2))
+    b = rng.standard_normal(groups * cog) if bias else None
+    kw = dict(stride=(2, 1, 2), padding=(min(kd - 1, 1), 0, 0), groups=groups)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape, **kw)
+    gp = cuda_mma.pair_params(params)
+    assert gp is not None and gp.kernel == (kd, kh, 1) and gp.out_size[2] == x.shape[4]
+    # the pack kernel's reads, pair = 1: s = w + g*Cig*Cog'*K3' + (o >> 1)*(2 K3') + (o & 1),
+    # element c*kstride + (k << 1), kstride = Cog'*K3'
+    cig, cogp, k3p = cin // groups, 2 * cog, kd * kh
+    g_, c_, o_, k_ = np.meshgrid(np.arange(groups), np.arange(cig), np.arange(cogp),
+                                 np.arange(k3p), indexing="ij")
+    src = (g_ * cig * cogp * k3p + (o_ >> 1) * (2 * k3p) + (o_ & 1) + c_ * cogp * k3p
+           + (k_ << 1))
+    wp = w.ravel()[src].reshape(groups * cig, cogp, kd, kh, 1)   # [g*cig + c][o'][k']
+    bp = None if b is None else np.repeat(b, 2)
+    y = conv_transpose3d_ref(x, wp, bp, stride=(2, 1, 1), padding=(kw["padding"][0], 0, 0),
+                             groups=groups)
+    n_, _, od, oh, iw = y.shape
+    got = y.reshape(n_, groups * cog, 2, od, oh, iw).transpose(0, 1, 3, 4, 5, 2).reshape(
+        n_, groups * cog, od, oh, 2 * iw)
+    want = conv_transpose3d_ref(x, w, b, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert cuda_mma.pair_params(ConvParams.from_shapes(
+        x.shape, (cin, cog, 2, 2, 3), None, stride=2, groups=groups)) is None

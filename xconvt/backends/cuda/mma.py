@@ -84,7 +84,8 @@ DTYPES = {"float32": (0, 4), "float16": (1, 2), "bfloat16": (2, 2)}
 MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
               "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL",
-              "PD", "PH", "PW", "LD", "LH", "LW", "CT", "QD", "QH", "QW", "XSMALL", "TPK")
+              "PD", "PH", "PW", "LD", "LH", "LW", "CT", "QD", "QH", "QW", "XSMALL", "TPK",
+              "PAIR")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
 META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
@@ -195,6 +196,38 @@ _CL_GRID = 8192
 _CL_COPY = (4e-6, 2.5e12)
 
 
+#: The output term of the estimates of W-pair configurations (``pair``)
+#: relative to the phase-by-phase writes: not yet measured (1.0).
+_PAIR_OUT = 1.0
+
+
+@lru_cache(maxsize=256)
+def pair_params(params):
+    """The layer whose GEMM ``xconvt_wgmma`` runs for a W-pair configuration
+    (``MmaConfig.pair``), or None where ``params`` has none: along W the
+    kernel equals the stride, 2, with no padding, output padding or dilation
+    (U-Net upsampling), so every output column ``2 iw + j`` is tap ``j`` of
+    input column ``iw``.  The pair layer has kernel 1 and stride 1 along W
+    and ``2 * Cout`` channels, column ``2 o + j`` being channel ``o``'s W
+    phase ``j``; its epilogue writes the two as one 2-value store (a whole
+    32-byte sector a warp's eight rows), where the phase-by-phase kernel
+    writes every other element."""
+    if isinstance(params, Conv3dGemm) or params.kernel[2] != 2 or params.stride[2] != 2:
+        return None
+    if params.padding[2] or params.output_padding[2] or params.dilation[2] != 1:
+        return None
+    from ..._params import ConvParams
+
+    kd, kh, _ = params.kernel
+    return ConvParams.from_shapes(
+        params.input_shape,
+        (params.in_channels, 2 * params.out_channels_per_group, kd, kh, 1),
+        (2 * params.out_channels,) if params.has_bias else None,
+        stride=params.stride[:2] + (1,), padding=params.padding[:2] + (0,),
+        output_padding=params.output_padding[:2] + (0,),
+        dilation=params.dilation[:2] + (1,), groups=params.groups)
+
+
 def _in_step(params):
     """Input step between neighbouring output positions of a phase, per axis."""
     return getattr(params, "in_step", (1, 1, 1))
@@ -302,6 +335,7 @@ class MmaConfig(NamedTuple):
     box: tuple = (0, 0, 0)  # slab: the M tile (TD, TH, TW) in phase coordinates
     sc: int = 0      # slab: 32-bit words per k row of a slab buffer
     tpk: int = 1     # slab 8: taps a K block spans (bk is then one tap's channels)
+    pair: int = 0    # xconvt_wgmma: column pairs are W phase pairs (:func:`pair_params`)
 
     @property
     def name(self):
@@ -450,6 +484,10 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
     ``"slab_async"``, ``"cl"``, ``"cl_slab"``, ``"auto"`` for tap, cl and
     cl_slab, or None for all)
     that fits in ``smem_per_block``."""
+    if variant == "wgmma_pair":  # slab 5 on pair_params, columns written as W pairs
+        gp = pair_params(params)
+        return [] if gp is None else [
+            c._replace(pair=1) for c in _wg_candidates(gp, dtype, precision, smem_per_block)]
     if variant in WG_VARIANTS:
         return _wg_candidates(params, dtype, precision, smem_per_block, WG_VARIANTS[variant])
     dt, itemsize = DTYPES[dtype]
@@ -630,6 +668,13 @@ def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     the K steps per SM over the blocks resident on one (a fit with a sixth
     weight: wgmma's 3xTF32 waits for each K block's products, a latency only
     other resident blocks hide)."""
+    if cfg.pair:  # the GEMM of the pair layer
+        params = pair_params(params)
+    return _features(params, cfg, mode_name, sm_count, smem_per_sm)
+
+
+def _features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
+    """:func:`features` of the GEMM geometry ``params``."""
     macs, staged, blocks = _work(params, cfg)
     per_sm = max(1, min(smem_per_sm // (cfg.smem + 1024), cfg.minb))
     waves = -(-blocks // (sm_count * per_sm))
@@ -657,6 +702,8 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     weights of the terms of :func:`features`."""
     copy, terms = features(params, cfg, mode_name, sm_count, smem_per_sm)
     fit = _FIT[(mode_name, cfg.slab)]
+    if cfg.pair:  # the fits' output term for whole 32-byte sectors
+        terms = terms[:4] + (terms[4] * _PAIR_OUT,) + terms[5:]
     scale = _MMA_3XTF32 if mode_name == "3xtf32" and cfg.slab < 5 else 1.0
     return copy + scale * sum(f * t for f, t in zip(fit, terms))
 
@@ -683,6 +730,8 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     mode_name = _mode(dtype, precision)[1]
     best = None
     cands = _candidates(params, dtype, precision, smem_per_block, variant or "auto")
+    if variant == "wgmma":
+        cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_pair")
     if any(c.slab in (1, 2) and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
         cands = [c for c in cands if c.slab not in (1, 2) or c.bk == 32]
     for cfg in cands:
@@ -692,6 +741,9 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     if best is None:
         if variant in ("wgmma_slab", "wgmma_box") and _in_step(params) != (1, 1, 1):
             return "the wgmma box staging reads unit-step input boxes only"
+        if variant == "wgmma_pair" and pair_params(params) is None:
+            return ("W phase pairs need kernel_size = stride = 2, padding 0, output "
+                    "padding 0 and dilation 1 along W")
         if variant in WG_VARIANTS and params.batch > 65535:
             return "the channels-last copy's grid has one z block per sample (batch <= 65535)"
         return f"no tile fits {smem_per_block} bytes of shared memory per block"
@@ -845,9 +897,11 @@ class _Launch:
                             else (cog * k3, k3))
         # the pack's arguments: (w, *tables, packed, *pack_rest)
         self.pack_tables = tables
+        # pair: w is the real layer's, its taps twice as many along W
         self.pack_rest = ((np.int32(cig), np.int32(cog), np.int32(k3))
                           + (() if wg else (np.int32(np_),))
-                          + (ityp(n_packed), ityp(kstride), ityp(nstride)))
+                          + (ityp(n_packed), ityp(kstride), ityp(nstride << cfg.pair))
+                          + ((np.int32(cfg.pair),) if wg else ()))
         self.pack_grid = ((params.groups * cog, -(-k3 // 32), -(-cig // 32)) if wg
                           else (params.in_channels, -(-k3 // 32), -(-cog // 32)))
 
@@ -878,7 +932,8 @@ class _Launch:
             TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
             WSMALL=n_packed if cfg.mode == 1 else 0,
             PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0,
-            **dict(zip(("QD", "QH", "QW"), _in_step(params))), XSMALL=0, TPK=cfg.tpk)
+            **dict(zip(("QD", "QH", "QW"), _in_step(params))), XSMALL=0, TPK=cfg.tpk,
+            PAIR=cfg.pair)
         self.to_cl = None
         if cfg.slab >= 3:
             ext, lo, ct = cl_layout(params, cfg.bk)
@@ -932,14 +987,23 @@ def _contiguous(a):
 
 
 def _run(params, cfg, x, w, b, out=None):
+    """``cfg`` on ``params`` (a pair configuration: on :func:`pair_params`,
+    the output in ``params``' shape)."""
     import cupy
 
     with x.device:
         x, w = _contiguous(x), _contiguous(w)
         if b is not None:
             b = _contiguous(b)
+        shape = params.batched_output_shape
+        if cfg.pair:
+            params = pair_params(params)
+            if out is not None and out.data.ptr % (2 * out.dtype.itemsize):
+                res = _run(params, cfg, x, w, b)  # 2-value stores need aligned pairs
+                out[...] = res.reshape(shape)
+                return out
         if out is None:
-            out = cupy.empty(params.batched_output_shape, dtype=x.dtype)
+            out = cupy.empty(shape, dtype=x.dtype)
         _launch_getter()(params, cfg)(x, w, b, out)
         return out
 
@@ -954,9 +1018,10 @@ class MmaPlan(Plan):
         self.params, self.cfg = params, cfg
         self.estimate = float(estimate_s)
         self.name = name
-        nw = _sizes(params, cfg.bk, cfg.bn, cfg.tpk)[2] * (2 if cfg.mode == 1 else 1)
+        gp = pair_params(params) if cfg.pair else params
+        nw = _sizes(gp, cfg.bk, cfg.bn, cfg.tpk)[2] * (2 if cfg.mode == 1 else 1)
         if cfg.slab >= 3:  # the copy (wgmma 3xTF32: big and small halves)
-            nw += cl_elements(params, cfg.bk) * (2 if cfg.slab >= 5 and cfg.mode == 1 else 1)
+            nw += cl_elements(gp, cfg.bk) * (2 if cfg.slab >= 5 and cfg.mode == 1 else 1)
         self.workspace = nw * (4 if cfg.dt == 0 else 2)
         staging = {0: "A per tap", 1: "A slab", 2: "A slab (cp.async)",
                    3: "A channels-last", 4: "A channels-last slab",
@@ -966,7 +1031,8 @@ class MmaPlan(Plan):
                    8: f"A channels-last, {cfg.tpk} taps a K block, B K-major"}[cfg.slab]
         inst = "wgmma" if cfg.slab >= 5 else "mma.sync"
         self.detail = (f"{inst} {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
-                       f"{cfg.stages} stages, {cfg.threads} threads, {staging}")
+                       f"{cfg.stages} stages, {cfg.threads} threads, {staging}"
+                       + (", W phase pairs" if cfg.pair else ""))
 
     def __call__(self, x, w, b=None):
         return _run(self.params, self.cfg, x, w, b)
@@ -1074,7 +1140,8 @@ def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None,
     cc, sms, smem = _limits_cached(cupy.cuda.runtime.getDevice())
     if cc < (8, 0):
         raise ValueError(f"the tensor-core kernel needs compute capability >= 8.0, got {cc}")
-    wg = variant in WG_VARIANTS or (config is not None and config.slab >= 5)
+    wg = (variant in WG_VARIANTS or variant == "wgmma_pair"
+          or (config is not None and config.slab >= 5))
     if wg and tuple(cc) != (9, 0):
         raise ValueError(f"the wgmma kernel needs compute capability 9.0, got {cc}")
     if name != "float32":

@@ -79,6 +79,7 @@ struct MmaArgs {
   int QD, QH, QW;
   int XSMALL;
   int TPK;
+  int PAIR;
 };
 // (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
 // a slab buffer.  WSMALL: MODE 1, offset of the small halves of the packed
@@ -88,7 +89,8 @@ struct MmaArgs {
 // the transposed convolution, the stride for conv3d (cuda/mma.py, Conv3dGemm);
 // the box stagings (SLAB 1, 2, 4) take 1 only.  XSMALL: xconvt_wgmma's
 // 3xTF32, offset of the small halves in the channels-last copy.  TPK:
-// xconvt_wgmma's BOXA 3, taps a K block spans.)
+// xconvt_wgmma's BOXA 3, taps a K block spans.  PAIR: xconvt_wgmma writes
+// column pairs to W phase pairs (see its epilogue); 0 or 1.)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
@@ -1464,17 +1466,46 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   keep(acc);
   cp_async_wait<0>();
 
-  // ---- epilogue: + bias, storage dtype, straight to the output
+  // ---- epilogue: + bias, storage dtype, straight to the output.  PAIR:
+  // the layer's two W phases (kernel = stride = 2 along W) are the columns'
+  // pairs 2o, 2o + 1 of a layer at the input's width (the host's), written
+  // side by side as one 2-value store to channel o of the real output
   const int lane = tid & 31, warp = tid >> 5;
   const int gq = lane >> 2, tq = lane & 3;
-  const I ODHW = (I)a.OD * a.OH * a.OW;
-  const int Cog = a.Cog;
+  const int pair = a.PAIR;
+  const int OWr = a.OW << pair;  // the real output's width
+  const I ODHW = (I)a.OD * a.OH * OWr;
+  const int Cog = a.Cog, Cogr = a.Cog >> pair;
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
     int nb, jd, jh, jw;
     if (!decode(16 * warp + gq + 8 * hr, nb, jd, jh, jw)) continue;
-    const int od = pm[P_FD] + a.sd * jd, oh = pm[P_FH] + a.sh * jh, ow = pm[P_FW] + a.sw * jw;
-    T* const o = out + ((I)nb * a.Cout + (I)g * Cog) * ODHW + ((I)od * a.OH + oh) * a.OW + ow;
+    const int od = pm[P_FD] + a.sd * jd, oh = pm[P_FH] + a.sh * jh;
+    const int ow = (pm[P_FW] + a.sw * jw) << pair;
+    T* const o = out + ((I)nb * (a.Cout >> pair) + (I)g * Cogr) * ODHW +
+                 ((I)od * a.OH + oh) * OWr + ow;
+    if (pair) {
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int n = n0 + j * 8 + 2 * tq;  // even; Cog is even
+        if (n < Cog) {
+          float v0 = acc[4 * j + 2 * hr], v1 = acc[4 * j + 2 * hr + 1];
+          if (a.has_bias) {
+            const float bv = to_f32<DT>(bias[g * Cogr + (n >> 1)]);
+            v0 += bv;
+            v1 += bv;
+          }
+          T* const d = o + (I)(n >> 1) * ODHW;
+          if constexpr (DT == 0) {
+            *reinterpret_cast<float2*>(d) = make_float2(v0, v1);
+          } else {
+            *reinterpret_cast<unsigned*>(d) =
+                (unsigned)from_f32<DT>(v0) | ((unsigned)from_f32<DT>(v1) << 16);
+          }
+        }
+      }
+      continue;
+    }
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
@@ -1505,16 +1536,17 @@ __global__ void __launch_bounds__(256)
 xconvt_wgmma_pack(const U* __restrict__ src, const I* __restrict__ tapoff,
                   const I* __restrict__ gstride, const I* __restrict__ ostride,
                   U* __restrict__ dst, int Cig, int Cog, int K3, I small, I kstride,
-                  I nstride) {
+                  I nstride, int pair) {
   __shared__ U tile[32][33];
   const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
   const int go = blockIdx.x, k0 = blockIdx.y * 32, c0 = blockIdx.z * 32;
   const int g = go / Cog, o = go - g * Cog;
-  const U* s = src + (I)g * Cig * Cog * K3 + (I)o * nstride;
+  // pair: column o is W phase o & 1 of w's column o >> 1, tap k its tap 2k + (o & 1)
+  const U* s = src + (I)g * Cig * Cog * K3 + (I)(o >> pair) * nstride + (pair ? (o & 1) : 0);
 #pragma unroll
   for (int j = ty; j < 32; j += 8) {
     const int c = c0 + j, k = k0 + tx;
-    tile[j][tx] = (c < Cig && k < K3) ? s[(I)c * kstride + k] : (U)0;
+    tile[j][tx] = (c < Cig && k < K3) ? s[(I)c * kstride + ((I)k << pair)] : (U)0;
   }
   __syncthreads();
 #pragma unroll
