@@ -97,6 +97,8 @@ def main():
                 for st in (3, 4, 5, 6):
                     sm = mma._smem(c0.bm, c0.bn, c0.bk, st, item, sc=c0.sc, mode=c0.mode, slab=c0.slab,
                                    ntaps=mma._max_taps(geo), tpk=c0.tpk)
+                    if c0.vec:  # the epilogue's tile in the stages' shared memory
+                        sm = max(sm, c0.bn * (c0.bm + 16 // item) * item + 1024)
                     if sm <= 232448 and (st <= c0.stages or st == 6):
                         cands.append(c0._replace(stages=st, smem=sm))
             for cfg in cands:

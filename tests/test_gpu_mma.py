@@ -483,3 +483,46 @@ def test_wgmma_pairs(mode, shape, wshape, kw, bias):
         got = _host(mma.mma_direct(params, _dev(xs), _dev(ws), bd, prec, config=cfg, out=out))
         assert not np.isnan(got).any(), cfg.name
         assert rel_l2(got, ref) <= BOUNDS[mode], (cfg.name, rel_l2(got, ref))
+
+
+@pytest.mark.parametrize("mode", list(BOUNDS))
+@pytest.mark.parametrize("shape, wshape, kw, bias", [
+    ((1, 32, 6, 8, 16), (32, 24, 3, 3, 3), dict(stride=1, padding=1), True),
+    ((2, 12, 5, 3, 7), (12, 10, 3, 2, 3), dict(stride=(2, 1, 1), padding=(1, 0, 2),
+                                               dilation=(1, 2, 2), groups=2), False),
+    ((1, 8, 4, 5, 13), (8, 40, 2, 1, 4), dict(stride=(1, 2, 1), output_padding=(0, 1, 0)),
+     True)])
+def test_wgmma_vec_epilogue(mode, shape, wshape, kw, bias):
+    """``xconvt_wgmma``'s epilogue through shared memory (``variant=
+    "wgmma_vec"``: 16-byte stores of a column's neighbouring rows where they
+    are one aligned run of an output row, value by value across row ends,
+    partial tiles and misaligned runs), every tile and stage count, with an
+    output at an odd element offset too, against float64."""
+    from xconvt.backends.cuda import mma
+
+    _need_wgmma()
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(wshape) / math.sqrt(wshape[0] * 8)
+    g = kw.get("groups", 1)
+    b = rng.standard_normal(wshape[1] * g) if bias else None
+    dt = _storage(mode)
+    dtname = "float32" if dt is np.float32 else np.dtype(dt).name
+    prec = "tf32" if mode == "tf32" else "float32"
+    xs, ws = x.astype(dt), w.astype(dt)
+    bs = None if b is None else b.astype(dt)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape, **kw)
+    ref = conv_transpose3d_ref(xs.astype(np.float64), ws.astype(np.float64),
+                               None if b is None else bs.astype(np.float64), **kw)
+    cands = mma._candidates(params, dtname, prec, 232448, "wgmma_vec")
+    assert cands and all(c.vec == 1 for c in cands)
+    bd = None if b is None else _dev(bs)
+    for i, cfg in enumerate(cands):
+        if i == 0:  # an output at an odd element offset: every run misaligned
+            flat = _poisoned((math.prod(params.batched_output_shape) + 1,), np.dtype(dt))
+            out = flat[1:].reshape(params.batched_output_shape)
+        else:
+            out = _poisoned(params.batched_output_shape, np.dtype(dt))
+        got = _host(mma.mma_direct(params, _dev(xs), _dev(ws), bd, prec, config=cfg, out=out))
+        assert not np.isnan(got).any(), cfg.name
+        assert rel_l2(got, ref) <= BOUNDS[mode], (cfg.name, rel_l2(got, ref))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from xconvt.backends.cuda import (conv3d, fused, gather, gemm, pointwise, remap, runtime,
-                                  shuffle, tile, wgrad)
+                                  tile, wgrad)
 from xconvt.backends.fft import one_pass
 
 NVCC = shutil.which("nvcc")
@@ -29,7 +29,7 @@ def _instances():
     """Family source -> template instantiations to compile."""
     out = {fused.SOURCE: [], gemm.SOURCE: [], pointwise.SOURCE: [], gather.SOURCE: [],
            tile.SOURCE: [], remap.SOURCE: [], wgrad.SOURCE: [], one_pass.KERNELS: [],
-           conv3d.SOURCE: [], shuffle.SOURCE: []}
+           conv3d.SOURCE: []}
     for ctype, wb in (("float", 4), ("double", 2)):
         for cob in conv3d.COBS:  # conv3d.config: twice the positions for 1 or 2 channels
             out[conv3d.SOURCE].append(
@@ -59,9 +59,6 @@ def _instances():
         for ctype in CTYPES.values() if name in ("big", "thin") else ("float",):
             out[wgrad.SOURCE].append(
                 f"xconvt_wgrad<{ctype}, {bm}, {bn}, {bk}, {tm}, {tn}, {minb}>")
-    for bits in shuffle._BITS.values():
-        for index_t in ("int", "long long"):
-            out[shuffle.SOURCE].append(f"xconvt_shuffle<{bits}, {index_t}>")
     for real in ("float", "double"):
         out[wgrad.SOURCE].append(f"xconvt_wgrad_reduce<{real}>")
         for index_t in ("int", "long long"):

@@ -421,6 +421,8 @@ def _instances(full=True):
         for bits, rnd in (("unsigned", 0), ("unsigned", 1), ("unsigned", 2),
                           ("unsigned short", 0)):
             names.append(f"xconvt_mma_to_cl<{bits}, {i}, {rnd}>")
+            if (bits, rnd) != ("unsigned", 0):  # wgmma's: float bits are rounded
+                names.append(f"xconvt_wgmma_prep<{bits}, {i}, {rnd}>")
     # xconvt_wgmma: every tile and K block of the table (full) or one per
     # template argument value, each dtype and mode; the body is sm_90a only
     for dt, mode, itemsize in ((0, 0, 4), (0, 1, 4), (1, 2, 2), (2, 2, 2)):

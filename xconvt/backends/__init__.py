@@ -56,7 +56,6 @@ _REGISTRY = {
     ),
     "cupy": (
         Planner("cuda.wgmma", "direct", _CUDA + "mma", "plan_wgmma"),
-        Planner("cuda.shuffle", "direct", _CUDA + "shuffle"),
         Planner("cuda.mma", "direct", _CUDA + "mma"),
         Planner("cuda.pointwise", "direct", _CUDA + "pointwise"),
         Planner("cuda.gather", "direct", _CUDA + "gather"),

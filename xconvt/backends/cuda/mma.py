@@ -85,7 +85,7 @@ MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
               "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL",
               "PD", "PH", "PW", "LD", "LH", "LW", "CT", "QD", "QH", "QW", "XSMALL", "TPK",
-              "PAIR")
+              "PAIR", "VEC")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
 META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
@@ -338,6 +338,7 @@ class MmaConfig(NamedTuple):
     sc: int = 0      # slab: 32-bit words per k row of a slab buffer
     tpk: int = 1     # slab 8: taps a K block spans (bk is then one tap's channels)
     pair: int = 0    # xconvt_wgmma: column pairs are W phase pairs (:func:`pair_params`)
+    vec: int = 0     # xconvt_wgmma: the epilogue through shared memory, 16-byte stores
 
     @property
     def name(self):
@@ -486,6 +487,16 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
     ``"slab_async"``, ``"cl"``, ``"cl_slab"``, ``"auto"`` for tap, cl and
     cl_slab, or None for all)
     that fits in ``smem_per_block``."""
+    if variant == "wgmma_vec":  # slab 5, the epilogue through shared memory
+        if isinstance(params, Conv3dGemm) or params.stride[2] != 1:
+            return []
+        itemsize = DTYPES[dtype][1]
+        out = []
+        for c in _wg_candidates(params, dtype, precision, smem_per_block):
+            tile = c.bn * (c.bm + 16 // itemsize) * itemsize + 1024
+            if max(tile, c.smem) <= smem_per_block:
+                out.append(c._replace(vec=1, smem=max(tile, c.smem)))
+        return out
     if variant == "wgmma_pair":  # slab 5 on pair_params, columns written as W pairs
         gp = pair_params(params)
         return [] if gp is None else [
@@ -935,8 +946,8 @@ class _Launch:
             WSMALL=n_packed if cfg.mode == 1 else 0,
             PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0,
             **dict(zip(("QD", "QH", "QW"), _in_step(params))), XSMALL=0, TPK=cfg.tpk,
-            PAIR=cfg.pair)
-        self.to_cl = None
+            PAIR=cfg.pair, VEC=cfg.vec)
+        self.to_cl = self.prep = None
         if cfg.slab >= 3:
             ext, lo, ct = cl_layout(params, cfg.bk)
             geo.update(zip(("PD", "PH", "PW"), ext))
@@ -951,18 +962,28 @@ class _Launch:
             if round_ == 2:
                 geo["XSMALL"] = cl_elements(params, cfg.bk)
             self.cl_grid = (cl_grid(ext, ct, params.batch, 2 if cfg.dt else 1),)
+            if wg:  # the pack and the copy in one launch (xconvt_wgmma_prep)
+                self.prep = get(f"xconvt_wgmma_prep<{bits}, {cfg.index_t}, {round_}>")
         self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):
         import cupy
 
         wp = (cupy.zeros if self.padded else cupy.empty)(self.wp_size, dtype=x.dtype)
-        if self.n_idx:
-            self.pack(self.pack_grid, (256,), (w, *self.pack_tables, wp, *self.pack_rest))
-        if self.to_cl is not None:
+        if self.prep is not None:
             xcl = cupy.empty(self.cl_size, dtype=x.dtype)
-            self.to_cl(self.cl_grid, (256,), (x, xcl, self.args[0]))
+            pg = self.pack_grid if self.n_idx else (1, 1, 0)
+            self.prep((math.prod(pg) + self.cl_grid[0],), (256,),
+                      (x, xcl, self.args[0], w, *self.pack_tables, wp, *self.pack_rest,
+                       *(np.int32(v) for v in pg)))
             x = xcl
+        else:
+            if self.n_idx:
+                self.pack(self.pack_grid, (256,), (w, *self.pack_tables, wp, *self.pack_rest))
+            if self.to_cl is not None:
+                xcl = cupy.empty(self.cl_size, dtype=x.dtype)
+                self.to_cl(self.cl_grid, (256,), (x, xcl, self.args[0]))
+                x = xcl
         self.kern(self.grid, self.block,
                   (x, wp, x if b is None else b, out, self.meta, self.btab,
                    self.args[b is not None]),
@@ -1142,7 +1163,7 @@ def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None,
     cc, sms, smem = _limits_cached(cupy.cuda.runtime.getDevice())
     if cc < (8, 0):
         raise ValueError(f"the tensor-core kernel needs compute capability >= 8.0, got {cc}")
-    wg = (variant in WG_VARIANTS or variant == "wgmma_pair"
+    wg = (variant in WG_VARIANTS or variant in ("wgmma_pair", "wgmma_vec")
           or (config is not None and config.slab >= 5))
     if wg and tuple(cc) != (9, 0):
         raise ValueError(f"the wgmma kernel needs compute capability 9.0, got {cc}")

@@ -80,6 +80,7 @@ struct MmaArgs {
   int XSMALL;
   int TPK;
   int PAIR;
+  int VEC;
 };
 // (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
 // a slab buffer.  WSMALL: MODE 1, offset of the small halves of the packed
@@ -90,7 +91,8 @@ struct MmaArgs {
 // the box stagings (SLAB 1, 2, 4) take 1 only.  XSMALL: xconvt_wgmma's
 // 3xTF32, offset of the small halves in the channels-last copy.  TPK:
 // xconvt_wgmma's BOXA 3, taps a K block spans.  PAIR: xconvt_wgmma writes
-// column pairs to W phase pairs (see its epilogue); 0 or 1.)
+// column pairs to W phase pairs (see its epilogue); 0 or 1.  VEC:
+// xconvt_wgmma's epilogue through shared memory (unit output steps along W).)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
@@ -1466,6 +1468,60 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   keep(acc);
   cp_async_wait<0>();
 
+  if constexpr (!BOX) {
+    if (a.VEC) {
+      // ---- epilogue VEC (unit output steps along W, flat M tiles): the
+      // tile through shared memory ([BN][BM] values, rows 16 bytes apart
+      // more), then 16-byte stores of EPC neighbouring rows of a column where
+      // they are one aligned run of the output row, value by value elsewhere
+      const int lane = tid & 31, warp = tid >> 5;
+      const int gq = lane >> 2, tq = lane & 3;
+      constexpr int LDT = BM + EPC;
+      T* const st = reinterpret_cast<T*>(smem_raw + (sbase - smem_u32(smem_raw)));
+      __syncthreads();  // every warpgroup is done reading the stages
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int r = 16 * warp + gq + 8 * hr;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int n = j * 8 + 2 * tq + e;
+            float v = acc[4 * j + 2 * hr + e];
+            if (a.has_bias && n0 + n < a.Cog) v += to_f32<DT>(bias[g * a.Cog + n0 + n]);
+            st[n * LDT + r] = from_f32<DT>(v);
+          }
+        }
+      }
+      __syncthreads();
+      const I ODHW = (I)a.OD * a.OH * a.OW;
+      for (int q = tid; q < BN * (BM / EPC); q += THREADS) {
+        const int n = q / (BM / EPC), m = (q - n * (BM / EPC)) * EPC;
+        if (n0 + n >= a.Cog) continue;
+        int nb, jd, jh, jw, nb1, jd1, jh1, jw1;
+        const bool v0 = decode(m, nb, jd, jh, jw);
+        const bool v1 = decode(m + EPC - 1, nb1, jd1, jh1, jw1);
+        const I base = ((I)nb * a.Cout + (I)g * a.Cog + n0 + n) * ODHW;
+        const I off = ((I)(pm[P_FD] + a.sd * jd) * a.OH + pm[P_FH] + a.sh * jh) * a.OW +
+                      pm[P_FW] + jw;
+        if (v0 && v1 && a.sw == 1 && nb1 == nb && jd1 == jd && jh1 == jh &&
+            jw1 == jw + EPC - 1 && (reinterpret_cast<size_t>(out + base + off) & 15) == 0) {
+          *reinterpret_cast<uint4*>(out + base + off) =
+              *reinterpret_cast<const uint4*>(st + n * LDT + m);
+        } else {
+          for (int e = 0; e < EPC; ++e) {
+            int nb2, jd2, jh2, jw2;
+            if (!decode(m + e, nb2, jd2, jh2, jw2)) break;
+            const I od = pm[P_FD] + a.sd * jd2, oh = pm[P_FH] + a.sh * jh2;
+            out[((I)nb2 * a.Cout + (I)g * a.Cog + n0 + n) * ODHW + (od * a.OH + oh) * a.OW +
+                pm[P_FW] + a.sw * jw2] = st[n * LDT + m + e];
+          }
+        }
+      }
+      return;
+    }
+  }
+
   // ---- epilogue: + bias, storage dtype, straight to the output.  PAIR:
   // the layer's two W phases (kernel = stride = 2 along W) are the columns'
   // pairs 2o, 2o + 1 of a layer at the input's width (the host's), written
@@ -1532,14 +1588,13 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
 // per column o, read along the taps, written along c.  CONV as
 // xconvt_mma_pack_t.  Grid (G*Cog, ceil(K3/32), ceil(Cig/32)).
 template <typename U, typename I, int CONV>
-__global__ void __launch_bounds__(256)
-xconvt_wgmma_pack(const U* __restrict__ src, const I* __restrict__ tapoff,
-                  const I* __restrict__ gstride, const I* __restrict__ ostride,
-                  U* __restrict__ dst, int Cig, int Cog, int K3, I small, I kstride,
-                  I nstride, int pair) {
+__device__ __forceinline__ void wgmma_pack_block(
+    const U* __restrict__ src, const I* __restrict__ tapoff, const I* __restrict__ gstride,
+    const I* __restrict__ ostride, U* __restrict__ dst, int Cig, int Cog, int K3, I small,
+    I kstride, I nstride, int pair, int bx, int by, int bz) {
   __shared__ U tile[32][33];
   const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-  const int go = blockIdx.x, k0 = blockIdx.y * 32, c0 = blockIdx.z * 32;
+  const int go = bx, k0 = by * 32, c0 = bz * 32;
   const int g = go / Cog, o = go - g * Cog;
   // pair: column o is W phase o & 1 of w's column o >> 1, tap k its tap 2k + (o & 1)
   const U* s = src + (I)g * Cig * Cog * K3 + (I)(o >> pair) * nstride + (pair ? (o & 1) : 0);
@@ -1569,6 +1624,15 @@ xconvt_wgmma_pack(const U* __restrict__ src, const I* __restrict__ tapoff,
     }
   }
 }
+template <typename U, typename I, int CONV>
+__global__ void __launch_bounds__(256)
+xconvt_wgmma_pack(const U* __restrict__ src, const I* __restrict__ tapoff,
+                  const I* __restrict__ gstride, const I* __restrict__ ostride,
+                  U* __restrict__ dst, int Cig, int Cog, int K3, I small, I kstride,
+                  I nstride, int pair) {
+  wgmma_pack_block<U, I, CONV>(src, tapoff, gstride, ostride, dst, Cig, Cog, K3, small, kstride,
+                               nstride, pair, blockIdx.x, blockIdx.y, blockIdx.z);
+}
 
 // The channels-last copy of x that SLAB 3 reads: y[n][pd][ph][pw][g][c] =
 // x[n][g*Cig + c][pd - LD][ph - LH][pw - LW] for c < Cig, zero in the halo and
@@ -1582,8 +1646,8 @@ xconvt_wgmma_pack(const U* __restrict__ src, const I* __restrict__ tapoff,
 // warp writes 128 contiguous bytes where TC covers CT).  Blocks stride over
 // the N * ceil(SP / TP) * ceil(CT / TC) tiles.  U: the storage's bits.
 template <typename U, typename I, int CONV>
-__global__ void __launch_bounds__(256)
-xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs a) {
+__device__ __forceinline__ void to_cl_blocks(const U* __restrict__ x, U* __restrict__ y,
+                                             const xmma::MmaArgs& a, int bid, int nblocks) {
   constexpr int V = 4 / sizeof(U);
   static_assert(CONV == 0 || V == 1, "tf32 rounding applies to 32-bit values");
   __shared__ __align__(16) U tile[CL_ELEMS + (CL_ELEMS / 16) * V];
@@ -1598,7 +1662,7 @@ xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs
   const int qtiles = (a.CT + TC - 1) / TC;
   const I tiles = (I)a.N * ptiles * qtiles;
   const int p = tid % TP, c_first = tid / TP, c_step = 256 / TP;
-  for (I t = blockIdx.x; t < tiles; t += gridDim.x) {
+  for (I t = bid; t < tiles; t += nblocks) {
     const int qt = (int)(t % qtiles);
     const I r = t / qtiles;
     const I st = r % ptiles;
@@ -1658,6 +1722,31 @@ xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs
         y[dst] = tile[pp * RS + cv];
       }
     }
+  }
+}
+template <typename U, typename I, int CONV>
+__global__ void __launch_bounds__(256)
+xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs a) {
+  to_cl_blocks<U, I, CONV>(x, y, a, blockIdx.x, gridDim.x);
+}
+// xconvt_wgmma's two preparations in one launch: the first pb = px * py * pz
+// blocks pack the weights (xconvt_wgmma_pack's grid, flattened: short, they
+// start first), the other ncl blocks copy x (xconvt_mma_to_cl's); the pack
+// no longer waits for the copy nor costs a launch of its own.
+template <typename U, typename I, int CONV>
+__global__ void __launch_bounds__(256)
+xconvt_wgmma_prep(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs a,
+                  const U* __restrict__ src, const I* __restrict__ tapoff,
+                  const I* __restrict__ gstride, const I* __restrict__ ostride,
+                  U* __restrict__ dst, int Cig, int Cog, int K3, I small, I kstride,
+                  I nstride, int pair, int px, int py, int pz) {
+  const int pb = px * py * pz;
+  const int b = blockIdx.x;
+  if (b < pb) {
+    wgmma_pack_block<U, I, CONV>(src, tapoff, gstride, ostride, dst, Cig, Cog, K3, small,
+                                 kstride, nstride, pair, b % px, (b / px) % py, b / (px * py));
+  } else {
+    to_cl_blocks<U, I, CONV>(x, y, a, b - pb, gridDim.x - pb);
   }
 }
 // Packed weights straight from w: per K channel cc = g*Cig + c, 32 x 32 tiles
