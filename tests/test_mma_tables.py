@@ -691,7 +691,9 @@ def replay_to_cl(x, ext, lo, ct, groups, v, grid):
     xf = x.reshape(-1)
     y = np.full(n_ * sp * ct, np.nan)
     elems = cuda_mma._CL_ELEMS
-    tc = 32 * v if ct >= 32 * v else max(16, ct)
+    tc = 32 * v
+    while tc > 16 and tc // 2 >= ct:
+        tc //= 2
     tp = elems // tc
     ptiles, qtiles = -(-sp // tp), -(-ct // tc)
     tiles = n_ * ptiles * qtiles
@@ -734,9 +736,12 @@ def replay_to_cl(x, ext, lo, ct, groups, v, grid):
 
 @pytest.mark.parametrize("shape, groups, kernel, stride, padding, bk, v", [
     ((2, 6, 3, 4, 5), 2, 3, 1, 1, 8, 1),      # groups, channel padding, halo, float32
-    ((1, 40, 2, 3, 9), 1, 3, 2, 1, 16, 2),    # 16-bit, CT 48 (TC 64, a partial tile)
+    ((1, 40, 2, 3, 9), 1, 3, 2, 1, 16, 2),    # 16-bit, CT 48 (TC 64)
     ((1, 32, 3, 5, 7), 1, 3, 1, 1, 32, 2),    # 16-bit, CT 32
     ((1, 64, 2, 2, 3), 4, 2, 2, 0, 16, 2),    # 16-bit, groups of 16 channels
+    ((2, 9, 2, 3, 4), 3, 3, 1, 1, 8, 1),      # float32, CT 24 (TC 32)
+    ((1, 12, 3, 2, 5), 3, 2, 1, 0, 8, 1),     # float32, CT 24, no halo
+    ((1, 6, 2, 3, 5), 3, 3, 2, 1, 16, 2),     # 16-bit, CT 48 (TC 64)
 ])
 def test_to_cl_copy_replay(shape, groups, kernel, stride, padding, bk, v):
     """The channels-last copy as the kernel's threads write it equals x moved

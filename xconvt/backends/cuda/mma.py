@@ -412,9 +412,11 @@ def cl_layout(params, bk):
 def cl_grid(ext, ct, batch, v):
     """Blocks of ``xconvt_mma_to_cl`` for a copy of padded extents ``ext``,
     ``ct`` channels and ``batch`` samples, ``v`` values a 4-byte word (2 for
-    16-bit storage): its tiles of ``TP x TC`` (``TC = 32 v``, or ``ct`` where
-    smaller, at least 16), at most ``_CL_GRID``."""
-    tc = 32 * v if ct >= 32 * v else max(16, ct)
+    16-bit storage): its tiles of ``TP x TC`` (``TC = 32 v``, or the power of
+    two from 16 covering ``ct``), at most ``_CL_GRID``."""
+    tc = 32 * v
+    while tc > 16 and tc // 2 >= ct:
+        tc //= 2
     tp = _CL_ELEMS // tc
     tiles = batch * -(-math.prod(ext) // tp) * -(-ct // tc)
     return max(1, min(tiles, _CL_GRID))

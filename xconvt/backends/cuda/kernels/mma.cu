@@ -1639,7 +1639,7 @@ xconvt_wgmma_pack(const U* __restrict__ src, const I* __restrict__ tapoff,
 // in each group's channel padding (CP = nCB * BK channels a group); CONV 1
 // (float bits): rounded to tf32; 2: also the small halves, a.XSMALL on.
 // Tiles of CL_ELEMS values, TP padded positions (flat, n's [pd][ph][pw]) x TC
-// copy channels (TC = 32 * V, or CT where CT is smaller, at least 16; V =
+// copy channels (TC = 32 * V, or the power of two from 16 covering CT; V =
 // 4 / sizeof(U), values a 4-byte store carries): every thread loads
 // CL_ELEMS / 256 values along the positions (a warp reads 32 neighbours of one
 // channel) into shared memory, then stores 4-byte words along the channels (a
@@ -1652,7 +1652,10 @@ __device__ __forceinline__ void to_cl_blocks(const U* __restrict__ x, U* __restr
   static_assert(CONV == 0 || V == 1, "tf32 rounding applies to 32-bit values");
   __shared__ __align__(16) U tile[CL_ELEMS + (CL_ELEMS / 16) * V];
   const int tid = threadIdx.x;
-  const int TC = a.CT >= 32 * V ? 32 * V : max(16, a.CT);
+  // TC: 32 V, or the power of two (16 or more) covering CT where CT is
+  // smaller: TP divides the 256 threads, each thread one position
+  int TC = 32 * V;
+  while (TC > 16 && TC / 2 >= a.CT) TC /= 2;
   const int TP = CL_ELEMS / TC;  // 64 .. 256
   const int RS = TC + V;         // a tile row (position): an odd count of words
   const int CP = a.CT / a.G;
