@@ -926,3 +926,27 @@ def test_pair_layer_equals_the_layer(seed, groups, kdh, bias):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert cuda_mma.pair_params(ConvParams.from_shapes(
         x.shape, (cin, cog, 2, 2, 3), None, stride=2, groups=groups)) is None
+
+
+def test_wgmma_planner_takes_pairs_and_vec_where_measured():
+    """``cuda.wgmma``'s estimates (H200 preset numbers) take W pairs for the
+    U-Net layers at every precision, the VEC epilogue for 16-bit stride-1
+    layers of few channels with rows of whole 16-byte runs, and neither
+    elsewhere (seed_example's rows of 100 and TF32: measured slower)."""
+    from bench import cases as C
+
+    suite = {c.name: c.params() for c in C.GPU_SUITE}
+    for name in ("unet_k2s2", "unet_k2s2_big"):
+        for dt, prec in (("float16", "float32"), ("float32", "tf32"), ("float32", "float32")):
+            cfg = cuda_mma.mma_config(suite[name], dt, prec, 132, 232448, "wgmma")[0]
+            assert cfg.pair == 1 and cfg.vec == 0, (name, dt, prec)
+    for name in ("same_k3s1", "dilated_k3d2"):
+        assert cuda_mma.mma_config(suite[name], "float16", "float32", 132, 232448,
+                                   "wgmma")[0].vec == 1
+        assert cuda_mma.mma_config(suite[name], "float32", "tf32", 132, 232448,
+                                   "wgmma")[0].vec == 0
+    for name in ("seed_example", "vnet_k3s2", "gan_k4s2"):
+        cfg = cuda_mma.mma_config(suite[name], "float16", "float32", 132, 232448, "wgmma")[0]
+        assert cfg.vec == 0 and cfg.pair == 0, name
+    assert not cuda_mma.vec_applies(suite["seed_example"], "float16")
+    assert cuda_mma.pair_params(suite["gan_k4s2"]) is None

@@ -203,6 +203,23 @@ _CL_COPY = (4e-6, 2.5e12)
 _PAIR_OUT = 0.4
 
 
+#: The estimate of a VEC configuration (the epilogue through shared memory)
+#: where :func:`vec_applies`, relative to the same tile's: same_k3s1 and
+#: dilated_k3d2 in float16 measured 0.97x and 0.94x the plain pick's time
+#: (H200 sweep, the same process); in TF32 1.02-1.05x, on seed_example
+#: (rows of 100, misaligned) 1.39x, hence the rule.
+_VEC = 0.96
+
+
+def vec_applies(params, dtype):
+    """Where ``cuda.wgmma`` considers the VEC epilogue: 16-bit storage, unit
+    output steps along W, output rows of whole 16-byte runs and at most 32
+    output channels a group (the measured cases)."""
+    return (dtype in ("float16", "bfloat16") and not isinstance(params, Conv3dGemm)
+            and params.stride[2] == 1 and params.out_size[2] % 8 == 0
+            and params.out_channels_per_group <= 32)
+
+
 @lru_cache(maxsize=256)
 def pair_params(params):
     """The layer whose GEMM ``xconvt_wgmma`` runs for a W-pair configuration
@@ -720,6 +737,8 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     if cfg.pair:  # the fits' output term for whole 32-byte sectors
         terms = terms[:4] + (terms[4] * _PAIR_OUT,) + terms[5:]
     scale = _MMA_3XTF32 if mode_name == "3xtf32" and cfg.slab < 5 else 1.0
+    if cfg.vec:
+        scale *= _VEC
     return copy + scale * sum(f * t for f, t in zip(fit, terms))
 
 
@@ -747,6 +766,8 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     cands = _candidates(params, dtype, precision, smem_per_block, variant or "auto")
     if variant == "wgmma":
         cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_pair")
+        if vec_applies(params, dtype):
+            cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_vec")
     if any(c.slab in (1, 2) and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
         cands = [c for c in cands if c.slab not in (1, 2) or c.bk == 32]
     for cfg in cands:
