@@ -950,3 +950,60 @@ def test_wgmma_planner_takes_pairs_and_vec_where_measured():
         assert cfg.vec == 0 and cfg.pair == 0, name
     assert not cuda_mma.vec_applies(suite["seed_example"], "float16")
     assert cuda_mma.pair_params(suite["gan_k4s2"]) is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, sd=st.sampled_from([1, 2]), k=st.sampled_from([1, 2, 3]),
+       size=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 21)),
+       bm=st.sampled_from([64, 128]), epc=st.sampled_from([4, 8]), off=st.sampled_from([0, 1]))
+def test_vec_epilogue_index_math(seed, sd, k, size, bm, epc, off):
+    """``xconvt_wgmma``'s VEC epilogue replayed: every chunk of ``epc`` rows
+    of a column that takes the 16-byte store (its first and last rows valid,
+    one output row, consecutive W, an aligned address) covers exactly the
+    outputs the per-value epilogue writes for those rows, and with the
+    value-by-value fallback every output is written once (stride 1 along W,
+    any stride along D, an output at element offset ``off``)."""
+    del seed
+    params = ConvParams.from_shapes((2, 4) + size, (4, 3, k, k, k), None,
+                                    stride=(sd, 1, 1), padding=(k // 2, 0, k // 2))
+    cfg = MmaConfig(1, 2, "int", bm, 32, 32, 64, 32, 4, bm // 64 * 128, 0, 2, 5, vec=1)
+    meta, btab = mma_tables(params, cfg)
+    N, cout = params.batch, params.out_channels
+    OD, OH, OW = params.out_size
+    ODHW = OD * OH * OW
+    written = np.zeros(N * cout * ODHW, int)
+    for ph, r in btab:
+        row = meta[ph]
+        ntile = r % row[C["n_tiles"]]
+        mtile = (r // row[C["n_tiles"]]) % row[C["m_tiles"]]
+        cd, ch, cw = row[C["cd"]], row[C["ch"]], row[C["cw"]]
+        per_n = cd * ch * cw
+
+        def decode(m):
+            m += mtile * bm
+            nb = m // per_n
+            q = m - nb * per_n
+            return m < N * per_n, nb, q // (cw * ch), (q // cw) % ch, q % cw
+
+        def index(nb, n, jd, jh, jw):
+            od = row[C["fd"]] + sd * jd
+            oh = row[C["fh"]] + jh
+            return (nb * cout + ntile * 32 + n) * ODHW + (od * OH + oh) * OW + row[C["fw"]] + jw
+
+        for n in range(min(32, cout - ntile * 32)):
+            for m in range(0, bm, epc):
+                v0, nb, jd, jh, jw = decode(m)
+                v1, nb1, jd1, jh1, jw1 = decode(m + epc - 1)
+                if v0 and v1 and (nb1, jd1, jh1, jw1) == (nb, jd, jh, jw + epc - 1) \
+                        and (off + index(nb, n, jd, jh, jw)) % epc == 0:
+                    got = index(nb, n, jd, jh, jw) + np.arange(epc)
+                    want = [index(*decode(m + e)[1:2], n, *decode(m + e)[2:]) for e in range(epc)]
+                    np.testing.assert_array_equal(got, want)
+                    written[got] += 1
+                else:
+                    for e in range(epc):
+                        ok, nb2, jd2, jh2, jw2 = decode(m + e)
+                        if not ok:
+                            break
+                        written[index(nb2, n, jd2, jh2, jw2)] += 1
+    assert (written == 1).all()
