@@ -45,7 +45,12 @@ in wgmma's swizzled K-major layout (K blocks of 128, 64 or 32 bytes: the
 128-, 64- or 32-byte swizzle), one warpgroup per 64 rows, the accumulators in
 registers; TF32 operands rounded by the copy and the pack; 3xTF32 stages both
 halves and sums each K block's three products in fresh registers.  Compiled
-for ``sm_90a`` by NVRTC directly (:func:`.runtime.kernel`'s ``arch``).
+for ``sm_90a`` by NVRTC directly (:func:`.runtime.kernel`'s ``arch``).  The
+weight pack and the copy share one launch (``xconvt_wgmma_prep``).  Where
+kernel = stride = 2 along W the planner also weighs W pairs
+(:func:`pair_params`: both W phases in one GEMM, written as value pairs), and
+for 16-bit stride-1 layers of few channels the VEC epilogue
+(:func:`vec_applies`: the tile through shared memory, 16-byte stores).
 
 conv3d, the adjoint, is one more GEMM of the same kernel (:class:`Conv3dGemm`):
 a single phase over every real tap, A read from y at the stride (no
