@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Device call: the box stagings' tests, then wgmma_box's sweep against slab 5's pick and cuDNN.
+# (Ran 2026-12-03 06:13; the shuffle planner, its test and probe were removed afterwards.)
 set -uo pipefail
 LOG=$OUT/all.log
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1
