@@ -98,7 +98,7 @@ def main():
                     sm = mma._smem(c0.bm, c0.bn, c0.bk, st, item, sc=c0.sc, mode=c0.mode, slab=c0.slab,
                                    ntaps=mma._max_taps(geo), tpk=c0.tpk)
                     if c0.vec:  # the epilogue's tile in the stages' shared memory
-                        sm = max(sm, c0.bn * (c0.bm + 16 // item) * item + 1024)
+                        sm = max(sm, mma.vec_smem(c0.bm, c0.bn, item))
                     if sm <= 232448 and (st <= c0.stages or st == 6):
                         cands.append(c0._replace(stages=st, smem=sm))
             for cfg in cands:

@@ -216,6 +216,12 @@ _PAIR_OUT = 0.4
 _VEC = 0.96
 
 
+def vec_smem(bm, bn, itemsize):
+    """Shared memory the VEC epilogue's tile takes (``[bn][bm + 16 bytes]``
+    values after the 1024-byte alignment); the stages' memory is reused."""
+    return bn * (bm + 16 // itemsize) * itemsize + 1024
+
+
 def vec_applies(params, dtype):
     """Where ``cuda.wgmma`` considers the VEC epilogue: 16-bit storage, unit
     output steps along W, output rows of whole 16-byte runs and at most 32
@@ -517,9 +523,9 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
         itemsize = DTYPES[dtype][1]
         out = []
         for c in _wg_candidates(params, dtype, precision, smem_per_block):
-            tile = c.bn * (c.bm + 16 // itemsize) * itemsize + 1024
-            if max(tile, c.smem) <= smem_per_block:
-                out.append(c._replace(vec=1, smem=max(tile, c.smem)))
+            smem = max(vec_smem(c.bm, c.bn, itemsize), c.smem)
+            if smem <= smem_per_block:
+                out.append(c._replace(vec=1, smem=smem))
         return out
     if variant == "wgmma_pair":  # slab 5 on pair_params, columns written as W pairs
         gp = pair_params(params)
@@ -992,6 +998,9 @@ class _Launch:
             self.cl_grid = (cl_grid(ext, ct, params.batch, 2 if cfg.dt else 1),)
             if wg:  # the pack and the copy in one launch (xconvt_wgmma_prep)
                 self.prep = get(f"xconvt_wgmma_prep<{bits}, {cfg.index_t}, {round_}>")
+                pg = self.pack_grid if self.n_idx else (1, 1, 0)
+                self.prep_grid = (math.prod(pg) + self.cl_grid[0],)
+                self.prep_rest = self.pack_rest + tuple(np.int32(v) for v in pg)
         self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
 
     def __call__(self, x, w, b, out):
@@ -1000,10 +1009,8 @@ class _Launch:
         wp = (cupy.zeros if self.padded else cupy.empty)(self.wp_size, dtype=x.dtype)
         if self.prep is not None:
             xcl = cupy.empty(self.cl_size, dtype=x.dtype)
-            pg = self.pack_grid if self.n_idx else (1, 1, 0)
-            self.prep((math.prod(pg) + self.cl_grid[0],), (256,),
-                      (x, xcl, self.args[0], w, *self.pack_tables, wp, *self.pack_rest,
-                       *(np.int32(v) for v in pg)))
+            self.prep(self.prep_grid, (256,),
+                      (x, xcl, self.args[0], w, *self.pack_tables, wp, *self.prep_rest))
             x = xcl
         else:
             if self.n_idx:

@@ -1154,6 +1154,16 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     b_src[i] = n * KT + j * EPC;
     b_dst[i] = q < BN * CPR ? swz(n, j) : 0xFFFFFFFFu;
   }
+  // B of the K block at bsrc into the stage at s0
+  auto load_b = [&](const T* bsrc, unsigned s0) {
+#pragma unroll
+    for (int i = 0; i < BCH; ++i)
+      if (BN * CPR % THREADS == 0 || b_dst[i] != 0xFFFFFFFFu) {
+        cp_async16(s0 + A_BYTES + b_dst[i], bsrc + b_src[i]);
+        if constexpr (MODE == 1)
+          cp_async16(s0 + A_BYTES + B1 + b_dst[i], bsrc + a.WSMALL + b_src[i]);
+      }
+  };
   auto load = [&](int ud, int uh, int uw, int t, int cb, int st) {
     const I toff = (((I)ud * a.ed * a.PH + uh * a.eh) * a.PW + uw * a.ew) * a.CT + cb * BK;
     const unsigned s0 = sbase + st * STAGE;
@@ -1162,14 +1172,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       cp_async16(s0 + a_dst[i], x + a_src[i] + toff);
       if constexpr (MODE == 1) cp_async16(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + toff);
     }
-    const T* bsrc = wph + t * nCB * BK + cb * BK;
-#pragma unroll
-    for (int i = 0; i < BCH; ++i)
-      if (BN * CPR % THREADS == 0 || b_dst[i] != 0xFFFFFFFFu) {
-        cp_async16(s0 + A_BYTES + b_dst[i], bsrc + b_src[i]);
-        if constexpr (MODE == 1)
-          cp_async16(s0 + A_BYTES + B1 + b_dst[i], bsrc + a.WSMALL + b_src[i]);
-      }
+    load_b(wph + t * nCB * BK + cb * BK, s0);
   };
   // BOXA 3: K block kt's loads; its tap jt's offset in the copy from the
   // table after the stages (-1: a padding tap past the phase's, zero-filled)
@@ -1185,14 +1188,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       cp_async16z(s0 + a_dst[i], x + a_src[i] + o, real);
       if constexpr (MODE == 1) cp_async16z(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + o, real);
     }
-    const T* bsrc = wph + kt * BK;
-#pragma unroll
-    for (int i = 0; i < BCH; ++i)
-      if (BN * CPR % THREADS == 0 || b_dst[i] != 0xFFFFFFFFu) {
-        cp_async16(s0 + A_BYTES + b_dst[i], bsrc + b_src[i]);
-        if constexpr (MODE == 1)
-          cp_async16(s0 + A_BYTES + B1 + b_dst[i], bsrc + a.WSMALL + b_src[i]);
-      }
+    load_b(wph + kt * BK, s0);
   };
 
   // ---- warpgroup tile: rows 64 * wg .. + 63, all BN columns
