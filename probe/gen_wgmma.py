@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 PATH = Path(__file__).resolve().parent.parent / "xconvt/backends/cuda/kernels/mma.cu"
-NS = (32, 64, 128, 256)
+NS = (32, 48, 64, 96, 128, 192, 256)
 TYPES = {0: ("tf32.tf32", 8, ""), 1: ("f16.f16", 16, ", 0, 0"), 2: ("bf16.bf16", 16, ", 0, 0")}
 
 

@@ -31,6 +31,7 @@ def smoke():
     c = (C.Case("t", 2, 40, 24, (6, 7, 9), 3, 2, 1, 1, 1) if VARIANT == "wgmma" else
          C.Case("t", 2, 24, 24, (6, 7, 11), 3, 2, 1, 1, 1) if VARIANT == "wgmma_taps" else
          C.Case("t", 2, 40, 24, (6, 7, 11), 2, 2, 0, 0, 1) if VARIANT == "wgmma_pair" else
+         C.Case("t", 2, 40, 24, (6, 7, 12), 3, 2, 1, 1, 1) if VARIANT == "wgmma_fold" else
          C.Case("t", 2, 40, 24, (6, 7, 11), 3, 1, 1))
     p = c.params()
     rng = np.random.default_rng(0)
@@ -85,7 +86,14 @@ def main():
                 import ml_dtypes
                 npdt = np.float16 if dt == "float16" else ml_dtypes.bfloat16
                 x, w = x.view(npdt), w.view(npdt)
-            old = mma.mma_config(geo, dt, prec, 132, 232448, "wgmma" if VARIANT != "wgmma" else "auto")
+            if VARIANT == "wgmma_fold":  # the planner's pick without the fold
+                fp, mma.fold_params = mma.fold_params, lambda params: None
+                mma.mma_config.cache_clear()
+                old = mma.mma_config(geo, dt, prec, 132, 232448, "wgmma")
+                mma.fold_params = fp
+                mma.mma_config.cache_clear()
+            else:
+                old = mma.mma_config(geo, dt, prec, 132, 232448, "wgmma" if VARIANT != "wgmma" else "auto")
             if isinstance(old, str):
                 print(c.name, mode, "no config:", old, flush=True); continue
             t_old = ev(lambda: mma.mma_direct(geo, x, w, None, prec, config=old[0]))
@@ -94,11 +102,13 @@ def main():
             for c0 in mma._candidates(geo, dt, prec, 232448, VARIANT):
                 if c0.slab == 7:
                     cands.append(c0); continue
-                for st in (3, 4, 5, 6):
+                for st in ((c0.stages,) if os.environ.get("WG_STAGES") == "own" else (3, 4, 5, 6)):
                     sm = mma._smem(c0.bm, c0.bn, c0.bk, st, item, sc=c0.sc, mode=c0.mode, slab=c0.slab,
                                    ntaps=mma._max_taps(geo), tpk=c0.tpk)
                     if c0.vec:  # the epilogue's tile in the stages' shared memory
                         sm = max(sm, mma.vec_smem(c0.bm, c0.bn, item))
+                    if c0.fold:
+                        sm = max(sm, mma.fold_smem(c0.bm, c0.bn))
                     if sm <= 232448 and (st <= c0.stages or st == 6):
                         cands.append(c0._replace(stages=st, smem=sm))
             for cfg in cands:

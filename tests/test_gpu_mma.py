@@ -487,6 +487,55 @@ def test_wgmma_pairs(mode, shape, wshape, kw, bias):
 
 @pytest.mark.parametrize("mode", list(BOUNDS))
 @pytest.mark.parametrize("shape, wshape, kw, bias", [
+    ((1, 16, 5, 6, 16), (16, 12, 3, 3, 3), dict(stride=1, padding=1), True),
+    ((2, 12, 3, 4, 9), (12, 8, 3, 3, 3), dict(stride=2, padding=1, output_padding=1), False),
+    ((3, 2 * 8, 3, 2, 8), (16, 5, 4, 2, 4), dict(stride=(2, 1, 2), padding=(1, 0, 1),
+                                                 groups=2), True),
+    ((1, 8, 4, 3, 13), (8, 7, 2, 3, 3), dict(stride=(1, 2, 1), padding=(0, 1, 2),
+                                             dilation=(1, 1, 2)), True),
+    ((2, 6, 2, 3, 7), (6, 9, 1, 2, 2), dict(stride=(1, 1, 3), padding=(0, 0, 1),
+                                            output_padding=(0, 0, 2)), True),
+    ((1, 4, 2, 2, 100), (4, 6, 1, 1, 2), dict(stride=1, padding=(0, 0, 1)), False)])
+def test_wgmma_fold(mode, shape, wshape, kw, bias):
+    """``xconvt_wgmma``'s W-fold configurations (``variant="wgmma_fold"``:
+    the GEMM of ``fold_params``, ``KW * Cout`` columns over M tiles of whole
+    input rows, the epilogue summing each output column's W taps): unit
+    stride, stride 2 with ``OW = 2 IW`` (two columns a lane), stride 3 with
+    output columns that no tap reaches, dilation, groups, bias, rows of 100
+    in 128-row tiles, every tile, against float64; the first configuration
+    writes an output at an odd element offset (computed aside, then copied)."""
+    from xconvt.backends.cuda import mma
+
+    _need_wgmma()
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(wshape) / math.sqrt(wshape[0] * math.prod(wshape[2:]))
+    g = kw.get("groups", 1)
+    b = rng.standard_normal(wshape[1] * g) if bias else None
+    dt = _storage(mode)
+    dtname = "float32" if dt is np.float32 else np.dtype(dt).name
+    prec = "tf32" if mode == "tf32" else "float32"
+    xs, ws = x.astype(dt), w.astype(dt)
+    bs = None if b is None else b.astype(dt)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape, **kw)
+    ref = conv_transpose3d_ref(xs.astype(np.float64), ws.astype(np.float64),
+                               None if b is None else bs.astype(np.float64), **kw)
+    cands = mma._candidates(params, dtname, prec, 232448, "wgmma_fold")
+    assert cands and all(c.fold == wshape[4] for c in cands)
+    bd = None if b is None else _dev(bs)
+    for i, cfg in enumerate(cands):
+        if i == 0:
+            flat = _poisoned((math.prod(params.batched_output_shape) + 1,), np.dtype(dt))
+            out = flat[1:].reshape(params.batched_output_shape)
+        else:
+            out = _poisoned(params.batched_output_shape, np.dtype(dt))
+        got = _host(mma.mma_direct(params, _dev(xs), _dev(ws), bd, prec, config=cfg, out=out))
+        assert not np.isnan(got).any(), cfg.name
+        assert rel_l2(got, ref) <= BOUNDS[mode], (cfg.name, rel_l2(got, ref))
+
+
+@pytest.mark.parametrize("mode", list(BOUNDS))
+@pytest.mark.parametrize("shape, wshape, kw, bias", [
     ((1, 32, 6, 8, 16), (32, 24, 3, 3, 3), dict(stride=1, padding=1), True),
     ((2, 12, 5, 3, 7), (12, 10, 3, 2, 3), dict(stride=(2, 1, 1), padding=(1, 0, 2),
                                                dilation=(1, 2, 2), groups=2), False),

@@ -1007,3 +1007,107 @@ def test_vec_epilogue_index_math(seed, sd, k, size, bm, epc, off):
                             break
                         written[index(nb2, n, jd2, jh2, jw2)] += 1
     assert (written == 1).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, groups=st.sampled_from([1, 2]), kw=st.sampled_from([2, 3, 4]),
+       sw=st.sampled_from([1, 2, 3]), pw=st.integers(0, 2), dw=st.sampled_from([1, 2]),
+       opw=st.integers(0, 1), iw=st.integers(1, 13), bm=st.sampled_from([64, 128]),
+       bias=st.booleans())
+def test_fold_replay_to_reference(seed, groups, kw, sw, pw, dw, opw, iw, bm, bias):
+    """The W fold (``fold_params``, ``xconvt_wgmma``'s FOLD epilogue) replayed
+    block by block against float64: the fold layer's GEMM (kernel 1 along W,
+    ``KW * Cout`` columns, the weights as ``xconvt_wgmma_pack`` reads them
+    with ``wf = KW``: column ``o`` is W tap ``o % KW`` of channel ``o // KW``),
+    M tiles of whole input rows from ``mtile * FMT``, then per output row the
+    kernel's three paths (unit stride; stride 2 with ``OW = 2 IW``, two
+    columns a lane; any stride) sum the taps; every output element is
+    written exactly once."""
+    rng = np.random.default_rng(seed)
+    opw = min(opw, max(sw, dw) - 1)
+    cin, cog = 2 * groups, 3
+    x = rng.standard_normal((2, cin, 2, 3, iw))
+    w = rng.standard_normal((cin, cog, 2, 1, kw))
+    b = rng.standard_normal(groups * cog) if bias else None
+    kwargs = dict(stride=(2, 1, sw), padding=(1, 0, min(pw, (kw - 1) * dw)),
+                  output_padding=(1, 0, opw), dilation=(1, 1, dw), groups=groups)
+    try:
+        params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape,
+                                        **kwargs)
+    except ValueError:
+        return  # an empty output
+    fp = cuda_mma.fold_params(params)
+    assert fp.kernel == (2, 1, 1) and fp.out_size[2] == iw
+    assert fp.out_channels_per_group == kw * cog
+    # the pack's reads, wf = KW: s = w + g*Cig*Cog'*K3' + (o // KW)*(KW K3') + o % KW,
+    # element c*kstride + k*KW, kstride = Cog'*K3'
+    cig, cogp, k3p = cin // groups, kw * cog, 2
+    g_, c_, o_, k_ = np.meshgrid(np.arange(groups), np.arange(cig), np.arange(cogp),
+                                 np.arange(k3p), indexing="ij")
+    src = g_ * cig * cogp * k3p + (o_ // kw) * (kw * k3p) + o_ % kw + c_ * cogp * k3p + k_ * kw
+    wp = w.ravel()[src].reshape(groups * cig, cogp, 2, 1, 1)
+    y = conv_transpose3d_ref(x, wp, None, stride=(2, 1, 1), padding=(1, 0, 0),
+                             output_padding=(1, 0, 0), groups=groups)
+    want = conv_transpose3d_ref(x, w, b, **kwargs)
+    bn = next(n for n in cuda_mma.WG_FOLD_BN[::-1] if n % kw == 0)
+    cfg = MmaConfig(0, 0, "int", bm, bn, 32, 64, bn, 4, bm // 64 * 128, 0, 2, 5, fold=kw)
+    fmt = cuda_mma._fold_rows(fp, cfg)
+    meta, btab = mma_tables(fp, cfg)
+    N, cout = params.batch, params.out_channels
+    OD, OH, OW = params.out_size
+    got = np.full(want.shape, np.nan)
+    count = np.zeros(want.shape, int)
+    for ph, r in btab:
+        row = meta[ph]
+        ntile = r % row[C["n_tiles"]]
+        r //= row[C["n_tiles"]]
+        mtile, g = r % row[C["m_tiles"]], r // row[C["m_tiles"]]
+        cd, ch, cw = row[C["cd"]], row[C["ch"]], row[C["cw"]]
+        assert cw == iw
+        per_n = cd * ch * cw
+        n0, c0 = ntile * bn, ntile * bn // kw
+        for rr in range(fmt // iw):
+            m = mtile * fmt + rr * iw
+            if m >= N * per_n:
+                continue
+            nb, q = divmod(m, per_n)
+            jd, jh = q // (cw * ch), (q // cw) % ch
+            od, oh = row[C["fd"]] + 2 * jd, row[C["fh"]] + jh
+            for c in range(min(bn // kw, cog - c0)):
+                st = y[nb, g * cogp + n0 + c * kw: g * cogp + n0 + (c + 1) * kw, od, oh, :]
+                bv = b[g * cog + c0 + c] if bias else 0.0
+                out = got[nb, g * cog + c0 + c, od, oh]
+                hit = count[nb, g * cog + c0 + c, od, oh]
+                if sw == 1:
+                    for e in range(OW):
+                        v = bv
+                        for t in range(kw):
+                            i = e + kwargs["padding"][2] - t * dw
+                            if 0 <= i < iw:
+                                v += st[t, i]
+                        out[e] = v
+                        hit[e] += 1
+                elif sw == 2 and OW == 2 * iw:
+                    for e in range(iw):
+                        v = [bv, bv]
+                        for t in range(kw):
+                            t0 = kwargs["padding"][2] - t * dw
+                            i = e + ((t0 + 1) >> 1)
+                            if 0 <= i < iw:
+                                v[t0 & 1] += st[t, i]
+                        out[2 * e: 2 * e + 2] = v
+                        hit[2 * e: 2 * e + 2] += 1
+                else:
+                    for e in range(OW):
+                        v = bv
+                        for t in range(kw):
+                            s = e + kwargs["padding"][2] - t * dw
+                            if s < 0:
+                                continue
+                            i = s // sw
+                            if i * sw == s and i < iw:
+                                v += st[t, i]
+                        out[e] = v
+                        hit[e] += 1
+    assert (count == 1).all()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

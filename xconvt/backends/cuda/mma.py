@@ -90,7 +90,7 @@ MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
               "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL",
               "PD", "PH", "PW", "LD", "LH", "LW", "CT", "QD", "QH", "QW", "XSMALL", "TPK",
-              "PAIR", "VEC")
+              "PAIR", "VEC", "FOLD", "FS", "FP", "FDL", "FOW", "FMT")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
 META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
@@ -208,6 +208,11 @@ _CL_COPY = (4e-6, 2.5e12)
 _PAIR_OUT = 0.4
 
 
+#: The output term of the estimates of W-fold configurations (``fold``):
+#: whole output rows, as the pairs' (not yet fitted).
+_FOLD_OUT = 0.4
+
+
 #: The estimate of a VEC configuration (the epilogue through shared memory)
 #: where :func:`vec_applies`, relative to the same tile's: same_k3s1 and
 #: dilated_k3d2 in float16 measured 0.97x and 0.94x the plain pick's time
@@ -256,6 +261,54 @@ def pair_params(params):
         stride=params.stride[:2] + (1,), padding=params.padding[:2] + (0,),
         output_padding=params.output_padding[:2] + (0,),
         dilation=params.dilation[:2] + (1,), groups=params.groups)
+
+
+#: Column tiles of the W fold: the wgmma widths (``Wg<DT, N>`` in mma.cu)
+#: a fold's columns come in whole channels of (KW W taps each).
+WG_FOLD_BN = (256, 192, 128, 96, 64, 48, 32)
+
+
+@lru_cache(maxsize=256)
+def fold_params(params):
+    """The layer whose GEMM ``xconvt_wgmma`` runs for a W-fold configuration
+    (``MmaConfig.fold``), or None where ``params`` has none (kernel width 1,
+    conv3d, or no column tile of whole channels).  The fold layer has
+    kernel 1, stride 1 and no padding along W (its output columns are the
+    input's) and ``KW * Cout`` channels, column ``c * KW + kw`` being
+    channel ``c``'s W tap ``kw``: every multiply-add of the layer once, as in
+    the phase-by-phase GEMMs, but each input row's taps reuse one A row, and
+    the epilogue, which holds whole input rows (M tiles of ``bm // IW``
+    rows), sums each output column's taps and writes the output row along W
+    (where the phases write every ``stride``-th value).  W pairs
+    (:func:`pair_params`) are the fold of kernel = stride = 2 without a sum."""
+    if isinstance(params, Conv3dGemm):
+        return None
+    kw = params.kernel[2]
+    if kw < 2 or not any(bn % kw == 0 for bn in WG_FOLD_BN):
+        return None
+    from ..._params import ConvParams
+
+    kd, kh, _ = params.kernel
+    return ConvParams.from_shapes(
+        params.input_shape,
+        (params.in_channels, kw * params.out_channels_per_group, kd, kh, 1),
+        (kw * params.out_channels,) if params.has_bias else None,
+        stride=params.stride[:2] + (1,), padding=params.padding[:2] + (0,),
+        output_padding=params.output_padding[:2] + (0,),
+        dilation=params.dilation[:2] + (1,), groups=params.groups)
+
+
+def fold_smem(bm, bn):
+    """Shared memory of the W fold's epilogue: the tile as floats
+    (``[bn][bm + 4]``), the rows' output offsets, the 1024-byte alignment."""
+    return bn * (bm + 4) * 4 + 8 * bm + 1024
+
+
+def _fold_rows(params, cfg):
+    """Positions an M tile of a fold configuration covers: whole input rows
+    (``params`` is the fold layer, its output width the input's)."""
+    iw = params.out_size[2]
+    return cfg.bm // iw * iw
 
 
 def _in_step(params):
@@ -367,6 +420,7 @@ class MmaConfig(NamedTuple):
     tpk: int = 1     # slab 8: taps a K block spans (bk is then one tap's channels)
     pair: int = 0    # xconvt_wgmma: column pairs are W phase pairs (:func:`pair_params`)
     vec: int = 0     # xconvt_wgmma: the epilogue through shared memory, 16-byte stores
+    fold: int = 0    # xconvt_wgmma: the W fold (:func:`fold_params`), the kernel's width
 
     @property
     def name(self):
@@ -527,6 +581,20 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
             if smem <= smem_per_block:
                 out.append(c._replace(vec=1, smem=smem))
         return out
+    if variant == "wgmma_fold":  # slab 5 on fold_params, the epilogue sums the W taps
+        fp = fold_params(params)
+        if fp is None:
+            return []
+        kw, iw = params.kernel[2], params.in_size[2]
+        mode = _mode(dtype, precision)[0]
+        tiles = tuple((bm, bn) for bm in (128, 64) for bn in WG_FOLD_BN
+                      if bn % kw == 0 and bm >= iw and (mode != 1 or bn <= 128))
+        out = []
+        for c in _wg_candidates(fp, dtype, precision, smem_per_block, 5, tiles):
+            smem = max(fold_smem(c.bm, c.bn), c.smem)
+            if smem <= smem_per_block:
+                out.append(c._replace(fold=kw, smem=smem))
+        return out
     if variant == "wgmma_pair":  # slab 5 on pair_params, columns written as W pairs
         gp = pair_params(params)
         return [] if gp is None else [
@@ -614,7 +682,7 @@ def _max_taps(params):
     return max([math.prod(len(ph.taps) for ph in tri) for tri in params.phases()] + [1])
 
 
-def _wg_candidates(params, dtype, precision, smem_per_block, slab=5):
+def _wg_candidates(params, dtype, precision, smem_per_block, slab=5, tiles=WG_TILES):
     """Configurations of ``xconvt_wgmma`` with A staging ``slab``
     (:data:`WG_VARIANTS`: 5 the channels-last copy, K-major packed weights;
     6 and 7 the copy's input box per channel block, unit input steps only;
@@ -644,7 +712,7 @@ def _wg_candidates(params, dtype, precision, smem_per_block, slab=5):
             continue  # the wider block pads no more channels (7: less shared memory)
         if mode == 1 and 2 * cl_elements(params, bk) > _INT32_MAX:
             continue  # the copy's small halves are an int32 offset away
-        for bm, bn in WG_TILES:
+        for bm, bn in tiles:
             if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
                 continue  # mostly padding
             index_t = ("int" if max(_sizes(params, bk, bn, tpk)) <= _INT32_MAX
@@ -698,7 +766,8 @@ def _m_tiles(params, tri, cfg):
     """M tiles of one phase: flat runs of ``bm`` positions, or slab boxes."""
     if cfg.slab in (1, 2, 4, 6, 7):
         return params.batch * math.prod(-(-ph.count // b) for ph, b in zip(tri, cfg.box))
-    return -(-(params.batch * math.prod(ph.count for ph in tri)) // cfg.bm)
+    per = _fold_rows(params, cfg) if cfg.fold else cfg.bm
+    return -(-(params.batch * math.prod(ph.count for ph in tri)) // per)
 
 
 def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
@@ -713,6 +782,10 @@ def features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     other resident blocks hide)."""
     if cfg.pair:  # the GEMM of the pair layer
         params = pair_params(params)
+    if cfg.fold:  # the GEMM of the fold layer, the real output's bytes
+        copy, terms = _features(fold_params(params), cfg, mode_name, sm_count, smem_per_sm)
+        out_bytes = math.prod(params.batched_output_shape) * (4 if cfg.dt == 0 else 2)
+        return copy, terms[:4] + (out_bytes,) + terms[5:]
     return _features(params, cfg, mode_name, sm_count, smem_per_sm)
 
 
@@ -745,8 +818,8 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     weights of the terms of :func:`features`."""
     copy, terms = features(params, cfg, mode_name, sm_count, smem_per_sm)
     fit = _FIT[(mode_name, cfg.slab)]
-    if cfg.pair:  # the fits' output term for whole 32-byte sectors
-        terms = terms[:4] + (terms[4] * _PAIR_OUT,) + terms[5:]
+    if cfg.pair or cfg.fold:  # the fits' output term for whole 32-byte sectors
+        terms = terms[:4] + (terms[4] * (_PAIR_OUT if cfg.pair else _FOLD_OUT),) + terms[5:]
     scale = _MMA_3XTF32 if mode_name == "3xtf32" and cfg.slab < 5 else 1.0
     if cfg.vec:
         scale *= _VEC
@@ -777,6 +850,7 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     cands = _candidates(params, dtype, precision, smem_per_block, variant or "auto")
     if variant == "wgmma":
         cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_pair")
+        cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_fold")
         if vec_applies(params, dtype):
             cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_vec")
     if any(c.slab in (1, 2) and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
@@ -788,6 +862,9 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     if best is None:
         if variant in ("wgmma_slab", "wgmma_box") and _in_step(params) != (1, 1, 1):
             return "the wgmma box staging reads unit-step input boxes only"
+        if variant == "wgmma_fold":
+            return ("the W fold needs kernel_size > 1 along W, a column tile of whole "
+                    "channels and input rows no longer than 128")
         if variant == "wgmma_pair" and pair_params(params) is None:
             return ("W phase pairs need kernel_size = stride = 2, padding 0, output "
                     "padding 0 and dilation 1 along W")
@@ -918,11 +995,16 @@ def pack_taps_k(params, bn, bk, tpk=1):
 
 # --------------------------------------------------------------------------- launch
 class _Launch:
-    """Device tables, kernels and arguments of one configuration."""
+    """Device tables, kernels and arguments of one configuration (a fold
+    configuration: of the real layer ``params``; a pair one: of
+    :func:`pair_params`)."""
 
     def __init__(self, params, cfg):
         import cupy
 
+        real = params
+        if cfg.fold:
+            params = fold_params(params)
         meta, btab = mma_tables(params, cfg)
         nblocks = len(btab)
         ityp = np.int32 if cfg.index_t == "int" else np.int64
@@ -944,11 +1026,12 @@ class _Launch:
                             else (cog * k3, k3))
         # the pack's arguments: (w, *tables, packed, *pack_rest)
         self.pack_tables = tables
-        # pair: w is the real layer's, its taps twice as many along W
+        # pair, fold: w is the real layer's, its taps wf times as many along W
+        wf = 2 if cfg.pair else max(cfg.fold, 1)
         self.pack_rest = ((np.int32(cig), np.int32(cog), np.int32(k3))
                           + (() if wg else (np.int32(np_),))
-                          + (ityp(n_packed), ityp(kstride), ityp(nstride << cfg.pair))
-                          + ((np.int32(cfg.pair),) if wg else ()))
+                          + (ityp(n_packed), ityp(kstride), ityp(nstride * wf))
+                          + ((np.int32(wf),) if wg else ()))
         self.pack_grid = ((params.groups * cog, -(-k3 // 32), -(-cig // 32)) if wg
                           else (params.in_channels, -(-k3 // 32), -(-cog // 32)))
 
@@ -980,7 +1063,9 @@ class _Launch:
             WSMALL=n_packed if cfg.mode == 1 else 0,
             PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0,
             **dict(zip(("QD", "QH", "QW"), _in_step(params))), XSMALL=0, TPK=cfg.tpk,
-            PAIR=cfg.pair, VEC=cfg.vec)
+            PAIR=cfg.pair, VEC=cfg.vec, FOLD=cfg.fold, FS=real.stride[2],
+            FP=real.padding[2], FDL=real.dilation[2], FOW=real.out_size[2],
+            FMT=_fold_rows(params, cfg) if cfg.fold else 0)
         self.to_cl = self.prep = None
         if cfg.slab >= 3:
             ext, lo, ct = cl_layout(params, cfg.bk)
@@ -1054,12 +1139,13 @@ def _run(params, cfg, x, w, b, out=None):
         if b is not None:
             b = _contiguous(b)
         shape = params.batched_output_shape
-        if cfg.pair:
+        if cfg.pair or cfg.fold:
             if out is not None and out.data.ptr % (2 * out.dtype.itemsize):
                 res = _run(params, cfg, x, w, b)  # 2-value stores need aligned pairs
                 out[...] = res
                 return out
-            params = pair_params(params)
+            if cfg.pair:
+                params = pair_params(params)
         if out is None:
             out = cupy.empty(shape, dtype=x.dtype)
         _launch_getter()(params, cfg)(x, w, b, out)
@@ -1076,7 +1162,8 @@ class MmaPlan(Plan):
         self.params, self.cfg = params, cfg
         self.estimate = float(estimate_s)
         self.name = name
-        gp = pair_params(params) if cfg.pair else params
+        gp = (pair_params(params) if cfg.pair else fold_params(params) if cfg.fold
+              else params)
         nw = _sizes(gp, cfg.bk, cfg.bn, cfg.tpk)[2] * (2 if cfg.mode == 1 else 1)
         if cfg.slab >= 3:  # the copy (wgmma 3xTF32: big and small halves)
             nw += cl_elements(gp, cfg.bk) * (2 if cfg.slab >= 5 and cfg.mode == 1 else 1)
@@ -1090,7 +1177,8 @@ class MmaPlan(Plan):
         inst = "wgmma" if cfg.slab >= 5 else "mma.sync"
         self.detail = (f"{inst} {mode_name}, tile {cfg.bm}x{cfg.bn}x{cfg.bk}, "
                        f"{cfg.stages} stages, {cfg.threads} threads, {staging}"
-                       + (", W phase pairs" if cfg.pair else ""))
+                       + (", W phase pairs" if cfg.pair else "")
+                       + (f", W fold of {cfg.fold} taps" if cfg.fold else ""))
 
     def __call__(self, x, w, b=None):
         return _run(self.params, self.cfg, x, w, b)
@@ -1198,7 +1286,7 @@ def mma_direct(params, x, w, b=None, precision="float32", config=None, out=None,
     cc, sms, smem = _limits_cached(cupy.cuda.runtime.getDevice())
     if cc < (8, 0):
         raise ValueError(f"the tensor-core kernel needs compute capability >= 8.0, got {cc}")
-    wg = (variant in WG_VARIANTS or variant in ("wgmma_pair", "wgmma_vec")
+    wg = (variant in WG_VARIANTS or variant in ("wgmma_pair", "wgmma_vec", "wgmma_fold")
           or (config is not None and config.slab >= 5))
     if wg and tuple(cc) != (9, 0):
         raise ValueError(f"the wgmma kernel needs compute capability 9.0, got {cc}")

@@ -81,6 +81,7 @@ struct MmaArgs {
   int TPK;
   int PAIR;
   int VEC;
+  int FOLD, FS, FP, FDL, FOW, FMT;
 };
 // (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
 // a slab buffer.  WSMALL: MODE 1, offset of the small halves of the packed
@@ -92,7 +93,13 @@ struct MmaArgs {
 // 3xTF32, offset of the small halves in the channels-last copy.  TPK:
 // xconvt_wgmma's BOXA 3, taps a K block spans.  PAIR: xconvt_wgmma writes
 // column pairs to W phase pairs (see its epilogue); 0 or 1.  VEC:
-// xconvt_wgmma's epilogue through shared memory (unit output steps along W).)
+// xconvt_wgmma's epilogue through shared memory (unit output steps along W).
+// FOLD: xconvt_wgmma's W fold (0: off; else the real layer's kernel width
+// KW): the GEMM is a layer with kernel 1 along W and KW * Cout columns
+// (column c * KW + kw: channel c's W tap kw) over M tiles of FMT positions,
+// whole input rows (OW, this layer's width, is the input's); its epilogue
+// sums each output column's taps: real stride FS, padding FP, dilation FDL,
+// width FOW along W.)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
@@ -286,7 +293,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     jd0 = (r % mt_d) * TD;
     nb0 = r / mt_d;
   } else {
-    m0 = mtile * BM;
+    m0 = mtile * (a.FOLD ? a.FMT : BM);
   }
   // Output position of row m of the tile: (valid, sample, jd, jh, jw).
   auto decode = [&](int m, int& nb, int& jd, int& jh, int& jw) -> bool {
@@ -855,6 +862,18 @@ template <> struct Wg<0, 32> {
         : "l"(da), "l"(db), "n"(1));
   }
 };
+template <> struct Wg<0, 48> {
+  static __device__ __forceinline__ void mma(float (&d)[24], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %26, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n48k8.f32.tf32.tf32 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, "
+        "%24, %25, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
 template <> struct Wg<0, 64> {
   static __device__ __forceinline__ void mma(float (&d)[32], unsigned long long da,
                                              unsigned long long db) {
@@ -867,6 +886,18 @@ template <> struct Wg<0, 64> {
         : "l"(da), "l"(db), "n"(1));
   }
 };
+template <> struct Wg<0, 96> {
+  static __device__ __forceinline__ void mma(float (&d)[48], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n96k8.f32.tf32.tf32 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, "
+        "%48, %49, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
 template <> struct Wg<0, 128> {
   static __device__ __forceinline__ void mma(float (&d)[64], unsigned long long da,
                                              unsigned long long db) {
@@ -876,6 +907,18 @@ template <> struct Wg<0, 128> {
         "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
         "%64, %65, p, 1, 1;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<0, 192> {
+  static __device__ __forceinline__ void mma(float (&d)[96], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n192k8.f32.tf32.tf32 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, "
+        "%96, %97, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
         : "l"(da), "l"(db), "n"(1));
   }
 };
@@ -903,6 +946,18 @@ template <> struct Wg<1, 32> {
         : "l"(da), "l"(db), "n"(1));
   }
 };
+template <> struct Wg<1, 48> {
+  static __device__ __forceinline__ void mma(float (&d)[24], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %26, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, "
+        "%24, %25, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
 template <> struct Wg<1, 64> {
   static __device__ __forceinline__ void mma(float (&d)[32], unsigned long long da,
                                              unsigned long long db) {
@@ -915,6 +970,18 @@ template <> struct Wg<1, 64> {
         : "l"(da), "l"(db), "n"(1));
   }
 };
+template <> struct Wg<1, 96> {
+  static __device__ __forceinline__ void mma(float (&d)[48], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n96k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, "
+        "%48, %49, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
 template <> struct Wg<1, 128> {
   static __device__ __forceinline__ void mma(float (&d)[64], unsigned long long da,
                                              unsigned long long db) {
@@ -924,6 +991,18 @@ template <> struct Wg<1, 128> {
         "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
         "%64, %65, p, 1, 1, 0, 0;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<1, 192> {
+  static __device__ __forceinline__ void mma(float (&d)[96], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, "
+        "%96, %97, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
         : "l"(da), "l"(db), "n"(1));
   }
 };
@@ -951,6 +1030,18 @@ template <> struct Wg<2, 32> {
         : "l"(da), "l"(db), "n"(1));
   }
 };
+template <> struct Wg<2, 48> {
+  static __device__ __forceinline__ void mma(float (&d)[24], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %26, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n48k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, "
+        "%24, %25, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
 template <> struct Wg<2, 64> {
   static __device__ __forceinline__ void mma(float (&d)[32], unsigned long long da,
                                              unsigned long long db) {
@@ -963,6 +1054,18 @@ template <> struct Wg<2, 64> {
         : "l"(da), "l"(db), "n"(1));
   }
 };
+template <> struct Wg<2, 96> {
+  static __device__ __forceinline__ void mma(float (&d)[48], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, "
+        "%48, %49, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
 template <> struct Wg<2, 128> {
   static __device__ __forceinline__ void mma(float (&d)[64], unsigned long long da,
                                              unsigned long long db) {
@@ -972,6 +1075,18 @@ template <> struct Wg<2, 128> {
         "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
         "%64, %65, p, 1, 1, 0, 0;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "n"(1));
+  }
+};
+template <> struct Wg<2, 192> {
+  static __device__ __forceinline__ void mma(float (&d)[96], unsigned long long da,
+                                             unsigned long long db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, "
+        "%96, %97, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
         : "l"(da), "l"(db), "n"(1));
   }
 };
@@ -1101,7 +1216,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     jd0 = (r % mt_d) * TD;
     nb0 = r / mt_d;
   } else {
-    m0 = mtile * BM;
+    m0 = mtile * (a.FOLD ? a.FMT : BM);
   }
   auto decode = [&](int m, int& nb, int& jd, int& jh, int& jw) -> bool {
     if constexpr (BOX) {
@@ -1465,6 +1580,101 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   cp_async_wait<0>();
 
   if constexpr (!BOX) {
+    if (a.FOLD) {
+      // ---- epilogue FOLD: the tile through shared memory as floats
+      // ([BN][BM + 4]) and a table of the output offsets of the tile's input
+      // rows; then per output row (channel c of the tile's BN / KW, input row
+      // r of its FMT / OW; a warp takes 32 / E rows at once where a row has
+      // E < 32 elements) output column ow sums the columns (c, kw) at input
+      // column iw with iw * FS = ow + FP - kw * FDL, + bias, rounded once,
+      // stored along the row (stride 2 with FOW = 2 OW: two columns a lane)
+      const int lane = tid & 31, warp = tid >> 5;
+      const int gq = lane >> 2, tq = lane & 3;
+      constexpr int LDF = BM + 4;
+      float* const st = reinterpret_cast<float*>(smem_raw + (sbase - smem_u32(smem_raw)));
+      I* const rtab = reinterpret_cast<I*>(st + BN * LDF);
+      const int KW = a.FOLD, IWr = a.OW, nrow = a.FMT / IWr, FOW = a.FOW;
+      const int FS = a.FS, FP = a.FP, FDL = a.FDL;
+      const int CogR = a.Cog / KW, c0 = n0 / KW;
+      const I ODHW = (I)a.OD * a.OH * FOW;
+      __syncthreads();  // every warpgroup is done reading the stages
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int r = 16 * warp + gq + 8 * hr;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+          st[(j * 8 + 2 * tq) * LDF + r] = acc[4 * j + 2 * hr];
+          st[(j * 8 + 2 * tq + 1) * LDF + r] = acc[4 * j + 2 * hr + 1];
+        }
+      }
+      for (int r = tid; r < nrow; r += THREADS) {
+        int nb, jd, jh, jw;
+        rtab[r] = decode(r * IWr, nb, jd, jh, jw)
+                      ? ((I)nb * (a.Cout / KW) + (I)g * CogR + c0) * ODHW +
+                            ((I)(pm[P_FD] + a.sd * jd) * a.OH + pm[P_FH] + a.sh * jh) * FOW
+                      : (I)-1;
+      }
+      __syncthreads();
+      const bool two = FS == 2 && FOW == 2 * IWr;
+      const int E = two ? IWr : FOW;  // elements (stores) per output row
+      const int rpw = E >= 32 ? 1 : 32 / E;
+      const int sub = E >= 32 ? 0 : lane / E, e0 = E >= 32 ? lane : lane % E;
+      const int estep = E >= 32 ? 32 : E;
+      const int rstep = (THREADS / 32) * rpw;
+      const int nrows = (min(BN / KW, CogR - c0)) * nrow;
+      if (sub < rpw) {
+        int row = warp * rpw + sub;
+        int c = row / nrow, r = row - c * nrow;
+        for (; row < nrows; row += rstep) {
+          const I base = rtab[r];
+          if (base >= 0) {
+            const float bv = a.has_bias ? to_f32<DT>(bias[g * CogR + c0 + c]) : 0.f;
+            const float* const sr = st + c * KW * LDF + r * IWr;
+            T* const o = out + base + (I)c * ODHW;
+            for (int e = e0; e < E; e += estep) {
+              if (FS == 1) {
+                float v = bv;
+                for (int kw = 0; kw < KW; ++kw) {
+                  const int iw = e + FP - kw * FDL;
+                  if (iw >= 0 && iw < IWr) v += sr[kw * LDF + iw];
+                }
+                o[e] = from_f32<DT>(v);
+              } else if (two) {  // columns 2e, 2e + 1: 2e + j reads e + (j + t0) / 2
+                float v0 = bv, v1 = bv;
+                for (int kw = 0; kw < KW; ++kw) {
+                  const int t0 = FP - kw * FDL;
+                  const int iw = e + ((t0 + 1) >> 1);  // t0 even: t0 / 2; odd: (t0 + 1) / 2
+                  if (iw >= 0 && iw < IWr) {
+                    if (t0 & 1) {
+                      v1 += sr[kw * LDF + iw];
+                    } else {
+                      v0 += sr[kw * LDF + iw];
+                    }
+                  }
+                }
+                if constexpr (DT == 0) {
+                  *reinterpret_cast<float2*>(o + 2 * e) = make_float2(v0, v1);
+                } else {
+                  *reinterpret_cast<unsigned*>(o + 2 * e) =
+                      (unsigned)from_f32<DT>(v0) | ((unsigned)from_f32<DT>(v1) << 16);
+                }
+              } else {
+                float v = bv;
+                for (int kw = 0; kw < KW; ++kw) {
+                  const int t = e + FP - kw * FDL;
+                  if (t < 0) continue;
+                  const int iw = t / FS;
+                  if (iw * FS == t && iw < IWr) v += sr[kw * LDF + iw];
+                }
+                o[e] = from_f32<DT>(v);
+              }
+            }
+          }
+          for (r += rstep; r >= nrow; r -= nrow) ++c;
+        }
+      }
+      return;
+    }
     if (a.VEC) {
       // ---- epilogue VEC (unit output steps along W, flat M tiles): the
       // tile through shared memory ([BN][BM] values, rows 16 bytes apart
@@ -1587,17 +1797,19 @@ template <typename U, typename I, int CONV>
 __device__ __forceinline__ void wgmma_pack_block(
     const U* __restrict__ src, const I* __restrict__ tapoff, const I* __restrict__ gstride,
     const I* __restrict__ ostride, U* __restrict__ dst, int Cig, int Cog, int K3, I small,
-    I kstride, I nstride, int pair, int bx, int by, int bz) {
+    I kstride, I nstride, int wf, int bx, int by, int bz) {
   __shared__ U tile[32][33];
   const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
   const int go = bx, k0 = by * 32, c0 = bz * 32;
   const int g = go / Cog, o = go - g * Cog;
-  // pair: column o is W phase o & 1 of w's column o >> 1, tap k its tap 2k + (o & 1)
-  const U* s = src + (I)g * Cig * Cog * K3 + (I)(o >> pair) * nstride + (pair ? (o & 1) : 0);
+  // wf > 1 (W pairs, 2; the W fold, KW): w's kernel is wf times as wide
+  // along W: column o is W tap o % wf of w's column o / wf, tap k its tap
+  // k * wf + o % wf
+  const U* s = src + (I)g * Cig * Cog * K3 + (I)(o / wf) * nstride + o % wf;
 #pragma unroll
   for (int j = ty; j < 32; j += 8) {
     const int c = c0 + j, k = k0 + tx;
-    tile[j][tx] = (c < Cig && k < K3) ? s[(I)c * kstride + ((I)k << pair)] : (U)0;
+    tile[j][tx] = (c < Cig && k < K3) ? s[(I)c * kstride + (I)k * wf] : (U)0;
   }
   __syncthreads();
 #pragma unroll
@@ -1625,9 +1837,9 @@ __global__ void __launch_bounds__(256)
 xconvt_wgmma_pack(const U* __restrict__ src, const I* __restrict__ tapoff,
                   const I* __restrict__ gstride, const I* __restrict__ ostride,
                   U* __restrict__ dst, int Cig, int Cog, int K3, I small, I kstride,
-                  I nstride, int pair) {
+                  I nstride, int wf) {
   wgmma_pack_block<U, I, CONV>(src, tapoff, gstride, ostride, dst, Cig, Cog, K3, small, kstride,
-                               nstride, pair, blockIdx.x, blockIdx.y, blockIdx.z);
+                               nstride, wf, blockIdx.x, blockIdx.y, blockIdx.z);
 }
 
 // The channels-last copy of x that SLAB 3 reads: y[n][pd][ph][pw][g][c] =
@@ -1738,12 +1950,12 @@ xconvt_wgmma_prep(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArg
                   const U* __restrict__ src, const I* __restrict__ tapoff,
                   const I* __restrict__ gstride, const I* __restrict__ ostride,
                   U* __restrict__ dst, int Cig, int Cog, int K3, I small, I kstride,
-                  I nstride, int pair, int px, int py, int pz) {
+                  I nstride, int wf, int px, int py, int pz) {
   const int pb = px * py * pz;
   const int b = blockIdx.x;
   if (b < pb) {
     wgmma_pack_block<U, I, CONV>(src, tapoff, gstride, ostride, dst, Cig, Cog, K3, small,
-                                 kstride, nstride, pair, b % px, (b / px) % py, b / (px * py));
+                                 kstride, nstride, wf, b % px, (b / px) % py, b / (px * py));
   } else {
     to_cl_blocks<U, I, CONV>(x, y, a, b - pb, gridDim.x - pb);
   }
