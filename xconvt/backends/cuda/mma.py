@@ -209,8 +209,26 @@ _PAIR_OUT = 0.4
 
 
 #: The output term of the estimates of W-fold configurations (``fold``):
-#: whole output rows, as the pairs' (not yet fitted).
+#: whole output rows, as the pairs'; and the estimate's scale where
+#: :func:`fold_applies`: same_k3s1 in TF32 measured 0.147 ms against the
+#: fold tile's 0.119 estimated (the plain pick 0.177, its estimate 0.185;
+#: H200 sweep, 2026-12-03, third session).
 _FOLD_OUT = 0.4
+_FOLD = 1.24
+
+
+def fold_applies(params, dtype):
+    """Where ``cuda.wgmma`` considers the W fold (:func:`fold_params`):
+    float32 storage (TF32 and 3xTF32), unit stride along W and input rows
+    that fill 64-, 128- or 192-row tiles exactly.  Measured on the H200: same_k3s1
+    TF32 1.20x faster than the phase-by-phase pick, 3xTF32 1.06x; stride 2
+    (vnet, gan), rows that leave part of a tile idle (dilated_k3d2's 48,
+    seed_example's 100) and every 16-bit case were 1.0-1.8x slower (the
+    epilogue's round trip through shared memory and one block per SM on
+    layers of few K steps: bench/NOTES.md)."""
+    iw = params.in_size[2]
+    return (dtype == "float32" and fold_params(params) is not None
+            and params.stride[2] == 1 and any(bm % iw == 0 for bm in WG_FOLD_BM))
 
 
 #: The estimate of a VEC configuration (the epilogue through shared memory)
@@ -266,6 +284,8 @@ def pair_params(params):
 #: Column tiles of the W fold: the wgmma widths (``Wg<DT, N>`` in mma.cu)
 #: a fold's columns come in whole channels of (KW W taps each).
 WG_FOLD_BN = (256, 192, 128, 96, 64, 48, 32)
+#: Row tiles of the W fold (192: three warpgroups, four rows of 48).
+WG_FOLD_BM = (192, 128, 64)
 
 
 @lru_cache(maxsize=256)
@@ -587,13 +607,16 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
             return []
         kw, iw = params.kernel[2], params.in_size[2]
         mode = _mode(dtype, precision)[0]
-        tiles = tuple((bm, bn) for bm in (128, 64) for bn in WG_FOLD_BN
+        tiles = tuple((bm, bn) for bm in WG_FOLD_BM for bn in WG_FOLD_BN
                       if bn % kw == 0 and bm >= iw and (mode != 1 or bn <= 128))
         out = []
+        # the real output's offsets may pass int32 where the fold layer's do not
+        wide = math.prod(params.batched_output_shape) > _INT32_MAX
         for c in _wg_candidates(fp, dtype, precision, smem_per_block, 5, tiles):
             smem = max(fold_smem(c.bm, c.bn), c.smem)
             if smem <= smem_per_block:
-                out.append(c._replace(fold=kw, smem=smem))
+                out.append(c._replace(fold=kw, smem=smem,
+                                      index_t="long long" if wide else c.index_t))
         return out
     if variant == "wgmma_pair":  # slab 5 on pair_params, columns written as W pairs
         gp = pair_params(params)
@@ -823,6 +846,8 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     scale = _MMA_3XTF32 if mode_name == "3xtf32" and cfg.slab < 5 else 1.0
     if cfg.vec:
         scale *= _VEC
+    if cfg.fold:
+        scale *= _FOLD
     return copy + scale * sum(f * t for f, t in zip(fit, terms))
 
 
@@ -850,7 +875,10 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
     cands = _candidates(params, dtype, precision, smem_per_block, variant or "auto")
     if variant == "wgmma":
         cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_pair")
-        cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_fold")
+        if fold_applies(params, dtype):
+            iw = params.in_size[2]
+            cands = cands + [c for c in _candidates(params, dtype, precision, smem_per_block,
+                                                    "wgmma_fold") if c.bm % iw == 0]
         if vec_applies(params, dtype):
             cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_vec")
     if any(c.slab in (1, 2) and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
