@@ -928,11 +928,13 @@ def test_pair_layer_equals_the_layer(seed, groups, kdh, bias):
         x.shape, (cin, cog, 2, 2, 3), None, stride=2, groups=groups)) is None
 
 
-def test_wgmma_planner_takes_pairs_and_vec_where_measured():
+def test_wgmma_planner_takes_pairs_vec_and_fold_where_measured():
     """``cuda.wgmma``'s estimates (H200 preset numbers) take W pairs for the
     U-Net layers at every precision, the VEC epilogue for 16-bit stride-1
-    layers of few channels with rows of whole 16-byte runs, and neither
-    elsewhere (seed_example's rows of 100 and TF32: measured slower)."""
+    layers of few channels with rows of whole 16-byte runs, the W fold for
+    their float32-storage precisions (TF32, 3xTF32), and none of them
+    elsewhere (seed_example's rows of 100, strided W, 16-bit folds: measured
+    slower)."""
     from bench import cases as C
 
     suite = {c.name: c.params() for c in C.GPU_SUITE}
@@ -941,15 +943,23 @@ def test_wgmma_planner_takes_pairs_and_vec_where_measured():
             cfg = cuda_mma.mma_config(suite[name], dt, prec, 132, 232448, "wgmma")[0]
             assert cfg.pair == 1 and cfg.vec == 0, (name, dt, prec)
     for name in ("same_k3s1", "dilated_k3d2"):
-        assert cuda_mma.mma_config(suite[name], "float16", "float32", 132, 232448,
-                                   "wgmma")[0].vec == 1
-        assert cuda_mma.mma_config(suite[name], "float32", "tf32", 132, 232448,
-                                   "wgmma")[0].vec == 0
-    for name in ("seed_example", "vnet_k3s2", "gan_k4s2"):
         cfg = cuda_mma.mma_config(suite[name], "float16", "float32", 132, 232448, "wgmma")[0]
-        assert cfg.vec == 0 and cfg.pair == 0, name
+        assert cfg.vec == 1 and cfg.fold == 0
+        for prec in ("tf32", "float32"):  # the W fold in float32 storage, whole rows a tile
+            cfg = cuda_mma.mma_config(suite[name], "float32", prec, 132, 232448, "wgmma")[0]
+            assert cfg.vec == 0 and cfg.fold == 3, (name, prec)
+            assert cfg.bm % suite[name].in_size[2] == 0
+    for name in ("seed_example", "vnet_k3s2", "gan_k4s2"):
+        for dt, prec in (("float16", "float32"), ("float32", "tf32"), ("float32", "float32")):
+            cfg = cuda_mma.mma_config(suite[name], dt, prec, 132, 232448, "wgmma")[0]
+            assert cfg.vec == 0 and cfg.pair == 0 and cfg.fold == 0, (name, dt, prec)
     assert not cuda_mma.vec_applies(suite["seed_example"], "float16")
     assert cuda_mma.pair_params(suite["gan_k4s2"]) is None
+    assert cuda_mma.fold_params(suite["gan_k4s2"]).kernel == (4, 4, 1)
+    assert not cuda_mma.fold_applies(suite["gan_k4s2"], "float32")      # stride 2
+    assert not cuda_mma.fold_applies(suite["seed_example"], "float32")  # rows of 100
+    assert not cuda_mma.fold_applies(suite["same_k3s1"], "float16")
+    assert cuda_mma.fold_params(suite["depthwise_k7"]) is None  # no tile of whole channels
 
 
 @settings(max_examples=30, deadline=None)

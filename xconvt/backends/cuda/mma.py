@@ -48,9 +48,12 @@ halves and sums each K block's three products in fresh registers.  Compiled
 for ``sm_90a`` by NVRTC directly (:func:`.runtime.kernel`'s ``arch``).  The
 weight pack and the copy share one launch (``xconvt_wgmma_prep``).  Where
 kernel = stride = 2 along W the planner also weighs W pairs
-(:func:`pair_params`: both W phases in one GEMM, written as value pairs), and
+(:func:`pair_params`: both W phases in one GEMM, written as value pairs),
 for 16-bit stride-1 layers of few channels the VEC epilogue
-(:func:`vec_applies`: the tile through shared memory, 16-byte stores).
+(:func:`vec_applies`: the tile through shared memory, 16-byte stores), and
+for float32-storage stride-1 layers whose input rows fill a tile the W fold
+(:func:`fold_params`, :func:`fold_applies`: the W taps as ``KW * Cout``
+columns of one GEMM over whole input rows, summed by the epilogue).
 
 conv3d, the adjoint, is one more GEMM of the same kernel (:class:`Conv3dGemm`):
 a single phase over every real tap, A read from y at the stride (no
