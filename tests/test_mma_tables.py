@@ -947,8 +947,10 @@ def test_wgmma_planner_takes_pairs_vec_and_fold_where_measured():
         assert cfg.vec == 1 and cfg.fold == 0
         for prec in ("tf32", "float32"):  # the W fold in float32 storage, whole rows a tile
             cfg = cuda_mma.mma_config(suite[name], "float32", prec, 132, 232448, "wgmma")[0]
-            assert cfg.vec == 0 and cfg.fold == 3, (name, prec)
-            assert cfg.bm % suite[name].in_size[2] == 0
+            # dilated_k3d2's rows of 48 fill only 192-row tiles, 3xTF32's
+            fold = 3 if name == "same_k3s1" or prec == "float32" else 0
+            assert cfg.vec == 0 and cfg.fold == fold, (name, prec)
+            assert cfg.bm % suite[name].in_size[2] == 0 or not fold
     for name in ("seed_example", "vnet_k3s2", "gan_k4s2"):
         for dt, prec in (("float16", "float32"), ("float32", "tf32"), ("float32", "float32")):
             cfg = cuda_mma.mma_config(suite[name], dt, prec, 132, 232448, "wgmma")[0]

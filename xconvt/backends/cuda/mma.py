@@ -215,7 +215,8 @@ _PAIR_OUT = 0.4
 #: whole output rows, as the pairs'; and the estimate's scale where
 #: :func:`fold_applies`: same_k3s1 in TF32 measured 0.147 ms against the
 #: fold tile's 0.119 estimated (the plain pick 0.177, its estimate 0.185;
-#: H200 sweep, 2026-12-03, third session).
+#: H200 sweep, 2026-12-03, third session); with it the second sweep's
+#: estimates were 0.96-1.04x the measured times of the tiles taken.
 _FOLD_OUT = 0.4
 _FOLD = 1.24
 
@@ -223,15 +224,15 @@ _FOLD = 1.24
 def fold_applies(params, dtype):
     """Where ``cuda.wgmma`` considers the W fold (:func:`fold_params`):
     float32 storage (TF32 and 3xTF32), unit stride along W and input rows
-    that fill 64-, 128- or 192-row tiles exactly.  Measured on the H200: same_k3s1
+    that fill 64-, 128- or (3xTF32) 192-row tiles exactly.  Measured on the H200: same_k3s1
     TF32 1.20x faster than the phase-by-phase pick, 3xTF32 1.06x; stride 2
     (vnet, gan), rows that leave part of a tile idle (dilated_k3d2's 48,
     seed_example's 100) and every 16-bit case were 1.0-1.8x slower (the
     epilogue's round trip through shared memory and one block per SM on
     layers of few K steps: bench/NOTES.md)."""
-    iw = params.in_size[2]
-    return (dtype == "float32" and fold_params(params) is not None
-            and params.stride[2] == 1 and any(bm % iw == 0 for bm in WG_FOLD_BM))
+    if dtype != "float32" or fold_params(params) is None or params.stride[2] != 1:
+        return False
+    return any(bm % params.in_size[2] == 0 for bm in WG_FOLD_BM)  # 192: 3xTF32 only
 
 
 #: The estimate of a VEC configuration (the epilogue through shared memory)
@@ -610,8 +611,11 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
             return []
         kw, iw = params.kernel[2], params.in_size[2]
         mode = _mode(dtype, precision)[0]
+        # 192 rows: 3xTF32 only (TF32 same_k3s1 measured 0.164 ms as 192x96,
+        # 0.141 as 128x96; 3xTF32 0.271 against 0.300)
         tiles = tuple((bm, bn) for bm in WG_FOLD_BM for bn in WG_FOLD_BN
-                      if bn % kw == 0 and bm >= iw and (mode != 1 or bn <= 128))
+                      if bn % kw == 0 and bm >= iw and (mode != 1 or bn <= 128)
+                      and (bm != 192 or mode == 1))
         out = []
         # the real output's offsets may pass int32 where the fold layer's do not
         wide = math.prod(params.batched_output_shape) > _INT32_MAX
