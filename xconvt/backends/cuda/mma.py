@@ -223,15 +223,19 @@ _FOLD = 1.24
 
 def fold_applies(params, dtype):
     """Where ``cuda.wgmma`` considers the W fold (:func:`fold_params`):
-    float32 storage (TF32 and 3xTF32), unit stride along W and input rows
-    that fill 64-, 128- or (3xTF32) 192-row tiles exactly.  Measured on the H200: same_k3s1
-    TF32 1.20x faster than the phase-by-phase pick, 3xTF32 1.06x; stride 2
-    (vnet, gan), rows that leave part of a tile idle (dilated_k3d2's 48,
-    seed_example's 100) and every 16-bit case were 1.0-1.8x slower (the
-    epilogue's round trip through shared memory and one block per SM on
-    layers of few K steps: bench/NOTES.md)."""
+    float32 storage (TF32 and 3xTF32), at least 16 channels a group in and
+    out, unit stride along W and input rows that fill 64-, 128- or (3xTF32
+    only) 192-row tiles exactly.  Measured on the H200: same_k3s1 TF32 1.2x
+    faster than the phase-by-phase pick, 3xTF32 1.17x (192 rows),
+    dilated_k3d2 3xTF32 1.10x (192 rows); stride 2 (vnet, gan), rows that
+    leave part of a tile idle (dilated_k3d2's 48 in TF32, seed_example's
+    100) and every 16-bit case were 1.0-1.8x slower (the epilogue's round
+    trip through shared memory and few resident blocks on layers of few K
+    steps: bench/NOTES.md)."""
     if dtype != "float32" or fold_params(params) is None or params.stride[2] != 1:
         return False
+    if min(params.in_channels_per_group, params.out_channels_per_group) < 16:
+        return False  # sweep_k3 (4 channels) in TF32: 0.059 ms folded, the FMA kernel 0.024
     return any(bm % params.in_size[2] == 0 for bm in WG_FOLD_BM)  # 192: 3xTF32 only
 
 
