@@ -903,7 +903,7 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
             return "the wgmma box staging reads unit-step input boxes only"
         if variant == "wgmma_fold":
             return ("the W fold needs kernel_size > 1 along W, a column tile of whole "
-                    "channels and input rows no longer than 128")
+                    "channels and input rows no wider than a row tile (128; 3xTF32 192)")
         if variant == "wgmma_pair" and pair_params(params) is None:
             return ("W phase pairs need kernel_size = stride = 2, padding 0, output "
                     "padding 0 and dilation 1 along W")
