@@ -1065,8 +1065,10 @@ def test_fold_replay_to_reference(seed, groups, kw, sw, pw, dw, opw, iw, bm, bia
     cfg = MmaConfig(0, 0, "int", bm, bn, 32, 64, bn, 4, bm // 64 * 128, 0, 2, 5, fold=kw)
     fmt = cuda_mma._fold_rows(fp, cfg)
     meta, btab = mma_tables(fp, cfg)
-    N, cout = params.batch, params.out_channels
-    OD, OH, OW = params.out_size
+    N, OW = params.batch, params.out_size[2]
+    args = cuda_mma.kernel_args(params, cfg)  # what the kernel's epilogue reads
+    assert (args["FOLD"], args["FS"], args["FDL"], args["FOW"], args["FMT"], args["OW"]) == (
+        kw, sw, dw, OW, fmt, iw)
     got = np.full(want.shape, np.nan)
     count = np.zeros(want.shape, int)
     for ph, r in btab:
@@ -1123,3 +1125,34 @@ def test_fold_replay_to_reference(seed, groups, kw, sw, pw, dw, opw, iw, bm, bia
                         hit[e] += 1
     assert (count == 1).all()
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_kernel_args_of_every_configuration_kind():
+    """``kernel_args`` (the kernels' ``MmaArgs``) builds every field of
+    :data:`MMA_FIELDS` but ``has_bias`` as int32 values for the plain,
+    W-pair, VEC and W-fold configurations of the suite's layers and for the
+    conv3d GEMM (which has no W geometry of a transposed convolution: the
+    ``F*`` fields stay 0; building them from it was a GPU failure)."""
+    from bench import cases as C
+
+    from xconvt._params import conv3d_params
+
+    fields = set(cuda_mma.MMA_FIELDS) - {"has_bias"}
+    for case in C.GPU_SUITE[:7]:
+        p = case.params()
+        q, _ = conv3d_params(p.batched_output_shape, p.weight_shape, None, case.stride,
+                             case.padding, case.dilation, case.groups)
+        for geo, variants in ((p, ("wgmma", "wgmma_pair", "wgmma_vec", "wgmma_fold", "cl")),
+                              (cuda_mma.Conv3dGemm(q), ("wgmma", "cl", "tap"))):
+            for dt, prec in (("float16", "float32"), ("float32", "tf32"), ("float32", "float32")):
+                for variant in variants:
+                    for cfg in cuda_mma._candidates(geo, dt, prec, 232448, variant)[:2]:
+                        gp = cuda_mma.pair_params(geo) if cfg.pair else geo
+                        args = cuda_mma.kernel_args(gp, cfg)
+                        assert set(args) == fields, (case.name, variant)
+                        assert all(isinstance(v, (int, np.integer)) and -2**31 <= v < 2**31
+                                   for v in args.values()), (case.name, variant, args)
+                        assert (args["FOLD"] > 0) == (cfg.fold > 0)
+                        if cfg.fold:
+                            assert args["FOW"] == p.out_size[2] and args["OW"] == p.in_size[2]
+                            assert args["Cout"] == cfg.fold * p.out_channels
