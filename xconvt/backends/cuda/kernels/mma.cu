@@ -293,7 +293,7 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
     jd0 = (r % mt_d) * TD;
     nb0 = r / mt_d;
   } else {
-    m0 = mtile * (a.FOLD ? a.FMT : BM);
+    m0 = mtile * BM;
   }
   // Output position of row m of the tile: (valid, sample, jd, jh, jw).
   auto decode = [&](int m, int& nb, int& jd, int& jh, int& jw) -> bool {
