@@ -93,7 +93,7 @@ MMA_FIELDS = ("nphase", "has_bias", "N", "G", "Cig", "Cog", "Cin", "Cout",
               "ID", "IH", "IW", "OD", "OH", "OW", "sd", "sh", "sw", "ed", "eh", "ew",
               "nCB", "NP", "TD", "TH", "TW", "SC", "WSMALL",
               "PD", "PH", "PW", "LD", "LH", "LW", "CT", "QD", "QH", "QW", "XSMALL", "TPK",
-              "PAIR", "VEC", "FOLD", "FS", "FP", "FDL", "FOW", "FMT")
+              "PAIR", "VEC", "FOLD", "FS", "FP", "FDL", "FOW", "FMT", "ACA")
 
 #: Columns of the per-phase table (``P_*`` in the kernel).
 META_COLUMNS = ("m_tiles", "n_tiles", "cd", "ch", "cw", "fd", "fh", "fw",
@@ -449,6 +449,7 @@ class MmaConfig(NamedTuple):
     pair: int = 0    # xconvt_wgmma: column pairs are W phase pairs (:func:`pair_params`)
     vec: int = 0     # xconvt_wgmma: the epilogue through shared memory, 16-byte stores
     fold: int = 0    # xconvt_wgmma: the W fold (:func:`fold_params`), the kernel's width
+    l1a: int = 0     # xconvt_wgmma: A copied through L1 (cp.async.ca; ``ACA``)
 
     @property
     def name(self):
@@ -1130,7 +1131,8 @@ def kernel_args(params, cfg):
         WSMALL=_sizes(params, cfg.bk, cfg.bn, cfg.tpk)[2] if cfg.mode == 1 else 0,
         PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0,
         **dict(zip(("QD", "QH", "QW"), _in_step(params))), XSMALL=0, TPK=cfg.tpk,
-        PAIR=cfg.pair, VEC=cfg.vec, FOLD=cfg.fold, FS=0, FP=0, FDL=0, FOW=0, FMT=0)
+        PAIR=cfg.pair, VEC=cfg.vec, FOLD=cfg.fold, FS=0, FP=0, FDL=0, FOW=0, FMT=0,
+        ACA=cfg.l1a)
     if cfg.fold:  # the real layer's W geometry (Conv3dGemm has none: never folded)
         geo.update(FS=real.stride[2], FP=real.padding[2], FDL=real.dilation[2],
                    FOW=real.out_size[2], FMT=_fold_rows(params, cfg))

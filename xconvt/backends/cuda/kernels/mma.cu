@@ -82,6 +82,7 @@ struct MmaArgs {
   int PAIR;
   int VEC;
   int FOLD, FS, FP, FDL, FOW, FMT;
+  int ACA;
 };
 // (TD, TH, TW, SC: for SLAB, the M tile as a box and the words per k row of
 // a slab buffer.  WSMALL: MODE 1, offset of the small halves of the packed
@@ -99,7 +100,9 @@ struct MmaArgs {
 // (column c * KW + kw: channel c's W tap kw) over M tiles of FMT positions,
 // whole input rows (OW, this layer's width, is the input's); its epilogue
 // sums each output column's taps: real stride FS, padding FP, dilation FDL,
-// width FOW along W.)
+// width FOW along W.  ACA: xconvt_wgmma copies A through L1 (cp.async.ca):
+// neighbouring taps of a block read overlapping input rows, which then hit
+// L1 instead of L2.)
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return (unsigned)__cvta_generic_to_shared(p);
@@ -110,6 +113,14 @@ __device__ __forceinline__ void cp_async4(unsigned dst, const void* src, bool va
 }
 __device__ __forceinline__ void cp_async16(unsigned dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+// the same through L1 (cached there: re-read rows of neighbouring taps hit)
+__device__ __forceinline__ void cp_async16_l1(unsigned dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void cp_async16z_l1(unsigned dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0));
 }
 // zero-filled where !valid (src-size 0: nothing read)
 __device__ __forceinline__ void cp_async16z(unsigned dst, const void* src, bool valid) {
@@ -1282,10 +1293,19 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   auto load = [&](int ud, int uh, int uw, int t, int cb, int st) {
     const I toff = (((I)ud * a.ed * a.PH + uh * a.eh) * a.PW + uw * a.ew) * a.CT + cb * BK;
     const unsigned s0 = sbase + st * STAGE;
+    if (a.ACA) {
 #pragma unroll
-    for (int i = 0; i < (BOX ? 0 : ACH); ++i) {
-      cp_async16(s0 + a_dst[i], x + a_src[i] + toff);
-      if constexpr (MODE == 1) cp_async16(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + toff);
+      for (int i = 0; i < (BOX ? 0 : ACH); ++i) {
+        cp_async16_l1(s0 + a_dst[i], x + a_src[i] + toff);
+        if constexpr (MODE == 1)
+          cp_async16_l1(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + toff);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < (BOX ? 0 : ACH); ++i) {
+        cp_async16(s0 + a_dst[i], x + a_src[i] + toff);
+        if constexpr (MODE == 1) cp_async16(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + toff);
+      }
     }
     load_b(wph + t * nCB * BK + cb * BK, s0);
   };
@@ -1298,10 +1318,19 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     const bool real = toff >= 0;
     const I o = real ? toff : 0;
     const unsigned s0 = sbase + st * STAGE;
+    if (a.ACA) {
 #pragma unroll
-    for (int i = 0; i < ACH; ++i) {
-      cp_async16z(s0 + a_dst[i], x + a_src[i] + o, real);
-      if constexpr (MODE == 1) cp_async16z(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + o, real);
+      for (int i = 0; i < ACH; ++i) {
+        cp_async16z_l1(s0 + a_dst[i], x + a_src[i] + o, real);
+        if constexpr (MODE == 1)
+          cp_async16z_l1(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + o, real);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < ACH; ++i) {
+        cp_async16z(s0 + a_dst[i], x + a_src[i] + o, real);
+        if constexpr (MODE == 1) cp_async16z(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + o, real);
+      }
     }
     load_b(wph + kt * BK, s0);
   };
