@@ -31,30 +31,53 @@ def ev(fn, reps=30):
 
 
 def variants(geo, pick, dt, item):
+    """(name, config, carveout) to time: the pick, with A through L1, and its
+    tile with more rows per warpgroup (MW) or per block."""
     out = [("pick", pick, None), ("pick+l1", pick._replace(l1a=1), None),
            ("pick+l1 c50", pick._replace(l1a=1), 50)]
+    if pick.fold and pick.bm == 128:
+        out += [("fold mw2 256", mma.with_rows(geo, pick, 256, 2), None)]
     if pick.fold:
         fp, mma.fold_params = mma.fold_params, lambda params: None
         mma.mma_config.cache_clear()
         plain = mma.mma_config(geo, dt, prec_of(pick), 132, 232448, "wgmma")
         mma.fold_params = fp
         mma.mma_config.cache_clear()
-        if not isinstance(plain, str):
-            out += [("plain", plain[0], None), ("plain+l1", plain[0]._replace(l1a=1), None)]
-            pick = plain[0]
-    if pick.bm == 128 and not pick.fold:
-        mode = pick.mode
-        for st in (4, 3):
-            sm = mma._smem(256, pick.bn, pick.bk, st, item, mode=mode, slab=pick.slab,
-                           ntaps=mma._max_taps(geo), tpk=pick.tpk)
-            if pick.vec:
-                sm = max(sm, mma.vec_smem(256, pick.bn, item))
-            if sm > 232448:
-                continue
-            c256 = pick._replace(bm=256, threads=512, stages=st, smem=sm,
-                                 minb=mma._wg_minb(pick.bn, 512, mode))
-            out += [(f"256 s{st}", c256, None), (f"256 s{st}+l1", c256._replace(l1a=1), None)]
+        if isinstance(plain, str):
+            return out
+        pick = plain[0]
+        out += [("plain", pick, None)]
+    if pick.bm != 128 or pick.slab != 5:
+        return out
+    rows = [("mw2 256", 256, 2), ("mw2 128", 128, 2)]
+    if pick.bn <= 64:
+        rows += [("mw4 256", 256, 4), ("mw4 512", 512, 4)]
+    rows += [("mw1 256", 256, 1)]
+    for name, bm, mw in rows:
+        for st in (pick.stages, 3):
+            c = mma.with_rows(geo, pick, bm, mw, st)
+            if c.smem <= 232448 and (c.smem <= 116 * 1024 or st == 3):
+                out.append((name + f" s{st}", c, None))
+                if name == "mw2 256":
+                    out.append((name + f" s{st}+l1", c._replace(l1a=1), None))
+                break
     return out
+
+
+def parts(p, cfg, x, w):
+    """(prep ms, main kernel ms) of cfg: the pack and copy launch alone, the
+    GEMM alone on their results."""
+    import cupy
+    if cfg.pair:
+        p = mma.pair_params(p)
+    L = mma._launch_getter()(p, cfg)
+    out = cupy.empty(p.batched_output_shape, dtype=x.dtype)
+    wp = cupy.zeros(L.wp_size, dtype=x.dtype)
+    xcl = cupy.empty(L.cl_size, dtype=x.dtype)
+    prep = lambda: L.prep(L.prep_grid, (256,), (x, xcl, L.args[0], w, *L.pack_tables, wp, *L.prep_rest))
+    prep()
+    main = lambda: L.kern(L.grid, L.block, (xcl, wp, xcl, out, L.meta, L.btab, L.args[0]), shared_mem=L.smem)
+    return ev(prep), ev(main)
 
 
 def prec_of(cfg):
@@ -105,7 +128,14 @@ def main():
                 o = torch.as_tensor(out.view(cupy.int16) if item == 2 else out, device="cuda")
                 if item == 2: o = o.view(tdt)
                 err = float(torch.linalg.norm(o.double() - ref) / torch.linalg.norm(ref))
-                line.append(f"{name} {t:.4f} (x{tc / t:.2f}, {err:.0e})")
+                extra = ""
+                if name in ("pick", "pick+l1") and not cfg.fold:
+                    try:
+                        tp, tm = parts(p, cfg, x, w)
+                        extra = f" [prep {tp:.4f} main {tm:.4f}]"
+                    except Exception as e:
+                        extra = f" [parts failed: {str(e)[:100]}]"
+                line.append(f"{name} {t:.4f} (x{tc / t:.2f}, {err:.0e}){extra}")
                 records.append(dict(case=c.name, mode=mode, variant=name, cfg=cfg.name, ms=t,
                                     cudnn_ms=tc, err=err, carveout=carve))
             print(f"{c.name:14s} {mode:8s} " + " | ".join(line), flush=True)

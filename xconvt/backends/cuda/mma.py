@@ -450,13 +450,14 @@ class MmaConfig(NamedTuple):
     vec: int = 0     # xconvt_wgmma: the epilogue through shared memory, 16-byte stores
     fold: int = 0    # xconvt_wgmma: the W fold (:func:`fold_params`), the kernel's width
     l1a: int = 0     # xconvt_wgmma: A copied through L1 (cp.async.ca; ``ACA``)
+    mw: int = 1      # xconvt_wgmma: 64-row accumulator blocks a warpgroup computes
 
     @property
     def name(self):
         if self.slab >= 5:
             return (f"xconvt_wgmma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, "
                     f"{self.bn}, {self.bk * self.tpk}, {self.stages}, {self.minb}, "
-                    f"{self.slab - 5}>")
+                    f"{self.slab - 5}{f', {self.mw}' if self.mw > 1 else ''}>")
         return (f"xconvt_mma<{self.dt}, {self.mode}, {self.index_t}, {self.bm}, {self.bn}, "
                 f"{self.bk}, {self.wm}, {self.wn}, {self.stages}, {self.minb}, {self.slab}>")
 
@@ -692,11 +693,11 @@ def _candidates(params, dtype, precision, smem_per_block, variant="tap"):
     return out
 
 
-def _wg_minb(bn, threads, mode=0):
+def _wg_minb(bn, threads, mode=0, mw=1):
     """Blocks per SM ``xconvt_wgmma``'s registers are capped for: about
-    ``bn/2`` accumulators (3xTF32: twice) and 64 other registers a thread
+    ``mw * bn/2`` accumulators (3xTF32: twice) and 64 other registers a thread
     (ptxas, sm_90a: 128 registers for 128x128 tiles, 216 for 128x256)."""
-    regs = bn // 2 * (2 if mode == 1 else 1) + 64
+    regs = mw * bn // 2 * (2 if mode == 1 else 1) + 64
     return max(1, min(4, 65536 // (threads * regs)))
 
 
@@ -715,6 +716,26 @@ def wg_box_rows(params, td):
 def _max_taps(params):
     """The most taps of one phase."""
     return max([math.prod(len(ph.taps) for ph in tri) for tri in params.phases()] + [1])
+
+
+def with_rows(params, cfg, bm, mw, stages=None):
+    """``cfg`` (an ``xconvt_wgmma`` configuration of flat M tiles on the real
+    layer ``params``) with M tiles of ``bm`` rows, each warpgroup computing
+    ``mw`` accumulator blocks of 64 rows (``bm // (64 * mw)`` warpgroups),
+    ``stages`` stages (default ``cfg``'s): threads, registers' block cap and
+    shared memory recomputed."""
+    gp = fold_params(params) if cfg.fold else pair_params(params) if cfg.pair else params
+    st = stages or cfg.stages
+    item = 4 if cfg.dt == 0 else 2
+    threads = bm // (64 * mw) * 128
+    smem = _smem(bm, cfg.bn, cfg.bk, st, item, cfg.sc, cfg.mode, cfg.slab, _max_taps(gp),
+                 cfg.tpk)
+    if cfg.vec:
+        smem = max(smem, vec_smem(bm, cfg.bn, item))
+    if cfg.fold:
+        smem = max(smem, fold_smem(bm, cfg.bn))
+    return cfg._replace(bm=bm, mw=mw, threads=threads, stages=st, smem=smem,
+                        minb=_wg_minb(cfg.bn, threads, cfg.mode, mw))
 
 
 def _wg_candidates(params, dtype, precision, smem_per_block, slab=5, tiles=WG_TILES):

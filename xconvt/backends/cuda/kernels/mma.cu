@@ -1157,8 +1157,8 @@ __device__ __forceinline__ void keep(float (&d)[R]) {  // pin the accumulators
 }  // namespace xmma
 
 template <int DT, int MODE, typename I, int BM, int BN, int BK, int STAGES, int MINB,
-          int BOXA>
-__global__ void __launch_bounds__(BM / 64 * 128, MINB)
+          int BOXA, int MW = 1>
+__global__ void __launch_bounds__(BM / (64 * MW) * 128, MINB)
 xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
              const typename xmma::storage<DT>::type* __restrict__ wp,
              const typename xmma::storage<DT>::type* __restrict__ bias,
@@ -1168,7 +1168,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace xmma;
   typedef typename storage<DT>::type T;
-  constexpr int THREADS = BM / 64 * 128;
+  constexpr int THREADS = BM / (64 * MW) * 128;  // a warpgroup: MW blocks of 64 rows
   constexpr int ES = sizeof(T);
   constexpr int EPC = 16 / ES;                 // values per 16-byte chunk
   constexpr int RB = BK * ES;                  // bytes of a row per K block
@@ -1188,6 +1188,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   static_assert(RB == 128 || RB == 64 || RB == 32, "a K block is one swizzled row");
   static_assert((BM * CPR) % THREADS == 0, "A loader shape");
   static_assert(STAGES >= 3, "a stage is reloaded two blocks after its wgmmas");
+  static_assert(MW == 1 || (!BOX && BM % (64 * MW) == 0), "MW: flat M tiles of whole warpgroups");
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   // the swizzle atoms must be 1024-byte aligned (the host adds 1024 bytes)
   const unsigned sbase = (smem_u32(smem_raw) + 1023u) & ~1023u;
@@ -1335,12 +1336,17 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     load_b(wph + kt * BK, s0);
   };
 
-  // ---- warpgroup tile: rows 64 * wg .. + 63, all BN columns
+  // ---- warpgroup tile: rows 64 * MW * wg .. + 64 * MW - 1, all BN columns,
+  // as MW accumulator blocks of 64 rows (MW > 1: the per-K-block work of a
+  // warp, its waits, barrier, descriptors and counters, covers MW times the
+  // wgmmas)
   const int wg = tid >> 7;
-  float acc[NACC];
-  float tk[MODE == 1 ? NACC : 1];  // 3xTF32: the K block's fresh accumulators
+  float acc[MW][NACC];
+  float tk[MODE == 1 ? MW : 1][NACC];  // 3xTF32: the K block's fresh accumulators
 #pragma unroll
-  for (int i = 0; i < NACC; ++i) acc[i] = 0.f;
+  for (int mi = 0; mi < MW; ++mi)
+#pragma unroll
+    for (int i = 0; i < NACC; ++i) acc[mi][i] = 0.f;
 
   // One K block's wgmmas: A from a0 (this warpgroup's rows; 3xTF32's small
   // half ah bytes on; BOXA: 8-row groups sbo bytes apart), B from stage b0.
@@ -1354,32 +1360,48 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     };
     // a descriptor 32 bytes on: its start address field (bytes / 16) + 2
     // (shared memory addresses stay below the field's 2^18 bytes)
+    // (accumulator block mi: A 64 rows on, its start address field + 4 * RB)
     const unsigned long long dA = da(a0), dB = wg_desc<RB>(b0);
     if constexpr (MODE == 1) {
       const unsigned long long dAs = da(a0 + ah), dBs = wg_desc<RB>(b0 + B1);
 #pragma unroll
-      for (int i = 0; i < NACC; ++i) tk[i] = 0.f;
-      keep(tk);
+      for (int mi = 0; mi < MW; ++mi) {
+#pragma unroll
+        for (int i = 0; i < NACC; ++i) tk[mi][i] = 0.f;
+        keep(tk[mi]);
+      }
       wg_fence();
 #pragma unroll
       for (int k = 0; k < KSTEPS; ++k) {
-        Wg<DT, BN>::mma(tk, dAs + 2 * k, dB + 2 * k);   // small * big
-        Wg<DT, BN>::mma(tk, dA + 2 * k, dBs + 2 * k);   // big * small
-        Wg<DT, BN>::mma(tk, dA + 2 * k, dB + 2 * k);    // big * big
+#pragma unroll
+        for (int mi = 0; mi < MW; ++mi) {
+          const unsigned long long o = mi * 4 * RB + 2 * k;
+          Wg<DT, BN>::mma(tk[mi], dAs + o, dB + 2 * k);   // small * big
+          Wg<DT, BN>::mma(tk[mi], dA + o, dBs + 2 * k);   // big * small
+          Wg<DT, BN>::mma(tk[mi], dA + o, dB + 2 * k);    // big * big
+        }
       }
       wg_commit();
       wg_wait<0>();
-      keep(tk);
 #pragma unroll
-      for (int i = 0; i < NACC; ++i) acc[i] += tk[i];
+      for (int mi = 0; mi < MW; ++mi) {
+        keep(tk[mi]);
+#pragma unroll
+        for (int i = 0; i < NACC; ++i) acc[mi][i] += tk[mi][i];
+      }
     } else {
-      keep(acc);
+#pragma unroll
+      for (int mi = 0; mi < MW; ++mi) keep(acc[mi]);
       wg_fence();
 #pragma unroll
-      for (int k = 0; k < KSTEPS; ++k) Wg<DT, BN>::mma(acc, dA + 2 * k, dB + 2 * k);
+      for (int k = 0; k < KSTEPS; ++k)
+#pragma unroll
+        for (int mi = 0; mi < MW; ++mi)
+          Wg<DT, BN>::mma(acc[mi], dA + mi * 4 * RB + 2 * k, dB + 2 * k);
       wg_commit();
       wg_wait<1>();
-      keep(acc);
+#pragma unroll
+      for (int mi = 0; mi < MW; ++mi) keep(acc[mi]);
     }
   };
 
@@ -1420,7 +1442,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     for (int cb = 0; cb < nCB; ++cb) {
       if (cb > 0) {  // every warpgroup's wgmmas of the previous block are done
         wg_wait<0>();
-        keep(acc);
+        keep(acc[0]);
         __syncthreads();
       }
       box_issue(cb, BOX0);
@@ -1438,10 +1460,10 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       __syncthreads();
       if constexpr (MODE == 1) {
 #pragma unroll
-        for (int i = 0; i < NACC; ++i) tk[i] = 0.f;
-        keep(tk);
+        for (int i = 0; i < NACC; ++i) tk[0][i] = 0.f;
+        keep(tk[0]);
       } else {
-        keep(acc);
+        keep(acc[0]);
       }
       wg_fence();
       int ud = 0, uh = 0, uw = 0;
@@ -1454,11 +1476,11 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
           const unsigned ab = a0 + 32 * k, bb = b0 + 32 * k;
           const unsigned long long da = wg_desc_at<RB>(ab, SWr * RB);
           if constexpr (MODE == 1) {  // small * big, big * small, big * big
-            Wg<DT, BN>::mma(tk, wg_desc_at<RB>(ab + a.SC * RB, SWr * RB), wg_desc<RB>(bb));
-            Wg<DT, BN>::mma(tk, da, wg_desc<RB>(bb + B1));
-            Wg<DT, BN>::mma(tk, da, wg_desc<RB>(bb));
+            Wg<DT, BN>::mma(tk[0], wg_desc_at<RB>(ab + a.SC * RB, SWr * RB), wg_desc<RB>(bb));
+            Wg<DT, BN>::mma(tk[0], da, wg_desc<RB>(bb + B1));
+            Wg<DT, BN>::mma(tk[0], da, wg_desc<RB>(bb));
           } else {
-            Wg<DT, BN>::mma(acc, da, wg_desc<RB>(bb));
+            Wg<DT, BN>::mma(acc[0], da, wg_desc<RB>(bb));
           }
         }
         if (++uw == nw) {
@@ -1472,9 +1494,9 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       wg_commit();
       if constexpr (MODE == 1) {
         wg_wait<0>();
-        keep(tk);
+        keep(tk[0]);
 #pragma unroll
-        for (int i = 0; i < NACC; ++i) acc[i] += tk[i];
+        for (int i = 0; i < NACC; ++i) acc[0][i] += tk[0][i];
       }
     }
   } else if constexpr (BOX) {
@@ -1565,7 +1587,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       if (nk < nkc) load3(nk, nk % STAGES);
       cp_async_commit();
       const unsigned s0 = sbase + (kc % STAGES) * STAGE;
-      step(s0 + 64 * wg * RB, A1, 0, s0 + A_BYTES);
+      step(s0 + 64 * MW * wg * RB, A1, 0, s0 + A_BYTES);
     }
   } else {
     int lt = 0, lcb = 0, lud = 0, luh = 0, luw = 0;
@@ -1601,11 +1623,12 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       }
       cp_async_commit();
       const unsigned s0 = sbase + (kc % STAGES) * STAGE;
-      step(s0 + 64 * wg * RB, A1, 0, s0 + A_BYTES);
+      step(s0 + 64 * MW * wg * RB, A1, 0, s0 + A_BYTES);
     }
   }
   wg_wait<0>();
-  keep(acc);
+#pragma unroll
+  for (int mi = 0; mi < MW; ++mi) keep(acc[mi]);
   cp_async_wait<0>();
 
   if constexpr (!BOX) {
@@ -1628,12 +1651,13 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       const I ODHW = (I)a.OD * a.OH * FOW;
       __syncthreads();  // every warpgroup is done reading the stages
 #pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int r = 16 * warp + gq + 8 * hr;
+      for (int mh = 0; mh < 2 * MW; ++mh) {
+        const int mi = mh >> 1, hr = mh & 1;
+        const int r = 64 * (MW * wg + mi) + 16 * (warp & 3) + gq + 8 * hr;
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
-          st[(j * 8 + 2 * tq) * LDF + r] = acc[4 * j + 2 * hr];
-          st[(j * 8 + 2 * tq + 1) * LDF + r] = acc[4 * j + 2 * hr + 1];
+          st[(j * 8 + 2 * tq) * LDF + r] = acc[mi][4 * j + 2 * hr];
+          st[(j * 8 + 2 * tq + 1) * LDF + r] = acc[mi][4 * j + 2 * hr + 1];
         }
       }
       for (int r = tid; r < nrow; r += THREADS) {
@@ -1715,14 +1739,15 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       T* const st = reinterpret_cast<T*>(smem_raw + (sbase - smem_u32(smem_raw)));
       __syncthreads();  // every warpgroup is done reading the stages
 #pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int r = 16 * warp + gq + 8 * hr;
+      for (int mh = 0; mh < 2 * MW; ++mh) {
+        const int mi = mh >> 1, hr = mh & 1;
+        const int r = 64 * (MW * wg + mi) + 16 * (warp & 3) + gq + 8 * hr;
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const int n = j * 8 + 2 * tq + e;
-            float v = acc[4 * j + 2 * hr + e];
+            float v = acc[mi][4 * j + 2 * hr + e];
             if (a.has_bias && n0 + n < a.Cog) v += to_f32<DT>(bias[g * a.Cog + n0 + n]);
             st[n * LDT + r] = from_f32<DT>(v);
           }
@@ -1768,9 +1793,10 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   const I ODHW = (I)a.OD * a.OH * OWr;
   const int Cog = a.Cog, Cogr = a.Cog >> pair;
 #pragma unroll
-  for (int hr = 0; hr < 2; ++hr) {
+  for (int mh = 0; mh < 2 * MW; ++mh) {
+    const int mi = mh >> 1, hr = mh & 1;
     int nb, jd, jh, jw;
-    if (!decode(16 * warp + gq + 8 * hr, nb, jd, jh, jw)) continue;
+    if (!decode(64 * (MW * wg + mi) + 16 * (warp & 3) + gq + 8 * hr, nb, jd, jh, jw)) continue;
     const int od = pm[P_FD] + a.sd * jd, oh = pm[P_FH] + a.sh * jh;
     const int ow = (pm[P_FW] + a.sw * jw) << pair;
     T* const o = out + ((I)nb * (a.Cout >> pair) + (I)g * Cogr) * ODHW +
@@ -1780,7 +1806,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       for (int j = 0; j < BN / 8; ++j) {
         const int n = n0 + j * 8 + 2 * tq;  // even; Cog is even
         if (n < Cog) {
-          float v0 = acc[4 * j + 2 * hr], v1 = acc[4 * j + 2 * hr + 1];
+          float v0 = acc[mi][4 * j + 2 * hr], v1 = acc[mi][4 * j + 2 * hr + 1];
           if (a.has_bias) {
             const float bv = to_f32<DT>(bias[g * Cogr + (n >> 1)]);
             v0 += bv;
@@ -1803,7 +1829,7 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
       for (int e = 0; e < 2; ++e) {
         const int n = n0 + j * 8 + 2 * tq + e;
         if (n < Cog) {
-          float v = acc[4 * j + 2 * hr + e];
+          float v = acc[mi][4 * j + 2 * hr + e];
           if (a.has_bias) v += to_f32<DT>(bias[g * Cog + n]);
           o[(I)n * ODHW] = from_f32<DT>(v);
         }
