@@ -1055,6 +1055,44 @@ def pack_taps_k(params, bn, bk, tpk=1):
 
 
 # --------------------------------------------------------------------------- launch
+def kernel_args(params, cfg):
+    """The kernels' ``MmaArgs`` (:data:`MMA_FIELDS` but ``has_bias``) of
+    ``cfg`` on ``params``: a fold configuration's on the real layer (the
+    GEMM's geometry from :func:`fold_params`, the real W geometry in the
+    ``F*`` fields), a pair configuration's on :func:`pair_params`."""
+    real = params
+    if cfg.fold:
+        params = fold_params(params)
+    meta = mma_tables(params, cfg)[0]
+    geo = dict(
+        nphase=meta.shape[0], N=params.batch, G=params.groups,
+        Cig=params.in_channels_per_group, Cog=params.out_channels_per_group,
+        Cin=params.in_channels, Cout=params.out_channels,
+        **dict(zip(("ID", "IH", "IW"), params.in_size)),
+        **dict(zip(("OD", "OH", "OW"), params.out_size)),
+        **dict(zip(("sd", "sh", "sw"), params.stride)),
+        **dict(zip(("ed", "eh", "ew"), (ax[0].step for ax in params.axis_phases))),
+        nCB=-(-params.in_channels_per_group // cfg.bk),
+        NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn,
+        TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
+        WSMALL=_sizes(params, cfg.bk, cfg.bn, cfg.tpk)[2] if cfg.mode == 1 else 0,
+        PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0,
+        **dict(zip(("QD", "QH", "QW"), _in_step(params))), XSMALL=0, TPK=cfg.tpk,
+        PAIR=cfg.pair, VEC=cfg.vec, FOLD=cfg.fold, FS=0, FP=0, FDL=0, FOW=0, FMT=0,
+        ACA=cfg.l1a)
+    if cfg.fold:  # the real layer's W geometry (Conv3dGemm has none: never folded)
+        geo.update(FS=real.stride[2], FP=real.padding[2], FDL=real.dilation[2],
+                   FOW=real.out_size[2], FMT=_fold_rows(params, cfg))
+    if cfg.slab >= 3:
+        ext, lo, ct = cl_layout(params, cfg.bk)
+        geo.update(zip(("PD", "PH", "PW"), ext))
+        geo.update(zip(("LD", "LH", "LW"), lo))
+        geo["CT"] = ct
+        if cfg.slab >= 5 and cfg.dt == 0 and cfg.mode == 1:  # the copy's small halves
+            geo["XSMALL"] = cl_elements(params, cfg.bk)
+    return geo
+
+
 class _Launch:
     """Device tables, kernels and arguments of one configuration (a fold
     configuration: of the real layer ``params``; a pair one: of
@@ -1128,43 +1166,6 @@ class _Launch:
                 self.prep_rest = self.pack_rest + tuple(np.int32(v) for v in pg)
         self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
 
-
-def kernel_args(params, cfg):
-    """The kernels' ``MmaArgs`` (:data:`MMA_FIELDS` but ``has_bias``) of
-    ``cfg`` on ``params``: a fold configuration's on the real layer (the
-    GEMM's geometry from :func:`fold_params`, the real W geometry in the
-    ``F*`` fields), a pair configuration's on :func:`pair_params`."""
-    real = params
-    if cfg.fold:
-        params = fold_params(params)
-    meta = mma_tables(params, cfg)[0]
-    geo = dict(
-        nphase=meta.shape[0], N=params.batch, G=params.groups,
-        Cig=params.in_channels_per_group, Cog=params.out_channels_per_group,
-        Cin=params.in_channels, Cout=params.out_channels,
-        **dict(zip(("ID", "IH", "IW"), params.in_size)),
-        **dict(zip(("OD", "OH", "OW"), params.out_size)),
-        **dict(zip(("sd", "sh", "sw"), params.stride)),
-        **dict(zip(("ed", "eh", "ew"), (ax[0].step for ax in params.axis_phases))),
-        nCB=-(-params.in_channels_per_group // cfg.bk),
-        NP=-(-params.out_channels_per_group // cfg.bn) * cfg.bn,
-        TD=cfg.box[0], TH=cfg.box[1], TW=cfg.box[2], SC=cfg.sc,
-        WSMALL=_sizes(params, cfg.bk, cfg.bn, cfg.tpk)[2] if cfg.mode == 1 else 0,
-        PD=0, PH=0, PW=0, LD=0, LH=0, LW=0, CT=0,
-        **dict(zip(("QD", "QH", "QW"), _in_step(params))), XSMALL=0, TPK=cfg.tpk,
-        PAIR=cfg.pair, VEC=cfg.vec, FOLD=cfg.fold, FS=0, FP=0, FDL=0, FOW=0, FMT=0,
-        ACA=cfg.l1a)
-    if cfg.fold:  # the real layer's W geometry (Conv3dGemm has none: never folded)
-        geo.update(FS=real.stride[2], FP=real.padding[2], FDL=real.dilation[2],
-                   FOW=real.out_size[2], FMT=_fold_rows(params, cfg))
-    if cfg.slab >= 3:
-        ext, lo, ct = cl_layout(params, cfg.bk)
-        geo.update(zip(("PD", "PH", "PW"), ext))
-        geo.update(zip(("LD", "LH", "LW"), lo))
-        geo["CT"] = ct
-        if cfg.slab >= 5 and cfg.dt == 0 and cfg.mode == 1:  # the copy's small halves
-            geo["XSMALL"] = cl_elements(params, cfg.bk)
-    return geo
 
     def __call__(self, x, w, b, out):
         import cupy
