@@ -768,13 +768,14 @@ def _wg_candidates(params, dtype, precision, smem_per_block, slab=5, tiles=WG_TI
             continue  # the wider block pads no more channels (7: less shared memory)
         if mode == 1 and 2 * cl_elements(params, bk) > _INT32_MAX:
             continue  # the copy's small halves are an int32 offset away
-        for bm, bn in tiles:
+        for tile_ in tiles:
+            bm, bn, mw = tile_ if len(tile_) == 3 else (*tile_, 1)
             if bn > 32 and -(-cog // bn) * bn >= 2 * max(cog, 32):
                 continue  # mostly padding
             index_t = ("int" if max(_sizes(params, bk, bn, tpk)) <= _INT32_MAX
                        and cl_elements(params, bk) <= _INT32_MAX else "long long")
-            threads = bm // 64 * 128
-            minb = _wg_minb(bn, threads, mode)
+            threads = bm // (64 * mw) * 128
+            minb = _wg_minb(bn, threads, mode, mw)
             tile, sc = (0, 0, 0), 0
             if box:
                 tile, sc = (bm // 64, 8, 8), wg_box_rows(params, bm // 64)
@@ -793,7 +794,7 @@ def _wg_candidates(params, dtype, precision, smem_per_block, slab=5, tiles=WG_TI
                 smem = _smem(bm, bn, bk, stages, itemsize, sc, mode, slab, ntaps, tpk)
                 if smem <= smem_per_block:
                     out.append(MmaConfig(dt, mode, index_t, bm, bn, bk, 64, bn, stages,
-                                         threads, smem, minb, slab, tile, sc, tpk))
+                                         threads, smem, minb, slab, tile, sc, tpk, mw=mw))
     return out
 
 
