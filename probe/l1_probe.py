@@ -33,8 +33,7 @@ def ev(fn, reps=30):
 def variants(geo, pick, dt, item):
     """(name, config, carveout) to time: the pick, with A through L1, and its
     tile with more rows per warpgroup (MW) or per block."""
-    out = [("pick", pick, None), ("pick+l1", pick._replace(l1a=1), None),
-           ("pick+l1 c50", pick._replace(l1a=1), 50)]
+    out = [("pick", pick, None), ("pick+l1", pick._replace(l1a=1), None)]
     if pick.fold and pick.bm == 128:
         out += [("fold mw2 256", mma.with_rows(geo, pick, 256, 2), None)]
     if pick.fold:
@@ -49,9 +48,9 @@ def variants(geo, pick, dt, item):
         out += [("plain", pick, None)]
     if pick.bm != 128 or pick.slab != 5:
         return out
-    rows = [("mw2 256", 256, 2), ("mw2 128", 128, 2)]
+    rows = [("mw2 256", 256, 2)]
     if pick.bn <= 64:
-        rows += [("mw4 256", 256, 4), ("mw4 512", 512, 4)]
+        rows += [("mw4 512", 512, 4)]
     rows += [("mw1 256", 256, 1)]
     for name, bm, mw in rows:
         for st in (pick.stages, 3):

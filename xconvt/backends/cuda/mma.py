@@ -119,6 +119,12 @@ WG_KBYTES = (128, 64, 32)
 #: for only); 7 the box and every tap's B of a channel block resident, all
 #: the taps' wgmmas in one group; 8 as 5 with K blocks of several taps
 #: (``MmaConfig.tpk``) where a tap's channels fill less than a 128-byte row.
+#: ``xconvt_wgmma`` tiles whose warpgroups compute ``mw`` blocks of 64 rows
+#: (``(bm, bn, mw)``), the planner's candidates beside :data:`WG_TILES`
+#: (empty: not taken; the probe ``probe/l1_probe.py`` times them)
+WG_MW_TILES = ()
+#: Their estimates' factor (fitted to the probe's times)
+_MW = 1.0
 WG_VARIANTS = {"wgmma": 5, "wgmma_slab": 6, "wgmma_box": 7, "wgmma_taps": 8}
 
 # Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
@@ -882,6 +888,8 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
         scale *= _VEC
     if cfg.fold:
         scale *= _FOLD
+    if cfg.mw > 1:
+        scale *= _MW
     return copy + scale * sum(f * t for f, t in zip(fit, terms))
 
 
@@ -915,6 +923,13 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
                                                     "wgmma_fold") if c.bm % iw == 0]
         if vec_applies(params, dtype):
             cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_vec")
+        if WG_MW_TILES and not isinstance(params, Conv3dGemm):
+            mw = _wg_candidates(params, dtype, precision, smem_per_block, 5, WG_MW_TILES)
+            if vec_applies(params, dtype):
+                itemsize = DTYPES[dtype][1]
+                mw = [c._replace(vec=1, smem=max(vec_smem(c.bm, c.bn, itemsize), c.smem))
+                      for c in mw]
+            cands = cands + [c for c in mw if c.smem <= smem_per_block]
     if any(c.slab in (1, 2) and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
         cands = [c for c in cands if c.slab not in (1, 2) or c.bk == 32]
     for cfg in cands:
