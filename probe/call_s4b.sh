@@ -7,9 +7,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /
 export PYTHONPATH=/tmp/site:$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false XCONVT_HYPOTHESIS_PROFILE=quick PYTHONUNBUFFERED=1
 { date; nvidia-smi -L; } > $LOG
 s() { echo "== $* ($(date +%T))" >> $LOG; }
-s probe; timeout ${T0:-140} python3 probe/l1_probe.py float16,tf32 same_k3s1,vnet_k3s2,dilated_k3d2,gan_k4s2 > $OUT/probe.txt 2>&1; cat $OUT/probe.txt >> $LOG
-s tests_all; timeout ${T1:-170} python3 -m pytest -m gpu -n 8 -p no:cacheprovider -rfE --tb=short tests/ > $OUT/tests_all.txt 2>&1; tail -3 $OUT/tests_all.txt >> $LOG; grep -E "^(FAILED|ERROR)" $OUT/tests_all.txt | head -20 | cut -c1-300 >> $LOG
-s precisions; timeout ${T2:-110} python3 -m bench gpu --precisions --out $OUT > $OUT/precisions.txt 2>&1; tail -6 $OUT/precisions.txt >> $LOG
+s probe; timeout ${T0:-130} python3 probe/l1_probe.py float16,tf32 same_k3s1,vnet_k3s2,dilated_k3d2,gan_k4s2 > $OUT/probe.txt 2>&1; cat $OUT/probe.txt >> $LOG
+s tests_all; timeout ${T1:-150} python3 -m pytest -m gpu -n 8 -p no:cacheprovider -rfE --tb=short tests/ > $OUT/tests_all.txt 2>&1; tail -3 $OUT/tests_all.txt >> $LOG; grep -E "^(FAILED|ERROR)" $OUT/tests_all.txt | head -20 | cut -c1-300 >> $LOG
+s precisions; timeout ${T2:-130} python3 -m bench gpu --precisions --out $OUT > $OUT/precisions.txt 2>&1; tail -6 $OUT/precisions.txt >> $LOG
 mkdir -p $OUT/mw
-s precisions_mw; timeout ${T3:-110} python3 probe/bench_mw.py ${MWS:-1.0} --out $OUT/mw > $OUT/mw/precisions.txt 2>&1; tail -6 $OUT/mw/precisions.txt >> $LOG
+s precisions_mw; timeout ${T3:-130} python3 probe/bench_mw.py ${MWS:-1.0} --out $OUT/mw > $OUT/mw/precisions.txt 2>&1; tail -6 $OUT/mw/precisions.txt >> $LOG
 s done
