@@ -575,3 +575,55 @@ def test_wgmma_vec_epilogue(mode, shape, wshape, kw, bias):
         got = _host(mma.mma_direct(params, _dev(xs), _dev(ws), bd, prec, config=cfg, out=out))
         assert not np.isnan(got).any(), cfg.name
         assert rel_l2(got, ref) <= BOUNDS[mode], (cfg.name, rel_l2(got, ref))
+
+
+MW_TILES = ((256, 32, 2), (256, 64, 2), (128, 64, 2), (512, 32, 4), (256, 32, 4))
+
+
+@pytest.mark.parametrize("mode", list(BOUNDS))
+@pytest.mark.parametrize("shape, wshape, kw, bias", [
+    ((1, 16, 5, 6, 16), (16, 12, 3, 3, 3), dict(stride=1, padding=1), True),
+    ((2, 12, 3, 4, 9), (12, 40, 3, 3, 3), dict(stride=2, padding=1, output_padding=1), False),
+    ((3, 2 * 8, 3, 2, 8), (16, 5, 4, 2, 2), dict(stride=(2, 1, 2), padding=(1, 0, 0),
+                                                 groups=2), True),
+    ((1, 8, 4, 3, 13), (8, 7, 2, 3, 3), dict(stride=(1, 2, 1), padding=(0, 1, 2),
+                                             dilation=(1, 1, 2)), True)])
+def test_wgmma_mw(mode, shape, wshape, kw, bias):
+    """``xconvt_wgmma`` with warpgroups of ``MW`` 64-row accumulator blocks
+    (:data:`MW_TILES`: 256 and 512 rows, one or two warpgroups), A through L1
+    (``l1a``), and MW on the W pair, W fold and VEC epilogues where they
+    apply: groups, dilation, output padding, bias, tiles larger than a phase,
+    against float64."""
+    from xconvt.backends.cuda import mma
+
+    _need_wgmma()
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(wshape) / math.sqrt(wshape[0] * math.prod(wshape[2:]))
+    g = kw.get("groups", 1)
+    b = rng.standard_normal(wshape[1] * g) if bias else None
+    dt = _storage(mode)
+    dtname = "float32" if dt is np.float32 else np.dtype(dt).name
+    prec = "tf32" if mode == "tf32" else "float32"
+    xs, ws = x.astype(dt), w.astype(dt)
+    bs = None if b is None else b.astype(dt)
+    params = ConvParams.from_shapes(x.shape, w.shape, None if b is None else b.shape, **kw)
+    ref = conv_transpose3d_ref(xs.astype(np.float64), ws.astype(np.float64),
+                               None if b is None else bs.astype(np.float64), **kw)
+    cands, seen = [], set()
+    for c in mma._wg_candidates(params, dtname, prec, 232448, 5, MW_TILES):
+        if (c.bm, c.bn, c.mw) not in seen:  # one K block width a tile
+            seen.add((c.bm, c.bn, c.mw))
+            cands.append(c)
+    assert cands and all(c.mw > 1 for c in cands)
+    cands.append(cands[0]._replace(l1a=1))
+    for variant in ("wgmma_pair", "wgmma_fold", "wgmma_vec"):
+        for c in mma._candidates(params, dtname, prec, 232448, variant)[:1]:
+            if c.bm == 128:
+                cands.append(mma.with_rows(params, c, 256, 2, 3))
+    bd = None if b is None else _dev(bs)
+    for cfg in cands:
+        out = _poisoned(params.batched_output_shape, np.dtype(dt))
+        got = _host(mma.mma_direct(params, _dev(xs), _dev(ws), bd, prec, config=cfg, out=out))
+        assert not np.isnan(got).any(), cfg.name
+        assert rel_l2(got, ref) <= BOUNDS[mode], (cfg.name, rel_l2(got, ref))
