@@ -436,9 +436,10 @@ def _instances(full=True):
                                0, 2, 5).name)
         for bm, bn, mw in ((256, 32, 2), (128, 64, 2), (512, 32, 4)):  # MW row blocks
             threads = bm // (64 * mw) * 128
-            names.append(MmaConfig(dt, mode, "int", bm, bn, 64 // itemsize, 64, bn, 4,
-                                   threads, 0, cuda_mma._wg_minb(bn, threads, mode, mw), 5,
-                                   mw=mw).name)
+            for kbytes in (64, 128):  # the planner's (mw_rows): 3 stages, K 64 or 128 bytes
+                names.append(MmaConfig(dt, mode, "int", bm, bn, kbytes // itemsize, 64, bn, 3,
+                                       threads, 0, cuda_mma._wg_minb(bn, threads, mode, mw),
+                                       5, mw=mw).name)
         for bm, bn, tpk in ((64, 32, 2), (128, 64, 4), (128, 256, 8)):  # BOXA 3
             names.append(MmaConfig(dt, mode, "int", bm, bn, 128 // itemsize // tpk, 64, bn, 4,
                                    bm // 64 * 128, 0,
@@ -1169,3 +1170,34 @@ def test_launch_objects_are_callable():
     body once detached it, and only the GPU tests would have noticed."""
     assert callable(cuda_mma._Launch.__dict__.get("__call__"))
     assert callable(cuda_mma.kernel_args)
+
+
+def test_wgmma_planner_takes_mw_rows_where_measured():
+    """``mw_rows``: the plain 128 x 32 pick becomes 512 rows with ``MW`` 4 on
+    16-bit stride-1 layers and 256 rows with ``MW`` 2 on 16-bit and TF32
+    stride-2 layers of 32-64 input and at most 32 output channels (the
+    probe's measured wins), nowhere else on the GPU suite; the replacement
+    keeps the pick's K block, epilogue and tile columns."""
+    from bench.cases import GPU_SUITE
+
+    want = {("vnet_k3s2", "float16", "float32"): (256, 2),
+            ("vnet_k3s2", "bfloat16", "float32"): (256, 2),
+            ("vnet_k3s2", "float32", "tf32"): (256, 2),
+            ("same_k3s1", "float16", "float32"): (512, 4),
+            ("same_k3s1", "bfloat16", "float32"): (512, 4),
+            ("dilated_k3d2", "float16", "float32"): (512, 4),
+            ("dilated_k3d2", "bfloat16", "float32"): (512, 4)}
+    got = {}
+    for c in GPU_SUITE:
+        p = c.params()
+        for dt, prec in (("float16", "float32"), ("bfloat16", "float32"),
+                         ("float32", "tf32"), ("float32", "float32")):
+            cfg = cuda_mma.mma_config(p, dt, prec, 132, 232448, "wgmma")
+            if isinstance(cfg, str):
+                continue
+            cfg = cfg[0]
+            if cfg.mw > 1:
+                got[(c.name, dt, prec)] = (cfg.bm, cfg.mw)
+                assert cfg.bn == 32 and cfg.threads == cfg.bm // (64 * cfg.mw) * 128
+                assert cfg.smem <= 116 * 1024 and cfg.stages == 3
+    assert got == want

@@ -125,6 +125,9 @@ WG_KBYTES = (128, 64, 32)
 WG_MW_TILES = ()
 #: Their estimates' factor (fitted to the probe's times)
 _MW = 1.0
+#: :func:`mw_rows`' configurations against the 128-row pick they replace
+#: (H200, 2026-12-03, probe/l1_probe.py: 0.92-0.97)
+_MW_GAIN = 0.94
 WG_VARIANTS = {"wgmma": 5, "wgmma_slab": 6, "wgmma_box": 7, "wgmma_taps": 8}
 
 # Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
@@ -744,6 +747,27 @@ def with_rows(params, cfg, bm, mw, stages=None):
                         minb=_wg_minb(cfg.bn, threads, cfg.mode, mw))
 
 
+def mw_rows(params, cfg):
+    """``(bm, mw)``: the M tile and 64-row blocks a warpgroup that replace a
+    plain ``xconvt_wgmma`` pick ``cfg`` of 128 x 32 tiles where measured
+    faster (H200, 2026-12-03, probe/l1_probe.py, same process as cuDNN):
+    16-bit stride-1 layers 512 rows, ``MW`` 4 (same_k3s1 0.111 -> 0.104 ms,
+    dilated_k3d2 0.053 -> 0.052), 16-bit and TF32 layers of stride 2 256
+    rows, ``MW`` 2 (vnet_k3s2 float16 0.098 -> 0.090, TF32 0.130 -> 0.126);
+    else None (TF32 stride 1, 128-column tiles and 3xTF32 measured no faster
+    or slower)."""
+    if (isinstance(params, Conv3dGemm) or cfg.slab != 5 or cfg.fold or cfg.pair
+            or cfg.mw != 1 or (cfg.bm, cfg.bn) != (128, 32)
+            or params.out_channels_per_group > 32 or params.groups != 1
+            or params.in_channels_per_group < 32):  # as measured: 32-64 channels in
+        return None
+    if cfg.mode == 2 and params.stride == (1, 1, 1):
+        return 512, 4
+    if cfg.mode in (0, 2) and params.stride == (2, 2, 2):
+        return 256, 2
+    return None
+
+
 def _wg_candidates(params, dtype, precision, smem_per_block, slab=5, tiles=WG_TILES):
     """Configurations of ``xconvt_wgmma`` with A staging ``slab``
     (:data:`WG_VARIANTS`: 5 the channels-last copy, K-major packed weights;
@@ -936,6 +960,13 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
         t = estimate(params, cfg, mode_name, sm_count)
         if best is None or t < best[1]:
             best = (cfg, t)
+    rows = mw_rows(params, best[0]) if variant == "wgmma" and best is not None else None
+    if rows:  # the measured replacement: its stage count as timed (two blocks an SM)
+        for st in (best[0].stages, 3):
+            c = with_rows(params, best[0], *rows, st)
+            if c.smem <= smem_per_block and (c.smem <= 116 * 1024 or st == 3):
+                best = (c, best[1] * _MW_GAIN)
+                break
     if best is None:
         if variant in ("wgmma_slab", "wgmma_box") and _in_step(params) != (1, 1, 1):
             return "the wgmma box staging reads unit-step input boxes only"
