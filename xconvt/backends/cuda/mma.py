@@ -119,16 +119,18 @@ WG_KBYTES = (128, 64, 32)
 #: for only); 7 the box and every tap's B of a channel block resident, all
 #: the taps' wgmmas in one group; 8 as 5 with K blocks of several taps
 #: (``MmaConfig.tpk``) where a tap's channels fill less than a 128-byte row.
-#: ``xconvt_wgmma`` tiles whose warpgroups compute ``mw`` blocks of 64 rows
-#: (``(bm, bn, mw)``), the planner's candidates beside :data:`WG_TILES`
-#: (empty: not taken; the probe ``probe/l1_probe.py`` times them)
-WG_MW_TILES = ()
-#: Their estimates' factor (fitted to the probe's times)
-_MW = 1.0
-#: :func:`mw_rows`' configurations against the 128-row pick they replace
-#: (H200, 2026-12-03, probe/l1_probe.py: 0.92-0.97)
-_MW_GAIN = 0.94
 WG_VARIANTS = {"wgmma": 5, "wgmma_slab": 6, "wgmma_box": 7, "wgmma_taps": 8}
+#: ``xconvt_wgmma`` tiles whose warpgroups compute ``mw`` blocks of 64 rows
+#: (``(bm, bn, mw)``) offered to the estimates beside :data:`WG_TILES`, their
+#: estimates scaled by ``_MW``.  Empty: the fit cannot rank them (offered with
+#: factor 1 it took 512-row tiles for vnet_k3s2, 1.2x slower than the pick;
+#: bench/NOTES.md); the planner takes MW tiles by :func:`mw_rows` instead.
+#: ``probe/bench_mw.py`` sets them to time the estimates' picks.
+WG_MW_TILES = ()
+_MW = 1.0
+#: :func:`mw_rows`' configurations' estimates against the 128-row pick they
+#: replace (H200, 2026-12-03, probe/l1_probe.py: 0.92-0.97 measured)
+_MW_GAIN = 0.94
 
 # Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
 # measured mma.sync ceiling times a factor, and the operand elements the
