@@ -857,7 +857,10 @@ xconvt_mma(const typename xmma::storage<DT>::type* __restrict__ x,
 // big*small, then big*big go to fresh accumulators (zeroed, the group
 // waited for) that are added to the running sums with ordinary float adds,
 // as xconvt_mma's KACC: the tensor cores' truncating accumulation stays
-// relative to one block's partial sum.
+// relative to one block's partial sum.  MW (flat M tiles only): each
+// warpgroup computes MW blocks of 64 rows, one wgmma per block and K step
+// with one B, so a warp's per-K-block work (waits, barrier, descriptors,
+// counters) covers MW times the tensor work (BM / (64 MW) warpgroups).
 namespace xmma {
 // BEGIN GENERATED wgmma (probe/gen_wgmma.py)
 template <int DT, int N> struct Wg;
