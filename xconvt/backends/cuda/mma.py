@@ -120,16 +120,11 @@ WG_KBYTES = (128, 64, 32)
 #: the taps' wgmmas in one group; 8 as 5 with K blocks of several taps
 #: (``MmaConfig.tpk``) where a tap's channels fill less than a 128-byte row.
 WG_VARIANTS = {"wgmma": 5, "wgmma_slab": 6, "wgmma_box": 7, "wgmma_taps": 8}
-#: ``xconvt_wgmma`` tiles whose warpgroups compute ``mw`` blocks of 64 rows
-#: (``(bm, bn, mw)``) offered to the estimates beside :data:`WG_TILES`, their
-#: estimates scaled by ``_MW``.  Empty: the fit cannot rank them (offered with
-#: factor 1 it took 512-row tiles for vnet_k3s2, 1.2x slower than the pick;
-#: bench/NOTES.md); the planner takes MW tiles by :func:`mw_rows` instead.
-#: ``probe/bench_mw.py`` sets them to time the estimates' picks.
-WG_MW_TILES = ()
-_MW = 1.0
 #: :func:`mw_rows`' configurations' estimates against the 128-row pick they
-#: replace (H200, 2026-12-03, probe/l1_probe.py: 0.92-0.97 measured)
+#: replace (H200, 2026-12-03, probe/l1_probe.py: 0.92-0.97 measured).  MW
+#: tiles are not offered to the estimates: their fit cannot rank them (offered
+#: with factor 1 it took 512-row tiles for vnet_k3s2, 1.2x slower than the
+#: pick; bench/NOTES.md).
 _MW_GAIN = 0.94
 
 # Cost model (:func:`estimate`): a fixed part, the tensor-core time at the
@@ -914,8 +909,6 @@ def estimate(params, cfg, mode_name, sm_count, smem_per_sm=233472):
         scale *= _VEC
     if cfg.fold:
         scale *= _FOLD
-    if cfg.mw > 1:
-        scale *= _MW
     return copy + scale * sum(f * t for f, t in zip(fit, terms))
 
 
@@ -949,13 +942,6 @@ def mma_config(params, dtype, precision="float32", sm_count=132, smem_per_block=
                                                     "wgmma_fold") if c.bm % iw == 0]
         if vec_applies(params, dtype):
             cands = cands + _candidates(params, dtype, precision, smem_per_block, "wgmma_vec")
-        if WG_MW_TILES and not isinstance(params, Conv3dGemm):
-            mw = _wg_candidates(params, dtype, precision, smem_per_block, 5, WG_MW_TILES)
-            if vec_applies(params, dtype):
-                itemsize = DTYPES[dtype][1]
-                mw = [c._replace(vec=1, smem=max(vec_smem(c.bm, c.bn, itemsize), c.smem))
-                      for c in mw]
-            cands = cands + [c for c in mw if c.smem <= smem_per_block]
     if any(c.slab in (1, 2) and c.bk == 32 for c in cands):  # slab: BK = 32 where it fits
         cands = [c for c in cands if c.slab not in (1, 2) or c.bk == 32]
     for cfg in cands:
@@ -1214,7 +1200,6 @@ class _Launch:
                 self.prep_grid = (math.prod(pg) + self.cl_grid[0],)
                 self.prep_rest = self.pack_rest + tuple(np.int32(v) for v in pg)
         self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
-
 
     def __call__(self, x, w, b, out):
         import cupy

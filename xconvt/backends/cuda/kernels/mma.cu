@@ -111,21 +111,24 @@ __device__ __forceinline__ void cp_async4(unsigned dst, const void* src, bool va
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
                "r"(valid ? 4 : 0));
 }
-__device__ __forceinline__ void cp_async16(unsigned dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
-}
-// the same through L1 (cached there: re-read rows of neighbouring taps hit)
-__device__ __forceinline__ void cp_async16_l1(unsigned dst, const void* src) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
-}
-__device__ __forceinline__ void cp_async16z_l1(unsigned dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0));
+// l1: through L1 (cp.async.ca, cached there), else L2 only (.cg)
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, bool l1 = false) {
+  if (l1) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+  } else {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+  }
 }
 // zero-filled where !valid (src-size 0: nothing read)
-__device__ __forceinline__ void cp_async16z(unsigned dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0));
+__device__ __forceinline__ void cp_async16z(unsigned dst, const void* src, bool valid,
+                                            bool l1 = false) {
+  if (l1) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(valid ? 16 : 0));
+  } else {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(valid ? 16 : 0));
+  }
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -1297,19 +1300,12 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
   auto load = [&](int ud, int uh, int uw, int t, int cb, int st) {
     const I toff = (((I)ud * a.ed * a.PH + uh * a.eh) * a.PW + uw * a.ew) * a.CT + cb * BK;
     const unsigned s0 = sbase + st * STAGE;
-    if (a.ACA) {
+    const bool l1 = a.ACA;
 #pragma unroll
-      for (int i = 0; i < (BOX ? 0 : ACH); ++i) {
-        cp_async16_l1(s0 + a_dst[i], x + a_src[i] + toff);
-        if constexpr (MODE == 1)
-          cp_async16_l1(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + toff);
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < (BOX ? 0 : ACH); ++i) {
-        cp_async16(s0 + a_dst[i], x + a_src[i] + toff);
-        if constexpr (MODE == 1) cp_async16(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + toff);
-      }
+    for (int i = 0; i < (BOX ? 0 : ACH); ++i) {
+      cp_async16(s0 + a_dst[i], x + a_src[i] + toff, l1);
+      if constexpr (MODE == 1)
+        cp_async16(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + toff, l1);
     }
     load_b(wph + t * nCB * BK + cb * BK, s0);
   };
@@ -1322,19 +1318,12 @@ xconvt_wgmma(const typename xmma::storage<DT>::type* __restrict__ x,
     const bool real = toff >= 0;
     const I o = real ? toff : 0;
     const unsigned s0 = sbase + st * STAGE;
-    if (a.ACA) {
+    const bool l1 = a.ACA;
 #pragma unroll
-      for (int i = 0; i < ACH; ++i) {
-        cp_async16z_l1(s0 + a_dst[i], x + a_src[i] + o, real);
-        if constexpr (MODE == 1)
-          cp_async16z_l1(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + o, real);
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < ACH; ++i) {
-        cp_async16z(s0 + a_dst[i], x + a_src[i] + o, real);
-        if constexpr (MODE == 1) cp_async16z(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + o, real);
-      }
+    for (int i = 0; i < ACH; ++i) {
+      cp_async16z(s0 + a_dst[i], x + a_src[i] + o, real, l1);
+      if constexpr (MODE == 1)
+        cp_async16z(s0 + A1 + a_dst[i], x + a.XSMALL + a_src[i] + o, real, l1);
     }
     load_b(wph + kt * BK, s0);
   };
