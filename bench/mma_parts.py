@@ -74,9 +74,8 @@ def main(argv=None):
             r = {"case": name, "mode": mode, "config": cfg.name, "est_ms": est * 1e3}
             r["call"] = time_fn(lambda: mma.mma_direct(params, xd, wd, None, prec, config=cfg,
                                                        out=out))
-            pa = lau.pack_args
             r["pack"] = time_fn(lambda: lau.pack(lau.pack_grid, (256,),
-                                                 (wd, pa[0], pa[1], wp) + pa[3:]))
+                                                 (wd, *lau.pack_tables, wp, *lau.pack_rest)))
             xin = xd
             if lau.to_cl is not None:
                 xcl = cupy.empty(lau.cl_size, dtype=xd.dtype)

@@ -627,3 +627,63 @@ def test_wgmma_mw(mode, shape, wshape, kw, bias):
         got = _host(mma.mma_direct(params, _dev(xs), _dev(ws), bd, prec, config=cfg, out=out))
         assert not np.isnan(got).any(), cfg.name
         assert rel_l2(got, ref) <= BOUNDS[mode], (cfg.name, rel_l2(got, ref))
+
+
+def _offset_copy(a):
+    """``a`` on the device, one element past a 16-byte boundary (C-contiguous:
+    the preparation's 16-byte vectors cannot read it)."""
+    buf = cupy.empty(a.size + 1, a.dtype)
+    view = buf[1:].reshape(a.shape)
+    view[...] = _dev(a)
+    assert view.data.ptr % 16
+    return view
+
+
+@pytest.mark.parametrize("mode", list(BOUNDS))
+@pytest.mark.parametrize("shape, wshape, kw", [
+    ((2, 12, 3, 4, 8), (12, 5, 3, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ((1, 40, 4, 3, 16), (40, 8, 2, 3, 2), dict(stride=(1, 2, 2), dilation=2, padding=1)),
+    ((1, 24, 3, 5, 16), (24, 4, 3, 3, 3), dict(groups=3, padding=1)),
+    ((2, 16, 3, 3, 8), (16, 16, 4, 4, 4), dict(stride=2, padding=1)),
+])
+@pytest.mark.parametrize("variant", ["wgmma", "cl"])
+def test_prep_vectors(mode, shape, wshape, kw, variant):
+    """The preparation by 16-byte vectors (the channels-last copy, VEC bit 1,
+    and xconvt_wgmma's weight pack, bit 2) gives the same bits as the tile
+    copy and pack, and x or w off a 16-byte boundary falls back to them:
+    groups, channel padding, dilation, output padding, against float64."""
+    from xconvt.backends.cuda import mma
+
+    if variant == "wgmma":
+        _need_wgmma()
+    rng = np.random.default_rng(29)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal(wshape) / math.sqrt(wshape[0] * math.prod(wshape[2:]))
+    dt = _storage(mode)
+    dtname = "float32" if dt is np.float32 else np.dtype(dt).name
+    prec = "tf32" if mode == "tf32" else "float32"
+    xs, ws = x.astype(dt), w.astype(dt)
+    params = ConvParams.from_shapes(x.shape, w.shape, None, **kw)
+    ref = conv_transpose3d_ref(xs.astype(np.float64), ws.astype(np.float64), None, **kw)
+    cands = mma._candidates(params, dtname, prec, 232448, variant)
+    assert cands, variant
+    cfg = cands[0]
+    lau = mma._launch_getter()(mma.pair_params(params) if cfg.pair else params, cfg)
+    e = 16 // np.dtype(dt).itemsize  # values a 16-byte vector
+    want_ok = ((shape[4] % e == 0) | 2 * (variant == "wgmma" and not (cfg.pair or cfg.fold)
+                                          and wshape[1] * math.prod(wshape[2:]) % e == 0))
+    assert lau.vec_ok == want_ok, (cfg.name, lau.vec_ok)
+    runs = {}
+    for name, xa, wa, ok in (("vec", _dev(xs), _dev(ws), want_ok),
+                             ("tile", _dev(xs), _dev(ws), 0),
+                             ("x off", _offset_copy(xs), _dev(ws), want_ok),
+                             ("w off", _dev(xs), _offset_copy(ws), want_ok)):
+        saved, lau.vec_ok = lau.vec_ok, ok
+        try:
+            out = _poisoned(params.batched_output_shape, np.dtype(dt))
+            runs[name] = _host(mma.mma_direct(params, xa, wa, None, prec, config=cfg, out=out))
+        finally:
+            lau.vec_ok = saved
+        assert rel_l2(runs[name], ref) <= BOUNDS[mode], (name, cfg.name)
+    for name in ("vec", "x off", "w off"):
+        np.testing.assert_array_equal(runs[name], runs["tile"], err_msg=name)

@@ -16,7 +16,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from xconvt._params import ConvParams
@@ -285,7 +285,6 @@ def test_conv3d_gemm_replay_to_reference(cfg, seed, tile, slab):
     """conv3d as one phase of the kernel (``Conv3dGemm``: A read from y at the
     stride, every tap real), replayed block by block, against the float64
     conv3d written from the definition; the box staging only at stride 1."""
-    from hypothesis import assume
 
     from xconvt._params import conv3d_params
 
@@ -420,9 +419,10 @@ def _instances(full=True):
             names.append(f"xconvt_wgmma_pack<{bits}, {i}, {conv}>")
         for bits, rnd in (("unsigned", 0), ("unsigned", 1), ("unsigned", 2),
                           ("unsigned short", 0)):
-            names.append(f"xconvt_mma_to_cl<{bits}, {i}, {rnd}>")
-            if (bits, rnd) != ("unsigned", 0):  # wgmma's: float bits are rounded
-                names.append(f"xconvt_wgmma_prep<{bits}, {i}, {rnd}>")
+            for vec in ("", ", 1"):  # VEC 1: the 16-byte vector copy
+                names.append(f"xconvt_mma_to_cl<{bits}, {i}, {rnd}{vec}>")
+                if (bits, rnd) != ("unsigned", 0):  # wgmma's: float bits are rounded
+                    names.append(f"xconvt_wgmma_prep<{bits}, {i}, {rnd}{vec}>")
     # xconvt_wgmma: every tile and K block of the table (full) or one per
     # template argument value, each dtype and mode; the body is sm_90a only
     for dt, mode, itemsize in ((0, 0, 4), (0, 1, 4), (1, 2, 2), (2, 2, 2)):
@@ -543,6 +543,58 @@ def test_wgmma_pack_index_math_matches_the_k_major_layout(cfg, bn, bk, conv3d, t
     np.testing.assert_array_equal(got, idx)
 
 
+@settings(max_examples=30, deadline=None)
+@given(cfg=configs(batches=(1,), max_channels=12), bn=st.sampled_from([32, 64]),
+       e=st.sampled_from([4, 8]), tpk=st.sampled_from([1, 2]), grid=st.sampled_from([1, 3]))
+def test_wgmma_pack_vec_replay(cfg, bn, e, tpk, grid):
+    """``xconvt_wgmma_prep``'s vector pack (VEC bit 2: warp units of 8 x 4 lane
+    vectors of ``e`` values, the register transpose, per value j = o*K3 + k
+    its row ``tapoff[k] + g*gstride[k] + o*ostride[k]``) replayed lane by
+    lane writes what :func:`pack_index_k` says (zero where padded), each slot
+    at most once, where the host allows it (Cog*K3 % e == 0, BK % e == 0)."""
+    x, w, b = cfg.arrays(0, "float64")
+    params = ConvParams.from_shapes(x.shape, w.shape, None, **cfg.kwargs)
+    G = params.groups
+    cig, cog = params.in_channels_per_group, params.out_channels_per_group
+    k3 = int(np.prod(params.kernel))
+    J = cog * k3
+    assume(J % e == 0)
+    bk = 2 * e
+    idx = pack_index_k(params, bn, bk, tpk)
+    want = np.where(idx >= 0, w.ravel()[np.maximum(idx, 0)], 0.0)
+    tapoff, gstride, ostride = cuda_mma.pack_taps_k(params, bn, bk, tpk)
+    gstride, ostride = np.broadcast_to(gstride, tapoff.shape), np.broadcast_to(ostride,
+                                                                             tapoff.shape)
+    assert all(v % e == 0 for v in (*tapoff[tapoff >= 0], *gstride, *ostride))
+    got = np.zeros(idx.size)  # the host zeroes the packed weights (padded)
+    written = np.zeros(idx.size, bool)
+    src = w.ravel()
+    junits, cunits = -(-(J // e) // 8), -(-(-(-cig // e)) // 4)
+    units = G * cunits * junits
+    nw = cuda_mma.pack_vec_grid(G, cig, J, e) if grid == 3 else 8
+    for w0 in range(nw):
+        for u in range(w0, units, nw):
+            ju, r = u % junits, u // junits
+            cu, g = r % cunits, r // cunits
+            for lane in range(32):
+                j0, c0 = ((ju * 8 + (lane & 7)) * e, (cu * 4 + (lane >> 3)) * e)
+                if j0 >= J or c0 >= cig:
+                    continue
+                base = (g * cig + c0) * J + j0
+                v = np.array([src[base + i * J:base + i * J + e] if c0 + i < cig
+                              else np.zeros(e) for i in range(e)])
+                for jj in range(e):
+                    o, k = divmod(j0 + jj, k3)
+                    if tapoff[k] < 0:
+                        continue
+                    d = tapoff[k] + g * gstride[k] + o * ostride[k] + c0
+                    assert not written[d:d + e].any(), "written twice"
+                    written[d:d + e] = True
+                    got[d:d + e] = v[:, jj]
+    np.testing.assert_array_equal(got, want)
+    assert written[idx >= 0].all()
+
+
 @pytest.mark.parametrize("rb", [32, 64, 128])
 @pytest.mark.parametrize("rows", [32, 64, 128, 256])
 def test_wgmma_stage_swizzle(rb, rows):
@@ -614,7 +666,6 @@ def test_wgmma_box_windows_read_the_right_rows(cfg, td, rb, conv3d):
     applied to the absolute address, as measured on an H200), which must
     hold the copy's position and channels the GEMM needs for every stored
     row, and stay inside the buffer for the others."""
-    from hypothesis import assume
 
     from xconvt._params import conv3d_params
 
@@ -767,6 +818,92 @@ def test_to_cl_copy_replay(shape, groups, kernel, stride, padding, bk, v):
              g * cp:g * cp + cig] = np.moveaxis(x[:, g * cig:(g + 1) * cig], 1, -1)
     for grid in (1, cuda_mma.cl_grid(ext, ct, shape[0], v)):
         got = replay_to_cl(x, ext, lo, ct, groups, v, grid)
+        np.testing.assert_array_equal(got, want)
+
+
+def replay_to_cl_vec(x, ext, lo, ct, groups, e, grid, rnd=0):
+    """``xconvt_mma_to_cl<..., VEC = 1>``'s index math replayed lane by lane
+    (warp units of 8 x 4 lane vectors of ``e`` values, the register
+    transpose, the halo pass): the copy it writes, NaN where nothing is
+    written; ``rnd`` 2: the small halves' region after it, written as the
+    kernel's CONV 2 does (zeros where the copy is zero, else NaN-free)."""
+    n_, cin = x.shape[:2]
+    cig, cp = cin // groups, ct // groups
+    ID, IH, IW = x.shape[2:]
+    PD, PH, PW = ext
+    LD, LH, LW = lo
+    vol, sp = ID * IH * IW, PD * PH * PW
+    xf = x.reshape(-1)
+    size = n_ * sp * ct
+    y = np.full(size * (2 if rnd == 2 else 1), np.nan)
+
+    def put(dst, vals):
+        assert np.isnan(y[dst:dst + e]).all(), "written twice"
+        y[dst:dst + e] = vals
+        if rnd == 2:
+            assert np.isnan(y[size + dst:size + dst + e]).all(), "written twice"
+            y[size + dst:size + dst + e] = 0.0
+
+    pblocks, cunits = -(-(vol // e) // 8), -(-(ct // e) // 4)
+    units = n_ * pblocks * cunits
+    nw = grid * 8
+    for w0 in range(nw):
+        for u in range(w0, units, nw):
+            cu, r = u % cunits, u // cunits
+            pb, n = r % pblocks, r // pblocks
+            for lane in range(32):
+                wl, cl = lane & 7, lane >> 3
+                p0, q0 = (pb * 8 + wl) * e, (cu * 4 + cl) * e
+                if p0 >= vol or q0 >= ct:
+                    continue
+                g, cc0 = q0 // cp, q0 % cp
+                base = (n * cin + g * cig + cc0) * vol + p0
+                v = np.array([xf[base + i * vol:base + i * vol + e] if cc0 + i < cig
+                              else np.zeros(e) for i in range(e)])
+                w_, rr = p0 % IW, p0 // IW
+                h, d = rr % IH, rr // IH
+                yd = (n * sp + ((d + LD) * PH + h + LH) * PW + w_ + LW) * ct + q0
+                for j in range(e):
+                    put(yd + j * ct, v[:, j])
+        rowvec = PW * (ct // e)
+        lead, trail = LW * (ct // e), (PW - LW - IW) * (ct // e)
+        for r in range(w0, n_ * PD * PH, nw):
+            ph, pd = r % PH, (r // PH) % PD
+            inner = LD <= pd < LD + ID and LH <= ph < LH + IH
+            nl, nt = (lead, trail) if inner else (rowvec, 0)
+            for lane in range(32):
+                for k in range(lane, nl + nt, 32):
+                    el = k if k < nl else rowvec - nt + (k - nl)
+                    put(r * PW * ct + el * e, np.zeros(e))
+    assert not np.isnan(y[size:]).any(), "small halves not all written"
+    return y[:size].reshape((n_,) + tuple(ext) + (ct,))
+
+
+@pytest.mark.parametrize("shape, groups, kernel, stride, padding, bk, e", [
+    ((2, 6, 3, 4, 8), 2, 3, 1, 1, 8, 4),      # groups, channel padding, halo, float32
+    ((1, 40, 2, 3, 16), 1, 3, 2, 1, 16, 8),   # 16-bit, CT 48: a partial channel unit
+    ((1, 32, 3, 5, 8), 1, 3, 1, 1, 32, 8),    # 16-bit, CT 32
+    ((1, 64, 2, 2, 8), 4, 2, 2, 0, 16, 8),    # 16-bit, groups of 16 channels, no halo
+    ((2, 9, 2, 3, 4), 3, 3, 1, 1, 8, 4),      # float32, CT 24, one vector a row
+    ((1, 6, 2, 3, 24), 3, 3, 2, 1, 16, 8),    # 16-bit, 2 of 16 channels a group
+])
+def test_to_cl_vec_copy_replay(shape, groups, kernel, stride, padding, bk, e):
+    """The 16-byte vector copy (VEC 1) writes the same channels-last copy as
+    the tile copy, every element once, for one block and for ``cl_vec_grid``'s
+    grid; its small-halves region (3xTF32) likewise."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape)
+    cout = 2 * groups
+    params = ConvParams.from_shapes(shape, (shape[1], cout // groups) + (kernel,) * 3, None,
+                                    stride=stride, padding=padding, groups=groups)
+    ext, lo, ct = cuda_mma.cl_layout(params, bk)
+    cig, cp = shape[1] // groups, ct // groups
+    want = np.zeros((shape[0],) + tuple(ext) + (ct,))
+    for g in range(groups):
+        want[:, lo[0]:lo[0] + shape[2], lo[1]:lo[1] + shape[3], lo[2]:lo[2] + shape[4],
+             g * cp:g * cp + cig] = np.moveaxis(x[:, g * cig:(g + 1) * cig], 1, -1)
+    for grid in (1, cuda_mma.cl_vec_grid(ext, ct, shape[0], shape[2:], e)):
+        got = replay_to_cl_vec(x, ext, lo, ct, groups, e, grid, rnd=2 if e == 4 else 0)
         np.testing.assert_array_equal(got, want)
 
 

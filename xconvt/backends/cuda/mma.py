@@ -540,6 +540,24 @@ def cl_grid(ext, ct, batch, v):
     return max(1, min(tiles, _CL_GRID))
 
 
+def cl_vec_grid(ext, ct, batch, in_size, e):
+    """Blocks of ``xconvt_mma_to_cl<..., VEC = 1>`` (8 warps each): a warp per
+    unit of ``8 e`` input positions by ``4 e`` channels (``e`` values a
+    16-byte vector) and per padded row of the halo pass, at most
+    ``_CL_GRID``."""
+    units = batch * -(-math.prod(in_size) // (8 * e)) * -(-ct // (4 * e))
+    rows = batch * ext[0] * ext[1]
+    return max(1, min(-(-max(units, rows) // 8), _CL_GRID))
+
+
+def pack_vec_grid(groups, cig, row, e):
+    """Blocks of ``xconvt_wgmma_prep``'s vector pack (VEC bit 2; 8 warps
+    each): a warp per unit of ``8 e`` values of w's rows of ``row`` values by
+    ``4 e`` K channels, per group, at most ``_CL_GRID``."""
+    units = groups * -(-(row // e) // 8) * -(-(-(-cig // e)) // 4)
+    return max(1, min(-(-units // 8), _CL_GRID))
+
+
 def cl_elements(params, bk):
     """Elements of the channels-last copy (:func:`cl_layout`)."""
     ext, _, ct = cl_layout(params, bk)
@@ -1185,38 +1203,77 @@ class _Launch:
         self.smem = cfg.smem
         geo = kernel_args(real, cfg)
         self.to_cl = self.prep = None
+        # VEC bits this layer allows (16-byte vectors; x's and w's alignment
+        # is checked per call): 1 the copy (x's rows whole vectors), 2 the
+        # pack (xconvt_wgmma's, w read plainly, whole vectors along its rows)
+        self.vec_ok = 0
+        self._vec = {}
         if cfg.slab >= 3:
             ext, ct = (geo["PD"], geo["PH"], geo["PW"]), geo["CT"]
             bits = "unsigned" if cfg.dt == 0 else "unsigned short"
             # xconvt_wgmma reads TF32 operands as stored: the copy rounds them
             # (3xTF32: and writes the small halves after the big ones)
             round_ = (2 if cfg.mode == 1 else 1) if wg and cfg.dt == 0 else 0
-            self.to_cl = get(f"xconvt_mma_to_cl<{bits}, {cfg.index_t}, {round_}>")
+            self._tmpl = f"{bits}, {cfg.index_t}, {round_}"
+            self.to_cl = get(f"xconvt_mma_to_cl<{self._tmpl}>")
             self.cl_size = cl_elements(params, cfg.bk) * (2 if round_ == 2 else 1)
             self.cl_grid = (cl_grid(ext, ct, params.batch, 2 if cfg.dt else 1),)
+            e = 4 if cfg.dt == 0 else 8  # values a vector
+            if geo["IW"] % e == 0 and cfg.bk % e == 0:
+                self.vec_ok |= 1
+                self._cl_vec_grid = cl_vec_grid(ext, ct, geo["N"],
+                                                (geo["ID"], geo["IH"], geo["IW"]), e)
             if wg:  # the pack and the copy in one launch (xconvt_wgmma_prep)
-                self.prep = get(f"xconvt_wgmma_prep<{bits}, {cfg.index_t}, {round_}>")
+                self.prep = get(f"xconvt_wgmma_prep<{self._tmpl}>")
                 pg = self.pack_grid if self.n_idx else (1, 1, 0)
                 self.prep_grid = (math.prod(pg) + self.cl_grid[0],)
                 self.prep_rest = self.pack_rest + tuple(np.int32(v) for v in pg)
+                if (self.n_idx and wf == 1 and not isinstance(params, Conv3dGemm)
+                        and cog * k3 % e == 0 and cfg.bk % e == 0):
+                    self.vec_ok |= 2
+                    self._pack_vec_grid = pack_vec_grid(params.groups, cig, cog * k3, e)
         self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
+
+    def prep_launch(self, vec):
+        """``(kernel, grid, rest)`` of the preparation with VEC bits ``vec``
+        (a subset of ``vec_ok``): ``xconvt_wgmma_prep``'s (``rest``: its
+        arguments after the packed weights) where there is one, else the
+        copy's (``rest`` empty)."""
+        if vec not in self._vec:
+            t = self._tmpl + (f", {vec}" if vec else "")
+            ncl = self._cl_vec_grid if vec & 1 else self.cl_grid[0]
+            if self.prep is None:
+                k = self.to_cl if not vec else rt.kernel(_SOURCE_PATH,
+                                                         f"xconvt_mma_to_cl<{t}>")
+                self._vec[vec] = (k, (ncl,), ())
+            else:
+                k = self.prep if not vec else rt.kernel(_SOURCE_PATH,
+                                                        f"xconvt_wgmma_prep<{t}>")
+                pg = (self._pack_vec_grid, 1, 1) if vec & 2 else tuple(
+                    int(v) for v in self.prep_rest[-3:])
+                self._vec[vec] = (k, (math.prod(pg) + ncl,),
+                                  self.pack_rest + tuple(np.int32(v) for v in pg))
+        return self._vec[vec]
 
     def __call__(self, x, w, b, out):
         import cupy
 
         wp = (cupy.zeros if self.padded else cupy.empty)(self.wp_size, dtype=x.dtype)
-        if self.prep is not None:
+        if self.to_cl is not None:
+            vec = self.vec_ok & ((x.data.ptr % 16 == 0) | 2 * (w.data.ptr % 16 == 0))
             xcl = cupy.empty(self.cl_size, dtype=x.dtype)
-            self.prep(self.prep_grid, (256,),
-                      (x, xcl, self.args[0], w, *self.pack_tables, wp, *self.prep_rest))
+            if self.prep is None:
+                if self.n_idx:
+                    self.pack(self.pack_grid, (256,),
+                              (w, *self.pack_tables, wp, *self.pack_rest))
+                k, grid, _ = self.prep_launch(vec & 1)
+                k(grid, (256,), (x, xcl, self.args[0]))
+            else:
+                k, grid, rest = self.prep_launch(vec)
+                k(grid, (256,), (x, xcl, self.args[0], w, *self.pack_tables, wp, *rest))
             x = xcl
-        else:
-            if self.n_idx:
-                self.pack(self.pack_grid, (256,), (w, *self.pack_tables, wp, *self.pack_rest))
-            if self.to_cl is not None:
-                xcl = cupy.empty(self.cl_size, dtype=x.dtype)
-                self.to_cl(self.cl_grid, (256,), (x, xcl, self.args[0]))
-                x = xcl
+        elif self.n_idx:
+            self.pack(self.pack_grid, (256,), (w, *self.pack_tables, wp, *self.pack_rest))
         self.kern(self.grid, self.block,
                   (x, wp, x if b is None else b, out, self.meta, self.btab,
                    self.args[b is not None]),

@@ -1982,16 +1982,169 @@ __device__ __forceinline__ void to_cl_blocks(const U* __restrict__ x, U* __restr
     }
   }
 }
+// Of E vectors v[i] (E = 16 / sizeof(U) values each: row i's E values), the
+// transposed vector j (value j of each row) stored at d; CONV 1, 2: rounded
+// to tf32, CONV 2 also the small halves at d + small (float bits only).
+template <typename U, int CONV, typename I>
+__device__ __forceinline__ void store_col(const uint4 (&v)[16 / sizeof(U)], int j, U* d,
+                                          I small) {
+  constexpr int E = 16 / sizeof(U);
+  static_assert(CONV == 0 || E == 4, "tf32 rounding applies to 32-bit values");
+  uint4 o;
+  unsigned* ow = reinterpret_cast<unsigned*>(&o);
+  if constexpr (E == 8) {  // 16-bit: word k = rows (2k, 2k + 1) at column j
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const unsigned lo = reinterpret_cast<const unsigned*>(&v[2 * k])[j >> 1];
+      const unsigned hi = reinterpret_cast<const unsigned*>(&v[2 * k + 1])[j >> 1];
+      ow[k] = __byte_perm(lo, hi, (j & 1) ? 0x7632 : 0x5410);
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) ow[k] = reinterpret_cast<const unsigned*>(&v[k])[j];
+  }
+  if constexpr (CONV == 0) {
+    *reinterpret_cast<uint4*>(d) = o;
+  } else {
+    uint4 sm;
+    unsigned* sw = reinterpret_cast<unsigned*>(&sm);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float f = __uint_as_float(ow[k]);
+      ow[k] = xmma::to_tf32(f);
+      sw[k] = xmma::to_tf32(f - __uint_as_float(ow[k]));
+    }
+    *reinterpret_cast<uint4*>(d) = o;
+    if constexpr (CONV == 2) *reinterpret_cast<uint4*>(d + small) = sm;
+  }
+}
+
+// The same copy by 16-byte vectors (VEC 1), where x's rows are whole vectors
+// (IW % E == 0, E = 16 / sizeof(U) values a vector, x 16-byte aligned: the
+// host checks both) and the copy's channels are (CT: whole BK blocks a group).
+// A warp unit is 8 x 4 lane vectors: 8 x E consecutive x positions (flat over
+// d, h, w: x is contiguous along a channel's volume) by 4 x E copy channels;
+// each lane loads E vectors (its E channels' E positions: a warp's load reads
+// 128 contiguous bytes per channel), transposes them in registers and stores
+// E vectors (its E positions' E channels: 4 lanes write 4 E contiguous
+// channels of a position).  No shared memory, no bounds check within a
+// vector.  The halo's zeros follow: one warp per padded row (n, pd, ph), all
+// of it in a halo plane or row, else its LW leading and RW trailing
+// positions.  Warps stride over both.
 template <typename U, typename I, int CONV>
+__device__ __forceinline__ void to_cl_vec_blocks(const U* __restrict__ x, U* __restrict__ y,
+                                                 const xmma::MmaArgs& a, int bid, int nblocks) {
+  constexpr int E = 16 / sizeof(U);
+  const int lane = threadIdx.x & 31;
+  const int wl = lane & 7, cl = lane >> 3;
+  const int CP = a.CT / a.G;
+  const I VOL = (I)a.ID * a.IH * a.IW;
+  const I SP = (I)a.PD * a.PH * a.PW;
+  const I pblocks = (VOL / E + 7) / 8;
+  const int cunits = (a.CT / E + 3) / 4;
+  const I units = (I)a.N * pblocks * cunits;
+  const I w0 = (I)bid * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const I nw = (I)nblocks * (blockDim.x >> 5);
+  for (I u = w0; u < units; u += nw) {
+    const int cu = (int)(u % cunits);
+    const I r = u / cunits;
+    const I pb = r % pblocks;
+    const int n = (int)(r / pblocks);
+    const I p0 = (pb * 8 + wl) * E;  // this lane's first x position
+    const int q0 = (cu * 4 + cl) * E;  // its first copy channel
+    if (p0 >= VOL || q0 >= a.CT) continue;
+    const int g = q0 / CP, cc0 = q0 - g * CP;
+    const U* xs = x + ((I)n * a.Cin + g * a.Cig + cc0) * VOL + p0;
+    uint4 v[E];  // v[i]: channel cc0 + i at the E positions
+#pragma unroll
+    for (int i = 0; i < E; ++i) {
+      v[i] = make_uint4(0u, 0u, 0u, 0u);
+      if (cc0 + i < a.Cig) v[i] = __ldg(reinterpret_cast<const uint4*>(xs + (I)i * VOL));
+    }
+    const int w = (int)(p0 % a.IW);
+    const I rr = p0 / a.IW;
+    const int h = (int)(rr % a.IH), d = (int)(rr / a.IH);
+    U* yd = y + ((I)n * SP + ((I)(d + a.LD) * a.PH + h + a.LH) * a.PW + w + a.LW) * a.CT + q0;
+#pragma unroll
+    for (int j = 0; j < E; ++j) store_col<U, CONV>(v, j, yd + (I)j * a.CT, (I)a.XSMALL);
+  }
+  // the halo: zeros
+  const I rows = (I)a.N * a.PD * a.PH;
+  const int rowvec = a.PW * (a.CT / E);
+  const int lead = a.LW * (a.CT / E), trail = (a.PW - a.LW - a.IW) * (a.CT / E);
+  const uint4 z = make_uint4(0u, 0u, 0u, 0u);
+  for (I r = w0; r < rows; r += nw) {
+    const int ph = (int)(r % a.PH), pd = (int)((r / a.PH) % a.PD);
+    const bool inner = pd >= a.LD && pd < a.LD + a.ID && ph >= a.LH && ph < a.LH + a.IH;
+    const int nl = inner ? lead : rowvec, nt = inner ? trail : 0;
+    U* yr = y + r * a.PW * a.CT;
+    for (int k = lane; k < nl + nt; k += 32) {
+      const int e = k < nl ? k : rowvec - nt + (k - nl);
+      *reinterpret_cast<uint4*>(yr + (I)e * E) = z;
+      if constexpr (CONV == 2) *reinterpret_cast<uint4*>(yr + a.XSMALL + (I)e * E) = z;
+    }
+  }
+}
+// xconvt_wgmma_pack's packing by 16-byte vectors (xconvt_wgmma_prep's VEC
+// bit 2): the transposed convolution's w read plainly (wf 1), per group a
+// matrix of Cig rows (K channels c) of Cog * K3 values j = o * K3 + k (the
+// host checks Cog * K3 % E == 0, w 16-byte aligned, and every packed row
+// offset a multiple of E: BK % E == 0).  A warp unit is 8 x 4 lane vectors:
+// 8 E values j by 4 E channels c; a lane loads its E channels' E values j,
+// transposes them (store_col) and stores per j the E channels at dst[tapoff[k]
+// + g * gstride[k] + o * ostride[k] + c] (nothing for tapoff -1); channels
+// past Cig store zeros into the row's padding.  Warps stride over the units.
+template <typename U, typename I, int CONV>
+__device__ __forceinline__ void wgmma_pack_vec_blocks(
+    const U* __restrict__ src, const I* __restrict__ tapoff, const I* __restrict__ gstride,
+    const I* __restrict__ ostride, U* __restrict__ dst, int G, int Cig, int Cog, int K3,
+    I small, int bid, int nblocks) {
+  constexpr int E = 16 / sizeof(U);
+  const int lane = threadIdx.x & 31;
+  const int wl = lane & 7, cl = lane >> 3;
+  const int J = Cog * K3;
+  const int junits = (J / E + 7) / 8, cunits = ((Cig + E - 1) / E + 3) / 4;
+  const I units = (I)G * cunits * junits;
+  const I w0 = (I)bid * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const I nw = (I)nblocks * (blockDim.x >> 5);
+  for (I u = w0; u < units; u += nw) {
+    const int ju = (int)(u % junits);
+    const I r = u / junits;
+    const int cu = (int)(r % cunits), g = (int)(r / cunits);
+    const int j0 = (ju * 8 + wl) * E, c0 = (cu * 4 + cl) * E;
+    if (j0 >= J || c0 >= Cig) continue;
+    const U* s = src + ((I)g * Cig + c0) * J + j0;
+    uint4 v[E];  // v[i]: channel c0 + i's values j0 .. j0 + E - 1
+#pragma unroll
+    for (int i = 0; i < E; ++i) {
+      v[i] = make_uint4(0u, 0u, 0u, 0u);
+      if (c0 + i < Cig) v[i] = __ldg(reinterpret_cast<const uint4*>(s + (I)i * J));
+    }
+#pragma unroll
+    for (int jj = 0; jj < E; ++jj) {
+      const int j = j0 + jj, o = j / K3, k = j - o * K3;
+      const I base = tapoff[k];
+      if (base >= 0)
+        store_col<U, CONV>(v, jj, dst + base + g * gstride[k] + o * ostride[k] + c0, small);
+    }
+  }
+}
+// VEC 0: to_cl_blocks (any x), 1: to_cl_vec_blocks (the host checks its conditions)
+template <typename U, typename I, int CONV, int VEC = 0>
 __global__ void __launch_bounds__(256)
 xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs a) {
-  to_cl_blocks<U, I, CONV>(x, y, a, blockIdx.x, gridDim.x);
+  if constexpr (VEC)
+    to_cl_vec_blocks<U, I, CONV>(x, y, a, blockIdx.x, gridDim.x);
+  else
+    to_cl_blocks<U, I, CONV>(x, y, a, blockIdx.x, gridDim.x);
 }
 // xconvt_wgmma's two preparations in one launch: the first pb = px * py * pz
 // blocks pack the weights (xconvt_wgmma_pack's grid, flattened: short, they
-// start first), the other ncl blocks copy x (xconvt_mma_to_cl's); the pack
-// no longer waits for the copy nor costs a launch of its own.
-template <typename U, typename I, int CONV>
+// start first), the other blocks copy x (xconvt_mma_to_cl's); the pack no
+// longer waits for the copy nor costs a launch of its own.  VEC bit 1: the
+// copy by vectors (to_cl_vec_blocks), bit 2: the pack by vectors
+// (wgmma_pack_vec_blocks over pb = px blocks; py = pz = 1).
+template <typename U, typename I, int CONV, int VEC = 0>
 __global__ void __launch_bounds__(256)
 xconvt_wgmma_prep(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs a,
                   const U* __restrict__ src, const I* __restrict__ tapoff,
@@ -2001,8 +2154,14 @@ xconvt_wgmma_prep(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArg
   const int pb = px * py * pz;
   const int b = blockIdx.x;
   if (b < pb) {
-    wgmma_pack_block<U, I, CONV>(src, tapoff, gstride, ostride, dst, Cig, Cog, K3, small,
-                                 kstride, nstride, wf, b % px, (b / px) % py, b / (px * py));
+    if constexpr (VEC & 2)
+      wgmma_pack_vec_blocks<U, I, CONV>(src, tapoff, gstride, ostride, dst, a.G, Cig, Cog, K3,
+                                        small, b, pb);
+    else
+      wgmma_pack_block<U, I, CONV>(src, tapoff, gstride, ostride, dst, Cig, Cog, K3, small,
+                                   kstride, nstride, wf, b % px, (b / px) % py, b / (px * py));
+  } else if constexpr (VEC & 1) {
+    to_cl_vec_blocks<U, I, CONV>(x, y, a, b - pb, gridDim.x - pb);
   } else {
     to_cl_blocks<U, I, CONV>(x, y, a, b - pb, gridDim.x - pb);
   }
