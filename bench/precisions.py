@@ -44,13 +44,18 @@ COLUMNS = (("float32", "cudnn_fp32", "xconvt_fp32"), ("tf32", "cudnn_tf32", "xco
            ("float16", "cudnn_fp16", "xconvt_fp16"), ("bfloat16", "cudnn_bf16", "xconvt_bf16"))
 
 
+#: The planners of tensor-core kernels (every other CUDA planner is FMA).
+TENSOR_CORE_PLANNERS = ("cuda.mma", "cuda.wgmma")
+
+
 def _fma_plan(params, xd):
-    """The FMA plan ``auto`` takes without the tensor-core planner."""
+    """The FMA plan ``auto`` takes without the tensor-core planners
+    (``cuda.mma``, ``cuda.wgmma``: :data:`TENSOR_CORE_PLANNERS`)."""
     from xconvt import _select
 
     problem = _select.problem_for("conv_transpose3d", params, xd)
     ok, _ = _select.candidates(problem)
-    ok = [(e, p) for e, p in ok if e.name != "cuda.mma"]
+    ok = [(e, p) for e, p in ok if e.name not in TENSOR_CORE_PLANNERS]
     return min(ok, key=lambda c: c[1].estimate)[1]
 
 

@@ -301,3 +301,15 @@ def test_gpu_device_time_paired_wiring():
                         SimpleNamespace(warmup=2, min_time=0.02, max_time=1.0, block_ms=4.0))
     assert t.mine.output == "mine" and (t.calls, t.anchor_calls) == (8, 2)
     assert t.ratio == pytest.approx(4.0) and t.pairs >= 10
+
+
+def test_fma_column_excludes_every_tensor_core_planner():
+    """``bench gpu --precisions``' ``fma`` column (today's FMA kernel, for "no
+    case slower") leaves out every planner of the tensor-core module: each
+    conv_transpose3d planner of ``xconvt.backends.cuda.mma`` is listed."""
+    from bench.precisions import TENSOR_CORE_PLANNERS
+    from xconvt.backends import _REGISTRY
+
+    tc = {p.name for p in _REGISTRY["cupy"]
+          if p.module.endswith(".mma") and "conv_transpose3d" in p.ops}
+    assert tc and tc == set(TENSOR_CORE_PLANNERS)
