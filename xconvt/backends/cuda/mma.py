@@ -206,13 +206,13 @@ _FIT.update({(m, 8): f for (m, sl), f in list(_FIT.items()) if sl == 5})
 #: the most blocks its grid has (they stride over the tiles).
 _CL_ELEMS = 4096
 _CL_GRID = 8192
-#: The channels-last copy: (launch s, bytes per second) for x read and the
-#: copy written, by 16-byte vectors (``vec``: x's rows whole vectors) or by
-#: tiles, per value size.  H200 (bench/results/prep_probe_h200_2026-12-03):
-#: vectors 3.1-3.8 TB/s on 16-bit copies of 17-35 MB, 3.2-3.7 on float's; tiles
-#: 1.1-1.4 (16-bit), 2.1-3.3 (float).
-_CL_COPY = {("vec", 2): (2e-6, 4.0e12), ("vec", 4): (2e-6, 3.4e12),
-            ("tile", 2): (2e-6, 1.3e12), ("tile", 4): (2e-6, 2.8e12)}
+#: The channels-last copy: (launch s, bytes per second) for x read and the copy written.
+#: The slab fits (``_FIT``) were made with it, so it stays as calibrated although the copy
+#: by 16-byte vectors (x's rows whole vectors) measured 2.5-3.8 TB/s and the tile copy
+#: 1.1-1.4 (16-bit) and 1.9-2.5 (float) on the H200: the measured rates in its place moved
+#: two picks, one slower (sweep_k3 bfloat16 to wgmma: 0.065 ms against the float32 FMA
+#: plan's 0.041; bench/results/precisions_h200_2026-12-03k, NOTES).
+_CL_COPY = (4e-6, 2.5e12)
 
 
 #: The output term of the estimates of W-pair configurations (``pair``)
@@ -907,9 +907,7 @@ def _features(params, cfg, mode_name, sm_count, smem_per_sm=233472):
     if cfg.slab >= 3:
         halves = 2 if cfg.slab >= 5 and cfg.mode == 1 else 1
         moved = (math.prod(params.input_shape) + halves * cl_elements(params, cfg.bk)) * itemsize
-        way = "vec" if params.in_size[2] % (16 // itemsize) == 0 else "tile"
-        launch, rate = _CL_COPY[way, itemsize]
-        copy = launch + moved / rate
+        copy = _CL_COPY[0] + moved / _CL_COPY[1]
     cig = params.in_channels_per_group
     steps = 0
     for tri in params.phases():
