@@ -73,7 +73,7 @@ def parts(p, cfg, x, w):
     out = cupy.empty(p.batched_output_shape, dtype=x.dtype)
     wp = cupy.zeros(L.wp_size, dtype=x.dtype)
     xcl = cupy.empty(L.cl_size, dtype=x.dtype)
-    prep = lambda: L.prep(L.prep_grid, (256,), (x, xcl, L.args[0], w, *L.pack_tables, wp, *L.prep_rest))
+    prep = lambda: L.prep(L.prep_grid, (256,), (x, xcl, L.args[0], w, L.pack_tabs, wp, L.prep_pack))
     prep()
     main = lambda: L.kern(L.grid, L.block, (xcl, wp, xcl, out, L.meta, L.btab, L.args[0]), shared_mem=L.smem)
     return ev(prep), ev(main)

@@ -70,8 +70,8 @@ def main():
             xo = cupy.full(L.cl_size, fill, dtype=u).view(x.dtype)
             wg = L.prep is not None
             r["vec_ok"] = L.vec_ok
-            tab = lambda k, g, rest, y: lambda: k(g, (256,), (x, y, L.args[0]) + (
-                (w, *L.pack_tables, wp, *rest) if wg else ()))
+            tab = lambda k, g, pk, y: lambda: k(g, (256,), (x, y, L.args[0]) + (
+                (w, L.pack_tabs, wp, pk) if wg else ()))
             outs = {}
             for vec in range(4):
                 if vec & ~L.vec_ok:
@@ -83,7 +83,7 @@ def main():
                 outs[vec] = (y.view(u).copy(), wp.view(u).copy())
                 r[f"prep{vec}"] = ev(tab(k, g, rest, y))
                 if wg:  # the pack's blocks alone, then the copy's alone
-                    npk = math.prod(int(v) for v in rest[-3:])
+                    npk = math.prod(int(rest[f]) for f in ("px", "py", "pz"))
                     r[f"pack{vec >> 1}"] = ev(tab(k, (npk,), rest, y))
             for vec in (0, 1):
                 if vec & ~L.vec_ok:

@@ -486,6 +486,29 @@ def test_struct_fields_match_the_kernel():
     assert len(cols) == len(META_COLUMNS)
 
 
+def test_pack_struct_matches_the_kernel():
+    """``PACK_FIELDS`` names ``PackArgs``' fields in order with their C types,
+    and :func:`pack_struct` lays them out as the C struct does (no padding:
+    the 64-bit fields first, the size a multiple of 8)."""
+    import re
+
+    text = cuda_mma._SOURCE_PATH.read_text()
+    body = re.search(r"struct PackArgs \{(.*?)\};", text, re.S).group(1)
+    body = re.sub(r"//[^\n]*", "", body)
+    ctype = {"long long": np.int64, "int": np.int32}
+    fields = []
+    for d in (d.strip() for d in body.split(";") if d.strip()):
+        t = "long long" if d.startswith("long long ") else "int"
+        fields += [(n.strip(), ctype[t]) for n in d[len(t):].split(",")]
+    assert tuple(fields) == cuda_mma.PACK_FIELDS
+    s = cuda_mma.pack_struct(dict(small=5, kstride=6, nstride=7, Cig=1, Cog=2, K3=3, wf=4,
+                                  pad=0), (8, 9, 10))
+    assert s.dtype.itemsize == 56 and s.dtype.itemsize % 8 == 0
+    raw = np.frombuffer(s.tobytes(), np.int32)
+    assert list(np.frombuffer(s.tobytes()[:24], np.int64)) == [5, 6, 7]
+    assert list(raw[6:]) == [1, 2, 3, 4, 8, 9, 10, 0]
+
+
 # ------------------------------------------------------------------ xconvt_wgmma
 def pack_index_k(params, bn, bk, tpk=1):
     """:func:`pack_index` in ``xconvt_wgmma_pack``'s K-major layout: per

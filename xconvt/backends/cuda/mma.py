@@ -563,6 +563,22 @@ def pack_vec_grid(groups, cig, row, e):
     return max(1, min(-(-units // 8), _CL_GRID))
 
 
+#: ``PackArgs`` of mma.cu (xconvt_wgmma_prep's pack arguments), in its order.
+PACK_FIELDS = (("small", np.int64), ("kstride", np.int64), ("nstride", np.int64),
+               ("Cig", np.int32), ("Cog", np.int32), ("K3", np.int32), ("wf", np.int32),
+               ("px", np.int32), ("py", np.int32), ("pz", np.int32), ("pad", np.int32))
+
+
+def pack_struct(values, grid):
+    """``PackArgs`` as a NumPy structured scalar: ``values`` (every field of
+    :data:`PACK_FIELDS` but the grid's) and the pack's ``grid`` ``(px, py,
+    pz)``."""
+    arr = np.zeros(1, np.dtype(list(PACK_FIELDS)))
+    for f, v in {**values, **dict(zip(("px", "py", "pz"), grid))}.items():
+        arr[f] = v
+    return arr[0]
+
+
 def cl_elements(params, bk):
     """Elements of the channels-last copy (:func:`cl_layout`)."""
     ext, _, ct = cl_layout(params, bk)
@@ -1170,7 +1186,7 @@ class _Launch:
         wg = cfg.slab >= 5  # xconvt_wgmma: K-major packed weights
         tables = (pack_taps_k(params, cfg.bn, cfg.bk, cfg.tpk) if wg
                   else pack_taps(params, cfg.bn, cfg.bk))
-        tables = tuple(cupy.asarray(t.astype(ityp)) for t in tables)
+        tables = tuple(cupy.asarray(np.asarray(t).astype(ityp)) for t in tables)
         cig, cog = params.in_channels_per_group, params.out_channels_per_group
         ncb, np_ = -(-cig // cfg.bk), -(-cog // cfg.bn) * cfg.bn
         n_packed = _sizes(params, cfg.bk, cfg.bn, cfg.tpk)[2]
@@ -1181,8 +1197,10 @@ class _Launch:
         # w is [G*Cog][Cig][K3], its K channels on the second axis)
         kstride, nstride = ((k3, cig * k3) if isinstance(params, Conv3dGemm)
                             else (cog * k3, k3))
-        # the pack's arguments: (w, *tables, packed, *pack_rest)
+        # the pack's arguments: (w, *tables, packed, *pack_rest); the prep's
+        # take the three tables as one array (pack_tabs) and a PackArgs struct
         self.pack_tables = tables
+        self.pack_tabs = cupy.concatenate([cupy.broadcast_to(t, (k3,)) for t in tables])
         # pair, fold: w is the real layer's, its taps wf times as many along W
         wf = 2 if cfg.pair else max(cfg.fold, 1)
         self.pack_rest = ((np.int32(cig), np.int32(cog), np.int32(k3))
@@ -1222,6 +1240,8 @@ class _Launch:
             self._tmpl = f"{bits}, {cfg.index_t}, {round_}"
             self.to_cl = get(f"xconvt_mma_to_cl<{self._tmpl}>")
             self.cl_size = cl_elements(params, cfg.bk) * (2 if round_ == 2 else 1)
+            per = 256 // (4 if cfg.dt == 0 else 2)  # values of 256 bytes
+            self.cl_at = -(-self.wp_size // per) * per  # the copy's offset in the workspace
             self.cl_grid = (cl_grid(ext, ct, params.batch, 2 if cfg.dt else 1),)
             e = 4 if cfg.dt == 0 else 8  # values a vector
             if geo["IW"] % e == 0 and cfg.bk % e == 0:
@@ -1232,7 +1252,9 @@ class _Launch:
                 self.prep = get(f"xconvt_wgmma_prep<{self._tmpl}>")
                 pg = self.pack_grid if self.n_idx else (1, 1, 0)
                 self.prep_grid = (math.prod(pg) + self.cl_grid[0],)
-                self.prep_rest = self.pack_rest + tuple(np.int32(v) for v in pg)
+                self._pack_args = dict(small=n_packed, kstride=kstride, nstride=nstride * wf,
+                                       Cig=cig, Cog=cog, K3=k3, wf=wf, pad=0)
+                self.prep_pack = pack_struct(self._pack_args, pg)
                 if (self.n_idx and wf == 1 and not isinstance(params, Conv3dGemm)
                         and cog * k3 % e == 0 and cfg.bk % e == 0):
                     self.vec_ok |= 2
@@ -1240,33 +1262,40 @@ class _Launch:
         self.args = [rt.struct(MMA_FIELDS, {**geo, "has_bias": hb}) for hb in (0, 1)]
 
     def prep_launch(self, vec):
-        """``(kernel, grid, rest)`` of the preparation with VEC bits ``vec``
-        (a subset of ``vec_ok``): ``xconvt_wgmma_prep``'s (``rest``: its
-        arguments after the packed weights) where there is one, else the
-        copy's (``rest`` empty)."""
+        """``(kernel, grid, pack)`` of the preparation with VEC bits ``vec``
+        (a subset of ``vec_ok``): ``xconvt_wgmma_prep``'s (``pack``: its
+        ``PackArgs``; its arguments ``(x, copy, args, w, pack_tabs, packed,
+        pack)``) where there is one, else the copy's (``pack`` None; its
+        arguments ``(x, copy, args)``)."""
         if vec not in self._vec:
             t = self._tmpl + (f", {vec}" if vec else "")
             ncl = self._cl_vec_grid if vec & 1 else self.cl_grid[0]
             if self.prep is None:
                 k = self.to_cl if not vec else rt.kernel(_SOURCE_PATH,
                                                          f"xconvt_mma_to_cl<{t}>")
-                self._vec[vec] = (k, (ncl,), ())
+                self._vec[vec] = (k, (ncl,), None)
             else:
                 k = self.prep if not vec else rt.kernel(_SOURCE_PATH,
                                                         f"xconvt_wgmma_prep<{t}>")
-                pg = (self._pack_vec_grid, 1, 1) if vec & 2 else tuple(
-                    int(v) for v in self.prep_rest[-3:])
-                self._vec[vec] = (k, (math.prod(pg) + ncl,),
-                                  self.pack_rest + tuple(np.int32(v) for v in pg))
+                pg = ((self._pack_vec_grid, 1, 1) if vec & 2
+                      else tuple(int(self.prep_pack[f]) for f in ("px", "py", "pz")))
+                self._vec[vec] = (k, (math.prod(pg) + ncl,), pack_struct(self._pack_args, pg))
         return self._vec[vec]
 
     def __call__(self, x, w, b, out):
         import cupy
 
-        wp = (cupy.zeros if self.padded else cupy.empty)(self.wp_size, dtype=x.dtype)
-        if self.to_cl is not None:
+        if self.to_cl is None:
+            wp = (cupy.zeros if self.padded else cupy.empty)(self.wp_size, dtype=x.dtype)
+            if self.n_idx:
+                self.pack(self.pack_grid, (256,), (w, *self.pack_tables, wp, *self.pack_rest))
+        else:  # one allocation: the packed weights, then (256-byte aligned) the copy
+            buf = cupy.empty(self.cl_at + self.cl_size, dtype=x.dtype)
+            wp, xcl = buf[:self.wp_size], buf[self.cl_at:]
+            if self.padded:  # (a memset: no bfloat16 fill kernel needed)
+                cupy.cuda.runtime.memsetAsync(buf.data.ptr, 0, wp.nbytes,
+                                              cupy.cuda.get_current_stream().ptr)
             vec = self.vec_ok & ((x.data.ptr % 16 == 0) | 2 * (w.data.ptr % 16 == 0))
-            xcl = cupy.empty(self.cl_size, dtype=x.dtype)
             if self.prep is None:
                 if self.n_idx:
                     self.pack(self.pack_grid, (256,),
@@ -1274,11 +1303,9 @@ class _Launch:
                 k, grid, _ = self.prep_launch(vec & 1)
                 k(grid, (256,), (x, xcl, self.args[0]))
             else:
-                k, grid, rest = self.prep_launch(vec)
-                k(grid, (256,), (x, xcl, self.args[0], w, *self.pack_tables, wp, *rest))
+                k, grid, pack = self.prep_launch(vec)
+                k(grid, (256,), (x, xcl, self.args[0], w, self.pack_tabs, wp, pack))
             x = xcl
-        elif self.n_idx:
-            self.pack(self.pack_grid, (256,), (w, *self.pack_tables, wp, *self.pack_rest))
         self.kern(self.grid, self.block,
                   (x, wp, x if b is None else b, out, self.meta, self.btab,
                    self.args[b is not None]),

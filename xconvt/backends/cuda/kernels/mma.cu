@@ -2138,28 +2138,39 @@ xconvt_mma_to_cl(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs
   else
     to_cl_blocks<U, I, CONV>(x, y, a, blockIdx.x, gridDim.x);
 }
+// xconvt_wgmma_prep's pack arguments, passed by value as one struct (the host
+// builds it as a NumPy structured scalar, cuda/mma.py PACK_FIELDS): fewer
+// kernel arguments, a shorter launch from Python.
+struct PackArgs {
+  long long small, kstride, nstride;  // xconvt_wgmma_pack's small, kstride, nstride
+  int Cig, Cog, K3, wf;               // its Cig, Cog, K3, wf
+  int px, py, pz, pad;                // its grid (flattened here); pad: the struct's size
+};
 // xconvt_wgmma's two preparations in one launch: the first pb = px * py * pz
 // blocks pack the weights (xconvt_wgmma_pack's grid, flattened: short, they
 // start first), the other blocks copy x (xconvt_mma_to_cl's); the pack no
-// longer waits for the copy nor costs a launch of its own.  VEC bit 1: the
-// copy by vectors (to_cl_vec_blocks), bit 2: the pack by vectors
-// (wgmma_pack_vec_blocks over pb = px blocks; py = pz = 1).
+// longer waits for the copy nor costs a launch of its own.  tabs: the pack's
+// three tables, each K3 long (tapoff, gstride, ostride).  VEC 1: the copy by
+// vectors (to_cl_vec_blocks), 2: the pack by vectors (wgmma_pack_vec_blocks
+// over pb = px blocks; py = pz = 1), 3: both.
 template <typename U, typename I, int CONV, int VEC = 0>
 __global__ void __launch_bounds__(256)
 xconvt_wgmma_prep(const U* __restrict__ x, U* __restrict__ y, const xmma::MmaArgs a,
-                  const U* __restrict__ src, const I* __restrict__ tapoff,
-                  const I* __restrict__ gstride, const I* __restrict__ ostride,
-                  U* __restrict__ dst, int Cig, int Cog, int K3, I small, I kstride,
-                  I nstride, int wf, int px, int py, int pz) {
-  const int pb = px * py * pz;
+                  const U* __restrict__ src, const I* __restrict__ tabs, U* __restrict__ dst,
+                  const PackArgs p) {
+  const int pb = p.px * p.py * p.pz;
   const int b = blockIdx.x;
+  const I* tapoff = tabs;
+  const I* gstride = tabs + p.K3;
+  const I* ostride = tabs + 2 * p.K3;
   if (b < pb) {
     if constexpr (VEC & 2)
-      wgmma_pack_vec_blocks<U, I, CONV>(src, tapoff, gstride, ostride, dst, a.G, Cig, Cog, K3,
-                                        small, b, pb);
+      wgmma_pack_vec_blocks<U, I, CONV>(src, tapoff, gstride, ostride, dst, a.G, p.Cig, p.Cog,
+                                        p.K3, (I)p.small, b, pb);
     else
-      wgmma_pack_block<U, I, CONV>(src, tapoff, gstride, ostride, dst, Cig, Cog, K3, small,
-                                   kstride, nstride, wf, b % px, (b / px) % py, b / (px * py));
+      wgmma_pack_block<U, I, CONV>(src, tapoff, gstride, ostride, dst, p.Cig, p.Cog, p.K3,
+                                   (I)p.small, (I)p.kstride, (I)p.nstride, p.wf, b % p.px,
+                                   (b / p.px) % p.py, b / (p.px * p.py));
   } else if constexpr (VEC & 1) {
     to_cl_vec_blocks<U, I, CONV>(x, y, a, b - pb, gridDim.x - pb);
   } else {
