@@ -1215,6 +1215,8 @@ class _Launch:
 
         self.kern = get(cfg.name, "sm_90a" if wg else None)
         rt.allow_smem(self.kern, cfg.smem)
+        # the launch itself (an ArchKernel's CuPy function: one Python call less)
+        self.kern_fn = getattr(self.kern, "function", self.kern)
         # float weights leave the pack rounded to tf32 (and split, 3xTF32)
         conv = 0 if cfg.dt else (2 if cfg.mode == 1 else 1)
         bits = "unsigned" if cfg.dt == 0 else "unsigned short"
@@ -1290,10 +1292,10 @@ class _Launch:
             if self.n_idx:
                 self.pack(self.pack_grid, (256,), (w, *self.pack_tables, wp, *self.pack_rest))
         else:  # one allocation: the packed weights, then (256-byte aligned) the copy
-            buf = cupy.empty(self.cl_at + self.cl_size, dtype=x.dtype)
-            wp, xcl = buf[:self.wp_size], buf[self.cl_at:]
+            wp = cupy.empty(self.cl_at + self.cl_size, dtype=x.dtype)  # kernels read its start
+            xcl = wp[self.cl_at:]
             if self.padded:  # (a memset: no bfloat16 fill kernel needed)
-                cupy.cuda.runtime.memsetAsync(buf.data.ptr, 0, wp.nbytes,
+                cupy.cuda.runtime.memsetAsync(wp.data.ptr, 0, self.wp_size * wp.itemsize,
                                               cupy.cuda.get_current_stream().ptr)
             vec = self.vec_ok & ((x.data.ptr % 16 == 0) | 2 * (w.data.ptr % 16 == 0))
             if self.prep is None:
@@ -1306,10 +1308,10 @@ class _Launch:
                 k, grid, pack = self.prep_launch(vec)
                 k(grid, (256,), (x, xcl, self.args[0], w, self.pack_tabs, wp, pack))
             x = xcl
-        self.kern(self.grid, self.block,
-                  (x, wp, x if b is None else b, out, self.meta, self.btab,
-                   self.args[b is not None]),
-                  shared_mem=self.smem)
+        self.kern_fn(self.grid, self.block,
+                     (x, wp, x if b is None else b, out, self.meta, self.btab,
+                      self.args[b is not None]),
+                     shared_mem=self.smem)
 
 
 @lru_cache(maxsize=None)
@@ -1331,12 +1333,14 @@ def _contiguous(a):
     return cupy.ascontiguousarray(a)
 
 
-def _run(params, cfg, x, w, b, out=None):
+def _run(params, cfg, x, w, b, out=None, launches=None):
     """``cfg`` on ``params`` (a pair configuration: on :func:`pair_params`,
-    the output in ``params``' shape)."""
+    the output in ``params``' shape).  ``launches``: a plan's dictionary of
+    its launch objects by device id (saves the memoized lookup per call)."""
     import cupy
 
-    with x.device:
+    dev = x.device
+    with dev:
         x, w = _contiguous(x), _contiguous(w)
         if b is not None:
             b = _contiguous(b)
@@ -1350,7 +1354,13 @@ def _run(params, cfg, x, w, b, out=None):
                 params = pair_params(params)
         if out is None:
             out = cupy.empty(shape, dtype=x.dtype)
-        _launch_getter()(params, cfg)(x, w, b, out)
+        if launches is None:
+            launch = _launch_getter()(params, cfg)
+        else:
+            launch = launches.get(dev.id)
+            if launch is None:
+                launch = launches[dev.id] = _launch_getter()(params, cfg)
+        launch(x, w, b, out)
         return out
 
 
@@ -1362,6 +1372,7 @@ class MmaPlan(Plan):
 
     def __init__(self, params, cfg, estimate_s, mode_name, name="cuda.mma"):
         self.params, self.cfg = params, cfg
+        self._launches = {}  # device id -> _Launch (made on the first call there)
         self.estimate = float(estimate_s)
         self.name = name
         gp = (pair_params(params) if cfg.pair else fold_params(params) if cfg.fold
@@ -1383,12 +1394,12 @@ class MmaPlan(Plan):
                        + (f", W fold of {cfg.fold} taps" if cfg.fold else ""))
 
     def __call__(self, x, w, b=None):
-        return _run(self.params, self.cfg, x, w, b)
+        return _run(self.params, self.cfg, x, w, b, launches=self._launches)
 
     def into(self, x, w, b, out):
         """The call, writing into ``out`` (C-contiguous, the batched output shape
         and ``x``'s dtype, on ``x``'s device)."""
-        return _run(self.params, self.cfg, x, w, b, out)
+        return _run(self.params, self.cfg, x, w, b, out, launches=self._launches)
 
     def __repr__(self):
         return (f"<MmaPlan {self.name}: {self.detail}, {self.estimate * 1e3:.3g} ms "
