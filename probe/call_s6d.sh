@@ -10,7 +10,7 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false XCONVT_HYPOTHESIS_PROFILE=quick PYTHO
 s() { echo "== $* ($(date +%T))" >> $LOG; }
 H="float16 gan_k4s2,dilated_k3d2,vnet_k3s2"
 R=$PWD
-for v in new old new old; do
+for v in new old new; do
   s host_$v
   if [ $v = new ]; then (cd $R && PYTHONPATH=/tmp/site:$R timeout 100 python3 probe/host_probe.py $H); else (cd $R/old_code && PYTHONPATH=/tmp/site:$R/old_code timeout 100 python3 $R/probe/host_probe.py $H); fi >> $OUT/host_$v.txt 2>&1
   tail -6 $OUT/host_$v.txt | cut -c1-300 >> $LOG
