@@ -46,7 +46,10 @@ in wgmma's swizzled K-major layout (K blocks of 128, 64 or 32 bytes: the
 registers; TF32 operands rounded by the copy and the pack; 3xTF32 stages both
 halves and sums each K block's three products in fresh registers.  Compiled
 for ``sm_90a`` by NVRTC directly (:func:`.runtime.kernel`'s ``arch``).  The
-weight pack and the copy share one launch (``xconvt_wgmma_prep``).  Where
+weight pack and the copy share one launch (``xconvt_wgmma_prep``), both by
+16-byte vectors transposed in registers where x's rows and w's rows are whole
+vectors and the arrays 16-byte aligned (``_Launch.vec_ok``; the tile kernels
+otherwise), their arguments one struct (``PackArgs``).  Where
 kernel = stride = 2 along W the planner also weighs W pairs
 (:func:`pair_params`: both W phases in one GEMM, written as value pairs),
 for 16-bit stride-1 layers of few channels the VEC epilogue

@@ -2021,7 +2021,8 @@ __device__ __forceinline__ void store_col(const uint4 (&v)[16 / sizeof(U)], int 
 
 // The same copy by 16-byte vectors (VEC 1), where x's rows are whole vectors
 // (IW % E == 0, E = 16 / sizeof(U) values a vector, x 16-byte aligned: the
-// host checks both) and the copy's channels are (CT: whole BK blocks a group).
+// host checks both) and the copy's channels whole vectors (CT: whole BK blocks
+// a group, BK % E == 0).
 // A warp unit is 8 x 4 lane vectors: 8 x E consecutive x positions (flat over
 // d, h, w: x is contiguous along a channel's volume) by 4 x E copy channels;
 // each lane loads E vectors (its E channels' E positions: a warp's load reads
@@ -2086,7 +2087,7 @@ __device__ __forceinline__ void to_cl_vec_blocks(const U* __restrict__ x, U* __r
   }
 }
 // xconvt_wgmma_pack's packing by 16-byte vectors (xconvt_wgmma_prep's VEC
-// bit 2): the transposed convolution's w read plainly (wf 1), per group a
+// 2 and 3): the transposed convolution's w read plainly (wf 1), per group a
 // matrix of Cig rows (K channels c) of Cog * K3 values j = o * K3 + k (the
 // host checks Cog * K3 % E == 0, w 16-byte aligned, and every packed row
 // offset a multiple of E: BK % E == 0).  A warp unit is 8 x 4 lane vectors:
