@@ -759,6 +759,18 @@ def test_wgmma_box_windows_read_the_right_rows(cfg, td, rb, conv3d):
     assert checked > 0 or all(r[C["nd"]] * r[C["nh"]] * r[C["nw"]] == 0 for r in meta)
 
 
+def _cl_copy_reference(x, ext, lo, ct, groups):
+    """The channels-last copy from its definition: x moved to ``cl_layout``'s
+    padded positions and each group's padded channels, zero elsewhere."""
+    shape = x.shape
+    cig, cp = shape[1] // groups, ct // groups
+    want = np.zeros((shape[0],) + tuple(ext) + (ct,))
+    for g in range(groups):
+        want[:, lo[0]:lo[0] + shape[2], lo[1]:lo[1] + shape[3], lo[2]:lo[2] + shape[4],
+             g * cp:g * cp + cig] = np.moveaxis(x[:, g * cig:(g + 1) * cig], 1, -1)
+    return want
+
+
 def replay_to_cl(x, ext, lo, ct, groups, v, grid):
     """``xconvt_mma_to_cl``'s index math replayed thread by thread (its tiles,
     the channel carry between groups, the 4-byte stores of ``v`` values):
@@ -834,11 +846,7 @@ def test_to_cl_copy_replay(shape, groups, kernel, stride, padding, bk, v):
     params = ConvParams.from_shapes(shape, (shape[1], cout // groups) + (kernel,) * 3, None,
                                     stride=stride, padding=padding, groups=groups)
     ext, lo, ct = cuda_mma.cl_layout(params, bk)
-    cig, cp = shape[1] // groups, ct // groups
-    want = np.zeros((shape[0],) + tuple(ext) + (ct,))
-    for g in range(groups):
-        want[:, lo[0]:lo[0] + shape[2], lo[1]:lo[1] + shape[3], lo[2]:lo[2] + shape[4],
-             g * cp:g * cp + cig] = np.moveaxis(x[:, g * cig:(g + 1) * cig], 1, -1)
+    want = _cl_copy_reference(x, ext, lo, ct, groups)
     for grid in (1, cuda_mma.cl_grid(ext, ct, shape[0], v)):
         got = replay_to_cl(x, ext, lo, ct, groups, v, grid)
         np.testing.assert_array_equal(got, want)
@@ -920,11 +928,7 @@ def test_to_cl_vec_copy_replay(shape, groups, kernel, stride, padding, bk, e):
     params = ConvParams.from_shapes(shape, (shape[1], cout // groups) + (kernel,) * 3, None,
                                     stride=stride, padding=padding, groups=groups)
     ext, lo, ct = cuda_mma.cl_layout(params, bk)
-    cig, cp = shape[1] // groups, ct // groups
-    want = np.zeros((shape[0],) + tuple(ext) + (ct,))
-    for g in range(groups):
-        want[:, lo[0]:lo[0] + shape[2], lo[1]:lo[1] + shape[3], lo[2]:lo[2] + shape[4],
-             g * cp:g * cp + cig] = np.moveaxis(x[:, g * cig:(g + 1) * cig], 1, -1)
+    want = _cl_copy_reference(x, ext, lo, ct, groups)
     for grid in (1, cuda_mma.cl_vec_grid(ext, ct, shape[0], shape[2:], e)):
         got = replay_to_cl_vec(x, ext, lo, ct, groups, e, grid, rnd=2 if e == 4 else 0)
         np.testing.assert_array_equal(got, want)

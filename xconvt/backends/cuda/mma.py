@@ -1282,9 +1282,12 @@ class _Launch:
             else:
                 k = self.prep if not vec else rt.kernel(_SOURCE_PATH,
                                                         f"xconvt_wgmma_prep<{t}>")
-                pg = ((self._pack_vec_grid, 1, 1) if vec & 2
-                      else tuple(int(self.prep_pack[f]) for f in ("px", "py", "pz")))
-                self._vec[vec] = (k, (math.prod(pg) + ncl,), pack_struct(self._pack_args, pg))
+                if vec & 2:  # the vector pack's own grid
+                    pv = self._pack_vec_grid
+                    self._vec[vec] = (k, (pv + ncl,), pack_struct(self._pack_args, (pv, 1, 1)))
+                else:  # the tile pack's: prep_pack's grid, prep_grid's pack blocks
+                    npk = self.prep_grid[0] - self.cl_grid[0]
+                    self._vec[vec] = (k, (npk + ncl,), self.prep_pack)
         return self._vec[vec]
 
     def __call__(self, x, w, b, out):
